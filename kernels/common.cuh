@@ -1,0 +1,192 @@
+// Shared device helpers of the batchgp kernels: thread groups, reductions, the ARD-RBF kernel
+// entry and the group-level dense linear algebra (Cholesky, triangular solves, inverse) that the
+// fused per-member kernels in gp.cu instantiate for a warp, a block in shared memory and a block
+// working in global memory.
+//
+// Conventions (DESIGN.md sections 1, 3, 4):
+// - matrices are row-major with a leading dimension `ld` (>= n; shared-memory copies pad it to
+//   n + 1 so that walking a column does not hit one bank);
+// - only the lower triangle of a factor is meaningful;
+// - a masked point (mask[i] == 0) has the identity row and column in K, residual 0, and its x and
+//   y are never read into arithmetic (selected away, never multiplied by 0);
+// - reductions accumulate in double in both precisions, in a fixed order (deterministic).
+#pragma once
+
+#include <stdint.h>
+
+#define BGP_WARP 32
+// Threads of the block-per-member kernels (block in shared or global memory).
+#define BGP_BLOCK 256
+// Matrices per block of the warp-per-member kernels (N <= 32).
+#define BGP_WARPS_PER_BLOCK 4
+// Lengthscale dimensions accumulated per pass of the gradient reduction.
+#define BGP_DCHUNK 8
+
+// A whole thread block working on one member.
+struct BlockGroup {
+    __device__ __forceinline__ int rank() const { return threadIdx.x; }
+    __device__ __forceinline__ int size() const { return blockDim.x; }
+    __device__ __forceinline__ void sync() const { __syncthreads(); }
+};
+
+// One warp working on one member (several members per block, never __syncthreads).
+struct WarpGroup {
+    __device__ __forceinline__ int rank() const { return threadIdx.x & (BGP_WARP - 1); }
+    __device__ __forceinline__ int size() const { return BGP_WARP; }
+    __device__ __forceinline__ void sync() const { __syncwarp(); }
+};
+
+__device__ __forceinline__ double warp_sum(double v) {
+    #pragma unroll
+    for (int off = BGP_WARP / 2; off > 0; off >>= 1) v += __shfl_xor_sync(0xffffffffu, v, off);
+    return v;
+}
+
+// Sum over the group, returned to every thread. `scratch` holds at least 32 doubles for a block
+// group (unused for a warp group). Every thread of the group must call it.
+__device__ __forceinline__ double group_sum(const WarpGroup&, double v, double*) { return warp_sum(v); }
+
+__device__ __forceinline__ double group_sum(const BlockGroup& g, double v, double* scratch) {
+    v = warp_sum(v);
+    const int lane = threadIdx.x & (BGP_WARP - 1);
+    const int wid = threadIdx.x / BGP_WARP;
+    const int nw = (blockDim.x + BGP_WARP - 1) / BGP_WARP;
+    if (lane == 0) scratch[wid] = v;
+    __syncthreads();
+    double t = 0.0;
+    for (int w = 0; w < nw; ++w) t += scratch[w];
+    __syncthreads();
+    return t;
+}
+
+template <typename T> __device__ __forceinline__ T bgp_nan();
+template <> __device__ __forceinline__ double bgp_nan<double>() { return __longlong_as_double(0x7ff8000000000000LL); }
+template <> __device__ __forceinline__ float bgp_nan<float>() { return __int_as_float(0x7fc00000); }
+
+template <typename T> __device__ __forceinline__ bool bgp_finite(T v) { return isfinite(v); }
+
+// Squared scaled distance sum_d ((a_d - b_d) / l_d)^2.
+template <typename T>
+__device__ __forceinline__ T scaled_sqdist(const T* a, const T* b, const T* ls, int d) {
+    T acc = T(0);
+    for (int k = 0; k < d; ++k) {
+        const T t = (a[k] - b[k]) / ls[k];
+        acc += t * t;
+    }
+    return acc;
+}
+
+// Kf(a, b) = s exp(-0.5 sum_d ((a_d - b_d) / l_d)^2).
+template <typename T>
+__device__ __forceinline__ T rbf(const T* a, const T* b, const T* ls, T s, int d) {
+    return s * exp(T(-0.5) * scaled_sqdist(a, b, ls, d));
+}
+
+// Entry (i, j) of K = Kf + (noise + jitter) I with the mask: identity for a masked row or column.
+// x points at the member's (N, D) inputs.
+template <typename T>
+__device__ __forceinline__ T gram_entry(const T* x, const uint8_t* mask, const T* ls, T s, T diag_add,
+                                        int i, int j, int d) {
+    const bool oi = mask[i] != 0, oj = mask[j] != 0;
+    if (!oi || !oj) return i == j ? T(1) : T(0);
+    if (i == j) return s + diag_add;
+    return rbf(x + (size_t)i * d, x + (size_t)j * d, ls, s, d);
+}
+
+// Row r and column c (c <= r) of the idx-th entry of a lower triangle stored row by row.
+__device__ __forceinline__ void tri_index(long long idx, int& r, int& c) {
+    long long rr = (long long)((sqrt(8.0 * (double)idx + 1.0) - 1.0) * 0.5);
+    while (rr * (rr + 1) / 2 > idx) --rr;
+    while ((rr + 1) * (rr + 2) / 2 <= idx) ++rr;
+    r = (int)rr;
+    c = (int)(idx - rr * (rr + 1) / 2);
+}
+
+// In-place lower Cholesky of the n x n matrix a (lower triangle read and written). Returns false
+// (in every thread) at the first pivot that is not positive and finite; a is then garbage.
+// Right-looking, unblocked: three group syncs per column.
+template <typename T, class G>
+__device__ bool group_cholesky(const G& g, T* a, int n, int ld) {
+    for (int k = 0; k < n; ++k) {
+        const T p = a[(size_t)k * ld + k];
+        g.sync();  // everyone has read the pivot before it is overwritten
+        if (!(p > T(0)) || !bgp_finite(p)) return false;
+        const T dk = sqrt(p);
+        for (int i = k + g.rank(); i < n; i += g.size()) {
+            if (i == k) a[(size_t)k * ld + k] = dk;
+            else a[(size_t)i * ld + k] = a[(size_t)i * ld + k] / dk;
+        }
+        g.sync();
+        const int m = n - k - 1;
+        const long long tri = (long long)m * (m + 1) / 2;
+        for (long long idx = g.rank(); idx < tri; idx += g.size()) {
+            int r, c;
+            tri_index(idx, r, c);
+            const int i = k + 1 + r, j = k + 1 + c;
+            a[(size_t)i * ld + j] -= a[(size_t)i * ld + k] * a[(size_t)j * ld + k];
+        }
+        g.sync();
+    }
+    return true;
+}
+
+// v <- L^-1 v (forward substitution), column oriented.
+template <typename T, class G>
+__device__ void group_forward(const G& g, const T* l, int n, int ld, T* v) {
+    for (int k = 0; k < n; ++k) {
+        const T vk = v[k] / l[(size_t)k * ld + k];
+        g.sync();  // everyone has read v[k]
+        for (int i = k + 1 + g.rank(); i < n; i += g.size()) v[i] -= l[(size_t)i * ld + k] * vk;
+        if (g.rank() == 0) v[k] = vk;
+        g.sync();
+    }
+}
+
+// v <- L^-T v (backward substitution), column oriented.
+template <typename T, class G>
+__device__ void group_backward(const G& g, const T* l, int n, int ld, T* v) {
+    for (int k = n - 1; k >= 0; --k) {
+        const T vk = v[k] / l[(size_t)k * ld + k];
+        g.sync();
+        for (int i = g.rank(); i < k; i += g.size()) v[i] -= l[(size_t)k * ld + i] * vk;
+        if (g.rank() == 0) v[k] = vk;
+        g.sync();
+    }
+}
+
+// In place: L (lower) -> L^-1 (lower), then -> K^-1 = L^-T L^-1 (lower triangle).
+// tmp holds n values.
+template <typename T, class G>
+__device__ void group_spd_inverse(const G& g, T* a, int n, int ld, T* tmp) {
+    // Triangular inverse, trailing block first: with L = [[l, 0], [c, L2]],
+    // L^-1 = [[1/l, 0], [-L2^-1 c / l, L2^-1]].
+    for (int j = n - 1; j >= 0; --j) {
+        for (int i = j + 1 + g.rank(); i < n; i += g.size()) {
+            T acc = T(0);
+            for (int k = j + 1; k <= i; ++k) acc += a[(size_t)i * ld + k] * a[(size_t)k * ld + j];
+            tmp[i] = acc;
+        }
+        const T inv = T(1) / a[(size_t)j * ld + j];
+        g.sync();
+        for (int i = j + 1 + g.rank(); i < n; i += g.size()) a[(size_t)i * ld + j] = -tmp[i] * inv;
+        if (g.rank() == 0) a[(size_t)j * ld + j] = inv;
+        g.sync();
+    }
+    // (L^-T L^-1)_ij = sum_{k >= max(i, j)} M_ki M_kj with M = L^-1, row by row from the top: row i
+    // reads only rows >= i, and its own entry (i, j) is read only by the thread that writes it;
+    // the diagonal, read by the whole row, is written last.
+    for (int i = 0; i < n; ++i) {
+        for (int j = g.rank(); j < i; j += g.size()) {
+            T acc = T(0);
+            for (int k = i; k < n; ++k) acc += a[(size_t)k * ld + i] * a[(size_t)k * ld + j];
+            tmp[j] = acc;
+        }
+        T dacc = T(0);
+        if (g.rank() == 0)
+            for (int k = i; k < n; ++k) dacc += a[(size_t)k * ld + i] * a[(size_t)k * ld + i];
+        g.sync();
+        for (int j = g.rank(); j < i; j += g.size()) a[(size_t)i * ld + j] = tmp[j];
+        if (g.rank() == 0) a[(size_t)i * ld + i] = dacc;
+        g.sync();
+    }
+}

@@ -1,0 +1,214 @@
+//! Posterior prediction and sampling on the CPU (DESIGN.md section 6).
+//!
+//! With K = L L^T (the training Gram with noise and jitter), alpha = K^-1 r, K* = k(X, X*) and
+//! V = L^-1 K*: mean = m + K*^T alpha, var f = s - colsum(V^2), cov f = K** - V^T V.
+
+use super::gram::{fill_cross, fill_kf, load_member, scale_points};
+use super::{cholesky::factor_with_jitter, for_members, inner_par, Float, Workspace};
+use crate::backend::{JitterPolicy, PredictOptions, Prediction};
+use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
+use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView3, Axis};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
+
+struct MemberPrediction {
+    mean: Vec<f64>,
+    var: Vec<f64>,
+    cov: Option<Vec<f64>>,
+    status: Status,
+    jitter: f64,
+}
+
+pub(crate) fn predict(data: &Dataset, hyp: &Hyperparameters, test: &Inputs, opts: &PredictOptions) -> Prediction {
+    let b = data.batch_size();
+    let m = test.n_points();
+    let want_cov = opts.full_covariance || opts.samples.is_some();
+    let par = inner_par(b, data.n_points().max(m));
+    let res = for_members(b, par, |k, par| match opts.precision {
+        Precision::F64 => member_predict::<f64>(data, hyp, test.member(k), k, want_cov, par),
+        Precision::F32 => member_predict::<f32>(data, hyp, test.member(k), k, want_cov, par),
+    });
+    let mut mean = Array2::zeros((b, m));
+    let mut var = Array2::zeros((b, m));
+    let mut cov = want_cov.then(|| Array3::zeros((b, m, m)));
+    for (k, r) in res.iter().enumerate() {
+        for j in 0..m {
+            mean[[k, j]] = r.mean[j];
+            var[[k, j]] = r.var[j];
+        }
+        if let (Some(c), Some(rc)) = (cov.as_mut(), r.cov.as_ref()) {
+            for ((i, j), v) in c.index_axis_mut(Axis(0), k).indexed_iter_mut() {
+                *v = rc[j * m + i];
+            }
+        }
+    }
+    let var_y = &var + &hyp.noise.view().insert_axis(Axis(1));
+    let sd = var_y.mapv(f64::sqrt);
+    let mut status: Vec<Status> = res.iter().map(|r| r.status).collect();
+    let samples = opts.samples.map(|(count, seed)| {
+        let (s, st) = draw_samples(mean.view(), cov.as_ref().expect("covariance computed").view(), count, seed);
+        for (a, b) in status.iter_mut().zip(st) {
+            *a = (*a).max(b);
+        }
+        s
+    });
+    Prediction {
+        lower: &mean - &(2.0 * &sd),
+        upper: &mean + &(2.0 * &sd),
+        mean,
+        var,
+        var_y,
+        covariance: if opts.full_covariance { cov } else { None },
+        samples,
+        status,
+        jitter: res.iter().map(|r| r.jitter).collect::<Array1<f64>>(),
+    }
+}
+
+fn member_predict<T: Float>(data: &Dataset, hyp: &Hyperparameters, z: ArrayView2<f64>, b: usize, want_cov: bool, par: Par) -> MemberPrediction {
+    let d = data.n_dims();
+    let n = data.n_observed(b);
+    let m = z.nrows();
+    let (s, noise, mu) = (hyp.outputscale[b], hyp.noise[b], hyp.mean[b]);
+    let failed = |jitter| MemberPrediction {
+        mean: vec![f64::NAN; m],
+        var: vec![f64::NAN; m],
+        cov: want_cov.then(|| vec![f64::NAN; m * m]),
+        status: Status::Failed,
+        jitter,
+    };
+    if !(s.is_finite() && noise.is_finite() && mu.is_finite()) {
+        return failed(0.0);
+    }
+    let st = T::from_f64(s);
+    let mut zs = vec![T::from_f64(0.0); m * d];
+    scale_points(z, hyp.lengthscale.row(b), &mut zs);
+    T::with_workspace(|ws| {
+        ws.reserve(n, d, m, par);
+        let Workspace { xs, alpha, kf, chol, inv, mem, .. } = ws;
+        let mut status = Status::Ok;
+        let mut jitter = 0.0;
+        let mut mean = vec![mu; m];
+        let mut var = vec![s; m];
+        let cross = &mut inv[..n * m];
+        if n > 0 {
+            load_member::<T>(data, hyp, b, xs, alpha);
+            fill_kf(xs, n, d, st, kf);
+            let noise_t = T::from_f64(noise);
+            (status, jitter) = factor_with_jitter::<T>(chol, n, s + noise, JitterPolicy::for_precision(precision_of::<T>()), par, mem, |a, jit| {
+                for j in 0..n {
+                    a[j * n + j..(j + 1) * n].copy_from_slice(&kf[j * n + j..(j + 1) * n]);
+                    a[j * n + j] += noise_t + jit;
+                }
+            });
+            if status == Status::Failed {
+                return failed(jitter);
+            }
+            let l = MatRef::from_column_major_slice(&chol[..n * n], n, n);
+            let rhs = MatMut::from_column_major_slice_mut(&mut alpha[..n], n, 1);
+            faer::linalg::cholesky::llt::solve::solve_in_place(l, rhs, par, Workspace::<T>::stack(mem));
+            fill_cross(xs, n, &zs, m, d, st, cross);
+            for j in 0..m {
+                let col = &cross[j * n..(j + 1) * n];
+                mean[j] = mu + col.iter().zip(&alpha[..n]).map(|(k, a)| (*k * *a).to_f64()).sum::<f64>();
+            }
+            let v = MatMut::from_column_major_slice_mut(cross, n, m);
+            faer::linalg::triangular_solve::solve_lower_triangular_in_place(l, v, par);
+            for j in 0..m {
+                let q: f64 = cross[j * n..(j + 1) * n].iter().map(|v| v.to_f64() * v.to_f64()).sum();
+                var[j] = (s - q).max(0.0);
+            }
+        }
+        let cov = want_cov.then(|| {
+            let mut c = vec![T::from_f64(0.0); m * m];
+            fill_kf(&zs, m, d, st, &mut c);
+            for j in 0..m {
+                for i in 0..j {
+                    c[j * m + i] = c[i * m + j];
+                }
+            }
+            if n > 0 {
+                let v = MatRef::from_column_major_slice(&cross[..n * m], n, m);
+                let dst = MatMut::from_column_major_slice_mut(&mut c, m, m);
+                matmul(dst, Accum::Add, v.transpose(), v, T::from_f64(-1.0), par);
+            }
+            c.iter().map(|v| v.to_f64()).collect()
+        });
+        MemberPrediction { mean, var, cov, status, jitter }
+    })
+}
+
+fn precision_of<T: Float>() -> Precision {
+    if std::mem::size_of::<T>() == 4 {
+        Precision::F32
+    } else {
+        Precision::F64
+    }
+}
+
+/// Draws `count` samples from N(mean_b, cov_b) for every member: mean (B, M), cov (B, M, M)
+/// -> (count, B, M), with a status per member (Jitter when the covariance needed jitter to
+/// factorise, Failed with NaN samples when it could not be).
+///
+/// Reproducible: member b draws from its own ChaCha8 stream (seed, stream b), so the samples
+/// do not depend on the thread count or on the backend that computed the covariance.
+pub fn draw_samples(mean: ArrayView2<f64>, cov: ArrayView3<f64>, count: usize, seed: u64) -> (Array3<f64>, Vec<Status>) {
+    let (b, m) = mean.dim();
+    let mut out = Array3::<f64>::zeros((count, b, m));
+    // Posterior covariances are often singular to working precision: start the jitter small
+    // and allow more retries than a training Gram gets.
+    let policy = JitterPolicy { start: 1e-10, retries: 9 };
+    let per_member: Vec<(Vec<f64>, Status)> = (0..b)
+        .into_par_iter()
+        .map(|k| {
+            let c = cov.index_axis(Axis(0), k);
+            let mean_diag = if m > 0 { (0..m).map(|i| c[[i, i]]).sum::<f64>() / m as f64 } else { 0.0 };
+            let scale = if mean_diag > 0.0 { mean_diag } else { 1.0 };
+            let mut l = vec![0.0f64; m * m];
+            let mut mem = Some(faer::dyn_stack::MemBuffer::new(faer::linalg::cholesky::llt::factor::cholesky_in_place_scratch::<f64>(
+                m,
+                Par::Seq,
+                Default::default(),
+            )));
+            let (status, _) = factor_with_jitter::<f64>(&mut l, m, scale, policy, Par::Seq, &mut mem, |a, jit| {
+                for j in 0..m {
+                    for i in j..m {
+                        a[j * m + i] = c[[i, j]];
+                    }
+                    a[j * m + j] += jit;
+                }
+            });
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(k as u64);
+            let mut draws = vec![0.0; count * m];
+            let mut zbuf = vec![0.0; m];
+            for sidx in 0..count {
+                for z in zbuf.iter_mut() {
+                    *z = StandardNormal.sample(&mut rng);
+                }
+                for i in 0..m {
+                    let mut acc = mean[[k, i]];
+                    for j in 0..=i {
+                        acc += l[j * m + i] * zbuf[j];
+                    }
+                    draws[sidx * m + i] = if status == Status::Failed { f64::NAN } else { acc };
+                }
+            }
+            (draws, status)
+        })
+        .collect();
+    let mut status = Vec::with_capacity(b);
+    for (k, (draws, st)) in per_member.into_iter().enumerate() {
+        for sidx in 0..count {
+            for i in 0..m {
+                out[[sidx, k, i]] = draws[sidx * m + i];
+            }
+        }
+        status.push(if st == Status::Jitter { Status::Ok } else { st });
+    }
+    (out, status)
+}

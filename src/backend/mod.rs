@@ -1,0 +1,231 @@
+//! The backend interface: the batched numerical core that the CPU (rayon) and CUDA backends
+//! both implement, so that callers (the fitting loop, prediction, the CLI) never know which one
+//! runs. A backend is chosen once, at the edge, with [`select`].
+//!
+//! Every method takes and returns f64 arrays on the host; [`Precision`] decides the arithmetic
+//! inside. Per-member numerical failure is reported in [`Status`], never as an `Err`.
+
+pub mod cpu;
+pub mod cuda;
+
+use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
+use crate::error::{Error, Result};
+use ndarray::{Array1, Array2, Array3};
+
+/// Jitter policy (DESIGN.md section 4): on a failed factorisation of member b, retry with
+/// jitter = start * mean(diag K_b) * 10^k for k = 0..retries.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct JitterPolicy {
+    /// Relative jitter of the first retry: 1e-8 for f64, 1e-6 for f32 by default.
+    pub start: f64,
+    /// Retries after the jitter-free attempt (default 6: up to 1e-2 relative in f64).
+    pub retries: u32,
+}
+
+impl JitterPolicy {
+    /// The default for a precision.
+    pub fn for_precision(p: Precision) -> Self {
+        match p {
+            Precision::F64 => JitterPolicy { start: 1e-8, retries: 6 },
+            Precision::F32 => JitterPolicy { start: 1e-6, retries: 5 },
+        }
+    }
+    /// Absolute jitter of attempt `k` (0 = none) for a matrix whose mean diagonal is `mean_diag`.
+    pub fn jitter(&self, k: u32, mean_diag: f64) -> f64 {
+        if k == 0 {
+            0.0
+        } else {
+            self.start * mean_diag * 10f64.powi(k as i32 - 1)
+        }
+    }
+}
+
+/// Options of one batched MLL evaluation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MllOptions {
+    pub precision: Precision,
+    /// Compute the analytic gradient (costs a K^-1: about twice the work of the MLL alone).
+    pub gradient: bool,
+    pub jitter: JitterPolicy,
+}
+
+impl Default for MllOptions {
+    fn default() -> Self {
+        MllOptions { precision: Precision::F64, gradient: true, jitter: JitterPolicy::for_precision(Precision::F64) }
+    }
+}
+
+impl MllOptions {
+    /// Defaults for a precision (gradient on).
+    pub fn new(precision: Precision) -> Self {
+        MllOptions { precision, gradient: true, jitter: JitterPolicy::for_precision(precision) }
+    }
+}
+
+/// Gradient of the MLL with respect to log(lengthscale), log(outputscale), log(noise), mean.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MllGradient {
+    /// (K, D)
+    pub log_lengthscale: Array2<f64>,
+    /// (K,)
+    pub log_outputscale: Array1<f64>,
+    /// (K,)
+    pub log_noise: Array1<f64>,
+    /// (K,)
+    pub mean: Array1<f64>,
+}
+
+impl MllGradient {
+    /// All zeros for K members and D dimensions.
+    pub fn zeros(k: usize, d: usize) -> Self {
+        MllGradient {
+            log_lengthscale: Array2::zeros((k, d)),
+            log_outputscale: Array1::zeros(k),
+            log_noise: Array1::zeros(k),
+            mean: Array1::zeros(k),
+        }
+    }
+}
+
+/// The MLL of K evaluated members (K = B, or the length of the `members` list).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MllBatch {
+    /// (K,) the total exact MLL (not divided by n); NaN for a failed member.
+    pub mll: Array1<f64>,
+    /// Present when asked for; NaN rows for failed members.
+    pub gradient: Option<MllGradient>,
+    /// (K,)
+    pub status: Vec<Status>,
+    /// (K,) absolute jitter added to the diagonal (0 when none).
+    pub jitter: Array1<f64>,
+}
+
+/// Lower Cholesky factors of a batch with per-member diagnostics.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CholeskyBatch {
+    /// (B, N, N) lower triangular, zeros above the diagonal; NaN for a failed member.
+    pub factor: Array3<f64>,
+    pub status: Vec<Status>,
+    /// (B,) absolute jitter added to the diagonal.
+    pub jitter: Array1<f64>,
+}
+
+/// What to compute in a prediction beyond mean and variances.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct PredictOptions {
+    pub precision: Precision,
+    /// Also return the full posterior covariance of f (B, M, M).
+    pub full_covariance: bool,
+    /// Posterior samples of f: (count, seed). Reproducible for a seed on every backend and
+    /// thread count (one random stream per member).
+    pub samples: Option<(usize, u64)>,
+}
+
+/// Posterior at M test points per member (DESIGN.md section 6). Arrays are (B, M).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prediction {
+    /// Posterior mean of f (and of y).
+    pub mean: Array2<f64>,
+    /// Posterior variance of f.
+    pub var: Array2<f64>,
+    /// Posterior variance of y = var f + noise.
+    pub var_y: Array2<f64>,
+    /// mean - 2 sd(y) (GPyTorch's confidence_region).
+    pub lower: Array2<f64>,
+    /// mean + 2 sd(y).
+    pub upper: Array2<f64>,
+    /// (B, M, M) when asked for.
+    pub covariance: Option<Array3<f64>>,
+    /// (S, B, M) posterior samples of f when asked for.
+    pub samples: Option<Array3<f64>>,
+    pub status: Vec<Status>,
+    pub jitter: Array1<f64>,
+}
+
+/// The batched numerical core. Implemented by [`cpu::CpuBackend`] and [`cuda::CudaBackend`].
+///
+/// Hyperparameters are validated by the caller (the public functions in the crate root); a
+/// backend may assume shapes agree.
+pub trait Backend: Send + Sync {
+    /// "cpu" or "cuda".
+    fn name(&self) -> &'static str;
+
+    /// A one-line description (threads, device name).
+    fn describe(&self) -> String;
+
+    /// Gram matrices K_b = k_b(X_b, X_b) + noise_b I (no jitter): (B, N, N). Rows and columns of
+    /// masked points are those of the identity.
+    fn gram(&self, data: &Dataset, hyp: &Hyperparameters, precision: Precision) -> Result<Array3<f64>>;
+
+    /// Lower Cholesky factors of a (B, N, N) batch of symmetric matrices (only the lower
+    /// triangle is read), with per-member jitter escalation.
+    fn cholesky(&self, a: &Array3<f64>, precision: Precision, jitter: JitterPolicy) -> Result<CholeskyBatch>;
+
+    /// MLL (and gradient) of the members listed in `members` (all when None), in that order.
+    /// `hyp` holds all B members; only the listed rows are read. This is what the fitting loop
+    /// calls on the members still running.
+    fn mll(
+        &self,
+        data: &Dataset,
+        hyp: &Hyperparameters,
+        members: Option<&[usize]>,
+        opts: &MllOptions,
+    ) -> Result<MllBatch>;
+
+    /// Posterior at test points `test` ((M, D) shared or (B, M, D)).
+    fn predict(
+        &self,
+        data: &Dataset,
+        hyp: &Hyperparameters,
+        test: &Inputs,
+        opts: &PredictOptions,
+    ) -> Result<Prediction>;
+}
+
+/// Which backend to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BackendChoice {
+    /// The GPU when libcuda, a device and embedded kernels are all there, else the CPU.
+    #[default]
+    Auto,
+    Cpu,
+    /// The GPU; an error when it cannot be had.
+    Cuda,
+}
+
+impl std::str::FromStr for BackendChoice {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(BackendChoice::Auto),
+            "cpu" => Ok(BackendChoice::Cpu),
+            "cuda" => Ok(BackendChoice::Cuda),
+            _ => Err(Error::option("backend", format!("expected auto, cpu or cuda, got `{s}`"))),
+        }
+    }
+}
+
+/// Chooses a backend once, at the edge.
+///
+/// # Errors
+/// [`Error::BackendUnavailable`] when `Cuda` is asked for and no usable GPU, driver or embedded
+/// kernels are there (the reason says which).
+pub fn select(choice: BackendChoice) -> Result<Box<dyn Backend>> {
+    match choice {
+        BackendChoice::Cpu => Ok(Box::new(cpu::CpuBackend::new())),
+        BackendChoice::Cuda => Ok(Box::new(cuda::CudaBackend::new()?)),
+        BackendChoice::Auto => match cuda::CudaBackend::new() {
+            Ok(b) => Ok(Box::new(b)),
+            Err(_) => Ok(Box::new(cpu::CpuBackend::new())),
+        },
+    }
+}
+
+/// Every backend usable here, CPU first: what the backend-agnostic tests loop over.
+pub fn available() -> Vec<Box<dyn Backend>> {
+    let mut v: Vec<Box<dyn Backend>> = vec![Box::new(cpu::CpuBackend::new())];
+    if let Ok(c) = cuda::CudaBackend::new() {
+        v.push(Box::new(c));
+    }
+    v
+}

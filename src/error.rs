@@ -1,0 +1,75 @@
+//! The one error type of the crate.
+//!
+//! An `Err` means the whole request was meaningless (shapes that do not agree, a missing array,
+//! non-finite input outside the mask, invalid prior parameters, a backend that cannot be had).
+//! Numerical trouble in one member (a matrix that is not positive definite) is never an error:
+//! it is reported in that member's [`Status`](crate::Status) and the others go on.
+
+use thiserror::Error;
+
+/// Everything that can reject a request, with the values that explain it.
+#[derive(Debug, Error, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Error {
+    /// An array has the wrong number of dimensions or the wrong extent.
+    #[error("array `{array}` has shape {actual:?}, expected {expected}")]
+    Shape {
+        array: String,
+        expected: String,
+        actual: Vec<usize>,
+    },
+    /// A required array was not given (for example missing from an .npz file).
+    #[error("missing array `{array}`{context}")]
+    Missing { array: String, context: String },
+    /// A non-finite value where a finite one is required (outside the mask for x and y).
+    #[error("array `{array}` holds a non-finite value {value} at (member {member}, index {index})")]
+    NonFinite {
+        array: String,
+        member: usize,
+        index: usize,
+        value: f64,
+    },
+    /// A hyperparameter outside its domain (lengthscale <= 0, say).
+    #[error("{name} must be {requirement}, got {value} at (member {member}, index {index})")]
+    InvalidHyperparameter {
+        name: String,
+        requirement: String,
+        member: usize,
+        index: usize,
+        value: f64,
+    },
+    /// A prior whose parameters are invalid, or whose shape does not broadcast.
+    #[error("invalid prior on {target}: {reason}")]
+    InvalidPrior { target: String, reason: String },
+    /// An option outside its range.
+    #[error("invalid option `{name}`: {reason}")]
+    InvalidOption { name: String, reason: String },
+    /// The requested backend cannot be used here.
+    #[error("backend `{backend}` is not available: {reason}")]
+    BackendUnavailable { backend: String, reason: String },
+    /// A failure inside the CUDA driver or a kernel launch.
+    #[error("CUDA error: {0}")]
+    Cuda(String),
+    /// Reading or writing a file.
+    #[error("{path}: {reason}")]
+    Io { path: String, reason: String },
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub(crate) fn shape(array: &str, expected: impl Into<String>, actual: &[usize]) -> Self {
+        Error::Shape {
+            array: array.to_string(),
+            expected: expected.into(),
+            actual: actual.to_vec(),
+        }
+    }
+    pub(crate) fn option(name: &str, reason: impl Into<String>) -> Self {
+        Error::InvalidOption {
+            name: name.to_string(),
+            reason: reason.into(),
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! Placeholder (the CLI's .npz files).

@@ -1,0 +1,174 @@
+//! The public entry points on a whole batch: the MAP objective (MLL plus log prior) with its
+//! gradient, posterior prediction and prior sampling. Each validates its request once, then
+//! hands the numbers to a [`Backend`].
+
+use crate::backend::{self, Backend, BackendChoice, MllGradient, MllOptions, PredictOptions, Prediction};
+use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
+use crate::error::{Error, Result};
+use crate::prior::{Priors, ResolvedPriors};
+use ndarray::{Array1, Array2, Array3};
+
+/// The MAP objective of a batch: `mll + log_prior`, with its gradient.
+///
+/// # Parameters
+/// | name      | default        | purpose                                             |
+/// |-----------|----------------|-----------------------------------------------------|
+/// | priors    | none (flat)    | priors per hyperparameter, see [`Priors`]           |
+/// | backend   | auto           | where to compute: GPU when usable, else CPU         |
+/// | precision | f64            | arithmetic inside the backend                       |
+/// | gradient  | true           | also compute the gradient (about 2x the work)       |
+///
+/// ```
+/// # use batchgp::*;
+/// # use ndarray::*;
+/// let x = Array2::from_shape_fn((10, 1), |(i, _)| i as f64 / 10.0);
+/// let y = Array2::from_shape_fn((2, 10), |(b, i)| (i as f64 + b as f64).sin());
+/// let data = Dataset::new(x, y)?;
+/// let hyp = Hyperparameters::broadcast(2, &[0.3], 1.0, 0.1, 0.0);
+/// let r = MllRequest::new(&data, &hyp).backend(BackendChoice::Cpu).run()?;
+/// assert!(r.mll.iter().all(|v| v.is_finite()));
+/// # Ok::<(), batchgp::Error>(())
+/// ```
+pub struct MllRequest<'a> {
+    data: &'a Dataset,
+    hyp: &'a Hyperparameters,
+    priors: Option<&'a Priors>,
+    backend: Option<&'a dyn Backend>,
+    choice: BackendChoice,
+    opts: MllOptions,
+}
+
+/// The result of an [`MllRequest`]: arrays over the B members.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MllReport {
+    /// (B,) exact MLL (a total, not divided by n).
+    pub mll: Array1<f64>,
+    /// (B,) sum of log prior densities (0 without priors).
+    pub log_prior: Array1<f64>,
+    /// (B,) mll + log_prior.
+    pub objective: Array1<f64>,
+    /// Gradient of the objective w.r.t. log lengthscale, log outputscale, log noise, mean.
+    pub gradient: Option<MllGradient>,
+    pub status: Vec<Status>,
+    /// (B,) jitter added to each member's diagonal.
+    pub jitter: Array1<f64>,
+}
+
+impl<'a> MllRequest<'a> {
+    /// The objective of `data` at `hyp` (B members), with the defaults of the table above.
+    pub fn new(data: &'a Dataset, hyp: &'a Hyperparameters) -> Self {
+        MllRequest { data, hyp, priors: None, backend: None, choice: BackendChoice::Auto, opts: MllOptions::default() }
+    }
+    /// Adds priors (MAP objective).
+    pub fn priors(mut self, priors: &'a Priors) -> Self {
+        self.priors = Some(priors);
+        self
+    }
+    /// Chooses the backend by kind.
+    pub fn backend(mut self, choice: BackendChoice) -> Self {
+        self.choice = choice;
+        self
+    }
+    /// Uses a backend already made (no device start-up per call).
+    pub fn on(mut self, backend: &'a dyn Backend) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+    /// Arithmetic precision (resets the jitter policy to that precision's default).
+    pub fn precision(mut self, p: Precision) -> Self {
+        self.opts = MllOptions { precision: p, gradient: self.opts.gradient, jitter: backend::JitterPolicy::for_precision(p) };
+        self
+    }
+    /// Whether to compute the gradient.
+    pub fn gradient(mut self, on: bool) -> Self {
+        self.opts.gradient = on;
+        self
+    }
+    /// Evaluates.
+    ///
+    /// # Errors
+    /// Shapes or domains of the hyperparameters ([`Error::Shape`],
+    /// [`Error::InvalidHyperparameter`]), invalid priors ([`Error::InvalidPrior`]), an
+    /// unavailable backend.
+    pub fn run(self) -> Result<MllReport> {
+        let (b, d) = (self.data.batch_size(), self.data.n_dims());
+        self.hyp.validate(b, d)?;
+        let priors = match self.priors {
+            Some(p) => p.resolve(b, d)?,
+            None => ResolvedPriors::flat(b, d),
+        };
+        let owned;
+        let be: &dyn Backend = match self.backend {
+            Some(be) => be,
+            None => {
+                owned = backend::select(self.choice)?;
+                owned.as_ref()
+            }
+        };
+        let raw = be.mll(self.data, self.hyp, None, &self.opts)?;
+        Ok(combine(raw, &priors, self.hyp, None))
+    }
+}
+
+/// Adds the log prior (and its gradient) to a backend's MLL for the members `rows`.
+pub(crate) fn combine(raw: backend::MllBatch, priors: &ResolvedPriors, hyp: &Hyperparameters, rows: Option<&[usize]>) -> MllReport {
+    let p = priors.evaluate(hyp, rows);
+    let objective = &raw.mll + &p.log_prior;
+    let gradient = raw.gradient.map(|g| MllGradient {
+        log_lengthscale: g.log_lengthscale + &p.grad_log_lengthscale,
+        log_outputscale: g.log_outputscale + &p.grad_log_outputscale,
+        log_noise: g.log_noise + &p.grad_log_noise,
+        mean: g.mean + &p.grad_mean,
+    });
+    MllReport { mll: raw.mll, log_prior: p.log_prior, objective, gradient, status: raw.status, jitter: raw.jitter }
+}
+
+/// Posterior of every member at test points `test` ((M, D) shared or (B, M, D)).
+///
+/// # Errors
+/// Hyperparameter shapes or domains, test points of the wrong shape or non-finite
+/// ([`Error::Shape`], [`Error::NonFinite`] naming (member, index)).
+pub fn predict(be: &dyn Backend, data: &Dataset, hyp: &Hyperparameters, test: &Inputs, opts: &PredictOptions) -> Result<Prediction> {
+    let (b, d) = (data.batch_size(), data.n_dims());
+    hyp.validate(b, d)?;
+    test.validate_test("test x", b, d)?;
+    if let Some((count, _)) = opts.samples {
+        if count == 0 {
+            return Err(Error::option("samples", "must be >= 1"));
+        }
+    }
+    be.predict(data, hyp, test, opts)
+}
+
+/// Draws `count` samples from the prior of every member at inputs `x` ((M, D) or (B, M, D)):
+/// f ~ N(m, Kf(x, x)), plus independent N(0, noise) when `with_noise` (then they are draws of
+/// y, as a teacher GP would generate training data). Returns (count, B, M) and a status per
+/// member. Reproducible for a seed (one stream per member).
+///
+/// # Errors
+/// Hyperparameter shapes or domains, inputs of the wrong shape or non-finite.
+pub fn sample_prior(
+    be: &dyn Backend,
+    x: &Inputs,
+    hyp: &Hyperparameters,
+    count: usize,
+    seed: u64,
+    with_noise: bool,
+    precision: Precision,
+) -> Result<(Array3<f64>, Vec<Status>)> {
+    let (b, d) = (hyp.batch_size(), hyp.n_dims());
+    hyp.validate(b, d)?;
+    x.validate_test("x", b, d)?;
+    let m = x.n_points();
+    let data = Dataset::new(x.clone(), Array2::zeros((b, m)))?;
+    let mut gram = be.gram(&data, hyp, precision)?;
+    if !with_noise {
+        for k in 0..b {
+            for i in 0..m {
+                gram[[k, i, i]] -= hyp.noise[k];
+            }
+        }
+    }
+    let mean = Array2::from_shape_fn((b, m), |(k, _)| hyp.mean[k]);
+    Ok(backend::cpu::draw_samples(mean.view(), gram.view(), count, seed))
+}
