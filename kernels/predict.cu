@@ -1,7 +1,7 @@
 // Posterior prediction (DESIGN.md section 6) from the factor L and alpha = K^-1 r that
 // gp_mll_*_<T> writes with its factor flag:
-//   mean  = m + K*^T alpha,  V = L^-1 K*,  var = max(s - colsum(V^2), 0),  var_y = var + noise,
-//   lower/upper = mean -/+ 2 sqrt(var_y),  cov = K** - V^T V.
+//   mean = m + K*^T alpha,  V = L^-1 K*,  var = max(s - colsum(V^2), 0),  cov = K** - V^T V.
+// (var_y = var + noise and the confidence bounds are formed on the host in f64, as on the CPU.)
 // K*[i][t] = Kf(x_i, x*_t) for an observed training point i, 0 for a masked one (whose L row is
 // the identity's, so V[i][t] = 0 as well).
 //
@@ -17,10 +17,9 @@
 template <typename T>
 __device__ void predict(const T* __restrict__ x, long long x_stride, const uint8_t* __restrict__ mask,
                         const T* __restrict__ xt, long long xt_stride, const T* __restrict__ ls,
-                        const T* __restrict__ s, const T* __restrict__ noise, const T* __restrict__ mean,
+                        const T* __restrict__ s, const T* __restrict__ mean,
                         const T* __restrict__ l, const T* __restrict__ alpha, const int* __restrict__ attempt,
-                        int B, int N, int M, int D, T* v, T* out_mean, T* out_var, T* out_var_y,
-                        T* out_lower, T* out_upper) {
+                        int B, int N, int M, int D, T* v, T* out_mean, T* out_var) {
     const int tiles = (M + BGP_PREDICT_THREADS - 1) / BGP_PREDICT_THREADS;
     const int b = blockIdx.x / tiles;
     const int t = (blockIdx.x % tiles) * BGP_PREDICT_THREADS + threadIdx.x;
@@ -30,9 +29,6 @@ __device__ void predict(const T* __restrict__ x, long long x_stride, const uint8
         const T nan = bgp_nan<T>();
         out_mean[o] = nan;
         out_var[o] = nan;
-        out_var_y[o] = nan;
-        out_lower[o] = nan;
-        out_upper[o] = nan;
         for (int i = 0; i < N; ++i) v[((size_t)b * N + i) * M + t] = nan;
         return;
     }
@@ -58,13 +54,8 @@ __device__ void predict(const T* __restrict__ x, long long x_stride, const uint8
     const T m = (T)((double)mean[b] + mu);
     T var = (T)((double)sb - ss);
     if (!(var >= T(0))) var = var < T(0) ? T(0) : var;  // clamp, keep NaN as NaN
-    const T vy = var + noise[b];
-    const T sd = sqrt(vy);
     out_mean[o] = m;
     out_var[o] = var;
-    out_var_y[o] = vy;
-    out_lower[o] = m - T(2) * sd;
-    out_upper[o] = m + T(2) * sd;
 }
 
 template <typename T>
@@ -94,11 +85,10 @@ __device__ void predict_cov(const T* __restrict__ xt, long long xt_stride, const
 #define BGP_PREDICT(T, NAME)                                                                           \
     extern "C" __global__ void predict_##NAME(                                                          \
         const T* x, long long x_stride, const uint8_t* mask, const T* xt, long long xt_stride,          \
-        const T* ls, const T* s, const T* noise, const T* mean, const T* l, const T* alpha,              \
-        const int* attempt, int B, int N, int M, int D, T* v, T* out_mean, T* out_var, T* out_var_y,     \
-        T* out_lower, T* out_upper) {                                                                   \
-        predict<T>(x, x_stride, mask, xt, xt_stride, ls, s, noise, mean, l, alpha, attempt, B, N, M, D, \
-                   v, out_mean, out_var, out_var_y, out_lower, out_upper);                              \
+        const T* ls, const T* s, const T* mean, const T* l, const T* alpha, const int* attempt, int B,    \
+        int N, int M, int D, T* v, T* out_mean, T* out_var) {                                           \
+        predict<T>(x, x_stride, mask, xt, xt_stride, ls, s, mean, l, alpha, attempt, B, N, M, D, v,     \
+                   out_mean, out_var);                                                                  \
     }                                                                                                   \
     extern "C" __global__ void predict_cov_##NAME(const T* xt, long long xt_stride, const T* ls,        \
                                                   const T* s, const int* attempt, const T* v, int B,    \

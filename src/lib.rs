@@ -41,6 +41,7 @@ pub use backend::{
 };
 pub use data::{Dataset, Hyperparameters, Inputs, Precision, Status};
 pub use error::{Error, Result};
-pub use fit::{FitObserver, FitRequest, FitResult, Optimizer};
+pub use fit::{FitObserver, FitProgress, FitRequest, FitResult, Optimizer, ProgressBarObserver};
+pub use prior::Target;
 pub use model::{predict, sample_prior, MllReport, MllRequest};
 pub use prior::{Prior, PriorFamily, Priors};

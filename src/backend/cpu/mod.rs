@@ -31,7 +31,7 @@ use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
 use crate::error::Result;
 use faer::dyn_stack::{MemBuffer, MemStack, StackReq};
 use faer::Par;
-use ndarray::{Array1, Array3, Axis};
+use ndarray::{Array3, Axis};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -40,8 +40,6 @@ pub(crate) trait Float: faer::traits::RealField + Copy + Send + Sync + 'static {
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
     fn exp(self) -> Self;
-    fn ln(self) -> Self;
-    fn sqrt(self) -> Self;
     fn is_finite(self) -> bool;
     /// Runs `f` with this thread's workspace for this type.
     fn with_workspace<R>(f: impl FnOnce(&mut Workspace<Self>) -> R) -> R;
@@ -64,14 +62,6 @@ macro_rules! impl_float {
             #[inline(always)]
             fn exp(self) -> Self {
                 <$t>::exp(self)
-            }
-            #[inline(always)]
-            fn ln(self) -> Self {
-                <$t>::ln(self)
-            }
-            #[inline(always)]
-            fn sqrt(self) -> Self {
-                <$t>::sqrt(self)
             }
             #[inline(always)]
             fn is_finite(self) -> bool {
@@ -260,9 +250,4 @@ impl Backend for CpuBackend {
         let pred = predict::predict(data, hyp, test, opts);
         Ok(pred)
     }
-}
-
-/// Converts (status, jitter) per member into arrays.
-pub(crate) fn split_status(v: &[(Status, f64)]) -> (Vec<Status>, Array1<f64>) {
-    (v.iter().map(|r| r.0).collect(), v.iter().map(|r| r.1).collect())
 }

@@ -1,0 +1,93 @@
+//! One member's Adam state, for parity with GPyTorch tutorials (maximises the objective with
+//! the usual bias-corrected moments; beta1 = 0.9, beta2 = 0.999, eps = 1e-8).
+//!
+//! A step that lands on a failed evaluation is undone and the member's learning rate halved.
+
+use super::lbfgs::Stop;
+
+#[derive(Debug, Clone)]
+pub(crate) struct AdamState {
+    pub u: Vec<f64>,
+    pub f: f64,
+    m1: Vec<f64>,
+    m2: Vec<f64>,
+    t: i32,
+    lr: f64,
+    prev_u: Vec<f64>,
+    pub trial_u: Vec<f64>,
+    pub iterations: usize,
+    pub stop: Option<Stop>,
+    free: Vec<bool>,
+}
+
+impl AdamState {
+    pub fn new(u0: Vec<f64>, free: Vec<bool>, lr: f64) -> Self {
+        let p = u0.len();
+        AdamState {
+            trial_u: u0.clone(),
+            prev_u: u0.clone(),
+            u: u0,
+            f: f64::INFINITY,
+            m1: vec![0.0; p],
+            m2: vec![0.0; p],
+            t: 0,
+            lr,
+            iterations: 0,
+            stop: None,
+            free,
+        }
+    }
+
+    pub fn trial(&self) -> Option<&[f64]> {
+        if self.stop.is_some() {
+            None
+        } else {
+            Some(&self.trial_u)
+        }
+    }
+
+    /// Takes f = -objective and its gradient at the trial point; returns true when the point
+    /// was accepted as the current iterate.
+    pub fn observe(&mut self, f: f64, g: &[f64], gtol: f64, max_iter: usize) -> bool {
+        let ok = f.is_finite() && g.iter().all(|v| v.is_finite());
+        if !ok {
+            if self.t == 0 {
+                self.stop = Some(Stop::Failed);
+            } else {
+                self.lr *= 0.5;
+                self.trial_u.clone_from(&self.prev_u);
+                self.u.clone_from(&self.prev_u);
+                if self.lr < 1e-12 {
+                    self.stop = Some(Stop::Converged);
+                }
+            }
+            return false;
+        }
+        self.u.clone_from(&self.trial_u);
+        self.f = f;
+        let gnorm = g.iter().zip(&self.free).filter(|(_, f)| **f).fold(0.0f64, |a, (v, _)| a.max(v.abs()));
+        if gnorm <= gtol {
+            self.stop = Some(Stop::Converged);
+            return true;
+        }
+        if self.iterations >= max_iter {
+            self.stop = Some(Stop::MaxIter);
+            return true;
+        }
+        self.t += 1;
+        self.iterations += 1;
+        let (b1, b2, eps) = (0.9f64, 0.999f64, 1e-8);
+        let c1 = 1.0 - b1.powi(self.t);
+        let c2 = 1.0 - b2.powi(self.t);
+        self.prev_u.clone_from(&self.u);
+        for i in 0..self.u.len() {
+            if !self.free[i] {
+                continue;
+            }
+            self.m1[i] = b1 * self.m1[i] + (1.0 - b1) * g[i];
+            self.m2[i] = b2 * self.m2[i] + (1.0 - b2) * g[i] * g[i];
+            self.trial_u[i] = self.u[i] - self.lr * (self.m1[i] / c1) / ((self.m2[i] / c2).sqrt() + eps);
+        }
+        true
+    }
+}
