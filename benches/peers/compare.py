@@ -1,0 +1,833 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark of batchgp against GPyTorch and scikit-learn, in one run.
+
+For every shape (B, N, D) it generates one data set (seeded numpy), checks that the three
+libraries agree on the exact MLL and its gradient at the same hyperparameters, then times one
+batched evaluation of MLL plus gradient in each, and (unless --skip-fit) times fits to
+convergence and compares the final objectives. It writes a markdown table, a JSON file with
+every number, and a PNG plot under --out-dir (benches/results by default).
+
+Not part of CI. See README.md beside this file for the set-up and the GPU machine.
+"""
+
+import argparse
+import datetime
+import json
+import math
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+
+CPU_SHAPES = [(4, 264, 3), (100, 264, 3), (1000, 50, 3), (10, 1000, 3), (10000, 32, 3)]
+GPU_SHAPES = [(1000, 256, 8), (100000, 32, 3)]
+QUICK_SHAPES = [(4, 64, 3), (50, 32, 2)]
+
+MLL_RTOL = 1e-8
+GRAD_RTOL = 1e-6
+FIT_RTOL = 1e-6
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--shapes", help="comma-separated BxNxD list, e.g. 100x264x3,1000x50x3 "
+                   "(default: the CPU list, plus the GPU list when torch sees a GPU)")
+    p.add_argument("--repeats", type=int, default=7, help="timed evaluations per system and shape "
+                   "(median reported; fewer for big shapes, see --budget)")
+    p.add_argument("--budget", type=float, default=20.0,
+                   help="seconds of timed evaluations per system and shape at most (the repeat count "
+                   "is lowered to fit, never below 3)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for every system (RAYON_NUM_THREADS, torch.set_num_threads, BLAS); "
+                   "default: RAYON_NUM_THREADS or all cores")
+    p.add_argument("--quick", action="store_true", help="small shapes and 3 repeats: a smoke run")
+    p.add_argument("--skip-fit", action="store_true", help="time evaluations only, no fits")
+    p.add_argument("--out-dir", default=os.path.join(ROOT, "benches", "results"))
+    p.add_argument("--tag", default=None, help="file name prefix (default cpu or gpu, then the date)")
+    p.add_argument("--batchgp", default=os.path.join(ROOT, "target", "release", "batchgp"),
+                   help="path of the batchgp binary (default target/release/batchgp)")
+    p.add_argument("--no-batchgp", action="store_true", help="leave batchgp out (Python side only)")
+    p.add_argument("--no-gpytorch", action="store_true")
+    p.add_argument("--no-sklearn", action="store_true")
+    p.add_argument("--no-cuda", action="store_true", help="CPU only even when a GPU is there")
+    p.add_argument("--sklearn-max-members", type=int, default=2000,
+                   help="time scikit-learn's per-member loop on at most this many members and scale "
+                   "the time to B (marked * in the table)")
+    p.add_argument("--sklearn-fit-members", type=int, default=200,
+                   help="fit at most this many members with scikit-learn (time scaled to B, marked *)")
+    p.add_argument("--check-members", type=int, default=64,
+                   help="members checked against scikit-learn for agreement (all for GPyTorch)")
+    p.add_argument("--adam-iters", type=int, default=100)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--keep", action="store_true", help="keep the .npz files (printed path)")
+    a = p.parse_args(argv)
+    if a.threads is None:
+        a.threads = int(os.environ.get("RAYON_NUM_THREADS", "0")) or os.cpu_count()
+    return a
+
+
+def set_threads(n):
+    """Before numpy is imported: one thread count for BLAS, OpenMP and rayon."""
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS"):
+        os.environ[var] = str(n)
+
+
+def parse_shapes(s):
+    out = []
+    for item in s.split(","):
+        b, n, d = (int(v) for v in item.lower().strip().split("x"))
+        out.append((b, n, d))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+
+
+def make_problem(shape, seed):
+    """x (B, N, D) uniform in [0, 1], y a smooth function per member plus noise, and per-member
+    hyperparameters near the ones that made y (P) and a data-driven start for fits (I, batchgp's
+    own default-start rule, DESIGN.md section 7)."""
+    import numpy as np
+    b, n, d = shape
+    rng = np.random.default_rng([seed, b, n, d])
+    x = rng.uniform(0.0, 1.0, size=(b, n, d))
+    freq = rng.uniform(2.0, 6.0, size=(b, d))
+    phase = rng.uniform(0.0, 2 * np.pi, size=(b, d))
+    weight = 1.0 / (1.0 + np.arange(d))
+    f = (weight * np.sin(freq[:, None, :] * x + phase[:, None, :])).sum(-1)
+    y = f + 0.1 * rng.standard_normal((b, n)) + rng.uniform(-1, 1, size=(b, 1))
+    params = dict(
+        log_lengthscale=np.log(rng.uniform(0.2, 0.8, size=(b, d))),
+        log_outputscale=np.log(rng.uniform(0.5, 1.5, size=b)),
+        log_noise=np.log(rng.uniform(0.005, 0.05, size=b)),
+        mean=y.mean(1) + rng.uniform(-0.2, 0.2, size=b),
+    )
+    var = y.var(1)
+    init = dict(
+        log_lengthscale=np.log(x.std(1)),
+        log_outputscale=np.log(var),
+        log_noise=np.log(np.maximum(var / 10, 1e-6)),
+        mean=y.mean(1),
+    )
+    return x, y, params, init
+
+
+def save_npz(path, **arrays):
+    import numpy as np
+    np.savez(path, **{k: np.ascontiguousarray(v, dtype=np.float64) for k, v in arrays.items()})
+
+
+# ---------------------------------------------------------------------------------------------
+# batchgp (through its CLI)
+
+
+class CliError(RuntimeError):
+    pass
+
+
+def run_cli(args, threads):
+    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
+    r = subprocess.run(args, env=env, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise CliError(f"{' '.join(args)} exited {r.returncode}: {r.stderr.strip()[-2000:]}")
+    return r
+
+
+def batchgp_mll(exe, dpath, ppath, opath, backend, repeat, threads):
+    import numpy as np
+    run_cli([exe, "mll", "--data", dpath, "--params", ppath, "--out", opath, "--backend", backend,
+             "--repeat", str(repeat)], threads)
+    with np.load(opath) as z:
+        out = {k: z[k] for k in z.files}
+    if "seconds" not in out:
+        raise CliError("batchgp mll --repeat wrote no `seconds` array")
+    return out
+
+
+def batchgp_fit(exe, dpath, ipath, fpath, backend, threads, fix=None):
+    import numpy as np
+    args = [exe, "fit", "--data", dpath, "--init", ipath, "--out", fpath, "--backend", backend]
+    if fix:
+        args += ["--fix", fix]
+    t0 = time.perf_counter()
+    run_cli(args, threads)
+    wall = time.perf_counter() - t0
+    with np.load(fpath) as z:
+        out = {k: z[k] for k in z.files}
+    out["wall"] = wall
+    out["time"] = float(np.asarray(out["seconds"]).ravel()[0]) if "seconds" in out else wall
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# GPyTorch
+
+
+def gpytorch_model(x, y, device, params):
+    import torch
+    import gpytorch
+
+    b, n, d = x.shape
+    bs = torch.Size([b])
+    tx = torch.as_tensor(x, dtype=torch.float64, device=device)
+    ty = torch.as_tensor(y, dtype=torch.float64, device=device)
+
+    class BatchGP(gpytorch.models.ExactGP):
+        def __init__(self, tx, ty, lik):
+            super().__init__(tx, ty, lik)
+            self.mean_module = gpytorch.means.ConstantMean(batch_shape=bs)
+            self.covar_module = gpytorch.kernels.ScaleKernel(
+                gpytorch.kernels.RBFKernel(ard_num_dims=d, batch_shape=bs), batch_shape=bs)
+
+        def forward(self, xx):
+            return gpytorch.distributions.MultivariateNormal(self.mean_module(xx), self.covar_module(xx))
+
+    # GPyTorch's default noise floor is GreaterThan(1e-4); lowered so the noise is batchgp's.
+    lik = gpytorch.likelihoods.GaussianLikelihood(
+        batch_shape=bs, noise_constraint=gpytorch.constraints.GreaterThan(1e-10))
+    model = BatchGP(tx, ty, lik).to(device=device, dtype=torch.float64)
+    mll = gpytorch.mlls.ExactMarginalLogLikelihood(lik, model)
+    set_gpytorch_params(model, params, device)
+    model.train()
+    lik.train()
+    return model, mll, tx, ty
+
+
+def set_gpytorch_params(model, params, device):
+    import numpy as np
+    import torch
+
+    def t(a):
+        return torch.as_tensor(np.asarray(a), dtype=torch.float64, device=device)
+
+    b = params["mean"].shape[0]
+    model.covar_module.base_kernel.lengthscale = t(np.exp(params["log_lengthscale"]))[:, None, :]
+    model.covar_module.outputscale = t(np.exp(params["log_outputscale"]))
+    model.likelihood.noise = t(np.exp(params["log_noise"])).reshape(b, 1)
+    model.mean_module.constant = t(params["mean"]).reshape(model.mean_module.constant.shape)
+
+
+def gpytorch_values(model):
+    """Actual hyperparameters (B, ...) as numpy, in batchgp's log form."""
+    import numpy as np
+    ls = model.covar_module.base_kernel.lengthscale.detach().cpu().numpy()[:, 0, :]
+    os_ = model.covar_module.outputscale.detach().cpu().numpy()
+    nz = model.likelihood.noise.detach().cpu().numpy().reshape(-1)
+    m = model.mean_module.constant.detach().cpu().numpy().reshape(-1)
+    return dict(log_lengthscale=np.log(ls), log_outputscale=np.log(os_), log_noise=np.log(nz), mean=m)
+
+
+def gpytorch_settings():
+    import contextlib
+    import gpytorch
+    st = contextlib.ExitStack()
+    st.enter_context(gpytorch.settings.max_cholesky_size(10**9))  # Cholesky, never CG
+    st.enter_context(gpytorch.settings.debug(False))
+    return st
+
+
+def gpytorch_eval(model, mll, tx, ty, n, sync):
+    """One MLL + gradient evaluation; returns the total MLL per member (B,)."""
+    model.zero_grad()
+    out = model(tx)
+    total = mll(out, ty) * n  # ExactMarginalLogLikelihood divides by N
+    total.sum().backward()
+    sync()
+    return total
+
+
+def gpytorch_grad_log(model):
+    """Gradients w.r.t. log(lengthscale), log(outputscale), log(noise) and mean, from the raw
+    parameters' gradients: value = lower + softplus(raw), so d/dlog v = v * g_raw / sigmoid(raw)."""
+    import torch
+
+    def conv(raw, value):
+        return (value * raw.grad / torch.sigmoid(raw)).detach().cpu().numpy()
+
+    k = model.covar_module
+    lik = model.likelihood
+    return dict(
+        grad_log_lengthscale=conv(k.base_kernel.raw_lengthscale, k.base_kernel.lengthscale)[:, 0, :],
+        grad_log_outputscale=conv(k.raw_outputscale, k.outputscale),
+        grad_log_noise=conv(lik.noise_covar.raw_noise, lik.noise).reshape(-1),
+        grad_mean=model.mean_module.constant.grad.detach().cpu().numpy().reshape(-1),
+    )
+
+
+def gpytorch_adam_fit(x, y, init, device, iters, sync):
+    import torch
+    n = x.shape[1]
+    with gpytorch_settings():
+        model, mll, tx, ty = gpytorch_model(x, y, device, init)
+        opt = torch.optim.Adam(model.parameters(), lr=0.1)
+        sync()
+        t0 = time.perf_counter()
+        for _ in range(iters):
+            opt.zero_grad()
+            loss = -mll(model(tx), ty).sum()
+            loss.backward()
+            opt.step()
+        sync()
+        elapsed = time.perf_counter() - t0
+        with torch.no_grad():
+            final = (mll(model(tx), ty) * n).cpu().numpy()
+    return elapsed, final, gpytorch_values(model)
+
+
+# ---------------------------------------------------------------------------------------------
+# scikit-learn
+
+
+def sk_kernel(ls, os_, noise):
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+    wide = (1e-12, 1e12)  # batchgp's fit is unbounded; sklearn's default (1e-5, 1e5) is not
+    return (ConstantKernel(os_, constant_value_bounds=wide) * RBF(ls, length_scale_bounds=wide)
+            + WhiteKernel(noise, noise_level_bounds=wide))
+
+
+def sk_models(x, y, params, members):
+    """One GaussianProcessRegressor per member, fitted (optimizer=None) on y - mean; alpha=0 so
+    that K is exactly k(X, X) + noise I."""
+    import numpy as np
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    gps, thetas = [], []
+    for b in members:
+        k = sk_kernel(np.exp(params["log_lengthscale"][b]), float(np.exp(params["log_outputscale"][b])),
+                      float(np.exp(params["log_noise"][b])))
+        gp = GaussianProcessRegressor(k, alpha=0.0, optimizer=None, normalize_y=False, copy_X_train=False)
+        gp.fit(x[b], y[b] - params["mean"][b])
+        gps.append(gp)
+        thetas.append(gp.kernel_.theta.copy())
+    return gps, thetas
+
+
+def sk_eval(gps, thetas):
+    return [gp.log_marginal_likelihood(th, eval_gradient=True) for gp, th in zip(gps, thetas)]
+
+
+def sk_grad_to_ours(g, d):
+    """sklearn's theta order: log constant, log length_scale (D), log noise_level."""
+    return dict(grad_log_outputscale=g[0], grad_log_lengthscale=g[1:1 + d], grad_log_noise=g[1 + d])
+
+
+def sk_fit(x, y, init, members):
+    import numpy as np
+    from sklearn.gaussian_process import GaussianProcessRegressor
+    objs, its = [], []
+    t0 = time.perf_counter()
+    for b in members:
+        k = sk_kernel(np.exp(init["log_lengthscale"][b]), float(np.exp(init["log_outputscale"][b])),
+                      float(np.exp(init["log_noise"][b])))
+        gp = GaussianProcessRegressor(k, alpha=0.0, optimizer="fmin_l_bfgs_b", n_restarts_optimizer=0,
+                                      normalize_y=False, copy_X_train=False)
+        gp.fit(x[b], y[b] - init["mean"][b])
+        objs.append(gp.log_marginal_likelihood_value_)
+    return time.perf_counter() - t0, np.array(objs)
+
+
+# ---------------------------------------------------------------------------------------------
+# agreement
+
+
+def rel_err(a, b):
+    import numpy as np
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    scale = np.maximum(np.abs(a), np.abs(b))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(scale > 0, np.abs(a - b) / scale, 0.0)
+
+
+def grad_matrix(g, keys=("grad_log_lengthscale", "grad_log_outputscale", "grad_log_noise", "grad_mean")):
+    """(B, P) from the named gradient arrays (present keys only)."""
+    import numpy as np
+    cols = []
+    for k in keys:
+        if k in g:
+            v = np.asarray(g[k], float)
+            cols.append(v.reshape(v.shape[0], -1))
+    return np.concatenate(cols, axis=1)
+
+
+def compare(name, mll_a, mll_b, grad_a, grad_b):
+    """Worst relative MLL error, and worst gradient error relative to the member's largest
+    gradient component (a near-zero component is not held to 1e-6 of itself)."""
+    import numpy as np
+    me = rel_err(mll_a, mll_b)
+    diff = np.abs(grad_a - grad_b).max(1)
+    scale = np.maximum(np.abs(grad_a).max(1), np.abs(grad_b).max(1))
+    ge = np.where(scale > 0, diff / np.where(scale > 0, scale, 1), 0.0)
+    wm, wg = int(np.nanargmax(me)), int(np.nanargmax(ge))
+    ok = bool(np.all(me <= MLL_RTOL) and np.all(ge <= GRAD_RTOL))
+    return dict(pair=name, ok=ok, mll_rel=float(me[wm]), mll_member=wm, grad_rel=float(ge[wg]), grad_member=wg,
+                mll_values=[float(mll_a[wm]), float(mll_b[wm])],
+                grad_values=[grad_a[wg].tolist(), grad_b[wg].tolist()])
+
+
+# ---------------------------------------------------------------------------------------------
+# timing
+
+
+def median(v):
+    v = sorted(v)
+    k = len(v)
+    return v[k // 2] if k % 2 else 0.5 * (v[k // 2 - 1] + v[k // 2])
+
+
+def time_repeats(fn, repeats, budget, sync):
+    """One warm-up call, then up to `repeats` timed calls (fewer when the warm-up says they
+    would not fit in `budget` seconds, never fewer than 3). Returns the list of seconds."""
+    sync()
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    first = time.perf_counter() - t0
+    r = max(3, min(repeats, int(budget / max(first, 1e-9))))
+    out = []
+    for _ in range(r):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def repeats_for(first_estimate, repeats, budget):
+    return max(3, min(repeats, int(budget / max(first_estimate, 1e-9))))
+
+
+# ---------------------------------------------------------------------------------------------
+# machine
+
+
+def machine_description(args, torch_mod, batchgp_exe):
+    cpu = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        cpu = platform.processor() or cpu
+    desc = {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "threads": args.threads,
+        "python": platform.python_version(),
+        "os": platform.platform(),
+    }
+    try:
+        import numpy, scipy, sklearn
+        desc.update(numpy=numpy.__version__, scipy=scipy.__version__, sklearn=sklearn.__version__)
+    except ImportError:
+        pass
+    if torch_mod is not None:
+        import gpytorch
+        desc.update(torch=torch_mod.__version__, gpytorch=gpytorch.__version__)
+        if torch_mod.cuda.is_available():
+            desc["gpu"] = torch_mod.cuda.get_device_name(0)
+    if batchgp_exe:
+        try:
+            r = subprocess.run([batchgp_exe, "info"], capture_output=True, text=True, timeout=60)
+            desc["batchgp_info"] = (r.stdout + r.stderr).strip()
+        except (OSError, subprocess.TimeoutExpired) as e:
+            desc["batchgp_info"] = f"(batchgp info failed: {e})"
+    return desc
+
+
+# ---------------------------------------------------------------------------------------------
+# one shape
+
+
+def bench_shape(shape, args, ctx, workdir):
+    import numpy as np
+    b, n, d = shape
+    res = dict(shape=list(shape), eval={}, agree=[], fit={}, notes=[])
+    x, y, params, init = make_problem(shape, args.seed)
+    tag = f"b{b}_n{n}_d{d}"
+    dpath = os.path.join(workdir, f"D_{tag}.npz")
+    ppath = os.path.join(workdir, f"P_{tag}.npz")
+    ipath = os.path.join(workdir, f"I_{tag}.npz")
+    save_npz(dpath, x=x, y=y)
+    save_npz(ppath, **params)
+    save_npz(ipath, **init)
+    log = ctx["log"]
+
+    # --- values for the agreement check (and the first, untimed, evaluations) ---
+    ref = {}
+    exe = ctx["batchgp"]
+    if exe:
+        for backend in ctx["backends"]:
+            try:
+                o = batchgp_mll(exe, dpath, ppath, os.path.join(workdir, f"O_{tag}_{backend}.npz"), backend, 1,
+                                args.threads)
+                ref[f"batchgp-{backend}"] = (o["mll"], grad_matrix(o), o)
+                bad = np.flatnonzero(np.asarray(o.get("status", np.zeros(b))) >= 3)
+                if bad.size:
+                    res["notes"].append(f"batchgp-{backend}: {bad.size} members failed (status 3), first {bad[:5]}")
+            except CliError as e:
+                res["notes"].append(f"batchgp-{backend}: {e}")
+                log(f"  batchgp-{backend} failed: {e}")
+    torch = ctx["torch"]
+    for dev in ctx["torch_devices"]:
+        try:
+            with gpytorch_settings():
+                model, mll, tx, ty = gpytorch_model(x, y, dev, params)
+                tot = gpytorch_eval(model, mll, tx, ty, n, ctx["sync"][dev])
+                ref[f"gpytorch-{dev}"] = (tot.detach().cpu().numpy(), grad_matrix(gpytorch_grad_log(model)), None)
+        except Exception as e:  # noqa: BLE001 (report, go on with the other systems)
+            res["notes"].append(f"gpytorch-{dev}: {type(e).__name__}: {e}")
+            log(f"  gpytorch-{dev} failed: {e}")
+    sk_members = list(range(min(b, args.check_members)))
+    if not args.no_sklearn:
+        gps, thetas = sk_models(x, y, params, sk_members)
+        vals = sk_eval(gps, thetas)
+        sk_mll = np.array([v[0] for v in vals])
+        sk_grad = np.array([np.concatenate([g[1][1:1 + d], g[1][:1], g[1][1 + d:2 + d]]) for g in vals])
+        ref["sklearn"] = (sk_mll, sk_grad, None)
+
+    # --- agreement: every system against the first batchgp backend, or pairwise without it ---
+    names = [k for k in ref if k != "sklearn"]
+    base = names[0] if names else None
+    for other in names[1:]:
+        res["agree"].append(compare(f"{base} vs {other}", ref[base][0], ref[other][0], ref[base][1], ref[other][1]))
+    if "sklearn" in ref and base is not None:
+        m = len(sk_members)
+        res["agree"].append(compare(f"{base} vs sklearn (members 0..{m - 1}, no mean gradient)", ref[base][0][:m],
+                                    ref["sklearn"][0], ref[base][1][:m, :d + 2], ref["sklearn"][1]))
+    for a in res["agree"]:
+        log(f"  agree {a['pair']}: {'ok' if a['ok'] else 'MISMATCH'} mll rel {a['mll_rel']:.1e} "
+            f"(member {a['mll_member']}), grad rel {a['grad_rel']:.1e} (member {a['grad_member']})")
+
+    # --- timings ---
+    if exe:
+        for backend in ctx["backends"]:
+            if f"batchgp-{backend}" not in ref:
+                continue
+            first = float(np.max(ref[f"batchgp-{backend}"][2].get("seconds", [1.0])))
+            r = repeats_for(first, args.repeats, args.budget)
+            try:
+                o = batchgp_mll(exe, dpath, ppath, os.path.join(workdir, f"O_{tag}_{backend}.npz"), backend, r,
+                                args.threads)
+                res["eval"][f"batchgp-{backend}"] = dict(seconds=[float(s) for s in np.ravel(o["seconds"])])
+            except CliError as e:
+                res["notes"].append(f"batchgp-{backend} timing: {e}")
+    for dev in ctx["torch_devices"]:
+        if f"gpytorch-{dev}" not in ref:
+            continue
+        try:
+            with gpytorch_settings():
+                model, mll, tx, ty = gpytorch_model(x, y, dev, params)
+                sync = ctx["sync"][dev]
+                secs = time_repeats(lambda: gpytorch_eval(model, mll, tx, ty, n, sync), args.repeats, args.budget, sync)
+                res["eval"][f"gpytorch-{dev}"] = dict(seconds=secs)
+                del model, mll, tx, ty
+                if dev == "cuda":
+                    torch.cuda.empty_cache()
+        except Exception as e:  # noqa: BLE001
+            res["notes"].append(f"gpytorch-{dev} timing: {type(e).__name__}: {e}")
+    if not args.no_sklearn:
+        members = list(range(min(b, args.sklearn_max_members)))
+        gps, thetas = sk_models(x, y, params, members)
+        secs = time_repeats(lambda: sk_eval(gps, thetas), args.repeats, args.budget, lambda: None)
+        scale = b / len(members)
+        res["eval"]["sklearn"] = dict(seconds=[s * scale for s in secs], scaled_from=len(members) if scale > 1 else None)
+        del gps
+    for k, v in res["eval"].items():
+        v["median"] = median(v["seconds"])
+        v["evals_per_s"] = b / v["median"]
+        log(f"  {k:<16} {v['median'] * 1e3:10.2f} ms  ({len(v['seconds'])} repeats, {v['evals_per_s']:.0f} GP/s)")
+
+    # --- fits ---
+    if not args.skip_fit:
+        res["fit"] = bench_fits(shape, x, y, init, args, ctx, dpath, ipath, workdir, tag)
+    for f in (dpath, ppath, ipath):
+        if not args.keep:
+            os.remove(f)
+    return res
+
+
+def bench_fits(shape, x, y, init, args, ctx, dpath, ipath, workdir, tag):
+    import numpy as np
+    b, n, d = shape
+    log = ctx["log"]
+    fit = {}
+    exe = ctx["batchgp"]
+    # batchgp (mean fixed) against scikit-learn's L-BFGS-B, same start, same model
+    if exe:
+        for backend in ctx["backends"]:
+            for fix in ("mean", None):
+                key = f"batchgp-{backend}" + ("-fixmean" if fix else "")
+                try:
+                    o = batchgp_fit(exe, dpath, ipath, os.path.join(workdir, f"F_{tag}_{key}.npz"), backend,
+                                    args.threads, fix)
+                    st = np.asarray(o.get("status", np.zeros(b)))
+                    fit[key] = dict(time=o["time"], wall=o["wall"], objective=o["objective"].tolist(),
+                                    iterations=np.asarray(o.get("iterations", [])).tolist(),
+                                    maxiter=int(np.sum(st == 2)), failed=int(np.sum(st == 3)))
+                    log(f"  fit {key:<22} {o['time']:8.3f} s  mean objective {np.nanmean(o['objective']):.6g}")
+                except CliError as e:
+                    fit[key] = dict(error=str(e))
+                    log(f"  fit {key} failed: {e}")
+    if not args.no_sklearn:
+        members = list(range(min(b, args.sklearn_fit_members)))
+        t, objs = sk_fit(x, y, init, members)
+        fit["sklearn"] = dict(time=t * b / len(members), scaled_from=len(members) if len(members) < b else None,
+                              objective=objs.tolist())
+        log(f"  fit sklearn L-BFGS-B       {fit['sklearn']['time']:8.3f} s  (members 0..{len(members) - 1})")
+        for backend in ctx["backends"]:
+            k = f"batchgp-{backend}-fixmean"
+            if k in fit and "objective" in fit[k]:
+                bg = np.asarray(fit[k]["objective"])[: len(members)]
+                ok = bg >= objs - FIT_RTOL * np.abs(objs)
+                worst = int(np.argmin(bg - objs))
+                fit[f"{k} vs sklearn"] = dict(members=len(members), at_least_as_good=int(ok.sum()),
+                                              worst_member=worst, worst_diff=float(bg[worst] - objs[worst]),
+                                              worst_values=[float(bg[worst]), float(objs[worst])])
+    for dev in ctx["torch_devices"]:
+        try:
+            t, final, _ = gpytorch_adam_fit(x, y, init, dev, args.adam_iters, ctx["sync"][dev])
+            fit[f"gpytorch-{dev}"] = dict(time=t, objective=final.tolist())
+            log(f"  fit gpytorch-{dev} Adam {args.adam_iters:<8} {t:8.3f} s  mean objective {np.nanmean(final):.6g}")
+            if dev == "cuda":
+                ctx["torch"].cuda.empty_cache()
+            for backend in ctx["backends"]:
+                k = f"batchgp-{backend}"
+                if k in fit and "objective" in fit[k]:
+                    bg = np.asarray(fit[k]["objective"])
+                    ok = bg >= final - FIT_RTOL * np.abs(final)
+                    fit[f"{k} vs gpytorch-{dev}"] = dict(members=b, at_least_as_good=int(ok.sum()),
+                                                        mean_gain=float(np.nanmean(bg - final)))
+        except Exception as e:  # noqa: BLE001
+            fit[f"gpytorch-{dev}"] = dict(error=f"{type(e).__name__}: {e}")
+    return fit
+
+
+# ---------------------------------------------------------------------------------------------
+# report
+
+
+def fmt_ms(v):
+    if v is None:
+        return "n/a"
+    s = v["median"] * 1e3
+    txt = f"{s:.3g}" if s < 100 else f"{s:.0f}"
+    return txt + ("*" if v.get("scaled_from") else "")
+
+
+def fmt_ratio(a, b):
+    if a is None or b is None:
+        return "n/a"
+    r = a["median"] / b["median"]
+    return f"{r:.3g}x"
+
+
+def write_report(results, machine, args, path_md, path_json, path_png):
+    lines = []
+    now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    lines.append(f"# batchgp vs GPyTorch vs scikit-learn ({now})\n")
+    lines.append("Machine: " + machine["cpu"] + f", {machine['cores']} cores, {machine['threads']} threads used by "
+                 "every system (RAYON_NUM_THREADS, torch.set_num_threads, BLAS)"
+                 + (f"; GPU: {machine['gpu']}" if machine.get("gpu") else "; no GPU") + ".  ")
+    lines.append("Software: " + ", ".join(f"{k} {machine[k]}" for k in ("python", "numpy", "scipy", "sklearn", "torch",
+                                                                           "gpytorch") if k in machine) + ".  ")
+    if machine.get("batchgp_info"):
+        lines.append("batchgp info: `" + " / ".join(machine["batchgp_info"].splitlines()) + "`\n")
+    lines.append("\n## One MLL + gradient evaluation of the whole batch (f64), median wall time in ms\n")
+    lines.append("batchgp: `batchgp mll --repeat R` (one warm-up, R timed evaluations inside the process, I/O "
+                 "excluded). GPyTorch 1.15 batch mode: forward + `ExactMarginalLogLikelihood` x N + backward, "
+                 "Cholesky forced (`max_cholesky_size(1e9)`). scikit-learn: `log_marginal_likelihood(theta, "
+                 "eval_gradient=True)` in a loop over members (* = timed on a prefix of members, scaled to B). "
+                 "Ratios > 1 mean batchgp is faster. Agreement: every system's MLL within "
+                 f"{MLL_RTOL:g} relative and gradient within {GRAD_RTOL:g} (relative to the member's largest "
+                 "component) of batchgp's, over all members (scikit-learn: the first "
+                 f"{args.check_members}, no mean gradient).\n")
+    lines.append("| shape (B, N, D) | backend | batchgp | GPyTorch | scikit-learn | GPyTorch / batchgp | "
+                 "sklearn / batchgp | batchgp GP/s | agreement |")
+    lines.append("|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        e = r["eval"]
+        agree = "ok" if r["agree"] and all(a["ok"] for a in r["agree"]) else ("n/a" if not r["agree"] else "**MISMATCH**")
+        for backend in ("cpu", "cuda"):
+            bg = e.get(f"batchgp-{backend}")
+            gp = e.get(f"gpytorch-{backend}")
+            if bg is None and gp is None:
+                continue
+            sk = e.get("sklearn")
+            lines.append(f"| {tuple(r['shape'])} | {backend} | {fmt_ms(bg)} | {fmt_ms(gp)} | {fmt_ms(sk)} | "
+                         f"{fmt_ratio(gp, bg)} | {fmt_ratio(sk, bg)} | "
+                         f"{bg['evals_per_s']:.3g} | {agree} |" if bg else
+                         f"| {tuple(r['shape'])} | {backend} | n/a | {fmt_ms(gp)} | {fmt_ms(sk)} | n/a | n/a | n/a | {agree} |")
+    lines.append("\nAgreement details (worst member):\n")
+    for r in results:
+        for a in r["agree"]:
+            lines.append(f"- {tuple(r['shape'])} {a['pair']}: {'ok' if a['ok'] else 'MISMATCH'}, MLL rel "
+                         f"{a['mll_rel']:.1e} (member {a['mll_member']}), gradient rel {a['grad_rel']:.1e} "
+                         f"(member {a['grad_member']})")
+            if not a["ok"]:
+                lines.append(f"  - MLL {a['mll_values']}; gradient {a['grad_values']}")
+    if any(r["fit"] for r in results):
+        lines.append("\n## Fits to convergence (f64), from the same data-driven start\n")
+        lines.append("batchgp: `batchgp fit` L-BFGS (time from the fit's `seconds`, I/O excluded), once with every "
+                     "hyperparameter free and once with `--fix mean`. scikit-learn: `GaussianProcessRegressor` "
+                     "L-BFGS-B per member, `n_restarts_optimizer=0`, on y - mean (its model has no mean), bounds "
+                     "widened to (1e-12, 1e12); compared with batchgp `--fix mean`. GPyTorch: Adam lr 0.1, "
+                     f"{args.adam_iters} iterations, every hyperparameter free; compared with batchgp free. "
+                     "'>= peer' counts members whose final batchgp objective is >= the peer's - "
+                     f"{FIT_RTOL:g} |peer|.\n")
+        lines.append("| shape | backend | batchgp s (free) | GPyTorch Adam s | batchgp >= GPyTorch | batchgp s (mean fixed) "
+                     "| sklearn s | batchgp >= sklearn | worst batchgp - sklearn |")
+        lines.append("|---|---|---|---|---|---|---|---|---|")
+        for r in results:
+            f = r["fit"]
+            for backend in ("cpu", "cuda"):
+                bf, bfm = f.get(f"batchgp-{backend}"), f.get(f"batchgp-{backend}-fixmean")
+                gp = f.get(f"gpytorch-{backend}")
+                if bf is None and gp is None:
+                    continue
+                sk = f.get("sklearn")
+                vs_gp = f.get(f"batchgp-{backend} vs gpytorch-{backend}")
+                vs_sk = f.get(f"batchgp-{backend}-fixmean vs sklearn")
+
+                def t(v):
+                    if not v:
+                        return "n/a"
+                    if "error" in v:
+                        return "error"
+                    return f"{v['time']:.3g}" + ("*" if v.get("scaled_from") else "")
+                lines.append(
+                    f"| {tuple(r['shape'])} | {backend} | {t(bf)} | {t(gp)} | "
+                    + (f"{vs_gp['at_least_as_good']}/{vs_gp['members']}" if vs_gp else "n/a") + f" | {t(bfm)} | "
+                    + (t(sk) if backend == "cpu" else "(cpu) " + t(sk)) + " | "
+                    + (f"{vs_sk['at_least_as_good']}/{vs_sk['members']}" if vs_sk else "n/a") + " | "
+                    + (f"{vs_sk['worst_diff']:.2e} (member {vs_sk['worst_member']})" if vs_sk else "n/a") + " |")
+    notes = [(r["shape"], n) for r in results for n in r["notes"]]
+    if notes:
+        lines.append("\n## Notes\n")
+        for s, n in notes:
+            lines.append(f"- {tuple(s)}: {n}")
+    lines.append(f"\nCommand: `{' '.join(sys.argv)}`\n")
+    with open(path_md, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(path_json, "w") as f:
+        json.dump(dict(machine=machine, results=results, args=vars(args)), f, indent=1, default=float)
+    plot(results, machine, path_png)
+
+
+def plot(results, machine, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    systems = sorted({k for r in results for k in r["eval"]})
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    markers = dict(zip(systems, "os^Dv<>p"))
+    for ax, idx, label in ((axes[0], 0, "B (members)"), (axes[1], 1, "N (points per member)")):
+        for s in systems:
+            pts = sorted((r["shape"][idx], r["eval"][s]["evals_per_s"], r["shape"]) for r in results if s in r["eval"])
+            if not pts:
+                continue
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=markers[s], linestyle="none", label=s, ms=8)
+            for p in pts:
+                ax.annotate(f"{p[2][0]}x{p[2][1]}x{p[2][2]}", (p[0], p[1]), fontsize=6, alpha=0.6,
+                            xytext=(3, 3), textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("GP evaluations (MLL + gradient) per second")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    title = f"{machine['cpu']}, {machine['threads']} threads" + (f", {machine['gpu']}" if machine.get("gpu") else "")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    set_threads(args.threads)
+    import numpy as np  # noqa: F401  (after the thread variables)
+
+    def log(msg):
+        print(msg, flush=True)
+
+    torch = None
+    devices = []
+    sync = {"cpu": lambda: None}
+    if not args.no_gpytorch:
+        import torch as torch_mod
+        import gpytorch  # noqa: F401
+        torch = torch_mod
+        torch.set_num_threads(args.threads)
+        devices = ["cpu"]
+        if torch.cuda.is_available() and not args.no_cuda:
+            devices.append("cuda")
+            sync["cuda"] = torch.cuda.synchronize
+    try:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(args.threads)
+    except ImportError:
+        pass
+
+    exe = None if args.no_batchgp else os.path.abspath(args.batchgp)
+    if exe and not os.access(exe, os.X_OK):
+        sys.exit(f"no batchgp binary at {exe}: `cargo build --release`, pass --batchgp PATH, or --no-batchgp")
+    gpu = torch is not None and torch.cuda.is_available() and not args.no_cuda
+    backends = ["cpu", "cuda"] if gpu else ["cpu"]
+
+    if args.shapes:
+        shapes = parse_shapes(args.shapes)
+    elif args.quick:
+        shapes = QUICK_SHAPES
+    else:
+        shapes = CPU_SHAPES + (GPU_SHAPES if gpu else [])
+    if args.quick:
+        args.repeats = min(args.repeats, 3)
+
+    machine = machine_description(args, torch, exe)
+    log(f"machine: {machine['cpu']}, {machine['threads']} threads" + (f", GPU {machine['gpu']}" if machine.get("gpu") else ""))
+    ctx = dict(log=log, batchgp=exe, backends=backends if exe else [], torch=torch, torch_devices=devices, sync=sync)
+    results = []
+    workdir = tempfile.mkdtemp(prefix="batchgp-peers-")
+    try:
+        for shape in shapes:
+            log(f"shape B={shape[0]} N={shape[1]} D={shape[2]}")
+            t0 = time.perf_counter()
+            try:
+                results.append(bench_shape(shape, args, ctx, workdir))
+            except Exception as e:  # noqa: BLE001 (one broken shape does not lose the others)
+                traceback.print_exc()
+                results.append(dict(shape=list(shape), eval={}, agree=[], fit={}, notes=[f"{type(e).__name__}: {e}"]))
+            log(f"  ({time.perf_counter() - t0:.0f} s)")
+    finally:
+        if args.keep:
+            log(f"kept the .npz files in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    os.makedirs(args.out_dir, exist_ok=True)
+    tag = args.tag or (("gpu" if machine.get("gpu") else "cpu") + ("-quick" if args.quick else "") + "-"
+                       + datetime.date.today().isoformat())
+    base = os.path.join(args.out_dir, tag)
+    write_report(results, machine, args, base + ".md", base + ".json", base + ".png")
+    log(f"wrote {base}.md, {base}.json, {base}.png")
+    bad = [r["shape"] for r in results if any(not a["ok"] for a in r["agree"])]
+    if bad:
+        log(f"AGREEMENT FAILURES at shapes {bad}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
