@@ -111,7 +111,10 @@ impl LbfgsState {
             self.accept_point(f, g);
             self.iterations += 1;
             let rel = (f_prev - f) / f_prev.abs().max(f.abs()).max(1.0);
-            if self.grad_norm_inf() <= gtol || rel <= ftol {
+            // A negligible decrease ends the run only when it came from an unshortened step:
+            // after backtracking, a small decrease says more about the step than the optimum.
+            let stalled = rel <= ftol && self.backtracks == 0;
+            if self.grad_norm_inf() <= gtol || stalled {
                 self.stop = Some(Stop::Converged);
             } else if self.iterations >= max_iter {
                 self.stop = Some(Stop::MaxIter);
