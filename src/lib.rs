@@ -28,10 +28,12 @@
 
 pub mod backend;
 pub mod data;
+pub mod demo;
 pub mod error;
 pub mod fit;
 pub mod io;
 pub mod model;
+pub mod plot;
 pub mod prior;
 mod special;
 
