@@ -65,6 +65,9 @@ def parse_args(argv=None):
     p.add_argument("--check-members", type=int, default=64,
                    help="members checked against scikit-learn for agreement (all for GPyTorch)")
     p.add_argument("--adam-iters", type=int, default=100)
+    p.add_argument("--fit-budget", type=float, default=90.0,
+                   help="seconds a peer's fit may take per shape, estimated from its evaluation time: "
+                   "GPyTorch's Adam is skipped past it, scikit-learn fits fewer members (batchgp always runs)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--keep", action="store_true", help="keep the .npz files (printed path)")
     a = p.parse_args(argv)
@@ -410,11 +413,18 @@ def repeats_for(first_estimate, repeats, budget):
 def machine_description(args, torch_mod, batchgp_exe):
     cpu = "unknown CPU"
     try:
+        fields = {}
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
+                if not line.strip():
+                    break  # the first processor is enough
+                k, _, v = line.partition(":")
+                fields[k.strip()] = v.strip()
+        cpu = fields.get("model name", cpu)
+        if "cpu family" in fields:
+            cpu += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
+        if "hypervisor" in fields.get("flags", "").split():
+            cpu += ", virtual machine"
     except OSError:
         cpu = platform.processor() or cpu
     desc = {
@@ -423,6 +433,7 @@ def machine_description(args, torch_mod, batchgp_exe):
         "threads": args.threads,
         "python": platform.python_version(),
         "os": platform.platform(),
+        "load_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
     }
     try:
         import numpy, scipy, sklearn
@@ -548,14 +559,14 @@ def bench_shape(shape, args, ctx, workdir):
 
     # --- fits ---
     if not args.skip_fit:
-        res["fit"] = bench_fits(shape, x, y, init, args, ctx, dpath, ipath, workdir, tag)
+        res["fit"] = bench_fits(shape, x, y, init, args, ctx, dpath, ipath, workdir, tag, res["eval"])
     for f in (dpath, ppath, ipath):
         if not args.keep:
             os.remove(f)
     return res
 
 
-def bench_fits(shape, x, y, init, args, ctx, dpath, ipath, workdir, tag):
+def bench_fits(shape, x, y, init, args, ctx, dpath, ipath, workdir, tag, evals):
     import numpy as np
     b, n, d = shape
     log = ctx["log"]
@@ -578,7 +589,11 @@ def bench_fits(shape, x, y, init, args, ctx, dpath, ipath, workdir, tag):
                     fit[key] = dict(error=str(e))
                     log(f"  fit {key} failed: {e}")
     if not args.no_sklearn:
-        members = list(range(min(b, args.sklearn_fit_members)))
+        cap = args.sklearn_fit_members
+        if "sklearn" in evals:  # about 40 evaluations per member for L-BFGS-B on these problems
+            per_member = evals["sklearn"]["median"] / b
+            cap = min(cap, max(5, int(args.fit_budget / (40 * per_member))))
+        members = list(range(min(b, cap)))
         t, objs = sk_fit(x, y, init, members)
         fit["sklearn"] = dict(time=t * b / len(members), scaled_from=len(members) if len(members) < b else None,
                               objective=objs.tolist())
@@ -593,6 +608,12 @@ def bench_fits(shape, x, y, init, args, ctx, dpath, ipath, workdir, tag):
                                               worst_member=worst, worst_diff=float(bg[worst] - objs[worst]),
                                               worst_values=[float(bg[worst]), float(objs[worst])])
     for dev in ctx["torch_devices"]:
+        ev = evals.get(f"gpytorch-{dev}")
+        if ev and ev["median"] * args.adam_iters > args.fit_budget:
+            est = ev["median"] * args.adam_iters
+            fit[f"gpytorch-{dev}"] = dict(skipped=f"estimated {est:.0f} s > --fit-budget {args.fit_budget:g} s")
+            log(f"  fit gpytorch-{dev} skipped (estimated {est:.0f} s)")
+            continue
         try:
             t, final, _ = gpytorch_adam_fit(x, y, init, dev, args.adam_iters, ctx["sync"][dev])
             fit[f"gpytorch-{dev}"] = dict(time=t, objective=final.tolist())
@@ -637,6 +658,10 @@ def write_report(results, machine, args, path_md, path_json, path_png):
     lines.append("Machine: " + machine["cpu"] + f", {machine['cores']} cores, {machine['threads']} threads used by "
                  "every system (RAYON_NUM_THREADS, torch.set_num_threads, BLAS)"
                  + (f"; GPU: {machine['gpu']}" if machine.get("gpu") else "; no GPU") + ".  ")
+    if machine.get("load_start") is not None:
+        lines.append(f"Load average (1 min) at the start: {machine['load_start']:.1f}, at the end: "
+                     f"{machine.get('load_end', float('nan')):.1f} (other processes on the machine slow every "
+                     "system alike; absolute times are then inflated, ratios less so).  ")
     lines.append("Software: " + ", ".join(f"{k} {machine[k]}" for k in ("python", "numpy", "scipy", "sklearn", "torch",
                                                                            "gpytorch") if k in machine) + ".  ")
     if machine.get("batchgp_info"):
@@ -682,7 +707,8 @@ def write_report(results, machine, args, path_md, path_json, path_png):
                      "widened to (1e-12, 1e12); compared with batchgp `--fix mean`. GPyTorch: Adam lr 0.1, "
                      f"{args.adam_iters} iterations, every hyperparameter free; compared with batchgp free. "
                      "'>= peer' counts members whose final batchgp objective is >= the peer's - "
-                     f"{FIT_RTOL:g} |peer|.\n")
+                     f"{FIT_RTOL:g} |peer|; '(k at max-iter)': members where batchgp stopped at its iteration "
+                     "limit (status 2). * = scikit-learn fitted a prefix of the members, time scaled to B.\n")
         lines.append("| shape | backend | batchgp s (free) | GPyTorch Adam s | batchgp >= GPyTorch | batchgp s (mean fixed) "
                      "| sklearn s | batchgp >= sklearn | worst batchgp - sklearn |")
         lines.append("|---|---|---|---|---|---|---|---|---|")
@@ -702,7 +728,11 @@ def write_report(results, machine, args, path_md, path_json, path_png):
                         return "n/a"
                     if "error" in v:
                         return "error"
-                    return f"{v['time']:.3g}" + ("*" if v.get("scaled_from") else "")
+                    if "skipped" in v:
+                        return "skipped (" + v["skipped"].split(" >")[0] + ")"
+                    extra = f" ({v['maxiter']} at max-iter)" if v.get("maxiter") else ""
+                    extra += f" ({v['failed']} failed)" if v.get("failed") else ""
+                    return f"{v['time']:.3g}" + ("*" if v.get("scaled_from") else "") + extra
                 lines.append(
                     f"| {tuple(r['shape'])} | {backend} | {t(bf)} | {t(gp)} | "
                     + (f"{vs_gp['at_least_as_good']}/{vs_gp['members']}" if vs_gp else "n/a") + f" | {t(bfm)} | "
@@ -820,6 +850,8 @@ def main(argv=None):
     tag = args.tag or (("gpu" if machine.get("gpu") else "cpu") + ("-quick" if args.quick else "") + "-"
                        + datetime.date.today().isoformat())
     base = os.path.join(args.out_dir, tag)
+    if hasattr(os, "getloadavg"):
+        machine["load_end"] = os.getloadavg()[0]
     write_report(results, machine, args, base + ".md", base + ".json", base + ".png")
     log(f"wrote {base}.md, {base}.json, {base}.png")
     bad = [r["shape"] for r in results if any(not a["ok"] for a in r["agree"])]
