@@ -95,7 +95,9 @@ __device__ __forceinline__ T gram_entry(const T* x, const uint8_t* mask, const T
 
 // Row r and column c (c <= r) of the idx-th entry of a lower triangle stored row by row.
 __device__ __forceinline__ void tri_index(long long idx, int& r, int& c) {
-    long long rr = (long long)((sqrt(8.0 * (double)idx + 1.0) - 1.0) * 0.5);
+    // A single-precision estimate, then exact integer correction.
+    long long rr = (long long)((sqrtf(8.0f * (float)idx + 1.0f) - 1.0f) * 0.5f);
+    if (rr < 0) rr = 0;
     while (rr * (rr + 1) / 2 > idx) --rr;
     while ((rr + 1) * (rr + 2) / 2 <= idx) ++rr;
     r = (int)rr;
@@ -104,17 +106,19 @@ __device__ __forceinline__ void tri_index(long long idx, int& r, int& c) {
 
 // In-place lower Cholesky of the n x n matrix a (lower triangle read and written). Returns false
 // (in every thread) at the first pivot that is not positive and finite; a is then garbage.
-// Right-looking, unblocked: three group syncs per column.
+// Right-looking, unblocked, three group syncs per column; column k is also copied to `col`
+// (n values) so that the trailing update reads it contiguously.
 template <typename T, class G>
-__device__ bool group_cholesky(const G& g, T* a, int n, int ld) {
+__device__ bool group_cholesky(const G& g, T* a, int n, int ld, T* col) {
     for (int k = 0; k < n; ++k) {
         const T p = a[(size_t)k * ld + k];
         g.sync();  // everyone has read the pivot before it is overwritten
         if (!(p > T(0)) || !bgp_finite(p)) return false;
         const T dk = sqrt(p);
         for (int i = k + g.rank(); i < n; i += g.size()) {
-            if (i == k) a[(size_t)k * ld + k] = dk;
-            else a[(size_t)i * ld + k] = a[(size_t)i * ld + k] / dk;
+            const T v = i == k ? dk : a[(size_t)i * ld + k] / dk;
+            a[(size_t)i * ld + k] = v;
+            col[i] = v;
         }
         g.sync();
         const int m = n - k - 1;
@@ -123,7 +127,7 @@ __device__ bool group_cholesky(const G& g, T* a, int n, int ld) {
             int r, c;
             tri_index(idx, r, c);
             const int i = k + 1 + r, j = k + 1 + c;
-            a[(size_t)i * ld + j] -= a[(size_t)i * ld + k] * a[(size_t)j * ld + k];
+            a[(size_t)i * ld + j] -= col[i] * col[j];
         }
         g.sync();
     }
@@ -154,27 +158,37 @@ __device__ void group_backward(const G& g, const T* l, int n, int ld, T* v) {
     }
 }
 
-// In place: L (lower) -> L^-1 (lower), then -> K^-1 = L^-T L^-1 (lower triangle).
-// tmp holds n values.
+// In place: L (lower) -> K^-1 = L^-T L^-1 (lower triangle). The strict upper triangle of a is
+// used as scratch (nothing else reads it); tmp holds n values.
 template <typename T, class G>
 __device__ void group_spd_inverse(const G& g, T* a, int n, int ld, T* tmp) {
-    // Triangular inverse, trailing block first: with L = [[l, 0], [c, L2]],
-    // L^-1 = [[1/l, 0], [-L2^-1 c / l, L2^-1]].
+    // Triangular inverse M = L^-1, trailing block first: with L = [[l, 0], [c, L2]],
+    // M = [[1/l, 0], [-L2^-1 c / l, L2^-1]]. M is kept transposed in the upper triangle
+    // (a[k][i] = M[i][k], k <= i) so that the threads, one per row i, read it contiguously;
+    // column j of L (below the diagonal) stays intact until step j has used it.
     for (int j = n - 1; j >= 0; --j) {
         for (int i = j + 1 + g.rank(); i < n; i += g.size()) {
             T acc = T(0);
-            for (int k = j + 1; k <= i; ++k) acc += a[(size_t)i * ld + k] * a[(size_t)k * ld + j];
+            for (int k = j + 1; k <= i; ++k) acc += a[(size_t)k * ld + i] * a[(size_t)k * ld + j];
             tmp[i] = acc;
         }
         const T inv = T(1) / a[(size_t)j * ld + j];
         g.sync();
-        for (int i = j + 1 + g.rank(); i < n; i += g.size()) a[(size_t)i * ld + j] = -tmp[i] * inv;
+        for (int i = j + 1 + g.rank(); i < n; i += g.size()) a[(size_t)j * ld + i] = -tmp[i] * inv;
         if (g.rank() == 0) a[(size_t)j * ld + j] = inv;
         g.sync();
     }
-    // (L^-T L^-1)_ij = sum_{k >= max(i, j)} M_ki M_kj with M = L^-1, row by row from the top: row i
-    // reads only rows >= i, and its own entry (i, j) is read only by the thread that writes it;
-    // the diagonal, read by the whole row, is written last.
+    // M back to the lower triangle.
+    const long long tri = (long long)n * (n - 1) / 2;
+    for (long long idx = g.rank(); idx < tri; idx += g.size()) {
+        int r, c;
+        tri_index(idx, r, c);
+        const int i = r + 1, j = c;  // strictly lower: j < i
+        a[(size_t)i * ld + j] = a[(size_t)j * ld + i];
+    }
+    g.sync();
+    // (M^T M)_ij = sum_{k >= max(i, j)} M_ki M_kj, row by row from the top: row i reads only
+    // rows >= i; each row is computed into tmp before any of it is written.
     for (int i = 0; i < n; ++i) {
         for (int j = g.rank(); j < i; j += g.size()) {
             T acc = T(0);

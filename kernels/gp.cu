@@ -77,7 +77,7 @@ __device__ void gp_mll_member(const G& g, const MllArgs<T>& p, int b, T* a, int 
             a[(size_t)i * ld + j] = gram_entry(xb, mb, lsb, s, diag_add, i, j, D);
         }
         g.sync();
-        const bool ok = group_cholesky(g, a, N, ld);
+        const bool ok = group_cholesky(g, a, N, ld, tmp);
         g.sync();
         if (ok) {
             used = t;
@@ -191,7 +191,7 @@ struct CholArgs {
 };
 
 template <typename T, class G>
-__device__ void chol_member(const G& g, const CholArgs<T>& p, int b, T* a, int ld) {
+__device__ void chol_member(const G& g, const CholArgs<T>& p, int b, T* a, int ld, T* col) {
     const int N = p.N;
     const T* ab = p.a + (size_t)b * N * N;
     const long long tri = (long long)N * (N + 1) / 2;
@@ -205,7 +205,7 @@ __device__ void chol_member(const G& g, const CholArgs<T>& p, int b, T* a, int l
             a[(size_t)i * ld + j] = i == j ? v + jit : v;
         }
         g.sync();
-        const bool ok = group_cholesky(g, a, N, ld);
+        const bool ok = group_cholesky(g, a, N, ld, col);
         g.sync();
         if (ok) {
             used = t;
@@ -272,7 +272,7 @@ __device__ __forceinline__ int warp_elems(int n) {
         if (b >= B) return;                                                                              \
         CholArgs<T> p{a, jit, nattempts, B, N, out_l, out_attempt};                                      \
         T* base = reinterpret_cast<T*>(bgp_smem) + (size_t)w * warp_elems(N);                            \
-        chol_member<T>(WarpGroup{}, p, b, base, N + 1);                                                  \
+        chol_member<T>(WarpGroup{}, p, b, base, N + 1, base + (size_t)N * (N + 1));                                                  \
     }                                                                                                    \
     extern "C" __global__ void chol_block_##NAME(const T* a, const T* jit, int nattempts, int B, int N,  \
                                                  T* out_l, int* out_attempt) {                           \
@@ -280,14 +280,16 @@ __device__ __forceinline__ int warp_elems(int n) {
         const int b = blockIdx.x;                                                                        \
         if (b >= B) return;                                                                              \
         CholArgs<T> p{a, jit, nattempts, B, N, out_l, out_attempt};                                      \
-        chol_member<T>(BlockGroup{}, p, b, reinterpret_cast<T*>(bgp_smem + BGP_WARP), N + 1);            \
+        T* base = reinterpret_cast<T*>(bgp_smem + BGP_WARP);                                             \
+        chol_member<T>(BlockGroup{}, p, b, base, N + 1, base + (size_t)N * (N + 1));            \
     }                                                                                                    \
     extern "C" __global__ void chol_global_##NAME(const T* a, const T* jit, int nattempts, int B, int N, \
                                                   T* out_l, int* out_attempt, T* work) {                 \
         const int b = blockIdx.x;                                                                        \
         if (b >= B) return;                                                                              \
         CholArgs<T> p{a, jit, nattempts, B, N, out_l, out_attempt};                                      \
-        chol_member<T>(BlockGroup{}, p, b, work + (size_t)b * ((size_t)N * N + 2 * (size_t)N), N);       \
+        T* base = work + (size_t)b * ((size_t)N * N + 2 * (size_t)N);                                   \
+        chol_member<T>(BlockGroup{}, p, b, base, N, base + (size_t)N * N);       \
     }
 
 BGP_GP(double, f64)
