@@ -8,7 +8,10 @@
 
 use batchgp::backend::cpu::CpuBackend;
 use batchgp::backend::cuda::CudaBackend;
-use batchgp::{Backend, Dataset, Hyperparameters, Inputs, JitterPolicy, MllOptions, Precision, PredictOptions, Status};
+use batchgp::{
+    Backend, Dataset, Hyperparameters, Inputs, JitterPolicy, MllOptions, Precision, PredictOptions,
+    Status,
+};
 use ndarray::{Array1, Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -40,7 +43,8 @@ fn assert_close(what: &str, shape: &[usize], cpu: &[f64], gpu: &[f64], tol: f64,
             continue;
         }
         let scale = a.abs().max(b.abs()).max(floor);
-        if !((a - b).abs() <= tol * scale) {
+        let ok = (a - b).abs() <= tol * scale;
+        if !ok {
             let mut idx = vec![0; shape.len()];
             let mut r = k;
             for (i, &e) in shape.iter().enumerate().rev() {
@@ -53,10 +57,18 @@ fn assert_close(what: &str, shape: &[usize], cpu: &[f64], gpu: &[f64], tol: f64,
 }
 
 fn scale_of(v: &[f64]) -> f64 {
-    v.iter().filter(|x| x.is_finite()).fold(0.0f64, |m, x| m.max(x.abs())) * 1e-3
+    v.iter()
+        .filter(|x| x.is_finite())
+        .fold(0.0f64, |m, x| m.max(x.abs()))
+        * 1e-3
 }
 
-fn close_arr<D: ndarray::Dimension>(what: &str, cpu: &ndarray::Array<f64, D>, gpu: &ndarray::Array<f64, D>, tol: f64) {
+fn close_arr<D: ndarray::Dimension>(
+    what: &str,
+    cpu: &ndarray::Array<f64, D>,
+    gpu: &ndarray::Array<f64, D>,
+    tol: f64,
+) {
     assert_eq!(cpu.shape(), gpu.shape(), "{what}: shapes differ");
     let a: Vec<f64> = cpu.iter().copied().collect();
     let b: Vec<f64> = gpu.iter().copied().collect();
@@ -75,7 +87,13 @@ struct Case {
 /// Random data and hyperparameters. Member 1 (when B >= 2) has outputscale exp(800) = inf and
 /// must fail; with a mask, member 2 (when B >= 3) is fully masked; masked x and y are NaN.
 fn make(case: Case, seed: u64) -> (Dataset, Hyperparameters) {
-    let Case { b, n, d, shared, masked } = case;
+    let Case {
+        b,
+        n,
+        d,
+        shared,
+        masked,
+    } = case;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mask = masked.then(|| {
         Array2::from_shape_fn((b, n), |(m, i)| {
@@ -134,15 +152,39 @@ fn cases(p: Precision) -> Vec<Case> {
         for d in [1, 3, 8] {
             for shared in [false, true] {
                 for masked in [false, true] {
-                    v.push(Case { b: if n <= 64 { 6 } else { 3 }, n, d, shared, masked });
+                    v.push(Case {
+                        b: if n <= 64 { 6 } else { 3 },
+                        n,
+                        d,
+                        shared,
+                        masked,
+                    });
                 }
             }
         }
     }
     if p == Precision::F64 {
-        v.push(Case { b: 3, n: 500, d: 3, shared: false, masked: true });
-        v.push(Case { b: 2, n: 500, d: 8, shared: true, masked: false });
-        v.push(Case { b: 2, n: 2048, d: 3, shared: false, masked: true });
+        v.push(Case {
+            b: 3,
+            n: 500,
+            d: 3,
+            shared: false,
+            masked: true,
+        });
+        v.push(Case {
+            b: 2,
+            n: 500,
+            d: 8,
+            shared: true,
+            masked: false,
+        });
+        v.push(Case {
+            b: 2,
+            n: 2048,
+            d: 3,
+            shared: false,
+            masked: true,
+        });
     }
     v
 }
@@ -153,7 +195,9 @@ fn check_mll(gpu: &CudaBackend, p: Precision) {
         let (data, hyp) = make(case, 100 + k as u64);
         let opts = MllOptions::new(p);
         let a = cpu.mll(&data, &hyp, None, &opts).expect("cpu mll");
-        let g = gpu.mll(&data, &hyp, None, &opts).unwrap_or_else(|e| panic!("{case:?}: cuda mll: {e}"));
+        let g = gpu
+            .mll(&data, &hyp, None, &opts)
+            .unwrap_or_else(|e| panic!("{case:?}: cuda mll: {e}"));
         let what = |s: &str| format!("{case:?} {p:?} mll {s}");
         assert_eq!(a.status, g.status, "{}", what("status"));
         if case.b >= 2 {
@@ -161,9 +205,22 @@ fn check_mll(gpu: &CudaBackend, p: Precision) {
         }
         close_arr(&what("jitter"), &a.jitter, &g.jitter, tol(p));
         close_arr(&what("value"), &a.mll, &g.mll, tol(p));
-        let (ga, gg) = (a.gradient.expect("cpu gradient"), g.gradient.expect("cuda gradient"));
-        close_arr(&what("d/dlog lengthscale"), &ga.log_lengthscale, &gg.log_lengthscale, tol(p));
-        close_arr(&what("d/dlog outputscale"), &ga.log_outputscale, &gg.log_outputscale, tol(p));
+        let (ga, gg) = (
+            a.gradient.expect("cpu gradient"),
+            g.gradient.expect("cuda gradient"),
+        );
+        close_arr(
+            &what("d/dlog lengthscale"),
+            &ga.log_lengthscale,
+            &gg.log_lengthscale,
+            tol(p),
+        );
+        close_arr(
+            &what("d/dlog outputscale"),
+            &ga.log_outputscale,
+            &gg.log_outputscale,
+            tol(p),
+        );
         close_arr(&what("d/dlog noise"), &ga.log_noise, &gg.log_noise, tol(p));
         close_arr(&what("d/dmean"), &ga.mean, &gg.mean, tol(p));
     }
@@ -185,7 +242,16 @@ fn mll_and_gradient_agree_f32() {
 fn mll_of_listed_members_agrees() {
     let Some(g) = gpu() else { return };
     let cpu = CpuBackend::new();
-    let (data, hyp) = make(Case { b: 7, n: 40, d: 3, shared: false, masked: true }, 7);
+    let (data, hyp) = make(
+        Case {
+            b: 7,
+            n: 40,
+            d: 3,
+            shared: false,
+            masked: true,
+        },
+        7,
+    );
     let rows = [6, 0, 3, 3, 1];
     let mut opts = MllOptions::new(Precision::F64);
     for grad in [true, false] {
@@ -196,7 +262,12 @@ fn mll_of_listed_members_agrees() {
         assert_eq!(b.gradient.is_some(), grad);
         close_arr("listed mll", &a.mll, &b.mll, 1e-9);
         if let (Some(x), Some(y)) = (a.gradient, b.gradient) {
-            close_arr("listed gradient", &x.log_lengthscale, &y.log_lengthscale, 1e-9);
+            close_arr(
+                "listed gradient",
+                &x.log_lengthscale,
+                &y.log_lengthscale,
+                1e-9,
+            );
         }
     }
 }
@@ -212,7 +283,9 @@ fn gram_agrees() {
                 hyp.outputscale[1] = 1.0; // inf * 0 differs in no interesting way here
             }
             let a = cpu.gram(&data, &hyp, p).expect("cpu gram");
-            let b = g.gram(&data, &hyp, p).unwrap_or_else(|e| panic!("{case:?}: cuda gram: {e}"));
+            let b = g
+                .gram(&data, &hyp, p)
+                .unwrap_or_else(|e| panic!("{case:?}: cuda gram: {e}"));
             close_arr(&format!("{case:?} {p:?} gram"), &a, &b, tol(p));
         }
     }
@@ -242,7 +315,9 @@ fn cholesky_agrees() {
             }
             let policy = JitterPolicy::for_precision(p);
             let x = cpu.cholesky(&a, p, policy).expect("cpu cholesky");
-            let y = g.cholesky(&a, p, policy).unwrap_or_else(|e| panic!("{case:?}: cuda cholesky: {e}"));
+            let y = g
+                .cholesky(&a, p, policy)
+                .unwrap_or_else(|e| panic!("{case:?}: cuda cholesky: {e}"));
             let what = format!("{case:?} {p:?} cholesky");
             assert_eq!(x.status, y.status, "{what} status");
             assert_eq!(y.status[0], Status::Jitter, "{what} member 0");
@@ -259,9 +334,13 @@ fn check_predict(g: &CudaBackend, p: Precision) {
         let m = 17;
         let mut rng = ChaCha8Rng::seed_from_u64(900 + k as u64);
         let test = if k % 2 == 0 {
-            Inputs::Shared(Array2::from_shape_fn((m, case.d), |_| 3.5 * rng.random::<f64>() - 0.25))
+            Inputs::Shared(Array2::from_shape_fn((m, case.d), |_| {
+                3.5 * rng.random::<f64>() - 0.25
+            }))
         } else {
-            Inputs::Batched(Array3::from_shape_fn((case.b, m, case.d), |_| 3.5 * rng.random::<f64>() - 0.25))
+            Inputs::Batched(Array3::from_shape_fn((case.b, m, case.d), |_| {
+                3.5 * rng.random::<f64>() - 0.25
+            }))
         };
         let opts = PredictOptions {
             precision: p,
@@ -269,7 +348,9 @@ fn check_predict(g: &CudaBackend, p: Precision) {
             samples: (p == Precision::F64).then_some((3, 42)),
         };
         let a = cpu.predict(&data, &hyp, &test, &opts).expect("cpu predict");
-        let b = g.predict(&data, &hyp, &test, &opts).unwrap_or_else(|e| panic!("{case:?}: cuda predict: {e}"));
+        let b = g
+            .predict(&data, &hyp, &test, &opts)
+            .unwrap_or_else(|e| panic!("{case:?}: cuda predict: {e}"));
         let what = |s: &str| format!("{case:?} {p:?} predict {s}");
         assert_eq!(a.status, b.status, "{}", what("status"));
         close_arr(&what("jitter"), &a.jitter, &b.jitter, tol(p));
@@ -278,7 +359,12 @@ fn check_predict(g: &CudaBackend, p: Precision) {
         close_arr(&what("var_y"), &a.var_y, &b.var_y, tol(p));
         close_arr(&what("lower"), &a.lower, &b.lower, tol(p));
         close_arr(&what("upper"), &a.upper, &b.upper, tol(p));
-        close_arr(&what("covariance"), a.covariance.as_ref().expect("cpu cov"), b.covariance.as_ref().expect("cuda cov"), tol(p));
+        close_arr(
+            &what("covariance"),
+            a.covariance.as_ref().expect("cpu cov"),
+            b.covariance.as_ref().expect("cuda cov"),
+            tol(p),
+        );
         if let (Some(x), Some(y)) = (&a.samples, &b.samples) {
             // Samples go through a Cholesky of a nearly singular covariance: looser.
             close_arr(&what("samples"), x, y, 1e-6);
@@ -304,16 +390,32 @@ fn chunking_does_not_change_results() {
     let Some(chunked) = gpu() else { return };
     let chunked = chunked.with_max_chunk(2);
     for (n, d) in [(20, 2), (100, 3), (300, 2)] {
-        let (data, hyp) = make(Case { b: 5, n, d, shared: true, masked: true }, n as u64);
+        let (data, hyp) = make(
+            Case {
+                b: 5,
+                n,
+                d,
+                shared: true,
+                masked: true,
+            },
+            n as u64,
+        );
         let opts = MllOptions::new(Precision::F64);
         let a = whole.mll(&data, &hyp, None, &opts).expect("whole");
         let b = chunked.mll(&data, &hyp, None, &opts).expect("chunked");
         assert_eq!(a, b, "n = {n}: chunked mll differs");
         let test = Inputs::Shared(Array2::from_shape_fn((9, d), |(i, k)| (i + k) as f64 * 0.3));
-        let po = PredictOptions { precision: Precision::F64, full_covariance: true, samples: None };
+        let po = PredictOptions {
+            precision: Precision::F64,
+            full_covariance: true,
+            samples: None,
+        };
         let a = whole.predict(&data, &hyp, &test, &po).expect("whole");
         let b = chunked.predict(&data, &hyp, &test, &po).expect("chunked");
-        assert_eq!(a.mean.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), b.mean.iter().map(|v| v.to_bits()).collect::<Vec<_>>());
+        assert_eq!(
+            a.mean.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            b.mean.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
     }
 }
 
