@@ -4,7 +4,7 @@
 //! `policy.jitter(k, mean diag K)` to the diagonal, for k = 1..=retries. The status says which
 //! attempt succeeded (Ok for the first, Jitter for a later one) or Failed.
 
-use super::{Float, Workspace};
+use super::{small, Float, Workspace};
 use crate::backend::JitterPolicy;
 use crate::data::{Precision, Status};
 use faer::{MatMut, Par};
@@ -29,10 +29,13 @@ pub(crate) fn factor_with_jitter<T: Float>(
     for k in 0..=policy.retries {
         jitter = policy.jitter(k, mean_diag);
         fill(a, T::from_f64(jitter));
-        let mat = MatMut::from_column_major_slice_mut(&mut a[..n * n], n, n);
-        let stack = Workspace::<T>::stack(mem);
-        let ok = faer::linalg::cholesky::llt::factor::cholesky_in_place(mat, Default::default(), par, stack, Default::default())
-            .is_ok();
+        let ok = if n <= small::SMALL_N {
+            small::cholesky(&mut a[..n * n], n)
+        } else {
+            let mat = MatMut::from_column_major_slice_mut(&mut a[..n * n], n, n);
+            let stack = Workspace::<T>::stack(mem);
+            faer::linalg::cholesky::llt::factor::cholesky_in_place(mat, Default::default(), par, stack, Default::default()).is_ok()
+        };
         // faer accepts a NaN pivot in some paths: check the diagonal explicitly.
         if ok && (0..n).all(|i| {
             let v = a[i * n + i];

@@ -23,6 +23,9 @@ mod cholesky;
 mod gram;
 mod mll;
 mod predict;
+mod small;
+#[macro_use]
+pub(crate) mod simd;
 
 pub use predict::draw_samples;
 
@@ -31,7 +34,7 @@ use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
 use crate::error::Result;
 use faer::dyn_stack::{MemBuffer, MemStack, StackReq};
 use faer::Par;
-use ndarray::{Array3, Axis};
+use ndarray::{Array2, Array3, Axis};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
@@ -39,14 +42,16 @@ use std::cell::RefCell;
 pub(crate) trait Float: faer::traits::RealField + Copy + Send + Sync + 'static {
     fn from_f64(v: f64) -> Self;
     fn to_f64(self) -> f64;
-    fn exp(self) -> Self;
     fn is_finite(self) -> bool;
+    fn sqrt(self) -> Self;
+    /// exp over a slice, vectorised (see `simd`).
+    fn exp_slice(v: &mut [Self]);
     /// Runs `f` with this thread's workspace for this type.
     fn with_workspace<R>(f: impl FnOnce(&mut Workspace<Self>) -> R) -> R;
 }
 
 macro_rules! impl_float {
-    ($t:ty, $tls:ident) => {
+    ($t:ty, $tls:ident, $exp_slice:path) => {
         thread_local! {
             static $tls: RefCell<Workspace<$t>> = RefCell::new(Workspace::default());
         }
@@ -60,12 +65,16 @@ macro_rules! impl_float {
                 self as f64
             }
             #[inline(always)]
-            fn exp(self) -> Self {
-                <$t>::exp(self)
+            fn sqrt(self) -> Self {
+                <$t>::sqrt(self)
             }
             #[inline(always)]
             fn is_finite(self) -> bool {
                 <$t>::is_finite(self)
+            }
+            #[inline(always)]
+            fn exp_slice(v: &mut [Self]) {
+                $exp_slice(v)
             }
             fn with_workspace<R>(f: impl FnOnce(&mut Workspace<Self>) -> R) -> R {
                 $tls.with(|w| f(&mut w.borrow_mut()))
@@ -73,13 +82,13 @@ macro_rules! impl_float {
         }
     };
 }
-impl_float!(f64, WORKSPACE_F64);
-impl_float!(f32, WORKSPACE_F32);
+impl_float!(f64, WORKSPACE_F64, simd::exp_slice_f64);
+impl_float!(f32, WORKSPACE_F32, simd::exp_slice_f32);
 
 /// Scratch memory of one thread, reused across members and calls.
 #[derive(Default)]
 pub(crate) struct Workspace<T> {
-    /// Observed points scaled by the lengthscales, row-major (n, D).
+    /// Observed points scaled by the lengthscales, dimension-major (D, n).
     pub xs: Vec<T>,
     /// Residuals y - m of the observed points (n,), then alpha = K^-1 r.
     pub alpha: Vec<T>,
@@ -89,6 +98,8 @@ pub(crate) struct Workspace<T> {
     pub chol: Vec<T>,
     /// K^-1 (lower triangle) or prediction scratch.
     pub inv: Vec<T>,
+    /// One column of scratch (n,).
+    pub col: Vec<T>,
     /// faer scratch.
     pub mem: Option<MemBuffer>,
     mem_req: Option<StackReq>,
@@ -104,6 +115,7 @@ impl<T: Float> Workspace<T> {
         }
         grow(&mut self.xs, n * d);
         grow(&mut self.alpha, n);
+        grow(&mut self.col, n.max(extra));
         grow(&mut self.kf, n * n);
         grow(&mut self.chol, n * n);
         grow(&mut self.inv, (n * n).max(n * extra));
@@ -158,7 +170,6 @@ pub(crate) fn for_members<R: Send>(k: usize, par: Par, f: impl Fn(usize, Par) ->
 /// Result of one member's MLL evaluation, in f64.
 pub(crate) struct MemberMll {
     pub mll: f64,
-    pub grad_ls: Vec<f64>,
     pub grad_os: f64,
     pub grad_noise: f64,
     pub grad_mean: f64,
@@ -221,29 +232,30 @@ impl Backend for CpuBackend {
         let k = rows.len();
         let d = data.n_dims();
         let par = inner_par(k, data.n_points());
-        let res: Vec<MemberMll> = for_members(k, par, |i, par| match opts.precision {
-            Precision::F64 => mll::member_mll::<f64>(data, hyp, rows[i], opts, par),
-            Precision::F32 => mll::member_mll::<f32>(data, hyp, rows[i], opts, par),
+        let mut grad_ls = Array2::<f64>::zeros((k, d));
+        let eval = |i: usize, row: ndarray::ArrayViewMut1<f64>, par: Par| {
+            let row = row.into_slice().expect("rows of a standard-layout array are contiguous");
+            match opts.precision {
+                Precision::F64 => mll::member_mll::<f64>(data, hyp, rows[i], opts, par, row),
+                Precision::F32 => mll::member_mll::<f32>(data, hyp, rows[i], opts, par, row),
+            }
+        };
+        let res: Vec<MemberMll> = match par {
+            Par::Seq => grad_ls.axis_iter_mut(Axis(0)).into_par_iter().enumerate().map(|(i, r)| eval(i, r, Par::Seq)).collect(),
+            _ => grad_ls.axis_iter_mut(Axis(0)).enumerate().map(|(i, r)| eval(i, r, par)).collect(),
+        };
+        let gradient = opts.gradient.then(|| MllGradient {
+            log_lengthscale: grad_ls,
+            log_outputscale: res.iter().map(|r| r.grad_os).collect(),
+            log_noise: res.iter().map(|r| r.grad_noise).collect(),
+            mean: res.iter().map(|r| r.grad_mean).collect(),
         });
-        let mut out = MllBatch {
+        Ok(MllBatch {
             mll: res.iter().map(|r| r.mll).collect(),
-            gradient: None,
+            gradient,
             status: res.iter().map(|r| r.status).collect(),
             jitter: res.iter().map(|r| r.jitter).collect(),
-        };
-        if opts.gradient {
-            let mut g = MllGradient::zeros(k, d);
-            for (i, r) in res.iter().enumerate() {
-                for (dst, src) in g.log_lengthscale.row_mut(i).iter_mut().zip(&r.grad_ls) {
-                    *dst = *src;
-                }
-                g.log_outputscale[i] = r.grad_os;
-                g.log_noise[i] = r.grad_noise;
-                g.mean[i] = r.grad_mean;
-            }
-            out.gradient = Some(g);
-        }
-        Ok(out)
+        })
     }
 
     fn predict(&self, data: &Dataset, hyp: &Hyperparameters, test: &Inputs, opts: &PredictOptions) -> Result<Prediction> {

@@ -4,6 +4,7 @@
 //! V = L^-1 K*: mean = m + K*^T alpha, var f = s - colsum(V^2), cov f = K** - V^T V.
 
 use super::gram::{fill_cross, fill_kf, load_member, scale_points};
+use super::simd::dot;
 use super::{cholesky::factor_with_jitter, for_members, inner_par, Float, Workspace};
 use crate::backend::{JitterPolicy, PredictOptions, Prediction};
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
@@ -96,8 +97,9 @@ fn member_predict<T: Float>(data: &Dataset, hyp: &Hyperparameters, z: ArrayView2
         let mut var = vec![s; m];
         let cross = &mut inv[..n * m];
         if n > 0 {
-            load_member::<T>(data, hyp, b, xs, alpha);
-            fill_kf(xs, n, d, st, kf);
+            load_member::<T>(data, hyp, b, n, xs, alpha);
+            // chol is free until the factorisation fills it: scratch for the packed Gram.
+            fill_kf(xs, n, d, st, kf, chol);
             let noise_t = T::from_f64(noise);
             (status, jitter) = factor_with_jitter::<T>(chol, n, s + noise, JitterPolicy::for_precision(precision_of::<T>()), par, mem, |a, jit| {
                 for j in 0..n {
@@ -114,7 +116,7 @@ fn member_predict<T: Float>(data: &Dataset, hyp: &Hyperparameters, z: ArrayView2
             fill_cross(xs, n, &zs, m, d, st, cross);
             for j in 0..m {
                 let col = &cross[j * n..(j + 1) * n];
-                mean[j] = mu + col.iter().zip(&alpha[..n]).map(|(k, a)| (*k * *a).to_f64()).sum::<f64>();
+                mean[j] = mu + dot(col, &alpha[..n]).to_f64();
             }
             let v = MatMut::from_column_major_slice_mut(cross, n, m);
             faer::linalg::triangular_solve::solve_lower_triangular_in_place(l, v, par);
@@ -125,7 +127,8 @@ fn member_predict<T: Float>(data: &Dataset, hyp: &Hyperparameters, z: ArrayView2
         }
         let cov = want_cov.then(|| {
             let mut c = vec![T::from_f64(0.0); m * m];
-            fill_kf(&zs, m, d, st, &mut c);
+            let mut scratch = vec![T::from_f64(0.0); m * m];
+            fill_kf(&zs, m, d, st, &mut c, &mut scratch);
             for j in 0..m {
                 for i in 0..j {
                     c[j * m + i] = c[i * m + j];
