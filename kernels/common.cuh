@@ -14,6 +14,14 @@
 
 #include <stdint.h>
 
+// Dynamic shared memory declaration; the host emulation in tests/cuda_agreement.rs compiles
+// these kernels as C++ with BGP_HOST_EMULATION defined.
+#ifdef BGP_HOST_EMULATION
+#define BGP_DYNAMIC_SHARED extern
+#else
+#define BGP_DYNAMIC_SHARED extern __shared__
+#endif
+
 #define BGP_WARP 32
 // Threads of the block-per-member kernels (block in shared or global memory).
 #define BGP_BLOCK 256

@@ -226,7 +226,7 @@ __device__ __forceinline__ int warp_elems(int n) {
         const T* x, long long x_stride, const T* y, const uint8_t* mask, const T* ls, const T* s,         \
         const T* noise, const T* mean, const T* jit, int nattempts, int B, int N, int D, int flags,        \
         T* out_mll, T* out_grad, int* out_attempt, T* out_l, T* out_alpha) {                              \
-        extern __shared__ double bgp_smem[];                                                             \
+        BGP_DYNAMIC_SHARED double bgp_smem[];                                                           \
         const int w = threadIdx.x / BGP_WARP;                                                            \
         const int b = blockIdx.x * BGP_WARPS_PER_BLOCK + w;                                              \
         if (b >= B) return;                                                                              \
@@ -241,7 +241,7 @@ __device__ __forceinline__ int warp_elems(int n) {
         const T* x, long long x_stride, const T* y, const uint8_t* mask, const T* ls, const T* s,         \
         const T* noise, const T* mean, const T* jit, int nattempts, int B, int N, int D, int flags,        \
         T* out_mll, T* out_grad, int* out_attempt, T* out_l, T* out_alpha) {                              \
-        extern __shared__ double bgp_smem[];                                                             \
+        BGP_DYNAMIC_SHARED double bgp_smem[];                                                           \
         const int b = blockIdx.x;                                                                        \
         if (b >= B) return;                                                                              \
         MllArgs<T> p{x, x_stride, y, mask, ls, s, noise, mean, jit, nattempts, B, N, D, flags,            \
@@ -266,7 +266,7 @@ __device__ __forceinline__ int warp_elems(int n) {
     }                                                                                                    \
     extern "C" __global__ void chol_warp_##NAME(const T* a, const T* jit, int nattempts, int B, int N,   \
                                                 T* out_l, int* out_attempt) {                            \
-        extern __shared__ double bgp_smem[];                                                             \
+        BGP_DYNAMIC_SHARED double bgp_smem[];                                                           \
         const int w = threadIdx.x / BGP_WARP;                                                            \
         const int b = blockIdx.x * BGP_WARPS_PER_BLOCK + w;                                              \
         if (b >= B) return;                                                                              \
@@ -276,7 +276,7 @@ __device__ __forceinline__ int warp_elems(int n) {
     }                                                                                                    \
     extern "C" __global__ void chol_block_##NAME(const T* a, const T* jit, int nattempts, int B, int N,  \
                                                  T* out_l, int* out_attempt) {                           \
-        extern __shared__ double bgp_smem[];                                                             \
+        BGP_DYNAMIC_SHARED double bgp_smem[];                                                           \
         const int b = blockIdx.x;                                                                        \
         if (b >= B) return;                                                                              \
         CholArgs<T> p{a, jit, nattempts, B, N, out_l, out_attempt};                                      \
