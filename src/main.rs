@@ -248,8 +248,9 @@ fn run(cli: Cli) -> batchgp::Result<()> {
         }
         Command::Demo { out_dir, common } => {
             let (be, precision) = setup(&common)?;
-            let _ = (be, precision, out_dir);
-            Err(batchgp::Error::InvalidOption { name: "demo".into(), reason: "not built yet".into() })
+            let report = batchgp::demo::run_batch_priors(be.as_ref(), std::path::Path::new(&out_dir), precision)?;
+            println!("{report}");
+            Ok(())
         }
     }
 }

@@ -167,3 +167,14 @@ fn info_reports_backends() {
     let s = String::from_utf8_lossy(&o.stdout);
     assert!(s.contains("cpu") && s.contains("cuda"), "{s}");
 }
+
+#[test]
+fn demo_runs_on_its_embedded_default_and_writes_its_plot() {
+    let d = dir("demo");
+    let o = run(&["demo", "--backend", "cpu", "--out-dir", d.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s = String::from_utf8_lossy(&o.stdout);
+    assert!(s.contains("GP 3") && s.contains("Uniform(10, 150)"), "{s}");
+    let png = std::fs::read(d.join("batch_priors.png")).unwrap();
+    assert_eq!(&png[1..4], b"PNG");
+}
