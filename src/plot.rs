@@ -8,7 +8,6 @@
 
 use crate::error::{Error, Result};
 use plotters::coord::ranged1d::ValueFormatter;
-use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -78,7 +77,9 @@ pub struct LinePanel {
     pub title: String,
     pub x_label: String,
     pub y_label: String,
-    /// A logarithmic y axis (all values must be > 0).
+    /// A logarithmic x axis (values <= 0 are dropped).
+    pub log_x: bool,
+    /// A logarithmic y axis (values <= 0 are dropped).
     pub log_y: bool,
     pub lines: Vec<Line>,
     /// Horizontal dashed lines (label, y, colour).
@@ -215,7 +216,7 @@ fn padded_range(values: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
     (lo - pad * span, hi + pad * span)
 }
 
-type Chart<'a, Y> = ChartContext<'a, BitMapBackend<'a>, Cartesian2d<RangedCoordf64, Y>>;
+type Chart<'a, X, Y> = ChartContext<'a, BitMapBackend<'a>, Cartesian2d<X, Y>>;
 
 fn draw_posterior(area: &DrawingArea<BitMapBackend<'_>, Shift>, p: &PosteriorPanel, cell: (u32, u32)) -> std::result::Result<(), String> {
     let (f_title, f_label, f_tick) = font_sizes(cell);
@@ -279,7 +280,7 @@ fn draw_posterior(area: &DrawingArea<BitMapBackend<'_>, Shift>, p: &PosteriorPan
     Ok(())
 }
 
-fn legend<Y: Ranged<ValueType = f64>>(chart: &mut Chart<'_, Y>, size: f64) -> std::result::Result<(), String> {
+fn legend<X: Ranged<ValueType = f64>, Y: Ranged<ValueType = f64>>(chart: &mut Chart<'_, X, Y>, size: f64) -> std::result::Result<(), String> {
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
@@ -291,17 +292,27 @@ fn legend<Y: Ranged<ValueType = f64>>(chart: &mut Chart<'_, Y>, size: f64) -> st
 }
 
 fn draw_lines(area: &DrawingArea<BitMapBackend<'_>, Shift>, p: &LinePanel, cell: (u32, u32)) -> std::result::Result<(), String> {
-    let xs = p.lines.iter().flat_map(|l| l.points.iter().map(|pt| pt.0));
-    let (x0, x1) = padded_range(xs, 0.0);
-    let ys = p.lines.iter().flat_map(|l| l.points.iter().map(|pt| pt.1)).chain(p.hlines.iter().map(|h| h.1));
-    if p.log_y {
-        let (lo, hi) = padded_range(ys.filter(|v| *v > 0.0).map(f64::log10), 0.05);
-        let chart = chart_builder(area, p, cell).build_cartesian_2d(x0..x1, (10f64.powf(lo)..10f64.powf(hi)).log_scale()).map_err(|e| e.to_string())?;
-        fill_lines(chart, p, cell)
-    } else {
-        let (lo, hi) = padded_range(ys, 0.05);
-        let chart = chart_builder(area, p, cell).build_cartesian_2d(x0..x1, lo..hi).map_err(|e| e.to_string())?;
-        fill_lines(chart, p, cell)
+    let range = |vals: Vec<f64>, log: bool, pad: f64| {
+        if log {
+            let (lo, hi) = padded_range(vals.into_iter().filter(|v| *v > 0.0).map(f64::log10), pad);
+            (10f64.powf(lo), 10f64.powf(hi))
+        } else {
+            padded_range(vals.into_iter(), pad)
+        }
+    };
+    let xs: Vec<f64> = p.lines.iter().flat_map(|l| l.points.iter().map(|pt| pt.0)).collect();
+    let ys: Vec<f64> = p.lines.iter().flat_map(|l| l.points.iter().map(|pt| pt.1)).chain(p.hlines.iter().map(|h| h.1)).collect();
+    let (x0, x1) = range(xs, p.log_x, 0.0);
+    let (y0, y1) = range(ys, p.log_y, 0.05);
+    let b = chart_builder;
+    let e = |e: DrawingAreaErrorKind<_>| e.to_string();
+    match (p.log_x, p.log_y) {
+        (false, false) => fill_lines(b(area, p, cell).build_cartesian_2d(x0..x1, y0..y1).map_err(e)?, p, cell),
+        (true, false) => fill_lines(b(area, p, cell).build_cartesian_2d((x0..x1).log_scale(), y0..y1).map_err(e)?, p, cell),
+        (false, true) => fill_lines(b(area, p, cell).build_cartesian_2d(x0..x1, (y0..y1).log_scale()).map_err(e)?, p, cell),
+        (true, true) => {
+            fill_lines(b(area, p, cell).build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale()).map_err(e)?, p, cell)
+        }
     }
 }
 
@@ -312,8 +323,8 @@ fn chart_builder<'a, 'b>(area: &'a DrawingArea<BitMapBackend<'b>, Shift>, p: &Li
     b
 }
 
-fn fill_lines<Y: Ranged<ValueType = f64> + ValueFormatter<f64>>(
-    mut chart: Chart<'_, Y>,
+fn fill_lines<X: Ranged<ValueType = f64> + ValueFormatter<f64>, Y: Ranged<ValueType = f64> + ValueFormatter<f64>>(
+    mut chart: Chart<'_, X, Y>,
     p: &LinePanel,
     cell: (u32, u32),
 ) -> std::result::Result<(), String> {
@@ -346,8 +357,9 @@ fn fill_lines<Y: Ranged<ValueType = f64> + ValueFormatter<f64>>(
     }
     for l in &p.lines {
         let c = l.color;
+        let keep = |pt: &(f64, f64)| pt.0.is_finite() && pt.1.is_finite() && (!p.log_x || pt.0 > 0.0) && (!p.log_y || pt.1 > 0.0);
         chart
-            .draw_series(LineSeries::new(l.points.iter().copied().filter(|pt| pt.1.is_finite()), c.stroke_width(2)))
+            .draw_series(LineSeries::new(l.points.iter().copied().filter(keep), c.stroke_width(2)))
             .map_err(|e| e.to_string())?
             .label(l.label.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2)));
