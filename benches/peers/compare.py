@@ -747,8 +747,18 @@ def write_report(results, machine, args, path_md, path_json, path_png):
     lines.append(f"\nCommand: `{' '.join(sys.argv)}`\n")
     with open(path_md, "w") as f:
         f.write("\n".join(lines) + "\n")
+    def compact(o):
+        """Per-member lists longer than 200 become a summary, so the file stays small."""
+        if isinstance(o, dict):
+            return {k: compact(v) for k, v in o.items()}
+        if isinstance(o, list) and len(o) > 200 and all(isinstance(v, (int, float)) for v in o):
+            v = sorted(o)
+            return dict(n=len(o), min=v[0], median=v[len(v) // 2], max=v[-1], first=o[:20])
+        if isinstance(o, list):
+            return [compact(v) for v in o]
+        return o
     with open(path_json, "w") as f:
-        json.dump(dict(machine=machine, results=results, args=vars(args)), f, indent=1, default=float)
+        json.dump(compact(dict(machine=machine, results=results, args=vars(args))), f, indent=1, default=float)
     plot(results, machine, path_png)
 
 
