@@ -154,6 +154,14 @@ fn make(case: Case, seed: u64) -> (Dataset, Hyperparameters) {
     (data, hyp)
 }
 
+/// In f32 the two backends round differently (faer's blocked factorisation against the kernels'
+/// unblocked one), so the difference grows with the condition number: keep it near 1e3.
+fn well_conditioned_for(p: Precision, hyp: &mut Hyperparameters) {
+    if p == Precision::F32 {
+        hyp.noise.mapv_inplace(|v| 5.0 * v);
+    }
+}
+
 fn cases(p: Precision) -> Vec<Case> {
     let mut v = Vec::new();
     let ns: &[usize] = match p {
@@ -204,7 +212,8 @@ fn cases(p: Precision) -> Vec<Case> {
 fn check_mll(gpu: &CudaBackend, p: Precision) {
     let cpu = CpuBackend::new();
     for (k, case) in cases(p).into_iter().enumerate() {
-        let (data, hyp) = make(case, 100 + k as u64);
+        let (data, mut hyp) = make(case, 100 + k as u64);
+        well_conditioned_for(p, &mut hyp);
         let opts = MllOptions::new(p);
         let a = cpu.mll(&data, &hyp, None, &opts).expect("cpu mll");
         let g = gpu
@@ -310,6 +319,7 @@ fn cholesky_agrees() {
     for p in [Precision::F64, Precision::F32] {
         for (k, case) in cases(p).into_iter().enumerate() {
             let (data, mut hyp) = make(case, 500 + k as u64);
+            well_conditioned_for(p, &mut hyp);
             if case.b >= 2 {
                 hyp.outputscale[1] = 1.0;
             }
@@ -342,7 +352,8 @@ fn cholesky_agrees() {
 fn check_predict(g: &CudaBackend, p: Precision) {
     let cpu = CpuBackend::new();
     for (k, case) in cases(p).into_iter().filter(|c| c.n <= 500).enumerate() {
-        let (data, hyp) = make(case, 700 + k as u64);
+        let (data, mut hyp) = make(case, 700 + k as u64);
+        well_conditioned_for(p, &mut hyp);
         let m = 17;
         let mut rng = ChaCha8Rng::seed_from_u64(900 + k as u64);
         let test = if k % 2 == 0 {
