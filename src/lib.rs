@@ -47,3 +47,8 @@ pub use fit::{FitObserver, FitProgress, FitRequest, FitResult, Optimizer, Progre
 pub use prior::Target;
 pub use model::{predict, sample_prior, MllReport, MllRequest};
 pub use prior::{Prior, PriorFamily, Priors};
+
+/// The README's code blocks, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
