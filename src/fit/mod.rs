@@ -381,12 +381,12 @@ impl<'a> FitRequest<'a> {
                 Optimizer::Adam => State::A(AdamState::new(u, fr.clone(), self.learning_rate)),
             })
             .collect();
-        let trial = |s: &State| -> Option<Vec<f64>> {
+        fn trial(s: &State) -> Option<&[f64]> {
             match s {
-                State::L(s) => s.trial().map(|u| u.to_vec()),
-                State::A(s) => s.trial().map(|u| u.to_vec()),
+                State::L(s) => s.trial(),
+                State::A(s) => s.trial(),
             }
-        };
+        }
 
         // Per member: (mll, log_prior, objective, status, jitter) at the current iterate.
         let mut record: Vec<(f64, f64, f64, Status, f64)> = vec![(f64::NAN, f64::NAN, f64::NAN, Status::Failed, 0.0); e_total];
@@ -405,7 +405,7 @@ impl<'a> FitRequest<'a> {
             }
             for &e in &active {
                 let u = trial(&states[e]).expect("active");
-                write_theta(&mut hyp_d, e, &u, &maps[e]);
+                write_theta(&mut hyp_d, e, u, &maps[e]);
                 let m = e % b;
                 let s2 = sigma[m] * sigma[m];
                 hyp_s.lengthscale.row_mut(e).assign(&hyp_d.lengthscale.row(e));
