@@ -142,6 +142,76 @@ __device__ bool group_cholesky(const G& g, T* a, int n, int ld, T* col) {
     return true;
 }
 
+// Panel width and tile size of the blocked Cholesky (the global-memory variant).
+#define BGP_NB 32
+// Shared memory of group_cholesky_blocked's tiles, in elements of T.
+#define BGP_TILE_ELEMS (2 * BGP_NB * (BGP_NB + 1))
+
+// As group_cholesky, blocked for matrices in global memory: for each panel of BGP_NB columns,
+// the panel is factored column by column (its updates stay inside the panel), then the trailing
+// matrix is updated once, tile by tile, from the panel rows staged in `tile` (shared memory,
+// BGP_TILE_ELEMS elements), so each trailing entry is read and written once per panel instead
+// of once per column.
+template <typename T, class G>
+__device__ bool group_cholesky_blocked(const G& g, T* a, int n, int ld, T* col, T* tile) {
+    const int TS = BGP_NB, TL = BGP_NB + 1;
+    T* ta = tile;            // rows of the row tile, panel columns: ta[r * TL + t]
+    T* tb = tile + TS * TL;  // rows of the column tile
+    for (int k0 = 0; k0 < n; k0 += BGP_NB) {
+        const int k1 = n < k0 + BGP_NB ? n : k0 + BGP_NB;
+        for (int k = k0; k < k1; ++k) {
+            const T p = a[(size_t)k * ld + k];
+            g.sync();
+            if (!(p > T(0)) || !bgp_finite(p)) return false;
+            const T dk = sqrt(p);
+            for (int i = k + g.rank(); i < n; i += g.size()) {
+                const T v = i == k ? dk : a[(size_t)i * ld + k] / dk;
+                a[(size_t)i * ld + k] = v;
+                col[i] = v;
+            }
+            g.sync();
+            // The rest of the panel: columns k+1 .. k1-1, rows i >= j.
+            const int w = k1 - k - 1;
+            if (w > 0) {
+                const long long tot = (long long)(n - k - 1) * w;
+                for (long long e = g.rank(); e < tot; e += g.size()) {
+                    const int i = k + 1 + (int)(e / w), j = k + 1 + (int)(e % w);
+                    if (j <= i) a[(size_t)i * ld + j] -= col[i] * col[j];
+                }
+            }
+            g.sync();
+        }
+        // Trailing update: a[i][j] -= sum_{t in panel} a[i][t] a[j][t], k1 <= j <= i < n.
+        const int m = n - k1;
+        if (m <= 0) break;
+        const int kb = k1 - k0;
+        const int nt = (m + TS - 1) / TS;
+        const long long ntiles = (long long)nt * (nt + 1) / 2;
+        for (long long tt = 0; tt < ntiles; ++tt) {
+            int ti, tj;
+            tri_index(tt, ti, tj);
+            const int i0 = k1 + ti * TS, j0 = k1 + tj * TS;
+            for (int e = g.rank(); e < TS * kb; e += g.size()) {
+                const int r = e / kb, t = e % kb;
+                ta[r * TL + t] = i0 + r < n ? a[(size_t)(i0 + r) * ld + k0 + t] : T(0);
+                tb[r * TL + t] = j0 + r < n ? a[(size_t)(j0 + r) * ld + k0 + t] : T(0);
+            }
+            g.sync();
+            for (int e = g.rank(); e < TS * TS; e += g.size()) {
+                const int r = e / TS, c = e % TS;
+                const int i = i0 + r, j = j0 + c;
+                if (i < n && j <= i) {
+                    T acc = T(0);
+                    for (int t = 0; t < kb; ++t) acc += ta[r * TL + t] * tb[c * TL + t];
+                    a[(size_t)i * ld + j] -= acc;
+                }
+            }
+            g.sync();
+        }
+    }
+    return true;
+}
+
 // v <- L^-1 v (forward substitution), column oriented.
 template <typename T, class G>
 __device__ void group_forward(const G& g, const T* l, int n, int ld, T* v) {

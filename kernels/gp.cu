@@ -13,7 +13,8 @@
 // block and global variants B blocks of BGP_BLOCK threads. Dynamic shared memory (bytes):
 //   warp   BGP_WARPS_PER_BLOCK * warp_elems(N) * sizeof(T)
 //   block  32 * 8 + (N * (N + 1) + 2 * N) * sizeof(T)
-//   global 0
+//   global 0 (static: 32 doubles of reduction scratch and BGP_TILE_ELEMS elements of T for
+//   the blocked Cholesky tiles)
 // where warp_elems(N) = N * (N + 1) + 2 * N rounded up to even.
 //
 // Jitter: attempt t (0 .. nattempts-1) adds jit[b * nattempts + t] (the host's table,
@@ -59,7 +60,7 @@ __device__ void write_factor(const G& g, const T* a, int n, int ld, T* out, bool
 
 template <typename T, class G>
 __device__ void gp_mll_member(const G& g, const MllArgs<T>& p, int b, T* a, int ld, T* alpha, T* tmp,
-                              double* scratch) {
+                              double* scratch, T* tile) {
     const int N = p.N, D = p.D;
     const T* xb = p.x + b * p.x_stride;
     const T* yb = p.y + (size_t)b * N;
@@ -77,7 +78,7 @@ __device__ void gp_mll_member(const G& g, const MllArgs<T>& p, int b, T* a, int 
             a[(size_t)i * ld + j] = gram_entry(xb, mb, lsb, s, diag_add, i, j, D);
         }
         g.sync();
-        const bool ok = group_cholesky(g, a, N, ld, tmp);
+        const bool ok = tile ? group_cholesky_blocked(g, a, N, ld, tmp, tile) : group_cholesky(g, a, N, ld, tmp);
         g.sync();
         if (ok) {
             used = t;
@@ -191,7 +192,7 @@ struct CholArgs {
 };
 
 template <typename T, class G>
-__device__ void chol_member(const G& g, const CholArgs<T>& p, int b, T* a, int ld, T* col) {
+__device__ void chol_member(const G& g, const CholArgs<T>& p, int b, T* a, int ld, T* col, T* tile) {
     const int N = p.N;
     const T* ab = p.a + (size_t)b * N * N;
     const long long tri = (long long)N * (N + 1) / 2;
@@ -205,7 +206,7 @@ __device__ void chol_member(const G& g, const CholArgs<T>& p, int b, T* a, int l
             a[(size_t)i * ld + j] = i == j ? v + jit : v;
         }
         g.sync();
-        const bool ok = group_cholesky(g, a, N, ld, col);
+        const bool ok = tile ? group_cholesky_blocked(g, a, N, ld, col, tile) : group_cholesky(g, a, N, ld, col);
         g.sync();
         if (ok) {
             used = t;
@@ -221,75 +222,73 @@ __device__ __forceinline__ int warp_elems(int n) {
     return (e + 1) & ~1;
 }
 
-#define BGP_GP(T, NAME)                                                                                 \
-    extern "C" __global__ void gp_mll_warp_##NAME(                                                       \
-        const T* x, long long x_stride, const T* y, const uint8_t* mask, const T* ls, const T* s,         \
-        const T* noise, const T* mean, const T* jit, int nattempts, int B, int N, int D, int flags,        \
-        T* out_mll, T* out_grad, int* out_attempt, T* out_l, T* out_alpha) {                              \
-        BGP_DYNAMIC_SHARED double bgp_smem[];                                                           \
-        const int w = threadIdx.x / BGP_WARP;                                                            \
-        const int b = blockIdx.x * BGP_WARPS_PER_BLOCK + w;                                              \
-        if (b >= B) return;                                                                              \
-        MllArgs<T> p{x, x_stride, y, mask, ls, s, noise, mean, jit, nattempts, B, N, D, flags,            \
-                     out_mll, out_grad, out_attempt, out_l, out_alpha};                                  \
-        T* base = reinterpret_cast<T*>(bgp_smem) + (size_t)w * warp_elems(N);                            \
-        const int ld = N + 1;                                                                            \
-        gp_mll_member<T>(WarpGroup{}, p, b, base, ld, base + (size_t)N * ld, base + (size_t)N * ld + N,   \
-                         nullptr);                                                                       \
-    }                                                                                                    \
-    extern "C" __global__ void gp_mll_block_##NAME(                                                      \
-        const T* x, long long x_stride, const T* y, const uint8_t* mask, const T* ls, const T* s,         \
-        const T* noise, const T* mean, const T* jit, int nattempts, int B, int N, int D, int flags,        \
-        T* out_mll, T* out_grad, int* out_attempt, T* out_l, T* out_alpha) {                              \
-        BGP_DYNAMIC_SHARED double bgp_smem[];                                                           \
-        const int b = blockIdx.x;                                                                        \
-        if (b >= B) return;                                                                              \
-        MllArgs<T> p{x, x_stride, y, mask, ls, s, noise, mean, jit, nattempts, B, N, D, flags,            \
-                     out_mll, out_grad, out_attempt, out_l, out_alpha};                                  \
-        T* base = reinterpret_cast<T*>(bgp_smem + BGP_WARP);                                             \
-        const int ld = N + 1;                                                                            \
-        gp_mll_member<T>(BlockGroup{}, p, b, base, ld, base + (size_t)N * ld, base + (size_t)N * ld + N,  \
-                         bgp_smem);                                                                      \
-    }                                                                                                    \
-    extern "C" __global__ void gp_mll_global_##NAME(                                                     \
-        const T* x, long long x_stride, const T* y, const uint8_t* mask, const T* ls, const T* s,         \
-        const T* noise, const T* mean, const T* jit, int nattempts, int B, int N, int D, int flags,        \
-        T* out_mll, T* out_grad, int* out_attempt, T* out_l, T* out_alpha, T* work) {                     \
-        __shared__ double scratch[BGP_WARP];                                                             \
-        const int b = blockIdx.x;                                                                        \
-        if (b >= B) return;                                                                              \
-        MllArgs<T> p{x, x_stride, y, mask, ls, s, noise, mean, jit, nattempts, B, N, D, flags,            \
-                     out_mll, out_grad, out_attempt, out_l, out_alpha};                                  \
-        T* base = work + (size_t)b * ((size_t)N * N + 2 * (size_t)N);                                    \
-        gp_mll_member<T>(BlockGroup{}, p, b, base, N, base + (size_t)N * N, base + (size_t)N * N + N,     \
-                         scratch);                                                                       \
-    }                                                                                                    \
-    extern "C" __global__ void chol_warp_##NAME(const T* a, const T* jit, int nattempts, int B, int N,   \
-                                                T* out_l, int* out_attempt) {                            \
-        BGP_DYNAMIC_SHARED double bgp_smem[];                                                           \
-        const int w = threadIdx.x / BGP_WARP;                                                            \
-        const int b = blockIdx.x * BGP_WARPS_PER_BLOCK + w;                                              \
-        if (b >= B) return;                                                                              \
-        CholArgs<T> p{a, jit, nattempts, B, N, out_l, out_attempt};                                      \
-        T* base = reinterpret_cast<T*>(bgp_smem) + (size_t)w * warp_elems(N);                            \
-        chol_member<T>(WarpGroup{}, p, b, base, N + 1, base + (size_t)N * (N + 1));                                                  \
-    }                                                                                                    \
-    extern "C" __global__ void chol_block_##NAME(const T* a, const T* jit, int nattempts, int B, int N,  \
-                                                 T* out_l, int* out_attempt) {                           \
-        BGP_DYNAMIC_SHARED double bgp_smem[];                                                           \
-        const int b = blockIdx.x;                                                                        \
-        if (b >= B) return;                                                                              \
-        CholArgs<T> p{a, jit, nattempts, B, N, out_l, out_attempt};                                      \
-        T* base = reinterpret_cast<T*>(bgp_smem + BGP_WARP);                                             \
-        chol_member<T>(BlockGroup{}, p, b, base, N + 1, base + (size_t)N * (N + 1));            \
-    }                                                                                                    \
-    extern "C" __global__ void chol_global_##NAME(const T* a, const T* jit, int nattempts, int B, int N, \
-                                                  T* out_l, int* out_attempt, T* work) {                 \
-        const int b = blockIdx.x;                                                                        \
-        if (b >= B) return;                                                                              \
-        CholArgs<T> p{a, jit, nattempts, B, N, out_l, out_attempt};                                      \
-        T* base = work + (size_t)b * ((size_t)N * N + 2 * (size_t)N);                                   \
-        chol_member<T>(BlockGroup{}, p, b, base, N, base + (size_t)N * N);       \
+#define BGP_MLL_PARAMS(T)                                                                          \
+    const T *x, long long x_stride, const T *y, const uint8_t *mask, const T *ls, const T *s,      \
+        const T *noise, const T *mean, const T *jit, int nattempts, int B, int N, int D, int flags, \
+        T *out_mll, T *out_grad, int *out_attempt, T *out_l, T *out_alpha
+#define BGP_MLL_ARGS                                                                               \
+    x, x_stride, y, mask, ls, s, noise, mean, jit, nattempts, B, N, D, flags, out_mll, out_grad,   \
+        out_attempt, out_l, out_alpha
+
+#define BGP_GP(T, NAME)                                                                            \
+    extern "C" __global__ void gp_mll_warp_##NAME(BGP_MLL_PARAMS(T)) {                             \
+        BGP_DYNAMIC_SHARED double bgp_smem[];                                                      \
+        const int w = threadIdx.x / BGP_WARP;                                                      \
+        const int b = blockIdx.x * BGP_WARPS_PER_BLOCK + w;                                        \
+        if (b >= B) return;                                                                        \
+        const MllArgs<T> p{BGP_MLL_ARGS};                                                          \
+        T* base = reinterpret_cast<T*>(bgp_smem) + (size_t)w * warp_elems(N);                      \
+        const int ld = N + 1;                                                                      \
+        gp_mll_member<T>(WarpGroup{}, p, b, base, ld, base + (size_t)N * ld,                       \
+                         base + (size_t)N * ld + N, nullptr, nullptr);                             \
+    }                                                                                              \
+    extern "C" __global__ void gp_mll_block_##NAME(BGP_MLL_PARAMS(T)) {                            \
+        BGP_DYNAMIC_SHARED double bgp_smem[];                                                      \
+        const int b = blockIdx.x;                                                                  \
+        if (b >= B) return;                                                                        \
+        const MllArgs<T> p{BGP_MLL_ARGS};                                                          \
+        T* base = reinterpret_cast<T*>(bgp_smem + BGP_WARP);                                       \
+        const int ld = N + 1;                                                                      \
+        gp_mll_member<T>(BlockGroup{}, p, b, base, ld, base + (size_t)N * ld,                      \
+                         base + (size_t)N * ld + N, bgp_smem, nullptr);                            \
+    }                                                                                              \
+    extern "C" __global__ void gp_mll_global_##NAME(BGP_MLL_PARAMS(T), T* work) {                  \
+        __shared__ double scratch[BGP_WARP];                                                       \
+        __shared__ T tile[BGP_TILE_ELEMS];                                                         \
+        const int b = blockIdx.x;                                                                  \
+        if (b >= B) return;                                                                        \
+        const MllArgs<T> p{BGP_MLL_ARGS};                                                          \
+        T* base = work + (size_t)b * ((size_t)N * N + 2 * (size_t)N);                              \
+        gp_mll_member<T>(BlockGroup{}, p, b, base, N, base + (size_t)N * N,                        \
+                         base + (size_t)N * N + N, scratch, tile);                                 \
+    }                                                                                              \
+    extern "C" __global__ void chol_warp_##NAME(const T* a, const T* jit, int nattempts, int B,    \
+                                                int N, T* out_l, int* out_attempt) {               \
+        BGP_DYNAMIC_SHARED double bgp_smem[];                                                      \
+        const int w = threadIdx.x / BGP_WARP;                                                      \
+        const int b = blockIdx.x * BGP_WARPS_PER_BLOCK + w;                                        \
+        if (b >= B) return;                                                                        \
+        const CholArgs<T> p{a, jit, nattempts, B, N, out_l, out_attempt};                          \
+        T* base = reinterpret_cast<T*>(bgp_smem) + (size_t)w * warp_elems(N);                      \
+        chol_member<T>(WarpGroup{}, p, b, base, N + 1, base + (size_t)N * (N + 1), nullptr);       \
+    }                                                                                              \
+    extern "C" __global__ void chol_block_##NAME(const T* a, const T* jit, int nattempts, int B,   \
+                                                 int N, T* out_l, int* out_attempt) {              \
+        BGP_DYNAMIC_SHARED double bgp_smem[];                                                      \
+        const int b = blockIdx.x;                                                                  \
+        if (b >= B) return;                                                                        \
+        const CholArgs<T> p{a, jit, nattempts, B, N, out_l, out_attempt};                          \
+        T* base = reinterpret_cast<T*>(bgp_smem + BGP_WARP);                                       \
+        chol_member<T>(BlockGroup{}, p, b, base, N + 1, base + (size_t)N * (N + 1), nullptr);      \
+    }                                                                                              \
+    extern "C" __global__ void chol_global_##NAME(const T* a, const T* jit, int nattempts, int B,  \
+                                                  int N, T* out_l, int* out_attempt, T* work) {    \
+        __shared__ T tile[BGP_TILE_ELEMS];                                                         \
+        const int b = blockIdx.x;                                                                  \
+        if (b >= B) return;                                                                        \
+        const CholArgs<T> p{a, jit, nattempts, B, N, out_l, out_attempt};                          \
+        T* base = work + (size_t)b * ((size_t)N * N + 2 * (size_t)N);                              \
+        chol_member<T>(BlockGroup{}, p, b, base, N, base + (size_t)N * N, tile);                   \
     }
 
 BGP_GP(double, f64)
