@@ -238,6 +238,8 @@ fn run(cli: Cli) -> batchgp::Result<()> {
             let _: Precision = common.precision.parse()?;
             println!("batchgp {}", env!("CARGO_PKG_VERSION"));
             println!("cpu: {}", backend::cpu::CpuBackend::new().describe());
+            println!("kernels: {}", backend::cuda::build_info());
+            println!("driver: {}", backend::cuda::probe());
             match backend::cuda::CudaBackend::new() {
                 Ok(c) => println!("cuda: usable: {}", c.describe()),
                 Err(e) => println!("cuda: not usable: {e}"),
