@@ -41,7 +41,15 @@ fn problem(b: usize, n: usize, d: usize, seed: u64) -> (Dataset, Hyperparameters
     let noise = Array1::from_shape_fn(b, |_| 0.01 + 0.05 * rng.random::<f64>());
     let mean = Array1::from_shape_fn(b, |_| 0.2 * (rng.random::<f64>() - 0.5));
     let data = Dataset::new(x, y).expect("valid data");
-    (data, Hyperparameters { lengthscale, outputscale, noise, mean })
+    (
+        data,
+        Hyperparameters {
+            lengthscale,
+            outputscale,
+            noise,
+            mean,
+        },
+    )
 }
 
 fn name(p: Precision) -> &'static str {
@@ -76,7 +84,10 @@ impl Summary {
             let med = t[t.len() / 2];
             let evals = *b as f64 / med;
             let gflops = *b as f64 * (*n as f64).powi(3) / med / 1e9;
-            println!("  {id:<40} {:>10.3} ms  {evals:>12.0} GP/s  {gflops:>8.2} GFLOP/s", med * 1e3);
+            println!(
+                "  {id:<40} {:>10.3} ms  {evals:>12.0} GP/s  {gflops:>8.2} GFLOP/s",
+                med * 1e3
+            );
         }
     }
 }
@@ -98,13 +109,19 @@ fn timed(
                 f();
             }
             let el = t0.elapsed();
-            summary.borrow_mut().record(&full, b, n, el.as_secs_f64() / iters as f64);
+            summary
+                .borrow_mut()
+                .record(&full, b, n, el.as_secs_f64() / iters as f64);
             el
         })
     });
 }
 
-fn group<'a>(c: &'a mut Criterion, id: &str, b: usize) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
+fn group<'a>(
+    c: &'a mut Criterion,
+    id: &str,
+    b: usize,
+) -> criterion::BenchmarkGroup<'a, criterion::measurement::WallTime> {
     let mut g = c.benchmark_group(id);
     g.throughput(Throughput::Elements(b as u64));
     g.sample_size(10);
@@ -113,7 +130,13 @@ fn group<'a>(c: &'a mut Criterion, id: &str, b: usize) -> criterion::BenchmarkGr
     g
 }
 
-fn bench_mll_grad(c: &mut Criterion, be: &dyn Backend, s: &RefCell<Summary>, (b, n, d): (usize, usize, usize), precisions: &[Precision]) {
+fn bench_mll_grad(
+    c: &mut Criterion,
+    be: &dyn Backend,
+    s: &RefCell<Summary>,
+    (b, n, d): (usize, usize, usize),
+    precisions: &[Precision],
+) {
     let (data, hyp) = problem(b, n, d, 1);
     let id = format!("mll_grad/{}/b{b}_n{n}_d{d}", be.name());
     let mut g = group(c, &id, b);
@@ -130,11 +153,19 @@ fn bench_mll_grad(c: &mut Criterion, be: &dyn Backend, s: &RefCell<Summary>, (b,
 fn bench_gram(c: &mut Criterion, be: &dyn Backend, (b, n, d): (usize, usize, usize)) {
     let (data, hyp) = problem(b, n, d, 2);
     let mut g = group(c, &format!("gram/{}/b{b}_n{n}_d{d}", be.name()), b);
-    g.bench_function("f64", |bench| bench.iter(|| be.gram(&data, &hyp, Precision::F64).expect("gram")));
+    g.bench_function("f64", |bench| {
+        bench.iter(|| be.gram(&data, &hyp, Precision::F64).expect("gram"))
+    });
     g.finish();
 }
 
-fn bench_cholesky(c: &mut Criterion, be: &dyn Backend, s: &RefCell<Summary>, (b, n): (usize, usize), precisions: &[Precision]) {
+fn bench_cholesky(
+    c: &mut Criterion,
+    be: &dyn Backend,
+    s: &RefCell<Summary>,
+    (b, n): (usize, usize),
+    precisions: &[Precision],
+) {
     let (data, hyp) = problem(b, n, 3, 3);
     let k = be.gram(&data, &hyp, Precision::F64).expect("gram");
     let id = format!("cholesky/{}/b{b}_n{n}", be.name());
@@ -154,7 +185,9 @@ fn bench_predict(c: &mut Criterion, be: &dyn Backend, (b, n, d): (usize, usize, 
     let test = Inputs::Shared(Array2::from_shape_fn((m, d), |_| rng.random::<f64>()));
     let opts = PredictOptions::default();
     let mut g = group(c, &format!("predict/{}/b{b}_n{n}_d{d}_m{m}", be.name()), b);
-    g.bench_function("f64", |bench| bench.iter(|| be.predict(&data, &hyp, &test, &opts).expect("predict")));
+    g.bench_function("f64", |bench| {
+        bench.iter(|| be.predict(&data, &hyp, &test, &opts).expect("predict"))
+    });
     g.finish();
 }
 
