@@ -39,6 +39,8 @@ pub(crate) struct LbfgsState {
     pub iterations: usize,
     pub stop: Option<Stop>,
     started: bool,
+    /// Consecutive accepted steps whose relative decrease was below ftol.
+    stalls: usize,
     /// Entries that never move (fixed hyperparameters).
     free: Vec<bool>,
 }
@@ -61,6 +63,7 @@ impl LbfgsState {
             iterations: 0,
             stop: None,
             started: false,
+            stalls: 0,
             free,
         }
     }
@@ -113,9 +116,12 @@ impl LbfgsState {
             self.accept_point(f, g);
             self.iterations += 1;
             let rel = (f_prev - f) / f_prev.abs().max(f.abs()).max(1.0);
-            // A negligible decrease ends the run only when it came from an unshortened step:
-            // after backtracking, a small decrease says more about the step than the optimum.
-            let stalled = rel <= ftol && self.backtracks == 0;
+            // A negligible decrease ends the run when it came from an unshortened step, or three
+            // times in a row: after one backtracked step, a small decrease says more about the
+            // step than the optimum; when every step stalls, the objective is flat to working
+            // precision.
+            self.stalls = if rel <= ftol { self.stalls + 1 } else { 0 };
+            let stalled = rel <= ftol && (self.backtracks == 0 || self.stalls >= 3);
             if self.grad_norm_inf() <= gtol || stalled {
                 self.stop = Some(Stop::Converged);
             } else if self.iterations >= max_iter {
