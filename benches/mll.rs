@@ -41,15 +41,7 @@ fn problem(b: usize, n: usize, d: usize, seed: u64) -> (Dataset, Hyperparameters
     let noise = Array1::from_shape_fn(b, |_| 0.01 + 0.05 * rng.random::<f64>());
     let mean = Array1::from_shape_fn(b, |_| 0.2 * (rng.random::<f64>() - 0.5));
     let data = Dataset::new(x, y).expect("valid data");
-    (
-        data,
-        Hyperparameters {
-            lengthscale,
-            outputscale,
-            noise,
-            mean,
-        },
-    )
+    (data, Hyperparameters { lengthscale, outputscale, noise, mean })
 }
 
 fn name(p: Precision) -> &'static str {
@@ -84,10 +76,7 @@ impl Summary {
             let med = t[t.len() / 2];
             let evals = *b as f64 / med;
             let gflops = *b as f64 * (*n as f64).powi(3) / med / 1e9;
-            println!(
-                "  {id:<40} {:>10.3} ms  {evals:>12.0} GP/s  {gflops:>8.2} GFLOP/s",
-                med * 1e3
-            );
+            println!("  {id:<40} {:>10.3} ms  {evals:>12.0} GP/s  {gflops:>8.2} GFLOP/s", med * 1e3);
         }
     }
 }
@@ -109,9 +98,7 @@ fn timed(
                 f();
             }
             let el = t0.elapsed();
-            summary
-                .borrow_mut()
-                .record(&full, b, n, el.as_secs_f64() / iters as f64);
+            summary.borrow_mut().record(&full, b, n, el.as_secs_f64() / iters as f64);
             el
         })
     });
@@ -153,9 +140,7 @@ fn bench_mll_grad(
 fn bench_gram(c: &mut Criterion, be: &dyn Backend, (b, n, d): (usize, usize, usize)) {
     let (data, hyp) = problem(b, n, d, 2);
     let mut g = group(c, &format!("gram/{}/b{b}_n{n}_d{d}", be.name()), b);
-    g.bench_function("f64", |bench| {
-        bench.iter(|| be.gram(&data, &hyp, Precision::F64).expect("gram"))
-    });
+    g.bench_function("f64", |bench| bench.iter(|| be.gram(&data, &hyp, Precision::F64).expect("gram")));
     g.finish();
 }
 
@@ -185,9 +170,7 @@ fn bench_predict(c: &mut Criterion, be: &dyn Backend, (b, n, d): (usize, usize, 
     let test = Inputs::Shared(Array2::from_shape_fn((m, d), |_| rng.random::<f64>()));
     let opts = PredictOptions::default();
     let mut g = group(c, &format!("predict/{}/b{b}_n{n}_d{d}_m{m}", be.name()), b);
-    g.bench_function("f64", |bench| {
-        bench.iter(|| be.predict(&data, &hyp, &test, &opts).expect("predict"))
-    });
+    g.bench_function("f64", |bench| bench.iter(|| be.predict(&data, &hyp, &test, &opts).expect("predict")));
     g.finish();
 }
 

@@ -13,10 +13,7 @@ use batchgp::{backend, BackendChoice, Precision};
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let out = std::env::args()
-        .nth(1)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| batchgp::plot::out_dir("batch_priors"));
+    let out = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| batchgp::plot::out_dir("batch_priors"));
     let be = backend::select(BackendChoice::Auto)?;
     println!("backend: {}", be.describe());
     let report = batchgp::demo::run_batch_priors(be.as_ref(), &out, Precision::F64)?;

@@ -11,10 +11,7 @@
 //! Writes sine.png and sines_64.png under OUT_DIR (default out/sine_regression/).
 
 use batchgp::plot::{self, Panel, PosteriorPanel};
-use batchgp::{
-    backend, predict, BackendChoice, Dataset, FitRequest, Inputs, PredictOptions,
-    ProgressBarObserver,
-};
+use batchgp::{backend, predict, BackendChoice, Dataset, FitRequest, Inputs, PredictOptions, ProgressBarObserver};
 use ndarray::Array2;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -27,10 +24,7 @@ const N: usize = 100;
 const NOISE_SD: f64 = 0.1;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let out = std::env::args()
-        .nth(1)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| plot::out_dir("sine_regression"));
+    let out = std::env::args().nth(1).map(PathBuf::from).unwrap_or_else(|| plot::out_dir("sine_regression"));
     let be = backend::select(BackendChoice::Auto)?;
     println!("backend: {}", be.describe());
     let mut rng = ChaCha8Rng::seed_from_u64(3);
@@ -41,22 +35,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let x = Array2::from_shape_vec((N, 1), x_train.clone())?;
 
     // 1. One sine.
-    let y = Array2::from_shape_fn((1, N), |(_, i)| {
-        (2.0 * PI * x_train[i]).sin() + noise.sample(&mut rng)
-    });
+    let y = Array2::from_shape_fn((1, N), |(_, i)| (2.0 * PI * x_train[i]).sin() + noise.sample(&mut rng));
     let data = Dataset::new(x.clone(), y)?;
     let t = Instant::now();
     let fit = FitRequest::new(&data).on(be.as_ref()).run()?;
     let h = &fit.hyperparameters;
     let post = predict(be.as_ref(), &data, h, &test, &PredictOptions::default())?;
     let secs = t.elapsed().as_secs_f64();
-    let rmse_train = rmse(
-        &grid,
-        post.mean.row(0).as_slice().unwrap(),
-        1.0,
-        0.0,
-        (0.0, 1.0),
-    );
+    let rmse_train = rmse(&grid, post.mean.row(0).as_slice().unwrap(), 1.0, 0.0, (0.0, 1.0));
     let width = |a: f64| {
         let i = grid.iter().position(|g| *g >= a).unwrap_or(0);
         post.upper[[0, i]] - post.lower[[0, i]]
@@ -91,11 +77,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         mean: post.mean.row(0).to_vec(),
         lower: post.lower.row(0).to_vec(),
         upper: post.upper.row(0).to_vec(),
-        points: x_train
-            .iter()
-            .zip(data.y().row(0))
-            .map(|(a, b)| (*a, *b))
-            .collect(),
+        points: x_train.iter().zip(data.y().row(0)).map(|(a, b)| (*a, *b)).collect(),
         reference: Some(grid.iter().map(|g| (*g, (2.0 * PI * g).sin())).collect()),
     };
     let p1 = plot::figure(
@@ -111,13 +93,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // 2. 64 sines of different frequencies and phases, one batch, shared x.
     let b = 64;
     let freq: Vec<f64> = plot::linspace(0.5, 4.0, b);
-    let phase: Vec<f64> = (0..b)
-        .map(|k| 2.0 * PI * ((k * 37) % 64) as f64 / 64.0)
-        .collect();
+    let phase: Vec<f64> = (0..b).map(|k| 2.0 * PI * ((k * 37) % 64) as f64 / 64.0).collect();
     let truth = |k: usize, x: f64| (2.0 * PI * freq[k] * x + phase[k]).sin();
-    let y = Array2::from_shape_fn((b, N), |(k, i)| {
-        truth(k, x_train[i]) + noise.sample(&mut rng)
-    });
+    let y = Array2::from_shape_fn((b, N), |(k, i)| truth(k, x_train[i]) + noise.sample(&mut rng));
     let data = Dataset::new(x, y)?;
     let mut bar = ProgressBarObserver::new();
     let t = Instant::now();
@@ -127,11 +105,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // a short lengthscale the MLL climbs to the right one for every frequency here.
     let mut init = FitRequest::default_init(&data);
     init.lengthscale.fill(0.1);
-    let fit = FitRequest::new(&data)
-        .init(&init)
-        .on(be.as_ref())
-        .observer(&mut bar)
-        .run()?;
+    let fit = FitRequest::new(&data).init(&init).on(be.as_ref()).observer(&mut bar).run()?;
     let fit_secs = t.elapsed().as_secs_f64();
     let h = &fit.hyperparameters;
     let post = predict(be.as_ref(), &data, h, &test, &PredictOptions::default())?;
@@ -139,9 +113,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|k| {
             let f: Vec<f64> = grid.iter().map(|g| truth(k, *g)).collect();
             let m = post.mean.row(k);
-            let idx: Vec<usize> = (0..grid.len())
-                .filter(|&i| (0.0..=1.0).contains(&grid[i]))
-                .collect();
+            let idx: Vec<usize> = (0..grid.len()).filter(|&i| (0.0..=1.0).contains(&grid[i])).collect();
             (idx.iter().map(|&i| (m[i] - f[i]).powi(2)).sum::<f64>() / idx.len() as f64).sqrt()
         })
         .collect();
@@ -169,11 +141,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut sorted = errors.clone();
     sorted.sort_by(f64::total_cmp);
     let ok = fit.status.iter().filter(|s| s.is_ok()).count();
-    let at_limit = fit
-        .status
-        .iter()
-        .filter(|s| **s == batchgp::Status::MaxIter)
-        .count();
+    let at_limit = fit.status.iter().filter(|s| **s == batchgp::Status::MaxIter).count();
     println!(
         "   (every 9th shown) {ok}/{b} fitted ({at_limit} at the iteration limit); RMSE of the mean against the true sine on [0, 1]: median {:.4}, max {:.4}",
         sorted[b / 2],
@@ -188,11 +156,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 mean: post.mean.row(k).to_vec(),
                 lower: post.lower.row(k).to_vec(),
                 upper: post.upper.row(k).to_vec(),
-                points: x_train
-                    .iter()
-                    .zip(data.y().row(k))
-                    .map(|(a, b)| (*a, *b))
-                    .collect(),
+                points: x_train.iter().zip(data.y().row(k)).map(|(a, b)| (*a, *b)).collect(),
                 reference: Some(grid.iter().map(|g| (*g, truth(k, *g))).collect()),
                 ..Default::default()
             })
@@ -216,8 +180,6 @@ fn rmse(grid: &[f64], mean: &[f64], amp: f64, phase: f64, range: (f64, f64)) -> 
         .iter()
         .zip(mean)
         .filter(|(g, _)| **g >= range.0 && **g <= range.1)
-        .fold((0.0, 0usize), |(s, n), (g, m)| {
-            (s + (m - amp * (2.0 * PI * g + phase).sin()).powi(2), n + 1)
-        });
+        .fold((0.0, 0usize), |(s, n), (g, m)| (s + (m - amp * (2.0 * PI * g + phase).sin()).powi(2), n + 1));
     (s / n.max(1) as f64).sqrt()
 }

@@ -23,8 +23,8 @@
 
 use batchgp::plot::{self, colors, Key, Line, LinePanel, Panel, PosteriorPanel};
 use batchgp::{
-    backend, predict, sample_prior, BackendChoice, Dataset, FitObserver, FitProgress, FitRequest,
-    FitResult, Hyperparameters, Inputs, Precision, PredictOptions, ProgressBarObserver, Target,
+    backend, predict, sample_prior, BackendChoice, Dataset, FitObserver, FitProgress, FitRequest, FitResult,
+    Hyperparameters, Inputs, Precision, PredictOptions, ProgressBarObserver, Target,
 };
 use ndarray::{Array2, Axis};
 use rand::{Rng, SeedableRng};
@@ -57,8 +57,7 @@ impl FitObserver for Recorder {
     fn iter(&mut self, p: &FitProgress<'_>) {
         let h = p.hyperparameters();
         let loss = p.objective.iter().map(|o| -o / self.n).collect();
-        self.rounds
-            .push((p.iteration, loss, h.lengthscale.column(0).to_vec()));
+        self.rounds.push((p.iteration, loss, h.lengthscale.column(0).to_vec()));
         self.bar.iter(p);
     }
     fn finish(&mut self, r: &FitResult) {
@@ -75,12 +74,7 @@ struct Args {
 }
 
 fn parse_args() -> Result<Args, String> {
-    let mut a = Args {
-        restarts: 8,
-        standardize: false,
-        n: 1000,
-        out: plot::out_dir("teacher_student"),
-    };
+    let mut a = Args { restarts: 8, standardize: false, n: 1000, out: plot::out_dir("teacher_student") };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
@@ -89,7 +83,11 @@ fn parse_args() -> Result<Args, String> {
             "--n" => a.n = value("--n")?.parse().map_err(|e| format!("--n: {e}"))?,
             "--out" => a.out = PathBuf::from(value("--out")?),
             "--standardize" => a.standardize = true,
-            _ => return Err(format!("unknown argument `{flag}` (expected --restarts R, --standardize, --n N, --out DIR)")),
+            _ => {
+                return Err(format!(
+                    "unknown argument `{flag}` (expected --restarts R, --standardize, --n N, --out DIR)"
+                ))
+            }
         }
     }
     Ok(a)
@@ -113,11 +111,7 @@ fn fit_students(
     let mut init = FitRequest::default_init(data);
     init.lengthscale.fill(STUDENT_START);
     init.outputscale.fill(OUTPUTSCALE);
-    let mut rec = Recorder {
-        n: data.n_points() as f64,
-        rounds: Vec::new(),
-        bar: ProgressBarObserver::new(),
-    };
+    let mut rec = Recorder { n: data.n_points() as f64, rounds: Vec::new(), bar: ProgressBarObserver::new() };
     let start = Instant::now();
     let fit = FitRequest::new(data)
         .init(&init)
@@ -128,11 +122,7 @@ fn fit_students(
         .on(be)
         .observer(&mut rec)
         .run()?;
-    Ok(Run {
-        fit,
-        rec,
-        seconds: start.elapsed().as_secs_f64(),
-    })
+    Ok(Run { fit, rec, seconds: start.elapsed().as_secs_f64() })
 }
 
 fn print_table(teachers: &[usize], fit: &FitResult) {
@@ -198,15 +188,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for (k, l) in TEACHER_LENGTHSCALES.iter().enumerate() {
         teacher.lengthscale[[k, 0]] = *l;
     }
-    let (y, _) = sample_prior(
-        be.as_ref(),
-        &Inputs::Shared(x.clone()),
-        &teacher,
-        1,
-        11,
-        true,
-        Precision::F64,
-    )?;
+    let (y, _) = sample_prior(be.as_ref(), &Inputs::Shared(x.clone()), &teacher, 1, 11, true, Precision::F64)?;
     let data = Dataset::new(x, y.index_axis(Axis(0), 0).to_owned())?;
     println!(
         "teachers: lengthscale {:?}, outputscale {OUTPUTSCALE}, noise variance {NOISE_VARIANCE} (\"noise 0.01\" read as a variance, \
@@ -225,27 +207,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let all: Vec<usize> = (0..b).collect();
     let plain = fit_students(be.as_ref(), &data, 0, args.standardize)?;
     println!();
-    println!(
-        "1. From lengthscale {STUDENT_START}, no restarts: {:.1} s, {} rounds",
-        plain.seconds, plain.fit.rounds
-    );
+    println!("1. From lengthscale {STUDENT_START}, no restarts: {:.1} s, {} rounds", plain.seconds, plain.fit.rounds);
     print_table(&all, &plain.fit);
 
     // 2. The students that missed, again with restarts.
-    let missed: Vec<usize> = all
-        .iter()
-        .copied()
-        .filter(|&k| !close(plain.fit.hyperparameters.lengthscale[[k, 0]], k))
-        .collect();
+    let missed: Vec<usize> =
+        all.iter().copied().filter(|&k| !close(plain.fit.hyperparameters.lengthscale[[k, 0]], k)).collect();
     let mut final_h = plain.fit.hyperparameters.clone();
     let mut retry = None;
     if !missed.is_empty() && args.restarts > 0 {
-        let run = fit_students(
-            be.as_ref(),
-            &data.select(&missed),
-            args.restarts,
-            args.standardize,
-        )?;
+        let run = fit_students(be.as_ref(), &data.select(&missed), args.restarts, args.standardize)?;
         println!();
         println!(
             "2. The {} student(s) that missed by more than 20%, with {} restarts: {:.1} s, {} rounds",
@@ -276,9 +247,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             plain.fit.mll[k]
         );
     }
-    let recovered = (0..b)
-        .filter(|&k| close(final_h.lengthscale[[k, 0]], k))
-        .count();
+    let recovered = (0..b).filter(|&k| close(final_h.lengthscale[[k, 0]], k)).count();
     println!("Final: {recovered} of {b} students within 20% of their teacher's lengthscale.");
 
     // The figure: traces of both fits, then each student's final posterior.
@@ -299,10 +268,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             log_x: true,
             log_y: true,
             lines: traces(&plain, &all, 1),
-            hlines: all
-                .iter()
-                .map(|&k| (String::new(), TEACHER_LENGTHSCALES[k], colors::CYCLE[k]))
-                .collect(),
+            hlines: all.iter().map(|&k| (String::new(), TEACHER_LENGTHSCALES[k], colors::CYCLE[k])).collect(),
             legend: false,
         }),
     ];
@@ -323,31 +289,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             log_x: true,
             log_y: true,
             lines: traces(run, &missed, 1),
-            hlines: missed
-                .iter()
-                .map(|&k| (String::new(), TEACHER_LENGTHSCALES[k], colors::CYCLE[k]))
-                .collect(),
+            hlines: missed.iter().map(|&k| (String::new(), TEACHER_LENGTHSCALES[k], colors::CYCLE[k])).collect(),
             legend: false,
         }));
     }
     // Posteriors on a window of about 25 teacher lengthscales, so the wiggles are visible.
     let opts = PredictOptions::default();
-    for k in 0..b {
-        let width = 25.0 * TEACHER_LENGTHSCALES[k];
-        let (a, z) = if width >= 1.0 {
-            (0.0, 1.0)
-        } else {
-            (0.5 - width / 2.0, 0.5 + width / 2.0)
-        };
+    for (k, teacher) in TEACHER_LENGTHSCALES.iter().enumerate().take(b) {
+        let width = 25.0 * teacher;
+        let (a, z) = if width >= 1.0 { (0.0, 1.0) } else { (0.5 - width / 2.0, 0.5 + width / 2.0) };
         let grid = plot::linspace(a, z, 400);
         let test = Inputs::Shared(Array2::from_shape_vec((grid.len(), 1), grid.clone())?);
-        let post = predict(
-            be.as_ref(),
-            &data.select(&[k]),
-            &final_h.select(&[k]),
-            &test,
-            &opts,
-        )?;
+        let post = predict(be.as_ref(), &data.select(&[k]), &final_h.select(&[k]), &test, &opts)?;
         panels.push(Panel::Posterior(PosteriorPanel {
             title: format!(
                 "Teacher l = {}: student l = {:.4}, noise = {:.4}",
@@ -361,11 +314,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             mean: post.mean.row(0).to_vec(),
             lower: post.lower.row(0).to_vec(),
             upper: post.upper.row(0).to_vec(),
-            points: xs
-                .iter()
-                .zip(data.y().row(k))
-                .map(|(x, y)| (*x, *y))
-                .collect(),
+            points: xs.iter().zip(data.y().row(k)).map(|(x, y)| (*x, *y)).collect(),
             reference: None,
         }));
     }

@@ -79,12 +79,7 @@ impl Inputs {
         for bb in 0..self.batch_size().unwrap_or(1) {
             for (i, row) in self.member(bb).outer_iter().enumerate() {
                 if let Some(v) = row.iter().find(|v| !v.is_finite()) {
-                    return Err(Error::NonFinite {
-                        array: array.into(),
-                        member: bb,
-                        index: i,
-                        value: *v,
-                    });
+                    return Err(Error::NonFinite { array: array.into(), member: bb, index: i, value: *v });
                 }
             }
         }
@@ -160,7 +155,12 @@ impl Dataset {
     pub fn mask_from_numbers(mask: &Array2<f64>) -> Result<Array2<bool>> {
         for ((bb, i), v) in mask.indexed_iter() {
             if *v != 0.0 && *v != 1.0 {
-                return Err(Error::NonFinite { array: "mask (must be 0 or 1)".into(), member: bb, index: i, value: *v });
+                return Err(Error::NonFinite {
+                    array: "mask (must be 0 or 1)".into(),
+                    member: bb,
+                    index: i,
+                    value: *v,
+                });
             }
         }
         Ok(mask.mapv(|v| v == 1.0))
@@ -377,13 +377,13 @@ impl Hyperparameters {
             value,
         };
         for ((m, k), v) in self.lengthscale.indexed_iter() {
-            if !(*v > 0.0) {
+            if v.is_nan() || *v <= 0.0 {
                 return Err(bad("lengthscale", "> 0", m, k, *v));
             }
         }
         for (name, a) in [("outputscale", &self.outputscale), ("noise", &self.noise)] {
             for (m, v) in a.iter().enumerate() {
-                if !(*v > 0.0) {
+                if v.is_nan() || *v <= 0.0 {
                     return Err(bad(name, "> 0", m, 0, *v));
                 }
             }

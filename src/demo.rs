@@ -39,12 +39,7 @@ const NEAR: f64 = 0.4;
 /// The generating ("true") hyperparameters of the four GPs.
 pub fn batch_priors_truth() -> Hyperparameters {
     Hyperparameters {
-        lengthscale: ndarray::arr2(&[
-            [250.0, 25.0, 25.0],
-            [120.0, 12.0, 35.0],
-            [60.0, 40.0, 10.0],
-            [180.0, 8.0, 20.0],
-        ]),
+        lengthscale: ndarray::arr2(&[[250.0, 25.0, 25.0], [120.0, 12.0, 35.0], [60.0, 40.0, 10.0], [180.0, 8.0, 20.0]]),
         outputscale: ndarray::arr1(&[60.0, 30.0, 100.0, 20.0]),
         noise: ndarray::arr1(&[1.0, 0.5, 2.0, 0.2]),
         mean: ndarray::arr1(&[0.0, 5.0, -10.0, 2.0]),
@@ -68,19 +63,10 @@ pub fn batch_priors_rates() -> Array2<f64> {
 /// The priors of the demo: Gamma(2, rate) per GP and lengthscale dimension (B lists of D rates),
 /// Uniform(10, 150) on the outputscale.
 pub fn batch_priors_priors() -> Priors {
-    let rates: Vec<Vec<f64>> = batch_priors_rates()
-        .outer_iter()
-        .map(|r| r.to_vec())
-        .collect();
+    let rates: Vec<Vec<f64>> = batch_priors_rates().outer_iter().map(|r| r.to_vec()).collect();
     Priors::none()
-        .with(
-            crate::Target::Lengthscale,
-            Prior::gamma(GAMMA_CONCENTRATION, rates),
-        )
-        .with(
-            crate::Target::Outputscale,
-            Prior::uniform(OUTPUTSCALE_BOUNDS.0, OUTPUTSCALE_BOUNDS.1),
-        )
+        .with(crate::Target::Lengthscale, Prior::gamma(GAMMA_CONCENTRATION, rates))
+        .with(crate::Target::Outputscale, Prior::uniform(OUTPUTSCALE_BOUNDS.0, OUTPUTSCALE_BOUNDS.1))
 }
 
 /// The demo's data: x (264, 3) uniform on [0, 500] x [0, 50] x [0, 50] shared by the four GPs,
@@ -92,15 +78,7 @@ pub fn batch_priors_data(backend: &dyn Backend, precision: Precision) -> Result<
     let mut rng = ChaCha8Rng::seed_from_u64(SEED);
     let x = Array2::from_shape_fn((N_POINTS, 3), |(_, d)| rng.random::<f64>() * X_RANGE[d]);
     let truth = batch_priors_truth();
-    let (y, _) = sample_prior(
-        backend,
-        &Inputs::Shared(x.clone()),
-        &truth,
-        1,
-        SEED,
-        true,
-        precision,
-    )?;
+    let (y, _) = sample_prior(backend, &Inputs::Shared(x.clone()), &truth, 1, SEED, true, precision)?;
     Dataset::new(x, y.index_axis(ndarray::Axis(0), 0).to_owned())
 }
 
@@ -137,31 +115,15 @@ pub struct DemoReport {
 ///
 /// # Errors
 /// Those of the backend, and [`crate::Error::Io`] when the figure cannot be written.
-pub fn run_batch_priors(
-    backend: &dyn Backend,
-    out_dir: &Path,
-    precision: Precision,
-) -> Result<DemoReport> {
+pub fn run_batch_priors(backend: &dyn Backend, out_dir: &Path, precision: Precision) -> Result<DemoReport> {
     let data = batch_priors_data(backend, precision)?;
     let priors = batch_priors_priors();
     let truth = batch_priors_truth();
     let mut bar = ProgressBarObserver::new();
     let start = Instant::now();
-    let fit = FitRequest::new(&data)
-        .priors(&priors)
-        .on(backend)
-        .precision(precision)
-        .observer(&mut bar)
-        .run()?;
+    let fit = FitRequest::new(&data).priors(&priors).on(backend).precision(precision).observer(&mut bar).run()?;
     let fit_seconds = start.elapsed().as_secs_f64();
-    let plot = plot_slices(
-        backend,
-        &data,
-        &fit.hyperparameters,
-        &truth,
-        precision,
-        &out_dir.join("batch_priors.png"),
-    )?;
+    let plot = plot_slices(backend, &data, &fit.hyperparameters, &truth, precision, &out_dir.join("batch_priors.png"))?;
     Ok(DemoReport {
         backend: backend.describe(),
         precision,
@@ -199,15 +161,9 @@ fn plot_slices(
     let x = data.x().member(0).to_owned();
     let med = [median(x.column(1).to_vec()), median(x.column(2).to_vec())];
     let grid = plot::linspace(0.0, X_RANGE[0], 200);
-    let test = Array2::from_shape_fn(
-        (grid.len(), 3),
-        |(i, d)| if d == 0 { grid[i] } else { med[d - 1] },
-    );
+    let test = Array2::from_shape_fn((grid.len(), 3), |(i, d)| if d == 0 { grid[i] } else { med[d - 1] });
     let test = Inputs::Shared(test);
-    let opts = PredictOptions {
-        precision,
-        ..Default::default()
-    };
+    let opts = PredictOptions { precision, ..Default::default() };
     let post = predict(backend, data, fitted, &test, &opts)?;
     let post_true = predict(backend, data, truth, &test, &opts)?;
     let panels = (0..data.batch_size())
@@ -216,9 +172,7 @@ fn plot_slices(
             // kernel's correlation with the slice is above exp(-0.08) = 0.92.
             let l = fitted.lengthscale.row(b);
             let near: Vec<(f64, f64)> = (0..data.n_points())
-                .filter(|&i| {
-                    ((x[[i, 1]] - med[0]) / l[1]).hypot((x[[i, 2]] - med[1]) / l[2]) < NEAR
-                })
+                .filter(|&i| ((x[[i, 1]] - med[0]) / l[1]).hypot((x[[i, 2]] - med[1]) / l[2]) < NEAR)
                 .map(|i| (x[[i, 0]], data.y()[[b, i]]))
                 .collect();
             Panel::Posterior(PosteriorPanel {
@@ -237,12 +191,7 @@ fn plot_slices(
                 lower: post.lower.row(b).to_vec(),
                 upper: post.upper.row(b).to_vec(),
                 points: near,
-                reference: Some(
-                    grid.iter()
-                        .zip(post_true.mean.row(b))
-                        .map(|(a, m)| (*a, *m))
-                        .collect(),
-                ),
+                reference: Some(grid.iter().zip(post_true.mean.row(b)).map(|(a, m)| (*a, *m)).collect()),
             })
         })
         .collect::<Vec<_>>();
@@ -319,23 +268,10 @@ impl fmt::Display for DemoReport {
                 self.mll[m],
                 self.objective[m]
             )?;
-            writeln!(
-                f,
-                "  {:<16}{:>10}{:>10}{:>8}   prior",
-                "hyperparameter", "true", "fitted", "ratio"
-            )?;
+            writeln!(f, "  {:<16}{:>10}{:>10}{:>8}   prior", "hyperparameter", "true", "fitted", "ratio")?;
             let row = |f: &mut fmt::Formatter<'_>, name: &str, t: f64, v: f64, prior: String| {
-                let ratio = if name != "mean" && t != 0.0 {
-                    format!("{:.2}", v / t)
-                } else {
-                    "-".into()
-                };
-                writeln!(
-                    f,
-                    "  {name:<16}{:>10}{:>10}{ratio:>8}   {prior}",
-                    sig3(t),
-                    sig3(v)
-                )
+                let ratio = if name != "mean" && t != 0.0 { format!("{:.2}", v / t) } else { "-".into() };
+                writeln!(f, "  {name:<16}{:>10}{:>10}{ratio:>8}   {prior}", sig3(t), sig3(v))
             };
             for k in 0..d {
                 let rate = self.prior_rates[[m, k]];
@@ -359,20 +295,8 @@ impl fmt::Display for DemoReport {
                 self.fitted.outputscale[m],
                 format!("Uniform({lo}, {hi})"),
             )?;
-            row(
-                f,
-                "noise",
-                self.truth.noise[m],
-                self.fitted.noise[m],
-                "none".into(),
-            )?;
-            row(
-                f,
-                "mean",
-                self.truth.mean[m],
-                self.fitted.mean[m],
-                "none".into(),
-            )?;
+            row(f, "noise", self.truth.noise[m], self.fitted.noise[m], "none".into())?;
+            row(f, "mean", self.truth.mean[m], self.fitted.mean[m], "none".into())?;
         }
         writeln!(f)?;
         write!(f, "Plot: {}", self.plot.display())

@@ -13,31 +13,16 @@ use thiserror::Error;
 pub enum Error {
     /// An array has the wrong number of dimensions or the wrong extent.
     #[error("array `{array}` has shape {actual:?}, expected {expected}")]
-    Shape {
-        array: String,
-        expected: String,
-        actual: Vec<usize>,
-    },
+    Shape { array: String, expected: String, actual: Vec<usize> },
     /// A required array was not given (for example missing from an .npz file).
     #[error("missing array `{array}`{context}")]
     Missing { array: String, context: String },
     /// A non-finite value where a finite one is required (outside the mask for x and y).
     #[error("array `{array}` holds a non-finite value {value} at (member {member}, index {index})")]
-    NonFinite {
-        array: String,
-        member: usize,
-        index: usize,
-        value: f64,
-    },
+    NonFinite { array: String, member: usize, index: usize, value: f64 },
     /// A hyperparameter outside its domain (lengthscale <= 0, say).
     #[error("{name} must be {requirement}, got {value} at (member {member}, index {index})")]
-    InvalidHyperparameter {
-        name: String,
-        requirement: String,
-        member: usize,
-        index: usize,
-        value: f64,
-    },
+    InvalidHyperparameter { name: String, requirement: String, member: usize, index: usize, value: f64 },
     /// A prior whose parameters are invalid, or whose shape does not broadcast.
     #[error("invalid prior on {target}: {reason}")]
     InvalidPrior { target: String, reason: String },
@@ -60,16 +45,9 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Error {
     pub(crate) fn shape(array: &str, expected: impl Into<String>, actual: &[usize]) -> Self {
-        Error::Shape {
-            array: array.to_string(),
-            expected: expected.into(),
-            actual: actual.to_vec(),
-        }
+        Error::Shape { array: array.to_string(), expected: expected.into(), actual: actual.to_vec() }
     }
     pub(crate) fn option(name: &str, reason: impl Into<String>) -> Self {
-        Error::InvalidOption {
-            name: name.to_string(),
-            reason: reason.into(),
-        }
+        Error::InvalidOption { name: name.to_string(), reason: reason.into() }
     }
 }

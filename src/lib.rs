@@ -38,14 +38,14 @@ pub mod prior;
 mod special;
 
 pub use backend::{
-    select, Backend, BackendChoice, CholeskyBatch, JitterPolicy, MllBatch, MllGradient, MllOptions,
-    PredictOptions, Prediction,
+    select, Backend, BackendChoice, CholeskyBatch, JitterPolicy, MllBatch, MllGradient, MllOptions, PredictOptions,
+    Prediction,
 };
 pub use data::{Dataset, Hyperparameters, Inputs, Precision, Status};
 pub use error::{Error, Result};
 pub use fit::{FitObserver, FitProgress, FitRequest, FitResult, Optimizer, ProgressBarObserver};
-pub use prior::Target;
 pub use model::{predict, sample_prior, MllReport, MllRequest};
+pub use prior::Target;
 pub use prior::{Prior, PriorFamily, Priors};
 
 /// The README's code blocks, compiled and run as doctests.

@@ -129,7 +129,8 @@ fn read_priors(path: &Option<String>) -> batchgp::Result<Priors> {
     match path {
         None => Ok(Priors::none()),
         Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|e| batchgp::Error::Io { path: p.clone(), reason: e.to_string() })?;
+            let text = std::fs::read_to_string(p)
+                .map_err(|e| batchgp::Error::Io { path: p.clone(), reason: e.to_string() })?;
             Priors::from_toml(&text)
         }
     }
@@ -186,11 +187,9 @@ fn run(cli: Cli) -> batchgp::Result<()> {
                 .on(be.as_ref())
                 .precision(precision);
             for f in fix.iter().filter(|f| !f.is_empty()) {
-                let t = Target::from_name(f.trim()).ok_or_else(|| {
-                    batchgp::Error::InvalidOption {
-                        name: "fix".into(),
-                        reason: format!("unknown hyperparameter `{f}` (expected lengthscale, outputscale, noise or mean)"),
-                    }
+                let t = Target::from_name(f.trim()).ok_or_else(|| batchgp::Error::InvalidOption {
+                    name: "fix".into(),
+                    reason: format!("unknown hyperparameter `{f}` (expected lengthscale, outputscale, noise or mean)"),
                 })?;
                 req = req.fix(t);
             }

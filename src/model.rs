@@ -76,7 +76,8 @@ impl<'a> MllRequest<'a> {
     }
     /// Arithmetic precision (resets the jitter policy to that precision's default).
     pub fn precision(mut self, p: Precision) -> Self {
-        self.opts = MllOptions { precision: p, gradient: self.opts.gradient, jitter: backend::JitterPolicy::for_precision(p) };
+        self.opts =
+            MllOptions { precision: p, gradient: self.opts.gradient, jitter: backend::JitterPolicy::for_precision(p) };
         self
     }
     /// Whether to compute the gradient.
@@ -111,7 +112,12 @@ impl<'a> MllRequest<'a> {
 }
 
 /// Adds the log prior (and its gradient) to a backend's MLL for the members `rows`.
-pub(crate) fn combine(raw: backend::MllBatch, priors: &ResolvedPriors, hyp: &Hyperparameters, rows: Option<&[usize]>) -> MllReport {
+pub(crate) fn combine(
+    raw: backend::MllBatch,
+    priors: &ResolvedPriors,
+    hyp: &Hyperparameters,
+    rows: Option<&[usize]>,
+) -> MllReport {
     let p = priors.evaluate(hyp, rows);
     let objective = &raw.mll + &p.log_prior;
     let gradient = raw.gradient.map(|g| MllGradient {
@@ -128,7 +134,13 @@ pub(crate) fn combine(raw: backend::MllBatch, priors: &ResolvedPriors, hyp: &Hyp
 /// # Errors
 /// Hyperparameter shapes or domains, test points of the wrong shape or non-finite
 /// ([`Error::Shape`], [`Error::NonFinite`] naming (member, index)).
-pub fn predict(be: &dyn Backend, data: &Dataset, hyp: &Hyperparameters, test: &Inputs, opts: &PredictOptions) -> Result<Prediction> {
+pub fn predict(
+    be: &dyn Backend,
+    data: &Dataset,
+    hyp: &Hyperparameters,
+    test: &Inputs,
+    opts: &PredictOptions,
+) -> Result<Prediction> {
     let (b, d) = (data.batch_size(), data.n_dims());
     hyp.validate(b, d)?;
     test.validate_test("test x", b, d)?;

@@ -111,20 +111,13 @@ pub fn figure(
     cell: (u32, u32),
 ) -> Result<PathBuf> {
     register_font();
-    let io = |reason: String| Error::Io {
-        path: path.display().to_string(),
-        reason,
-    };
+    let io = |reason: String| Error::Io { path: path.display().to_string(), reason };
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| io(e.to_string()))?;
     }
     let cols = cols.max(1);
     let rows = panels.len().div_ceil(cols).max(1);
-    let title_h = if title.is_empty() {
-        0
-    } else {
-        (cell.1 / 8).clamp(30, 44)
-    };
+    let title_h = if title.is_empty() { 0 } else { (cell.1 / 8).clamp(30, 44) };
     let key_h = if keys.is_empty() { 0 } else { 26 };
     let size = (cell.0 * cols as u32, cell.1 * rows as u32 + title_h + key_h);
     {
@@ -132,10 +125,9 @@ pub fn figure(
         root.fill(&WHITE).map_err(|e| io(e.to_string()))?;
         let (top, body) = root.split_vertically(title_h);
         if title_h > 0 {
-            let style = TextStyle::from((FONT, title_h as f64 * 0.55).into_font())
-                .pos(Pos::new(HPos::Center, VPos::Center));
-            top.draw_text(title, &style, (size.0 as i32 / 2, title_h as i32 / 2))
-                .map_err(|e| io(e.to_string()))?;
+            let style =
+                TextStyle::from((FONT, title_h as f64 * 0.55).into_font()).pos(Pos::new(HPos::Center, VPos::Center));
+            top.draw_text(title, &style, (size.0 as i32 / 2, title_h as i32 / 2)).map_err(|e| io(e.to_string()))?;
         }
         let (strip, body) = body.split_vertically(key_h);
         if key_h > 0 {
@@ -192,8 +184,7 @@ fn draw_keys(
     let widths: Vec<i32> = keys
         .iter()
         .map(|(_, label)| {
-            area.estimate_text_size(label, &TextStyle::from(font.clone()))
-                .map(|(w, _)| w as i32 + swatch + 10)
+            area.estimate_text_size(label, &TextStyle::from(font.clone())).map(|(w, _)| w as i32 + swatch + 10)
         })
         .collect::<std::result::Result<_, _>>()
         .map_err(|e| e.to_string())?;
@@ -204,40 +195,24 @@ fn draw_keys(
     for ((key, label), w) in keys.iter().zip(widths) {
         let e = |e: DrawingAreaErrorKind<_>| e.to_string();
         match key {
-            Key::Band(c) => area
-                .draw(&Rectangle::new(
-                    [(x, y - 6), (x + swatch - 4, y + 6)],
-                    c.mix(0.2).filled(),
-                ))
-                .map_err(e)?,
+            Key::Band(c) => {
+                area.draw(&Rectangle::new([(x, y - 6), (x + swatch - 4, y + 6)], c.mix(0.2).filled())).map_err(e)?
+            }
             Key::Dots => {
                 for dx in [5, 12, 19] {
-                    area.draw(&Circle::new(
-                        (x + dx, y + (dx % 3) - 1),
-                        2,
-                        BLACK.mix(0.6).filled(),
-                    ))
-                    .map_err(e)?;
+                    area.draw(&Circle::new((x + dx, y + (dx % 3) - 1), 2, BLACK.mix(0.6).filled())).map_err(e)?;
                 }
             }
-            Key::Line(c) => area
-                .draw(&PathElement::new(
-                    vec![(x, y), (x + swatch - 4, y)],
-                    c.stroke_width(2),
-                ))
-                .map_err(e)?,
+            Key::Line(c) => {
+                area.draw(&PathElement::new(vec![(x, y), (x + swatch - 4, y)], c.stroke_width(2))).map_err(e)?
+            }
             Key::Dashed(c) => {
                 for s in [0, 9, 18] {
-                    area.draw(&PathElement::new(
-                        vec![(x + s, y), (x + s + 5, y)],
-                        c.stroke_width(2),
-                    ))
-                    .map_err(e)?;
+                    area.draw(&PathElement::new(vec![(x + s, y), (x + s + 5, y)], c.stroke_width(2))).map_err(e)?;
                 }
             }
         }
-        area.draw_text(label, &style, (x + swatch + 4, y))
-            .map_err(|e| e.to_string())?;
+        area.draw_text(label, &style, (x + swatch + 4, y)).map_err(|e| e.to_string())?;
         x += w + gap;
     }
     Ok(())
@@ -246,20 +221,13 @@ fn draw_keys(
 /// Font sizes (title, labels, ticks) for a cell of this size.
 fn font_sizes(cell: (u32, u32)) -> (f64, f64, f64) {
     let s = (cell.0.min(cell.1 * 4 / 3) as f64 / 400.0).clamp(0.45, 1.3);
-    (
-        (18.0 * s).max(10.0),
-        (15.0 * s).max(9.0),
-        (13.0 * s).max(8.0),
-    )
+    ((18.0 * s).max(10.0), (15.0 * s).max(9.0), (13.0 * s).max(8.0))
 }
 
 /// Min and max of the finite values, padded by `pad` of the span (a unit span when flat).
 fn padded_range(values: impl Iterator<Item = f64>, pad: f64) -> (f64, f64) {
-    let (lo, hi) = values
-        .filter(|v| v.is_finite())
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-            (a.min(v), b.max(v))
-        });
+    let (lo, hi) =
+        values.filter(|v| v.is_finite()).fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
     if !lo.is_finite() {
         return (0.0, 1.0);
     }
@@ -282,12 +250,7 @@ fn draw_posterior(
         .iter()
         .chain(&p.upper)
         .copied()
-        .chain(
-            p.points
-                .iter()
-                .filter(|(x, _)| *x >= x0 && *x <= x1)
-                .map(|pt| pt.1),
-        )
+        .chain(p.points.iter().filter(|(x, _)| *x >= x0 && *x <= x1).map(|pt| pt.1))
         .chain(p.reference.iter().flat_map(|r| r.iter().map(|pt| pt.1)));
     let (y0, y1) = padded_range(ys, 0.05);
     let mut chart = ChartBuilder::on(area)
@@ -331,18 +294,9 @@ fn draw_posterior(
             .chain(p.x.iter().zip(&p.lower).rev().map(|(x, l)| (*x, *l)))
             .collect();
     chart
-        .draw_series(std::iter::once(Polygon::new(
-            band,
-            colors::BLUE.mix(0.2).filled(),
-        )))
+        .draw_series(std::iter::once(Polygon::new(band, colors::BLUE.mix(0.2).filled())))
         .map_err(|e| e.to_string())?;
-    let dot = if small {
-        1
-    } else if p.points.len() > 400 {
-        1
-    } else {
-        2
-    };
+    let dot = if small || p.points.len() > 400 { 1 } else { 2 };
     chart
         .draw_series(
             p.points
@@ -397,47 +351,23 @@ fn draw_lines(
             padded_range(vals.into_iter(), pad)
         }
     };
-    let xs: Vec<f64> = p
-        .lines
-        .iter()
-        .flat_map(|l| l.points.iter().map(|pt| pt.0))
-        .collect();
-    let ys: Vec<f64> = p
-        .lines
-        .iter()
-        .flat_map(|l| l.points.iter().map(|pt| pt.1))
-        .chain(p.hlines.iter().map(|h| h.1))
-        .collect();
+    let xs: Vec<f64> = p.lines.iter().flat_map(|l| l.points.iter().map(|pt| pt.0)).collect();
+    let ys: Vec<f64> =
+        p.lines.iter().flat_map(|l| l.points.iter().map(|pt| pt.1)).chain(p.hlines.iter().map(|h| h.1)).collect();
     let (x0, x1) = range(xs, p.log_x, 0.0);
     let (y0, y1) = range(ys, p.log_y, 0.05);
     let b = chart_builder;
     let e = |e: DrawingAreaErrorKind<_>| e.to_string();
     match (p.log_x, p.log_y) {
-        (false, false) => fill_lines(
-            b(area, p, cell)
-                .build_cartesian_2d(x0..x1, y0..y1)
-                .map_err(e)?,
-            p,
-            cell,
-        ),
-        (true, false) => fill_lines(
-            b(area, p, cell)
-                .build_cartesian_2d((x0..x1).log_scale(), y0..y1)
-                .map_err(e)?,
-            p,
-            cell,
-        ),
-        (false, true) => fill_lines(
-            b(area, p, cell)
-                .build_cartesian_2d(x0..x1, (y0..y1).log_scale())
-                .map_err(e)?,
-            p,
-            cell,
-        ),
+        (false, false) => fill_lines(b(area, p, cell).build_cartesian_2d(x0..x1, y0..y1).map_err(e)?, p, cell),
+        (true, false) => {
+            fill_lines(b(area, p, cell).build_cartesian_2d((x0..x1).log_scale(), y0..y1).map_err(e)?, p, cell)
+        }
+        (false, true) => {
+            fill_lines(b(area, p, cell).build_cartesian_2d(x0..x1, (y0..y1).log_scale()).map_err(e)?, p, cell)
+        }
         (true, true) => fill_lines(
-            b(area, p, cell)
-                .build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale())
-                .map_err(e)?,
+            b(area, p, cell).build_cartesian_2d((x0..x1).log_scale(), (y0..y1).log_scale()).map_err(e)?,
             p,
             cell,
         ),
@@ -451,17 +381,11 @@ fn chart_builder<'a, 'b>(
 ) -> ChartBuilder<'a, 'b, BitMapBackend<'b>> {
     let (f_title, _, _) = font_sizes(cell);
     let mut b = ChartBuilder::on(area);
-    b.caption(&p.title, (FONT, f_title))
-        .margin(10)
-        .x_label_area_size(44)
-        .y_label_area_size(66);
+    b.caption(&p.title, (FONT, f_title)).margin(10).x_label_area_size(44).y_label_area_size(66);
     b
 }
 
-fn fill_lines<
-    X: Ranged<ValueType = f64> + ValueFormatter<f64>,
-    Y: Ranged<ValueType = f64> + ValueFormatter<f64>,
->(
+fn fill_lines<X: Ranged<ValueType = f64> + ValueFormatter<f64>, Y: Ranged<ValueType = f64> + ValueFormatter<f64>>(
     mut chart: Chart<'_, X, Y>,
     p: &LinePanel,
     cell: (u32, u32),
@@ -488,12 +412,7 @@ fn fill_lines<
     for (label, y, color) in &p.hlines {
         let c = *color;
         chart
-            .draw_series(DashedLineSeries::new(
-                vec![(x0, *y), (x1, *y)],
-                8,
-                5,
-                c.stroke_width(2),
-            ))
+            .draw_series(DashedLineSeries::new(vec![(x0, *y), (x1, *y)], 8, 5, c.stroke_width(2)))
             .map_err(|e| e.to_string())?
             .label(label.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2)));
@@ -501,16 +420,10 @@ fn fill_lines<
     for l in &p.lines {
         let c = l.color;
         let keep = |pt: &(f64, f64)| {
-            pt.0.is_finite()
-                && pt.1.is_finite()
-                && (!p.log_x || pt.0 > 0.0)
-                && (!p.log_y || pt.1 > 0.0)
+            pt.0.is_finite() && pt.1.is_finite() && (!p.log_x || pt.0 > 0.0) && (!p.log_y || pt.1 > 0.0)
         };
         chart
-            .draw_series(LineSeries::new(
-                l.points.iter().copied().filter(keep),
-                c.stroke_width(2),
-            ))
+            .draw_series(LineSeries::new(l.points.iter().copied().filter(keep), c.stroke_width(2)))
             .map_err(|e| e.to_string())?
             .label(l.label.as_str())
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2)));
@@ -542,17 +455,13 @@ pub fn linspace(a: f64, b: f64, n: usize) -> Vec<f64> {
     match n {
         0 => Vec::new(),
         1 => vec![a],
-        _ => (0..n)
-            .map(|i| a + (b - a) * i as f64 / (n - 1) as f64)
-            .collect(),
+        _ => (0..n).map(|i| a + (b - a) * i as f64 / (n - 1) as f64).collect(),
     }
 }
 
 /// The folder an example writes to: `$BATCHGP_OUT/<name>` when that variable is set, else
 /// `out/<name>` (relative to the working directory).
 pub fn out_dir(name: &str) -> PathBuf {
-    let base = std::env::var_os("BATCHGP_OUT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("out"));
+    let base = std::env::var_os("BATCHGP_OUT").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("out"));
     base.join(name)
 }

@@ -198,21 +198,30 @@ impl Priors {
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| bad("file", e.message().to_string()))?;
         let mut priors = Priors::none();
         for (section, value) in &table {
-            let target = Target::from_name(section)
-                .ok_or_else(|| bad(section, "unknown section (expected lengthscale, outputscale, noise or mean)".into()))?;
-            let inner = value.as_table().ok_or_else(|| bad(section, "expected a table like `gamma = { ... }`".into()))?;
+            let target = Target::from_name(section).ok_or_else(|| {
+                bad(section, "unknown section (expected lengthscale, outputscale, noise or mean)".into())
+            })?;
+            let inner =
+                value.as_table().ok_or_else(|| bad(section, "expected a table like `gamma = { ... }`".into()))?;
             if inner.len() != 1 {
                 return Err(bad(section, format!("expected exactly one family, found {}", inner.len())));
             }
             let (fname, fval) = inner.iter().next().expect("one entry");
             let family = PriorFamily::from_name(fname).ok_or_else(|| {
-                bad(section, format!("unknown family `{fname}` (expected gamma, lognormal, normal, halfcauchy or uniform)"))
+                bad(
+                    section,
+                    format!("unknown family `{fname}` (expected gamma, lognormal, normal, halfcauchy or uniform)"),
+                )
             })?;
-            let ftab = fval.as_table().ok_or_else(|| bad(section, format!("`{fname}` must be a table of parameters")))?;
+            let ftab =
+                fval.as_table().ok_or_else(|| bad(section, format!("`{fname}` must be a table of parameters")))?;
             let (_, pnames) = family.names();
             for k in ftab.keys() {
                 if !pnames.contains(&k.as_str()) {
-                    return Err(bad(section, format!("unknown parameter `{k}` of {fname} (expected {})", pnames.join(", "))));
+                    return Err(bad(
+                        section,
+                        format!("unknown parameter `{k}` of {fname} (expected {})", pnames.join(", ")),
+                    ));
                 }
             }
             let mut params = Vec::new();
@@ -272,7 +281,10 @@ fn broadcast(v: &PriorParam, t: Target, pname: &str, b: usize, width: usize) -> 
         PriorParam::Scalar(x) => Ok(Array2::from_elem((b, width), *x)),
         PriorParam::List(l) if t == Target::Lengthscale => {
             if l.len() != width {
-                return Err(bad(format!("a list for the lengthscale must hold D = {width} numbers (one per dimension), got {}", l.len())));
+                return Err(bad(format!(
+                    "a list for the lengthscale must hold D = {width} numbers (one per dimension), got {}",
+                    l.len()
+                )));
             }
             Ok(Array2::from_shape_fn((b, width), |(_, k)| l[k]))
         }
@@ -288,7 +300,9 @@ fn broadcast(v: &PriorParam, t: Target, pname: &str, b: usize, width: usize) -> 
             }
             if rows.len() != b || rows.iter().any(|r| r.len() != width) {
                 let got: Vec<usize> = rows.iter().map(|r| r.len()).collect();
-                return Err(bad(format!("expected B = {b} lists of D = {width} numbers, got lists of lengths {got:?}")));
+                return Err(bad(format!(
+                    "expected B = {b} lists of D = {width} numbers, got lists of lengths {got:?}"
+                )));
             }
             Ok(Array2::from_shape_fn((b, width), |(m, k)| rows[m][k]))
         }
@@ -313,13 +327,18 @@ impl Resolved {
                 let p: Vec<f64> = self.params.iter().map(|a| a[[m, k]]).collect();
                 let fail = |reason: &str| Error::InvalidPrior {
                     target: self.target.name().into(),
-                    reason: format!("{} {reason} at (member {m}, index {k}), got {p:?} for {names:?}", self.family.names().0),
+                    reason: format!(
+                        "{} {reason} at (member {m}, index {k}), got {p:?} for {names:?}",
+                        self.family.names().0
+                    ),
                 };
                 if p.iter().any(|v| !v.is_finite()) {
                     return Err(fail("parameters must be finite"));
                 }
                 match self.family {
-                    PriorFamily::Gamma if p[0] <= 0.0 || p[1] <= 0.0 => return Err(fail("needs concentration > 0 and rate > 0")),
+                    PriorFamily::Gamma if p[0] <= 0.0 || p[1] <= 0.0 => {
+                        return Err(fail("needs concentration > 0 and rate > 0"))
+                    }
                     PriorFamily::LogNormal | PriorFamily::Normal if p[1] <= 0.0 => return Err(fail("needs scale > 0")),
                     PriorFamily::HalfCauchy if p[0] <= 0.0 => return Err(fail("needs scale > 0")),
                     PriorFamily::Uniform if p[0] >= p[1] => return Err(fail("needs low < high")),
@@ -360,7 +379,10 @@ impl Resolved {
                     return (f64::NEG_INFINITY, 0.0);
                 }
                 let u = theta / p0;
-                (std::f64::consts::LN_2 - std::f64::consts::PI.ln() - p0.ln() - u.ln_1p_sq(), -2.0 * theta / (p0 * p0 + theta * theta))
+                (
+                    std::f64::consts::LN_2 - std::f64::consts::PI.ln() - p0.ln() - u.ln_1p_sq(),
+                    -2.0 * theta / (p0 * p0 + theta * theta),
+                )
             }
             PriorFamily::Uniform => {
                 if theta > p0 && theta < p1 {
@@ -430,9 +452,7 @@ impl ResolvedPriors {
     }
     /// The hard bounds (low, high) of a hyperparameter with a uniform prior.
     pub fn bounds(&self, t: Target, m: usize, k: usize) -> Option<(f64, f64)> {
-        self.get(t)
-            .filter(|r| r.family == PriorFamily::Uniform)
-            .map(|r| (r.params[0][[m, k]], r.params[1][[m, k]]))
+        self.get(t).filter(|r| r.family == PriorFamily::Uniform).map(|r| (r.params[0][[m, k]], r.params[1][[m, k]]))
     }
     /// Members the priors were broadcast to.
     pub fn batch_size(&self) -> usize {

@@ -6,7 +6,7 @@ use batchgp::io::{read_params, Npz, NpzOut};
 use batchgp::{BackendChoice, Dataset, MllRequest, Priors};
 use common::*;
 use ndarray::{Array1, Array2, ArrayD};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn dir(name: &str) -> PathBuf {
@@ -19,11 +19,11 @@ fn run(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_batchgp")).args(args).output().expect("runs")
 }
 
-fn get(path: &PathBuf, name: &str) -> ArrayD<f64> {
+fn get(path: &Path, name: &str) -> ArrayD<f64> {
     Npz::open(path.to_str().unwrap()).unwrap().get(name).unwrap()
 }
 
-fn write_case(d: &PathBuf, fail_member: Option<usize>) -> (Dataset, batchgp::Hyperparameters) {
+fn write_case(d: &Path, fail_member: Option<usize>) -> (Dataset, batchgp::Hyperparameters) {
     let (data, mut hyp) = random_batch(3, 12, 2, 41);
     if let Some(m) = fail_member {
         hyp.outputscale[m] = 800f64.exp();
@@ -41,12 +41,24 @@ fn write_case(d: &PathBuf, fail_member: Option<usize>) -> (Dataset, batchgp::Hyp
 fn mll_round_trip_equals_the_library() {
     let d = dir("mll");
     let (data, _) = write_case(&d, None);
-    let priors_text = "[lengthscale]\ngamma = { concentration = [2.0, 3.0], rate = 4.0 }\n[noise]\nhalfcauchy = { scale = 0.1 }\n";
+    let priors_text =
+        "[lengthscale]\ngamma = { concentration = [2.0, 3.0], rate = 4.0 }\n[noise]\nhalfcauchy = { scale = 0.1 }\n";
     std::fs::write(d.join("priors.toml"), priors_text).unwrap();
     let out = d.join("O.npz");
     let o = run(&[
-        "mll", "--data", d.join("D.npz").to_str().unwrap(), "--params", d.join("P.npz").to_str().unwrap(),
-        "--priors", d.join("priors.toml").to_str().unwrap(), "--out", out.to_str().unwrap(), "--backend", "cpu", "--repeat", "2",
+        "mll",
+        "--data",
+        d.join("D.npz").to_str().unwrap(),
+        "--params",
+        d.join("P.npz").to_str().unwrap(),
+        "--priors",
+        d.join("priors.toml").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--repeat",
+        "2",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     // The parameters as the CLI read them (log form, exp'd back).
@@ -75,7 +87,19 @@ fn fit_then_predict_round_trip() {
     let d = dir("fit");
     let (data, _) = write_case(&d, None);
     let (dp, fp) = (d.join("D.npz"), d.join("F.npz"));
-    let o = run(&["fit", "--data", dp.to_str().unwrap(), "--out", fp.to_str().unwrap(), "--backend", "cpu", "--fix", "mean", "--restarts", "1"]);
+    let o = run(&[
+        "fit",
+        "--data",
+        dp.to_str().unwrap(),
+        "--out",
+        fp.to_str().unwrap(),
+        "--backend",
+        "cpu",
+        "--fix",
+        "mean",
+        "--restarts",
+        "1",
+    ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     for (name, shape) in [
         ("log_lengthscale", vec![3, 2]),
@@ -108,8 +132,21 @@ fn fit_then_predict_round_trip() {
     w.finish().unwrap();
     let po = d.join("O.npz");
     let o = run(&[
-        "predict", "--data", dp.to_str().unwrap(), "--params", fp.to_str().unwrap(), "--test", t.to_str().unwrap(),
-        "--samples", "3", "--seed", "5", "--out", po.to_str().unwrap(), "--backend", "cpu",
+        "predict",
+        "--data",
+        dp.to_str().unwrap(),
+        "--params",
+        fp.to_str().unwrap(),
+        "--test",
+        t.to_str().unwrap(),
+        "--samples",
+        "3",
+        "--seed",
+        "5",
+        "--out",
+        po.to_str().unwrap(),
+        "--backend",
+        "cpu",
     ]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let z = z32.mapv(|v| v as f64);
@@ -127,7 +164,17 @@ fn a_failed_member_is_in_status_and_the_run_succeeds() {
     let d = dir("fail");
     write_case(&d, Some(1));
     let out = d.join("O.npz");
-    let o = run(&["mll", "--data", d.join("D.npz").to_str().unwrap(), "--params", d.join("P.npz").to_str().unwrap(), "--out", out.to_str().unwrap(), "--backend", "cpu"]);
+    let o = run(&[
+        "mll",
+        "--data",
+        d.join("D.npz").to_str().unwrap(),
+        "--params",
+        d.join("P.npz").to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--backend",
+        "cpu",
+    ]);
     assert!(o.status.success());
     let st = get(&out, "status");
     assert_eq!(st.as_slice().unwrap(), &[0.0, 3.0, 0.0]);
@@ -140,12 +187,58 @@ fn rejected_requests_exit_2_with_one_line() {
     write_case(&d, None);
     // y of the wrong shape.
     let bad = d.join("bad.npz");
-    NpzOut::new().add2("x", Array2::zeros((5, 2))).add2("y", Array2::zeros((3, 4))).write(bad.to_str().unwrap()).unwrap();
+    NpzOut::new()
+        .add2("x", Array2::zeros((5, 2)))
+        .add2("y", Array2::zeros((3, 4)))
+        .write(bad.to_str().unwrap())
+        .unwrap();
     let cases: Vec<(Vec<String>, &str)> = vec![
-        (vec!["mll".into(), "--data".into(), bad.to_str().unwrap().into(), "--params".into(), d.join("P.npz").to_str().unwrap().into(), "--out".into(), "/tmp/x.npz".into()], "`x`"),
-        (vec!["fit".into(), "--data".into(), d.join("missing.npz").to_str().unwrap().into(), "--out".into(), "/tmp/x.npz".into()], "missing.npz"),
-        (vec!["fit".into(), "--data".into(), d.join("D.npz").to_str().unwrap().into(), "--fix".into(), "lenghtscale".into(), "--out".into(), "/tmp/x.npz".into()], "lenghtscale"),
-        (vec!["mll".into(), "--data".into(), d.join("D.npz").to_str().unwrap().into(), "--params".into(), d.join("D.npz").to_str().unwrap().into(), "--out".into(), "/tmp/x.npz".into()], "log_lengthscale"),
+        (
+            vec![
+                "mll".into(),
+                "--data".into(),
+                bad.to_str().unwrap().into(),
+                "--params".into(),
+                d.join("P.npz").to_str().unwrap().into(),
+                "--out".into(),
+                "/tmp/x.npz".into(),
+            ],
+            "`x`",
+        ),
+        (
+            vec![
+                "fit".into(),
+                "--data".into(),
+                d.join("missing.npz").to_str().unwrap().into(),
+                "--out".into(),
+                "/tmp/x.npz".into(),
+            ],
+            "missing.npz",
+        ),
+        (
+            vec![
+                "fit".into(),
+                "--data".into(),
+                d.join("D.npz").to_str().unwrap().into(),
+                "--fix".into(),
+                "lenghtscale".into(),
+                "--out".into(),
+                "/tmp/x.npz".into(),
+            ],
+            "lenghtscale",
+        ),
+        (
+            vec![
+                "mll".into(),
+                "--data".into(),
+                d.join("D.npz").to_str().unwrap().into(),
+                "--params".into(),
+                d.join("D.npz").to_str().unwrap().into(),
+                "--out".into(),
+                "/tmp/x.npz".into(),
+            ],
+            "log_lengthscale",
+        ),
         (vec!["info".into(), "--precision".into(), "f16".into()], "precision"),
     ];
     for (args, needle) in cases {

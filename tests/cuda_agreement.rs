@@ -11,10 +11,7 @@
 
 use batchgp::backend::cpu::CpuBackend;
 use batchgp::backend::cuda::CudaBackend;
-use batchgp::{
-    Backend, Dataset, Hyperparameters, Inputs, JitterPolicy, MllOptions, Precision, PredictOptions,
-    Status,
-};
+use batchgp::{Backend, Dataset, Hyperparameters, Inputs, JitterPolicy, MllOptions, Precision, PredictOptions, Status};
 use ndarray::{Array1, Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -64,10 +61,7 @@ fn assert_close(what: &str, shape: &[usize], cpu: &[f64], gpu: &[f64], tol: f64,
 /// 0) loses digits relative to the entry but not relative to the array. In f32 the whole array
 /// shares one scale.
 fn floor_of(v: &[f64], tol: f64) -> f64 {
-    let max = v
-        .iter()
-        .filter(|x| x.is_finite())
-        .fold(0.0f64, |m, x| m.max(x.abs()));
+    let max = v.iter().filter(|x| x.is_finite()).fold(0.0f64, |m, x| m.max(x.abs()));
     if tol >= 1e-6 {
         max
     } else {
@@ -75,12 +69,7 @@ fn floor_of(v: &[f64], tol: f64) -> f64 {
     }
 }
 
-fn close_arr<D: ndarray::Dimension>(
-    what: &str,
-    cpu: &ndarray::Array<f64, D>,
-    gpu: &ndarray::Array<f64, D>,
-    tol: f64,
-) {
+fn close_arr<D: ndarray::Dimension>(what: &str, cpu: &ndarray::Array<f64, D>, gpu: &ndarray::Array<f64, D>, tol: f64) {
     assert_eq!(cpu.shape(), gpu.shape(), "{what}: shapes differ");
     let a: Vec<f64> = cpu.iter().copied().collect();
     let b: Vec<f64> = gpu.iter().copied().collect();
@@ -99,13 +88,7 @@ struct Case {
 /// Random data and hyperparameters. Member 1 (when B >= 2) has outputscale exp(800) = inf and
 /// must fail; with a mask, member 2 (when B >= 3) is fully masked; masked x and y are NaN.
 fn make(case: Case, seed: u64) -> (Dataset, Hyperparameters) {
-    let Case {
-        b,
-        n,
-        d,
-        shared,
-        masked,
-    } = case;
+    let Case { b, n, d, shared, masked } = case;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mask = masked.then(|| {
         Array2::from_shape_fn((b, n), |(m, i)| {
@@ -172,39 +155,15 @@ fn cases(p: Precision) -> Vec<Case> {
         for d in [1, 3, 8] {
             for shared in [false, true] {
                 for masked in [false, true] {
-                    v.push(Case {
-                        b: if n <= 64 { 6 } else { 3 },
-                        n,
-                        d,
-                        shared,
-                        masked,
-                    });
+                    v.push(Case { b: if n <= 64 { 6 } else { 3 }, n, d, shared, masked });
                 }
             }
         }
     }
     if p == Precision::F64 {
-        v.push(Case {
-            b: 3,
-            n: 500,
-            d: 3,
-            shared: false,
-            masked: true,
-        });
-        v.push(Case {
-            b: 2,
-            n: 500,
-            d: 8,
-            shared: true,
-            masked: false,
-        });
-        v.push(Case {
-            b: 2,
-            n: 2048,
-            d: 3,
-            shared: false,
-            masked: true,
-        });
+        v.push(Case { b: 3, n: 500, d: 3, shared: false, masked: true });
+        v.push(Case { b: 2, n: 500, d: 8, shared: true, masked: false });
+        v.push(Case { b: 2, n: 2048, d: 3, shared: false, masked: true });
     }
     v
 }
@@ -216,9 +175,7 @@ fn check_mll(gpu: &CudaBackend, p: Precision) {
         well_conditioned_for(p, &mut hyp);
         let opts = MllOptions::new(p);
         let a = cpu.mll(&data, &hyp, None, &opts).expect("cpu mll");
-        let g = gpu
-            .mll(&data, &hyp, None, &opts)
-            .unwrap_or_else(|e| panic!("{case:?}: cuda mll: {e}"));
+        let g = gpu.mll(&data, &hyp, None, &opts).unwrap_or_else(|e| panic!("{case:?}: cuda mll: {e}"));
         let what = |s: &str| format!("{case:?} {p:?} mll {s}");
         assert_eq!(a.status, g.status, "{}", what("status"));
         if case.b >= 2 {
@@ -226,22 +183,9 @@ fn check_mll(gpu: &CudaBackend, p: Precision) {
         }
         close_arr(&what("jitter"), &a.jitter, &g.jitter, tol(p));
         close_arr(&what("value"), &a.mll, &g.mll, tol(p));
-        let (ga, gg) = (
-            a.gradient.expect("cpu gradient"),
-            g.gradient.expect("cuda gradient"),
-        );
-        close_arr(
-            &what("d/dlog lengthscale"),
-            &ga.log_lengthscale,
-            &gg.log_lengthscale,
-            tol(p),
-        );
-        close_arr(
-            &what("d/dlog outputscale"),
-            &ga.log_outputscale,
-            &gg.log_outputscale,
-            tol(p),
-        );
+        let (ga, gg) = (a.gradient.expect("cpu gradient"), g.gradient.expect("cuda gradient"));
+        close_arr(&what("d/dlog lengthscale"), &ga.log_lengthscale, &gg.log_lengthscale, tol(p));
+        close_arr(&what("d/dlog outputscale"), &ga.log_outputscale, &gg.log_outputscale, tol(p));
         close_arr(&what("d/dlog noise"), &ga.log_noise, &gg.log_noise, tol(p));
         close_arr(&what("d/dmean"), &ga.mean, &gg.mean, tol(p));
     }
@@ -263,16 +207,7 @@ fn mll_and_gradient_agree_f32() {
 fn mll_of_listed_members_agrees() {
     let Some(g) = gpu() else { return };
     let cpu = CpuBackend::new();
-    let (data, hyp) = make(
-        Case {
-            b: 7,
-            n: 40,
-            d: 3,
-            shared: false,
-            masked: true,
-        },
-        7,
-    );
+    let (data, hyp) = make(Case { b: 7, n: 40, d: 3, shared: false, masked: true }, 7);
     let rows = [6, 0, 3, 3, 1];
     let mut opts = MllOptions::new(Precision::F64);
     for grad in [true, false] {
@@ -283,12 +218,7 @@ fn mll_of_listed_members_agrees() {
         assert_eq!(b.gradient.is_some(), grad);
         close_arr("listed mll", &a.mll, &b.mll, 1e-9);
         if let (Some(x), Some(y)) = (a.gradient, b.gradient) {
-            close_arr(
-                "listed gradient",
-                &x.log_lengthscale,
-                &y.log_lengthscale,
-                1e-9,
-            );
+            close_arr("listed gradient", &x.log_lengthscale, &y.log_lengthscale, 1e-9);
         }
     }
 }
@@ -304,9 +234,7 @@ fn gram_agrees() {
                 hyp.outputscale[1] = 1.0; // inf * 0 differs in no interesting way here
             }
             let a = cpu.gram(&data, &hyp, p).expect("cpu gram");
-            let b = g
-                .gram(&data, &hyp, p)
-                .unwrap_or_else(|e| panic!("{case:?}: cuda gram: {e}"));
+            let b = g.gram(&data, &hyp, p).unwrap_or_else(|e| panic!("{case:?}: cuda gram: {e}"));
             close_arr(&format!("{case:?} {p:?} gram"), &a, &b, tol(p));
         }
     }
@@ -337,9 +265,7 @@ fn cholesky_agrees() {
             }
             let policy = JitterPolicy::for_precision(p);
             let x = cpu.cholesky(&a, p, policy).expect("cpu cholesky");
-            let y = g
-                .cholesky(&a, p, policy)
-                .unwrap_or_else(|e| panic!("{case:?}: cuda cholesky: {e}"));
+            let y = g.cholesky(&a, p, policy).unwrap_or_else(|e| panic!("{case:?}: cuda cholesky: {e}"));
             let what = format!("{case:?} {p:?} cholesky");
             assert_eq!(x.status, y.status, "{what} status");
             assert_eq!(y.status[0], Status::Jitter, "{what} member 0");
@@ -357,23 +283,14 @@ fn check_predict(g: &CudaBackend, p: Precision) {
         let m = 17;
         let mut rng = ChaCha8Rng::seed_from_u64(900 + k as u64);
         let test = if k % 2 == 0 {
-            Inputs::Shared(Array2::from_shape_fn((m, case.d), |_| {
-                3.5 * rng.random::<f64>() - 0.25
-            }))
+            Inputs::Shared(Array2::from_shape_fn((m, case.d), |_| 3.5 * rng.random::<f64>() - 0.25))
         } else {
-            Inputs::Batched(Array3::from_shape_fn((case.b, m, case.d), |_| {
-                3.5 * rng.random::<f64>() - 0.25
-            }))
+            Inputs::Batched(Array3::from_shape_fn((case.b, m, case.d), |_| 3.5 * rng.random::<f64>() - 0.25))
         };
-        let opts = PredictOptions {
-            precision: p,
-            full_covariance: true,
-            samples: (p == Precision::F64).then_some((3, 42)),
-        };
+        let opts =
+            PredictOptions { precision: p, full_covariance: true, samples: (p == Precision::F64).then_some((3, 42)) };
         let a = cpu.predict(&data, &hyp, &test, &opts).expect("cpu predict");
-        let b = g
-            .predict(&data, &hyp, &test, &opts)
-            .unwrap_or_else(|e| panic!("{case:?}: cuda predict: {e}"));
+        let b = g.predict(&data, &hyp, &test, &opts).unwrap_or_else(|e| panic!("{case:?}: cuda predict: {e}"));
         let what = |s: &str| format!("{case:?} {p:?} predict {s}");
         assert_eq!(a.status, b.status, "{}", what("status"));
         close_arr(&what("jitter"), &a.jitter, &b.jitter, tol(p));
@@ -413,39 +330,18 @@ fn chunking_does_not_change_results() {
     let Some(chunked) = gpu() else { return };
     let chunked = chunked.with_max_chunk(2);
     for (n, d) in [(20, 2), (100, 3), (300, 2)] {
-        let (data, hyp) = make(
-            Case {
-                b: 5,
-                n,
-                d,
-                shared: true,
-                masked: true,
-            },
-            n as u64,
-        );
+        let (data, hyp) = make(Case { b: 5, n, d, shared: true, masked: true }, n as u64);
         let opts = MllOptions::new(Precision::F64);
         let a = whole.mll(&data, &hyp, None, &opts).expect("whole");
         let b = chunked.mll(&data, &hyp, None, &opts).expect("chunked");
         let bits = |v: &Array1<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(a.status, b.status, "n = {n}: chunked status differs");
         assert_eq!(bits(&a.mll), bits(&b.mll), "n = {n}: chunked mll differs");
-        assert_eq!(
-            bits(&a.jitter),
-            bits(&b.jitter),
-            "n = {n}: chunked jitter differs"
-        );
+        assert_eq!(bits(&a.jitter), bits(&b.jitter), "n = {n}: chunked jitter differs");
         let (ga, gb) = (a.gradient.expect("gradient"), b.gradient.expect("gradient"));
-        assert_eq!(
-            bits(&ga.log_noise),
-            bits(&gb.log_noise),
-            "n = {n}: chunked gradient differs"
-        );
+        assert_eq!(bits(&ga.log_noise), bits(&gb.log_noise), "n = {n}: chunked gradient differs");
         let test = Inputs::Shared(Array2::from_shape_fn((9, d), |(i, k)| (i + k) as f64 * 0.3));
-        let po = PredictOptions {
-            precision: Precision::F64,
-            full_covariance: true,
-            samples: None,
-        };
+        let po = PredictOptions { precision: Precision::F64, full_covariance: true, samples: None };
         let a = whole.predict(&data, &hyp, &test, &po).expect("whole");
         let b = chunked.predict(&data, &hyp, &test, &po).expect("chunked");
         assert_eq!(
@@ -715,17 +611,10 @@ int main(int argc, char** argv) {
 "##;
 
 fn cxx() -> Option<String> {
-    let candidates = std::env::var("CXX")
-        .ok()
+    let candidates = std::env::var("CXX").ok().into_iter().chain(["c++".to_string(), "g++".to_string()]);
+    candidates
         .into_iter()
-        .chain(["c++".to_string(), "g++".to_string()]);
-    candidates.into_iter().find(|c| {
-        std::process::Command::new(c)
-            .arg("--version")
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false)
-    })
+        .find(|c| std::process::Command::new(c).arg("--version").output().map(|o| o.status.success()).unwrap_or(false))
 }
 
 #[test]
@@ -754,19 +643,10 @@ fn kernels_in_host_emulation() {
         String::from_utf8_lossy(&out.stderr)
     );
     for threads in ["1", "32"] {
-        let run = std::process::Command::new(&exe)
-            .arg(threads)
-            .output()
-            .expect("run the harness");
+        let run = std::process::Command::new(&exe).arg(threads).output().expect("run the harness");
         let text = String::from_utf8_lossy(&run.stdout);
-        println!(
-            "{threads} thread(s) per group: {}",
-            text.lines().last().unwrap_or("")
-        );
-        assert!(
-            run.status.success(),
-            "host emulation with {threads} thread(s) per group:\n{text}"
-        );
+        println!("{threads} thread(s) per group: {}", text.lines().last().unwrap_or(""));
+        assert!(run.status.success(), "host emulation with {threads} thread(s) per group:\n{text}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -72,15 +72,21 @@ fn invalid_hyperparameters_name_member_and_index() {
     let mut hyp = Hyperparameters::broadcast(2, &[1.0, 1.0], 1.0, 0.1, 0.0);
     hyp.lengthscale[[1, 0]] = 0.0;
     match MllRequest::new(&data, &hyp).run() {
-        Err(Error::InvalidHyperparameter { name, member, index, .. }) => assert_eq!((name.as_str(), member, index), ("lengthscale", 1, 0)),
+        Err(Error::InvalidHyperparameter { name, member, index, .. }) => {
+            assert_eq!((name.as_str(), member, index), ("lengthscale", 1, 0))
+        }
         other => panic!("{other:?}"),
     }
     let mut hyp = Hyperparameters::broadcast(2, &[1.0, 1.0], 1.0, 0.1, 0.0);
     hyp.noise[0] = -1.0;
-    assert!(matches!(MllRequest::new(&data, &hyp).run(), Err(Error::InvalidHyperparameter { name, member: 0, .. }) if name == "noise"));
+    assert!(
+        matches!(MllRequest::new(&data, &hyp).run(), Err(Error::InvalidHyperparameter { name, member: 0, .. }) if name == "noise")
+    );
     let mut hyp = Hyperparameters::broadcast(2, &[1.0, 1.0], 1.0, 0.1, 0.0);
     hyp.mean[1] = f64::NAN;
-    assert!(matches!(MllRequest::new(&data, &hyp).run(), Err(Error::InvalidHyperparameter { name, member: 1, .. }) if name == "mean"));
+    assert!(
+        matches!(MllRequest::new(&data, &hyp).run(), Err(Error::InvalidHyperparameter { name, member: 1, .. }) if name == "mean")
+    );
 }
 
 #[test]

@@ -4,8 +4,8 @@
 //! is predicted closely at its training points.
 
 use batchgp::{
-    backend, predict, sample_prior, BackendChoice, Dataset, FitRequest, Hyperparameters, Inputs,
-    Precision, PredictOptions, Target,
+    backend, predict, sample_prior, BackendChoice, Dataset, FitRequest, Hyperparameters, Inputs, Precision,
+    PredictOptions, Target,
 };
 use ndarray::{Array2, Axis};
 use rand::{Rng, SeedableRng};
@@ -26,38 +26,20 @@ fn demo_recovers_generating_hyperparameters() {
     for m in 0..4 {
         assert!(r.status[m].is_ok(), "GP {m}: status {:?}", r.status[m]);
         let s = r.fitted.outputscale[m];
-        assert!(
-            s > lo && s < hi,
-            "GP {m}: outputscale {s} outside the uniform prior ({lo}, {hi})"
-        );
+        assert!(s > lo && s < hi, "GP {m}: outputscale {s} outside the uniform prior ({lo}, {hi})");
         let ratio = s / r.truth.outputscale[m];
-        assert!(
-            (0.5..2.0).contains(&ratio),
-            "GP {m}: outputscale {s} vs true {}",
-            r.truth.outputscale[m]
-        );
+        assert!((0.5..2.0).contains(&ratio), "GP {m}: outputscale {s} vs true {}", r.truth.outputscale[m]);
         for d in 0..3 {
             let ratio = r.fitted.lengthscale[[m, d]] / r.truth.lengthscale[[m, d]];
-            assert!(
-                (0.5..2.0).contains(&ratio),
-                "GP {m}, dim {d}: lengthscale ratio {ratio}"
-            );
+            assert!((0.5..2.0).contains(&ratio), "GP {m}, dim {d}: lengthscale ratio {ratio}");
         }
         let ratio = r.fitted.noise[m] / r.truth.noise[m];
         assert!((0.5..2.0).contains(&ratio), "GP {m}: noise ratio {ratio}");
     }
     let meta = std::fs::metadata(&r.plot).unwrap();
-    assert!(
-        meta.len() > 10_000,
-        "plot {} is only {} bytes",
-        r.plot.display(),
-        meta.len()
-    );
+    assert!(meta.len() > 10_000, "plot {} is only {} bytes", r.plot.display(), meta.len());
     let shown = r.to_string();
-    assert!(
-        shown.contains("lengthscale[2]") && shown.contains("Uniform(10, 150)"),
-        "{shown}"
-    );
+    assert!(shown.contains("lengthscale[2]") && shown.contains("Uniform(10, 150)"), "{shown}");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -71,10 +53,7 @@ fn demo_priors_are_per_gp_and_dimension() {
         for d in 0..3 {
             let mean = batchgp::demo::GAMMA_CONCENTRATION / rates[[m, d]];
             let ratio = mean / truth.lengthscale[[m, d]];
-            assert!(
-                ratio != 1.0 && (0.8..1.25).contains(&ratio),
-                "GP {m}, dim {d}: prior mean ratio {ratio}"
-            );
+            assert!(ratio != 1.0 && (0.8..1.25).contains(&ratio), "GP {m}, dim {d}: prior mean ratio {ratio}");
         }
     }
     assert!(batchgp::demo::batch_priors_priors().resolve(4, 3).is_ok());
@@ -95,39 +74,18 @@ fn student_recovers_teacher_lengthscale() {
     for (k, l) in teachers.iter().enumerate() {
         teacher.lengthscale[[k, 0]] = *l;
     }
-    let (y, _) = sample_prior(
-        be.as_ref(),
-        &Inputs::Shared(x.clone()),
-        &teacher,
-        1,
-        3,
-        true,
-        Precision::F64,
-    )
-    .unwrap();
+    let (y, _) = sample_prior(be.as_ref(), &Inputs::Shared(x.clone()), &teacher, 1, 3, true, Precision::F64).unwrap();
     let data = Dataset::new(x, y.index_axis(Axis(0), 0).to_owned()).unwrap();
     let mut init = FitRequest::default_init(&data);
     init.lengthscale.fill(1.0);
     init.outputscale.fill(1.0);
-    let fit = FitRequest::new(&data)
-        .init(&init)
-        .fix(Target::Outputscale)
-        .max_iter(200)
-        .on(be.as_ref())
-        .run()
-        .unwrap();
+    let fit = FitRequest::new(&data).init(&init).fix(Target::Outputscale).max_iter(200).on(be.as_ref()).run().unwrap();
     for (k, l) in teachers.iter().enumerate() {
         let got = fit.hyperparameters.lengthscale[[k, 0]];
         assert!((got / l - 1.0).abs() < 0.2, "teacher {l}: student {got}");
-        assert_eq!(
-            fit.hyperparameters.outputscale[k], 1.0,
-            "the outputscale must stay fixed"
-        );
+        assert_eq!(fit.hyperparameters.outputscale[k], 1.0, "the outputscale must stay fixed");
         let noise = fit.hyperparameters.noise[k];
-        assert!(
-            (0.005..0.02).contains(&noise),
-            "teacher {l}: noise {noise} (true 0.01)"
-        );
+        assert!((0.005..0.02).contains(&noise), "teacher {l}: noise {noise} (true 0.01)");
     }
 }
 
@@ -135,9 +93,7 @@ fn sine_data(xs: &[f64], sd: f64, seed: u64) -> Dataset {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let noise = Normal::new(0.0, sd).unwrap();
     let x = Array2::from_shape_vec((xs.len(), 1), xs.to_vec()).unwrap();
-    let y = Array2::from_shape_fn((1, xs.len()), |(_, i)| {
-        (2.0 * PI * xs[i]).sin() + noise.sample(&mut rng)
-    });
+    let y = Array2::from_shape_fn((1, xs.len()), |(_, i)| (2.0 * PI * xs[i]).sin() + noise.sample(&mut rng));
     Dataset::new(x, y).unwrap()
 }
 
@@ -145,26 +101,12 @@ fn sine_data(xs: &[f64], sd: f64, seed: u64) -> Dataset {
 fn band_is_wider_in_a_gap_than_on_the_data() {
     let be = cpu();
     // 60 points on [0, 0.3] and [0.7, 1]: a gap in the middle.
-    let xs: Vec<f64> = (0..60)
-        .map(|i| {
-            if i < 30 {
-                0.3 * i as f64 / 29.0
-            } else {
-                0.7 + 0.3 * (i - 30) as f64 / 29.0
-            }
-        })
-        .collect();
+    let xs: Vec<f64> =
+        (0..60).map(|i| if i < 30 { 0.3 * i as f64 / 29.0 } else { 0.7 + 0.3 * (i - 30) as f64 / 29.0 }).collect();
     let data = sine_data(&xs, 0.1, 1);
     let fit = FitRequest::new(&data).on(be.as_ref()).run().unwrap();
     let test = Inputs::Shared(Array2::from_shape_vec((3, 1), vec![0.15, 0.5, 0.85]).unwrap());
-    let p = predict(
-        be.as_ref(),
-        &data,
-        &fit.hyperparameters,
-        &test,
-        &PredictOptions::default(),
-    )
-    .unwrap();
+    let p = predict(be.as_ref(), &data, &fit.hyperparameters, &test, &PredictOptions::default()).unwrap();
     let width = |i: usize| p.upper[[0, i]] - p.lower[[0, i]];
     assert!(
         width(1) > 1.5 * width(0) && width(1) > 1.5 * width(2),
@@ -188,20 +130,9 @@ fn low_noise_sine_is_predicted_at_its_training_points() {
     let data = sine_data(&xs, 0.01, 2);
     let fit = FitRequest::new(&data).on(be.as_ref()).run().unwrap();
     let test = Inputs::Shared(Array2::from_shape_vec((100, 1), xs.clone()).unwrap());
-    let p = predict(
-        be.as_ref(),
-        &data,
-        &fit.hyperparameters,
-        &test,
-        &PredictOptions::default(),
-    )
-    .unwrap();
-    let max_vs_y = (0..100)
-        .map(|i| (p.mean[[0, i]] - data.y()[[0, i]]).abs())
-        .fold(0.0, f64::max);
-    let max_vs_f = (0..100)
-        .map(|i| (p.mean[[0, i]] - (2.0 * PI * xs[i]).sin()).abs())
-        .fold(0.0, f64::max);
+    let p = predict(be.as_ref(), &data, &fit.hyperparameters, &test, &PredictOptions::default()).unwrap();
+    let max_vs_y = (0..100).map(|i| (p.mean[[0, i]] - data.y()[[0, i]]).abs()).fold(0.0, f64::max);
+    let max_vs_f = (0..100).map(|i| (p.mean[[0, i]] - (2.0 * PI * xs[i]).sin()).abs()).fold(0.0, f64::max);
     assert!(max_vs_y < 0.04, "max |mean - y| = {max_vs_y}");
     assert!(max_vs_f < 0.02, "max |mean - sin| = {max_vs_f}");
     let sd = fit.hyperparameters.noise[0].sqrt();

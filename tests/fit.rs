@@ -27,7 +27,12 @@ fn converges_to_a_stationary_point_better_than_the_start() {
         assert_close(r.objective[b], at.objective[b], 1e-12, "reported objective is the objective at the result");
         assert_close(r.mll[b], at.mll[b], 1e-12, "reported mll");
         let g = at.gradient.as_ref().unwrap();
-        let gmax = g.log_lengthscale.row(b).iter().chain([g.log_outputscale[b], g.log_noise[b], g.mean[b]].iter()).fold(0f64, |m, v| m.max(v.abs()));
+        let gmax = g
+            .log_lengthscale
+            .row(b)
+            .iter()
+            .chain([g.log_outputscale[b], g.log_noise[b], g.mean[b]].iter())
+            .fold(0f64, |m, v| m.max(v.abs()));
         assert!(gmax < 1e-4, "member {b}: gradient {gmax} at the optimum");
         assert!(r.iterations[b] > 0);
     }
@@ -88,16 +93,27 @@ fn pyro_batch_priors_request() {
     let priors = Priors::from_toml(text).unwrap();
     let x = Array2::from_shape_fn((264, 3), |(i, k)| {
         let u = ((i * 7919 + k * 104729) % 1000) as f64 / 1000.0;
-        if k == 0 { 500.0 * u } else { 50.0 * u }
+        if k == 0 {
+            500.0 * u
+        } else {
+            50.0 * u
+        }
     });
     let truth = Hyperparameters {
-        lengthscale: ndarray::arr2(&[[150.0, 15.0, 20.0], [250.0, 25.0, 10.0], [100.0, 10.0, 30.0], [300.0, 30.0, 15.0]]),
+        lengthscale: ndarray::arr2(&[
+            [150.0, 15.0, 20.0],
+            [250.0, 25.0, 10.0],
+            [100.0, 10.0, 30.0],
+            [300.0, 30.0, 15.0],
+        ]),
         outputscale: ndarray::arr1(&[40.0, 60.0, 80.0, 100.0]),
         noise: ndarray::arr1(&[1.0, 1.0, 2.0, 2.0]),
         mean: ndarray::arr1(&[0.0, 0.0, 0.0, 0.0]),
     };
     let be = batchgp::select(BackendChoice::Cpu).unwrap();
-    let (y, _) = batchgp::sample_prior(be.as_ref(), &Inputs::Shared(x.clone()), &truth, 1, 42, true, batchgp::Precision::F64).unwrap();
+    let (y, _) =
+        batchgp::sample_prior(be.as_ref(), &Inputs::Shared(x.clone()), &truth, 1, 42, true, batchgp::Precision::F64)
+            .unwrap();
     let data = Dataset::new(x, y.index_axis(ndarray::Axis(0), 0).to_owned()).unwrap();
     let r: FitResult = fit(&data).priors(&priors).run().unwrap();
     let at_truth = objective_at(&data, &truth, &priors);
@@ -171,8 +187,7 @@ fn ragged_fit_equals_unpadded_fits() {
     }
     let padded = Dataset::with_mask(x, y, Some(mask)).unwrap();
     let r = fit(&padded).run().unwrap();
-    for b in 0..3 {
-        let n = counts[b];
+    for (b, &n) in counts.iter().enumerate() {
         let xb = data.x().member(b).slice(ndarray::s![..n, ..]).to_owned();
         let yb = data.y().slice(ndarray::s![b..b + 1, ..n]).to_owned();
         let one = fit(&Dataset::new(xb, yb).unwrap()).run().unwrap();
@@ -209,7 +224,16 @@ fn map_fit_is_stationary_for_the_objective_with_priors() {
     for b in 0..3 {
         assert_close(r.objective[b], at.objective[b], 1e-12, "objective");
         for v in g.log_lengthscale.row(b).iter().chain([g.log_outputscale[b], g.log_noise[b], g.mean[b]].iter()) {
-            assert!(v.abs() < 1e-4, "member {b}: gradient {v}, grads {:?} {} {} {}, iters {}, hyp {:?}", g.log_lengthscale.row(b), g.log_outputscale[b], g.log_noise[b], g.mean[b], r.iterations[b], r.hyperparameters.select(&[b]));
+            assert!(
+                v.abs() < 1e-4,
+                "member {b}: gradient {v}, grads {:?} {} {} {}, iters {}, hyp {:?}",
+                g.log_lengthscale.row(b),
+                g.log_outputscale[b],
+                g.log_noise[b],
+                g.mean[b],
+                r.iterations[b],
+                r.hyperparameters.select(&[b])
+            );
         }
     }
 }

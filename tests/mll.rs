@@ -74,7 +74,8 @@ fn check_gradient(be: &dyn Backend, data: &Dataset, hyp: &Hyperparameters, prior
     let g = r.gradient.unwrap();
     let (b, d) = (data.batch_size(), data.n_dims());
     let h = 1e-5;
-    let obj = |hp: &Hyperparameters| MllRequest::new(data, hp).priors(priors).on(be).gradient(false).run().unwrap().objective;
+    let obj =
+        |hp: &Hyperparameters| MllRequest::new(data, hp).priors(priors).on(be).gradient(false).run().unwrap().objective;
     for c in 0..d + 3 {
         let shift = |sign: f64| {
             let mut hp = hyp.clone();
@@ -120,7 +121,10 @@ fn gradient_with_every_prior_family_matches_finite_differences() {
                 .with(Target::Noise, Prior::halfcauchy(0.2))
                 .with(Target::Mean, Prior::normal(0.3, 0.5)),
             Priors::none()
-                .with(Target::Lengthscale, Prior::lognormal(vec![vec![0.1, -0.5], vec![0.0, 0.2], vec![-1.0, 0.4]], 0.8))
+                .with(
+                    Target::Lengthscale,
+                    Prior::lognormal(vec![vec![0.1, -0.5], vec![0.0, 0.2], vec![-1.0, 0.4]], 0.8),
+                )
                 .with(Target::Outputscale, Prior::uniform(0.01, 10.0))
                 .with(Target::Noise, Prior::gamma(1.5, vec![2.0, 3.0, 4.0]))
                 .with(Target::Mean, Prior::uniform(-5.0, 5.0)),
@@ -212,7 +216,12 @@ fn ragged_equals_unpadded() {
             let one = mll_of(be, &Dataset::new(xb, yb).unwrap(), &hyp.select(&[b]));
             assert_close(r.mll[b], one.mll[0], 1e-12, &format!("member {b} mll"));
             let (g, go) = (r.gradient.as_ref().unwrap(), one.gradient.as_ref().unwrap());
-            assert_all_close(g.log_lengthscale.row(b).as_slice().unwrap(), go.log_lengthscale.row(0).as_slice().unwrap(), 1e-12, "grad l");
+            assert_all_close(
+                g.log_lengthscale.row(b).as_slice().unwrap(),
+                go.log_lengthscale.row(0).as_slice().unwrap(),
+                1e-12,
+                "grad l",
+            );
             assert_close(g.log_noise[b], go.log_noise[0], 1e-12, "grad noise");
             assert_close(g.mean[b], go.mean[0], 1e-12, "grad mean");
         }
@@ -291,7 +300,11 @@ fn gram_and_cholesky_match_dense() {
             for i in 0..12 {
                 for j in 0..12 {
                     let expect = if !data.is_observed(b, i) || !data.is_observed(b, j) {
-                        if i == j { 1.0 } else { 0.0 }
+                        if i == j {
+                            1.0
+                        } else {
+                            0.0
+                        }
                     } else {
                         want[[i, j]] + if i == j { hyp.noise[b] } else { 0.0 }
                     };
@@ -327,8 +340,11 @@ fn pyro_request_as_written() {
     // lengthscales and Uniform(10, 150) on the variance, in the priors file format.
     let text = "[lengthscale]\ngamma = { concentration = [2.0, 2.0, 2.0], rate = [0.0075, 0.075, 0.075] }\n[outputscale]\nuniform = { low = 10.0, high = 150.0 }\n";
     let priors = Priors::from_toml(text).unwrap();
-    let x = Array2::from_shape_fn((264, 3), |(i, k)| ((i * (k + 3) * 37) % 264) as f64 * if k == 0 { 2.0 } else { 0.2 });
-    let y = Array2::from_shape_fn((4, 264), |(b, i)| 10.0 * ((x[[i, 0]] / 100.0 + b as f64).sin() + (x[[i, 1]] / 10.0).cos()));
+    let x =
+        Array2::from_shape_fn((264, 3), |(i, k)| ((i * (k + 3) * 37) % 264) as f64 * if k == 0 { 2.0 } else { 0.2 });
+    let y = Array2::from_shape_fn((4, 264), |(b, i)| {
+        10.0 * ((x[[i, 0]] / 100.0 + b as f64).sin() + (x[[i, 1]] / 10.0).cos())
+    });
     let data = Dataset::new(x, y).unwrap();
     let hyp = Hyperparameters::broadcast(4, &[200.0, 20.0, 20.0], 50.0, 1.0, 0.0);
     let r = MllRequest::new(&data, &hyp).priors(&priors).backend(batchgp::BackendChoice::Cpu).run().unwrap();

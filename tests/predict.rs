@@ -1,12 +1,17 @@
 //! Posterior prediction and sampling against the textbook formulas, on every backend.
 
 mod common;
-use batchgp::{Backend, Dataset, Hyperparameters, Inputs, PredictOptions, Precision, Status};
+use batchgp::{Backend, Dataset, Hyperparameters, Inputs, Precision, PredictOptions, Status};
 use common::*;
 use ndarray::{Array1, Array2, Array3, Axis};
 
 /// Dense posterior of member b at test points z: (mean, var f, cov f).
-fn dense_posterior(data: &Dataset, hyp: &Hyperparameters, b: usize, z: &Array2<f64>) -> (Array1<f64>, Array1<f64>, Array2<f64>) {
+fn dense_posterior(
+    data: &Dataset,
+    hyp: &Hyperparameters,
+    b: usize,
+    z: &Array2<f64>,
+) -> (Array1<f64>, Array1<f64>, Array2<f64>) {
     let (x, r) = member_points(data, hyp, b);
     let ls: Vec<f64> = hyp.lengthscale.row(b).to_vec();
     let s = hyp.outputscale[b];
@@ -42,7 +47,10 @@ fn mean_variance_and_covariance_match_dense_formulas() {
         let data = Dataset::with_mask(data.x().clone(), data.y().clone(), Some(mask)).unwrap();
         let z = grid(9, 2);
         let opts = PredictOptions { full_covariance: true, ..Default::default() };
-        for test in [Inputs::Shared(z.clone()), Inputs::Batched(Array3::from_shape_fn((3, 9, 2), |(b, i, k)| z[[i, k]] + 0.01 * b as f64))] {
+        for test in [
+            Inputs::Shared(z.clone()),
+            Inputs::Batched(Array3::from_shape_fn((3, 9, 2), |(b, i, k)| z[[i, k]] + 0.01 * b as f64)),
+        ] {
             let p = batchgp::predict(be, &data, &hyp, &test, &opts).unwrap();
             let cov = p.covariance.as_ref().unwrap();
             for b in 0..3 {
@@ -100,7 +108,11 @@ fn posterior_samples_have_the_posterior_moments_and_are_reproducible() {
                 let m = col.mean().unwrap();
                 let v = col.var(1.0);
                 let se = (p.var[[b, j]] / s as f64).sqrt();
-                assert!((m - p.mean[[b, j]]).abs() < 5.0 * se + 1e-9, "sample mean {m} vs {} (se {se})", p.mean[[b, j]]);
+                assert!(
+                    (m - p.mean[[b, j]]).abs() < 5.0 * se + 1e-9,
+                    "sample mean {m} vs {} (se {se})",
+                    p.mean[[b, j]]
+                );
                 assert!((v - p.var[[b, j]]).abs() < 0.15 * p.var[[b, j]] + 1e-9, "sample var {v} vs {}", p.var[[b, j]]);
             }
         }
@@ -145,7 +157,14 @@ fn a_failing_member_predicts_nan_alone() {
         assert!(p.mean.row(0).iter().all(|v| v.is_nan()));
         for b in 1..3 {
             assert_eq!(p.status[b], Status::Ok);
-            let one = batchgp::predict(be, &data.select(&[b]), &hyp.select(&[b]), &Inputs::Shared(grid(4, 2)), &PredictOptions::default()).unwrap();
+            let one = batchgp::predict(
+                be,
+                &data.select(&[b]),
+                &hyp.select(&[b]),
+                &Inputs::Shared(grid(4, 2)),
+                &PredictOptions::default(),
+            )
+            .unwrap();
             assert_eq!(p.mean.row(b), one.mean.row(0));
         }
     });

@@ -25,15 +25,12 @@
 //! `BATCHGP_CUDA_MAX_CHUNK` when set, which tests use to exercise chunking); results do not
 //! depend on the chunking.
 
-use super::{
-    Backend, CholeskyBatch, JitterPolicy, MllBatch, MllGradient, MllOptions, PredictOptions,
-    Prediction,
-};
+use super::{Backend, CholeskyBatch, JitterPolicy, MllBatch, MllGradient, MllOptions, PredictOptions, Prediction};
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
 use crate::error::{Error, Result};
 use cudarc::driver::{
-    result as cures, sys, CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr,
-    DriverError, LaunchConfig, PushKernelArg, ValidAsZeroBits,
+    result as cures, sys, CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, DriverError, LaunchConfig,
+    PushKernelArg, ValidAsZeroBits,
 };
 use ndarray::{Array1, Array2, Array3, Axis};
 use std::collections::HashMap;
@@ -122,18 +119,12 @@ pub fn probe() -> String {
             };
             parts.push(format!("device {i}: {name} (sm_{maj}{min})"));
         }
-        Ok(format!(
-            "libcuda: found; {count} device(s): {}",
-            parts.join("; ")
-        ))
+        Ok(format!("libcuda: found; {count} device(s): {}", parts.join("; ")))
     });
     match r {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => format!("libcuda: found; driver error: {e}"),
-        Err(p) => format!(
-            "libcuda: found; driver binding failed: {}",
-            panic_message(&p)
-        ),
+        Err(p) => format!("libcuda: found; driver binding failed: {}", panic_message(&p)),
     }
 }
 
@@ -153,10 +144,7 @@ fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
 }
 
 fn unavailable(reason: impl Into<String>) -> Error {
-    Error::BackendUnavailable {
-        backend: "cuda".into(),
-        reason: reason.into(),
-    }
+    Error::BackendUnavailable { backend: "cuda".into(), reason: reason.into() }
 }
 
 fn cuda_err(what: &'static str) -> impl Fn(DriverError) -> Error {
@@ -168,10 +156,7 @@ fn cuda_err(what: &'static str) -> impl Fn(DriverError) -> Error {
 fn guarded<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(r) => r,
-        Err(p) => Err(Error::Cuda(format!(
-            "the CUDA driver binding failed: {}",
-            panic_message(&p)
-        ))),
+        Err(p) => Err(Error::Cuda(format!("the CUDA driver binding failed: {}", panic_message(&p)))),
     }
 }
 
@@ -267,33 +252,21 @@ impl CudaBackend {
         let r = catch_unwind(move || Self::open(fatbin));
         match r {
             Ok(r) => r,
-            Err(p) => Err(unavailable(format!(
-                "the CUDA driver binding failed: {}",
-                panic_message(&p)
-            ))),
+            Err(p) => Err(unavailable(format!("the CUDA driver binding failed: {}", panic_message(&p)))),
         }
     }
 
     fn open(fatbin: &'static [u8]) -> Result<Self> {
-        let count = CudaContext::device_count()
-            .map_err(|e| unavailable(format!("no CUDA device ({e})")))?;
+        let count = CudaContext::device_count().map_err(|e| unavailable(format!("no CUDA device ({e})")))?;
         if count < 1 {
             return Err(unavailable("no CUDA device"));
         }
-        let ctx = CudaContext::new(0)
-            .map_err(|e| unavailable(format!("cannot open CUDA device 0: {e}")))?;
-        let module = ctx
-            .load_module(cudarc::nvrtc::Ptx::from_binary(fatbin.to_vec()))
-            .map_err(|e| {
-                unavailable(format!(
-                    "cannot load the embedded kernels ({}): {e}",
-                    embedded::TARGETS.join(", ")
-                ))
-            })?;
+        let ctx = CudaContext::new(0).map_err(|e| unavailable(format!("cannot open CUDA device 0: {e}")))?;
+        let module = ctx.load_module(cudarc::nvrtc::Ptx::from_binary(fatbin.to_vec())).map_err(|e| {
+            unavailable(format!("cannot load the embedded kernels ({}): {e}", embedded::TARGETS.join(", ")))
+        })?;
         let smem_optin = ctx
-            .attribute(
-                sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN,
-            )
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
             .map(|v| v.max(0) as usize)
             .unwrap_or(SMEM_DEFAULT);
         let mut funcs = HashMap::new();
@@ -308,9 +281,7 @@ impl CudaBackend {
                         sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
                         smem_optin.min(i32::MAX as usize) as i32,
                     )
-                    .map_err(|e| {
-                        unavailable(format!("cannot raise the shared memory of {name}: {e}"))
-                    })?;
+                    .map_err(|e| unavailable(format!("cannot raise the shared memory of {name}: {e}")))?;
                 }
                 funcs.insert(name, f);
             }
@@ -318,26 +289,14 @@ impl CudaBackend {
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         let (maj, min) = ctx.compute_capability().unwrap_or((0, 0));
         let mem = ctx.total_mem().unwrap_or(0) as f64 / (1u64 << 30) as f64;
-        let desc = format!(
-            "cuda ({name}, sm_{maj}{min}, {mem:.0} GiB, {} KiB shared/block)",
-            smem_optin / 1024
-        );
+        let desc = format!("cuda ({name}, sm_{maj}{min}, {mem:.0} GiB, {} KiB shared/block)", smem_optin / 1024);
         let stream = ctx.default_stream();
         let max_chunk = std::env::var("BATCHGP_CUDA_MAX_CHUNK")
             .ok()
             .and_then(|v| v.parse::<usize>().ok())
             .filter(|&v| v > 0)
             .unwrap_or(usize::MAX);
-        Ok(CudaBackend {
-            inner: Mutex::new(Inner {
-                ctx,
-                stream,
-                funcs,
-                smem_optin,
-                max_chunk,
-            }),
-            desc,
-        })
+        Ok(CudaBackend { inner: Mutex::new(Inner { ctx, stream, funcs, smem_optin, max_chunk }), desc })
     }
 
     /// Processes at most `members` members per launch (at least 1). Results do not depend on it;
@@ -355,15 +314,11 @@ impl CudaBackend {
 impl Inner {
     fn func(&self, op: &str, sfx: &str) -> Result<&CudaFunction> {
         let name = format!("{op}_{sfx}");
-        self.funcs
-            .get(&name)
-            .ok_or_else(|| Error::Cuda(format!("kernel {name} not loaded")))
+        self.funcs.get(&name).ok_or_else(|| Error::Cuda(format!("kernel {name} not loaded")))
     }
 
     fn variant(&self, n: usize, sz: usize) -> Variant {
-        if n <= WARP_MAX_N
-            && WARPS_PER_BLOCK as usize * warp_elems(n) * sz <= self.smem_optin.max(SMEM_DEFAULT)
-        {
+        if n <= WARP_MAX_N && WARPS_PER_BLOCK as usize * warp_elems(n) * sz <= self.smem_optin.max(SMEM_DEFAULT) {
             Variant::Warp
         } else if block_smem(n, sz) <= self.smem_optin {
             Variant::Block
@@ -385,11 +340,9 @@ impl Inner {
                 block_dim: (BLOCK, 1, 1),
                 shared_mem_bytes: block_smem(n, sz) as u32,
             },
-            Variant::Global => LaunchConfig {
-                grid_dim: (count as u32, 1, 1),
-                block_dim: (BLOCK, 1, 1),
-                shared_mem_bytes: 0,
-            },
+            Variant::Global => {
+                LaunchConfig { grid_dim: (count as u32, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 }
+            }
         }
     }
 
@@ -403,38 +356,25 @@ impl Inner {
                 "one member needs {per_member} bytes of device memory and {free} are free"
             )));
         }
-        Ok(c.min(total)
-            .min(self.max_chunk)
-            .min(i32::MAX as usize / 2)
-            .max(1))
+        Ok(c.min(total).min(self.max_chunk).min(i32::MAX as usize / 2).max(1))
     }
 
     /// Copies to the device (at least one element: the driver rejects empty allocations).
     fn up<T: DeviceRepr + Default + Clone>(&self, v: &[T]) -> Result<CudaSlice<T>> {
         if v.is_empty() {
-            self.stream
-                .clone_htod(&[T::default()][..])
-                .map_err(cuda_err("upload"))
+            self.stream.clone_htod(&[T::default()][..]).map_err(cuda_err("upload"))
         } else {
             self.stream.clone_htod(v).map_err(cuda_err("upload"))
         }
     }
 
     fn zeros<T: DeviceRepr + ValidAsZeroBits>(&self, len: usize) -> Result<CudaSlice<T>> {
-        self.stream
-            .alloc_zeros::<T>(len.max(1))
-            .map_err(cuda_err("device allocation"))
+        self.stream.alloc_zeros::<T>(len.max(1)).map_err(cuda_err("device allocation"))
     }
 
-    fn down<T: DeviceRepr + Default + Clone>(
-        &self,
-        s: &CudaSlice<T>,
-        len: usize,
-    ) -> Result<Vec<T>> {
+    fn down<T: DeviceRepr + Default + Clone>(&self, s: &CudaSlice<T>, len: usize) -> Result<Vec<T>> {
         // Kernel faults surface here, named as such, rather than in the copy.
-        self.stream
-            .synchronize()
-            .map_err(cuda_err("kernel execution"))?;
+        self.stream.synchronize().map_err(cuda_err("kernel execution"))?;
         let mut v = self.stream.clone_dtoh(s).map_err(cuda_err("download"))?;
         v.truncate(len);
         Ok(v)
@@ -501,13 +441,7 @@ fn member_inputs<T: Real>(
 }
 
 /// mean (B, M), var (B, M), covariance (B, M, M) when asked, status and jitter per member.
-type PredictParts = (
-    Array2<f64>,
-    Array2<f64>,
-    Option<Array3<f64>>,
-    Vec<Status>,
-    Array1<f64>,
-);
+type PredictParts = (Array2<f64>, Array2<f64>, Option<Array3<f64>>, Vec<Status>, Array1<f64>);
 
 /// Device results of the fused kernel for one chunk.
 struct FactorOut<T> {
@@ -524,14 +458,7 @@ fn attempt_status(attempt: i32, policy: JitterPolicy, mean_diag: f64) -> (Status
     if attempt < 0 {
         (Status::Failed, policy.jitter(policy.retries, mean_diag))
     } else {
-        (
-            if attempt == 0 {
-                Status::Ok
-            } else {
-                Status::Jitter
-            },
-            policy.jitter(attempt as u32, mean_diag),
-        )
+        (if attempt == 0 { Status::Ok } else { Status::Jitter }, policy.jitter(attempt as u32, mean_diag))
     }
 }
 
@@ -559,33 +486,15 @@ impl CudaBackend {
         let jit = inner.up(&inp.jit)?;
         let out = FactorOut {
             mll: inner.zeros::<T>(c)?,
-            grad: inner.zeros::<T>(if flags & FLAG_GRAD != 0 {
-                c * (d + 3)
-            } else {
-                1
-            })?,
+            grad: inner.zeros::<T>(if flags & FLAG_GRAD != 0 { c * (d + 3) } else { 1 })?,
             attempt: inner.zeros::<i32>(c)?,
-            l: inner.zeros::<T>(if flags & FLAG_FACTOR != 0 {
-                c * n * n
-            } else {
-                1
-            })?,
+            l: inner.zeros::<T>(if flags & FLAG_FACTOR != 0 { c * n * n } else { 1 })?,
             alpha: inner.zeros::<T>(if flags & FLAG_FACTOR != 0 { c * n } else { 1 })?,
         };
-        let work = inner.zeros::<T>(if v == Variant::Global {
-            c * work_elems(n)
-        } else {
-            1
-        })?;
+        let work = inner.zeros::<T>(if v == Variant::Global { c * work_elems(n) } else { 1 })?;
         let f = inner.func(&format!("gp_mll_{}", v.name()), T::SUFFIX)?;
         let cfg = inner.member_launch(v, n, sz, c);
-        let (x_stride, na, bb, nn, dd) = (
-            (n * d) as i64,
-            attempts as i32,
-            c as i32,
-            n as i32,
-            d as i32,
-        );
+        let (x_stride, na, bb, nn, dd) = ((n * d) as i64, attempts as i32, c as i32, n as i32, d as i32);
         let mut lb = inner.stream.launch_builder(f);
         lb.arg(&x)
             .arg(&x_stride)
@@ -644,14 +553,8 @@ impl CudaBackend {
         let mut status = vec![Status::Failed; k];
         let mut jitter = Array1::zeros(k);
         let v = inner.variant(n, sz);
-        let per = sz * (n * d + n + d + 4 + na + d + 3)
-            + n
-            + 4
-            + if v == Variant::Global {
-                sz * work_elems(n)
-            } else {
-                0
-            };
+        let per =
+            sz * (n * d + n + d + 4 + na + d + 3) + n + 4 + if v == Variant::Global { sz * work_elems(n) } else { 0 };
         let chunk = inner.chunk(per, k.max(1))?;
         for start in (0..k).step_by(chunk) {
             let part = &rows[start..(start + chunk).min(k)];
@@ -660,11 +563,7 @@ impl CudaBackend {
             let out = self.run_fused(&inner, &inp, n, d, na, flags)?;
             let m = inner.down(&out.mll, c)?;
             let att = inner.down(&out.attempt, c)?;
-            let g = if opts.gradient {
-                inner.down(&out.grad, c * (d + 3))?
-            } else {
-                Vec::new()
-            };
+            let g = if opts.gradient { inner.down(&out.grad, c * (d + 3))? } else { Vec::new() };
             for (q, &b) in part.iter().enumerate() {
                 let i = start + q;
                 let (s, noise, mu) = (hyp.outputscale[b], hyp.noise[b], hyp.mean[b]);
@@ -677,11 +576,7 @@ impl CudaBackend {
                     status[i] = Status::Ok;
                     continue;
                 }
-                if !(s.is_finite()
-                    && noise.is_finite()
-                    && mu.is_finite()
-                    && (s + noise).is_finite())
-                {
+                if !(s.is_finite() && noise.is_finite() && mu.is_finite() && (s + noise).is_finite()) {
                     continue; // Failed, jitter 0, NaN: as initialised
                 }
                 let (st, jit) = attempt_status(att[q], policy, s + noise);
@@ -689,11 +584,7 @@ impl CudaBackend {
                 if st == Status::Failed {
                     continue;
                 }
-                let gm = if opts.gradient {
-                    &g[q * (d + 3)..(q + 1) * (d + 3)]
-                } else {
-                    &[][..]
-                };
+                let gm = if opts.gradient { &g[q * (d + 3)..(q + 1) * (d + 3)] } else { &[][..] };
                 let finite = m[q].f64().is_finite() && gm.iter().all(|v| v.f64().is_finite());
                 if !finite {
                     continue;
@@ -710,12 +601,7 @@ impl CudaBackend {
                 }
             }
         }
-        Ok(MllBatch {
-            mll,
-            gradient: opts.gradient.then_some(grad),
-            status,
-            jitter,
-        })
+        Ok(MllBatch { mll, gradient: opts.gradient.then_some(grad), status, jitter })
     }
 
     fn gram_t<T: Real>(&self, data: &Dataset, hyp: &Hyperparameters) -> Result<Array3<f64>> {
@@ -726,10 +612,7 @@ impl CudaBackend {
         let per = sz * (n * n + n * d + d + 2) + n;
         let chunk = inner.chunk(per, b.max(1))?;
         let rows: Vec<usize> = (0..b).collect();
-        let policy = JitterPolicy {
-            start: 0.0,
-            retries: 0,
-        };
+        let policy = JitterPolicy { start: 0.0, retries: 0 };
         for start in (0..b).step_by(chunk) {
             let part = &rows[start..(start + chunk).min(b)];
             let c = part.len();
@@ -743,26 +626,13 @@ impl CudaBackend {
             let f = inner.func("rbf_gram", T::SUFFIX)?;
             let total = c * n * n;
             let cfg = LaunchConfig {
-                grid_dim: (
-                    total.div_ceil(BLOCK as usize).clamp(1, STRIDE_GRID_MAX) as u32,
-                    1,
-                    1,
-                ),
+                grid_dim: (total.div_ceil(BLOCK as usize).clamp(1, STRIDE_GRID_MAX) as u32, 1, 1),
                 block_dim: (BLOCK, 1, 1),
                 shared_mem_bytes: 0,
             };
             let (x_stride, bb, nn, dd) = ((n * d) as i64, c as i32, n as i32, d as i32);
             let mut lb = inner.stream.launch_builder(f);
-            lb.arg(&x)
-                .arg(&x_stride)
-                .arg(&mask)
-                .arg(&ls)
-                .arg(&s)
-                .arg(&noise)
-                .arg(&bb)
-                .arg(&nn)
-                .arg(&dd)
-                .arg(&k);
+            lb.arg(&x).arg(&x_stride).arg(&mask).arg(&ls).arg(&s).arg(&noise).arg(&bb).arg(&nn).arg(&dd).arg(&k);
             // SAFETY: rbf_gram_<T>(const T* x, long long x_stride, const uint8_t* mask,
             // const T* ls, const T* s, const T* noise, int B, int N, int D, T* out): in order
             // and type; x holds c*N*D, mask c*N, ls c*D, s and noise c, out c*N*N elements.
@@ -783,26 +653,14 @@ impl CudaBackend {
         let mut status = vec![Status::Failed; b];
         let mut jitter = Array1::zeros(b);
         if n == 0 {
-            return Ok(CholeskyBatch {
-                factor: Array3::zeros((b, 0, 0)),
-                status: vec![Status::Ok; b],
-                jitter,
-            });
+            return Ok(CholeskyBatch { factor: Array3::zeros((b, 0, 0)), status: vec![Status::Ok; b], jitter });
         }
         let sz = std::mem::size_of::<T>();
         let na = policy.retries as usize + 1;
         let v = inner.variant(n, sz);
-        let per = sz * (2 * n * n + na)
-            + 4
-            + if v == Variant::Global {
-                sz * work_elems(n)
-            } else {
-                0
-            };
+        let per = sz * (2 * n * n + na) + 4 + if v == Variant::Global { sz * work_elems(n) } else { 0 };
         let chunk = inner.chunk(per, b.max(1))?;
-        let mean_diag: Vec<f64> = (0..b)
-            .map(|m| (0..n).map(|i| a[[m, i, i]]).sum::<f64>() / n as f64)
-            .collect();
+        let mean_diag: Vec<f64> = (0..b).map(|m| (0..n).map(|i| a[[m, i, i]]).sum::<f64>() / n as f64).collect();
         for start in (0..b).step_by(chunk) {
             let end = (start + chunk).min(b);
             let c = end - start;
@@ -818,22 +676,12 @@ impl CudaBackend {
             let djit = inner.up(&jit)?;
             let l = inner.zeros::<T>(c * n * n)?;
             let att = inner.zeros::<i32>(c)?;
-            let work = inner.zeros::<T>(if v == Variant::Global {
-                c * work_elems(n)
-            } else {
-                1
-            })?;
+            let work = inner.zeros::<T>(if v == Variant::Global { c * work_elems(n) } else { 1 })?;
             let f = inner.func(&format!("chol_{}", v.name()), T::SUFFIX)?;
             let cfg = inner.member_launch(v, n, sz, c);
             let (nat, bb, nn) = (na as i32, c as i32, n as i32);
             let mut lb = inner.stream.launch_builder(f);
-            lb.arg(&da)
-                .arg(&djit)
-                .arg(&nat)
-                .arg(&bb)
-                .arg(&nn)
-                .arg(&l)
-                .arg(&att);
+            lb.arg(&da).arg(&djit).arg(&nat).arg(&bb).arg(&nn).arg(&l).arg(&att);
             if v == Variant::Global {
                 lb.arg(&work);
             }
@@ -855,20 +703,12 @@ impl CudaBackend {
                 if st == Status::Failed {
                     continue;
                 }
-                for (dst, src) in factor
-                    .index_axis_mut(Axis(0), m)
-                    .iter_mut()
-                    .zip(&lh[q * n * n..(q + 1) * n * n])
-                {
+                for (dst, src) in factor.index_axis_mut(Axis(0), m).iter_mut().zip(&lh[q * n * n..(q + 1) * n * n]) {
                     *dst = src.f64();
                 }
             }
         }
-        Ok(CholeskyBatch {
-            factor,
-            status,
-            jitter,
-        })
+        Ok(CholeskyBatch { factor, status, jitter })
     }
 
     fn predict_t<T: Real>(
@@ -891,28 +731,12 @@ impl CudaBackend {
         let mut status = vec![Status::Failed; b];
         let mut jitter = Array1::zeros(b);
         let v = inner.variant(n, sz);
-        let per = sz
-            * (n * d
-                + 2 * n
-                + n * n
-                + m * d
-                + n * m
-                + 2 * m
-                + d
-                + 4
-                + na
-                + if want_cov { m * m } else { 0 })
+        let per = sz * (n * d + 2 * n + n * n + m * d + n * m + 2 * m + d + 4 + na + if want_cov { m * m } else { 0 })
             + n
             + 4
-            + if v == Variant::Global {
-                sz * work_elems(n)
-            } else {
-                0
-            };
+            + if v == Variant::Global { sz * work_elems(n) } else { 0 };
         let tiles = m.div_ceil(PREDICT_THREADS as usize).max(1);
-        let chunk = inner
-            .chunk(per, b.max(1))?
-            .min((i32::MAX as usize / tiles).max(1));
+        let chunk = inner.chunk(per, b.max(1))?.min((i32::MAX as usize / tiles).max(1));
         let rows: Vec<usize> = (0..b).collect();
         for start in (0..b).step_by(chunk) {
             let part = &rows[start..(start + chunk).min(b)];
@@ -940,14 +764,8 @@ impl CudaBackend {
             let vbuf = inner.zeros::<T>(c * n * m)?;
             let omean = inner.zeros::<T>(c * m)?;
             let ovar = inner.zeros::<T>(c * m)?;
-            let (x_stride, xt_stride, bb, nn, mm, dd) = (
-                (n * d) as i64,
-                (m * d) as i64,
-                c as i32,
-                n as i32,
-                m as i32,
-                d as i32,
-            );
+            let (x_stride, xt_stride, bb, nn, mm, dd) =
+                ((n * d) as i64, (m * d) as i64, c as i32, n as i32, m as i32, d as i32);
             if m > 0 {
                 let f = inner.func("predict", T::SUFFIX)?;
                 let cfg = LaunchConfig {
@@ -989,11 +807,7 @@ impl CudaBackend {
                 let oc = inner.zeros::<T>(total)?;
                 let f = inner.func("predict_cov", T::SUFFIX)?;
                 let cfg = LaunchConfig {
-                    grid_dim: (
-                        total.div_ceil(BLOCK as usize).clamp(1, STRIDE_GRID_MAX) as u32,
-                        1,
-                        1,
-                    ),
+                    grid_dim: (total.div_ceil(BLOCK as usize).clamp(1, STRIDE_GRID_MAX) as u32, 1, 1),
                     block_dim: (BLOCK, 1, 1),
                     shared_mem_bytes: 0,
                 };
@@ -1029,11 +843,7 @@ impl CudaBackend {
                 } else {
                     attempt_status(ah[q], policy, s + noise)
                 };
-                let (st, j) = if data.n_observed(bm) == 0 {
-                    (Status::Ok, 0.0)
-                } else {
-                    (st, j)
-                };
+                let (st, j) = if data.n_observed(bm) == 0 { (Status::Ok, 0.0) } else { (st, j) };
                 status[bm] = st;
                 jitter[bm] = j;
                 if st == Status::Failed {
@@ -1044,10 +854,8 @@ impl CudaBackend {
                     var[[bm, t]] = vh[q * m + t].f64();
                 }
                 if let Some(cv) = cov.as_mut() {
-                    for (dst, src) in cv
-                        .index_axis_mut(Axis(0), bm)
-                        .iter_mut()
-                        .zip(&cov_host[q * m * m..(q + 1) * m * m])
+                    for (dst, src) in
+                        cv.index_axis_mut(Axis(0), bm).iter_mut().zip(&cov_host[q * m * m..(q + 1) * m * m])
                     {
                         *dst = src.f64();
                     }
@@ -1067,24 +875,14 @@ impl Backend for CudaBackend {
         self.desc.clone()
     }
 
-    fn gram(
-        &self,
-        data: &Dataset,
-        hyp: &Hyperparameters,
-        precision: Precision,
-    ) -> Result<Array3<f64>> {
+    fn gram(&self, data: &Dataset, hyp: &Hyperparameters, precision: Precision) -> Result<Array3<f64>> {
         guarded(|| match precision {
             Precision::F64 => self.gram_t::<f64>(data, hyp),
             Precision::F32 => self.gram_t::<f32>(data, hyp),
         })
     }
 
-    fn cholesky(
-        &self,
-        a: &Array3<f64>,
-        precision: Precision,
-        jitter: JitterPolicy,
-    ) -> Result<CholeskyBatch> {
+    fn cholesky(&self, a: &Array3<f64>, precision: Precision, jitter: JitterPolicy) -> Result<CholeskyBatch> {
         let (_, r, c) = a.dim();
         if r != c {
             return Err(Error::shape("a", format!("(B, {r}, {r})"), a.shape()));
@@ -1111,10 +909,7 @@ impl Backend for CudaBackend {
             }
         };
         if let Some(&bad) = rows.iter().find(|&&r| r >= data.batch_size()) {
-            return Err(Error::option(
-                "members",
-                format!("member {bad} out of range for B = {}", data.batch_size()),
-            ));
+            return Err(Error::option("members", format!("member {bad} out of range for B = {}", data.batch_size())));
         }
         guarded(|| match opts.precision {
             Precision::F64 => self.mll_t::<f64>(data, hyp, rows, opts),

@@ -80,12 +80,12 @@ impl AdamState {
         let c1 = 1.0 - b1.powi(self.t);
         let c2 = 1.0 - b2.powi(self.t);
         self.prev_u.clone_from(&self.u);
-        for i in 0..self.u.len() {
+        for (i, gi) in g.iter().enumerate() {
             if !self.free[i] {
                 continue;
             }
-            self.m1[i] = b1 * self.m1[i] + (1.0 - b1) * g[i];
-            self.m2[i] = b2 * self.m2[i] + (1.0 - b2) * g[i] * g[i];
+            self.m1[i] = b1 * self.m1[i] + (1.0 - b1) * gi;
+            self.m2[i] = b2 * self.m2[i] + (1.0 - b2) * gi * gi;
             self.trial_u[i] = self.u[i] - self.lr * (self.m1[i] / c1) / ((self.m2[i] / c2).sqrt() + eps);
         }
         true

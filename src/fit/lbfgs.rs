@@ -102,7 +102,8 @@ impl LbfgsState {
             let s: Vec<f64> = self.trial_u.iter().zip(&self.u).map(|(a, b)| a - b).collect();
             // Fixed coordinates carry no curvature information: their y entry is zero, as
             // their gradient is (see accept_point).
-            let y: Vec<f64> = g.iter().zip(&self.g).zip(&self.free).map(|((a, b), free)| if *free { a - b } else { 0.0 }).collect();
+            let y: Vec<f64> =
+                g.iter().zip(&self.g).zip(&self.free).map(|((a, b), free)| if *free { a - b } else { 0.0 }).collect();
             let sy = dot(&s, &y);
             if sy > 1e-12 * dot(&s, &s).sqrt() * dot(&y, &y).sqrt() && sy > 0.0 {
                 if self.s_hist.len() == self.memory {
@@ -191,16 +192,16 @@ impl LbfgsState {
         for v in q.iter_mut() {
             *v *= gamma;
         }
-        for i in 0..k {
+        for (i, a) in alpha.iter().enumerate() {
             let rho = 1.0 / dot(&self.y_hist[i], &self.s_hist[i]);
             let beta = rho * dot(&self.y_hist[i], &q);
-            axpy(alpha[i] - beta, &self.s_hist[i], &mut q);
+            axpy(a - beta, &self.s_hist[i], &mut q);
         }
         for (d, (qv, free)) in self.dir.iter_mut().zip(q.iter().zip(&self.free)) {
             *d = if *free { -qv } else { 0.0 };
         }
         self.gd = dot(&self.g, &self.dir);
-        if !(self.gd < 0.0) {
+        if self.gd.is_nan() || self.gd >= 0.0 {
             // Not a descent direction: fall back to steepest descent.
             self.s_hist.clear();
             self.y_hist.clear();
@@ -240,7 +241,8 @@ mod tests {
     #[test]
     fn minimises_rosenbrock() {
         let f = |u: &[f64]| (1.0 - u[0]).powi(2) + 100.0 * (u[1] - u[0] * u[0]).powi(2);
-        let g = |u: &[f64]| vec![-2.0 * (1.0 - u[0]) - 400.0 * u[0] * (u[1] - u[0] * u[0]), 200.0 * (u[1] - u[0] * u[0])];
+        let g =
+            |u: &[f64]| vec![-2.0 * (1.0 - u[0]) - 400.0 * u[0] * (u[1] - u[0] * u[0]), 200.0 * (u[1] - u[0] * u[0])];
         let mut st = LbfgsState::new(vec![-1.2, 1.0], vec![true, true], 10);
         for _ in 0..2000 {
             let Some(u) = st.trial().map(|u| u.to_vec()) else { break };

@@ -265,7 +265,7 @@ impl<'a> FitRequest<'a> {
         let data = self.data;
         let (b, d) = (data.batch_size(), data.n_dims());
         let p = d + 3;
-        if !(self.gtol > 0.0) || !(self.ftol >= 0.0) {
+        if self.gtol.is_nan() || self.gtol <= 0.0 || self.ftol.is_nan() || self.ftol < 0.0 {
             return Err(Error::option("tolerances", "need gtol > 0 and ftol >= 0"));
         }
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
@@ -389,7 +389,8 @@ impl<'a> FitRequest<'a> {
         }
 
         // Per member: (mll, log_prior, objective, status, jitter) at the current iterate.
-        let mut record: Vec<(f64, f64, f64, Status, f64)> = vec![(f64::NAN, f64::NAN, f64::NAN, Status::Failed, 0.0); e_total];
+        let mut record: Vec<(f64, f64, f64, Status, f64)> =
+            vec![(f64::NAN, f64::NAN, f64::NAN, Status::Failed, 0.0); e_total];
         let mut hyp_s = Hyperparameters::broadcast(e_total, &vec![1.0; d], 1.0, 1.0, 0.0);
         let mut hyp_d = hyp_s.clone();
         let opts = MllOptions::new(self.precision);

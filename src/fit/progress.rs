@@ -38,7 +38,10 @@ impl FitObserver for ProgressBarObserver {
     fn iter(&mut self, p: &FitProgress<'_>) {
         if let Some(bar) = &self.bar {
             bar.set_position((p.total - p.running) as u64);
-            bar.set_message(format!("iter {}  running {}  best objective {:.6e}", p.iteration, p.running, p.best_objective));
+            bar.set_message(format!(
+                "iter {}  running {}  best objective {:.6e}",
+                p.iteration, p.running, p.best_objective
+            ));
         }
     }
     fn finish(&mut self, _r: &FitResult) {

@@ -31,7 +31,7 @@ pub fn dense_cholesky(a: &Array2<f64>) -> Option<Array2<f64>> {
         for k in 0..j {
             s -= l[[j, k]] * l[[j, k]];
         }
-        if !(s > 0.0) {
+        if s.is_nan() || s <= 0.0 {
             return None;
         }
         l[[j, j]] = s.sqrt();

@@ -34,13 +34,22 @@ pub(crate) fn factor_with_jitter<T: Float>(
         } else {
             let mat = MatMut::from_column_major_slice_mut(&mut a[..n * n], n, n);
             let stack = Workspace::<T>::stack(mem);
-            faer::linalg::cholesky::llt::factor::cholesky_in_place(mat, Default::default(), par, stack, Default::default()).is_ok()
+            faer::linalg::cholesky::llt::factor::cholesky_in_place(
+                mat,
+                Default::default(),
+                par,
+                stack,
+                Default::default(),
+            )
+            .is_ok()
         };
         // faer accepts a NaN pivot in some paths: check the diagonal explicitly.
-        if ok && (0..n).all(|i| {
-            let v = a[i * n + i];
-            v.is_finite() && v > T::from_f64(0.0)
-        }) {
+        if ok
+            && (0..n).all(|i| {
+                let v = a[i * n + i];
+                v.is_finite() && v > T::from_f64(0.0)
+            })
+        {
             return (if k == 0 { Status::Ok } else { Status::Jitter }, jitter);
         }
     }
@@ -49,14 +58,25 @@ pub(crate) fn factor_with_jitter<T: Float>(
 
 /// Factorises one dense (n, n) matrix given in f64 (lower triangle read) into `out`, lower
 /// triangular with zeros above the diagonal, NaN when it fails.
-pub(crate) fn factor_dense(a: ArrayView2<f64>, out: ArrayViewMut2<f64>, precision: Precision, policy: JitterPolicy, par: Par) -> (Status, f64) {
+pub(crate) fn factor_dense(
+    a: ArrayView2<f64>,
+    out: ArrayViewMut2<f64>,
+    precision: Precision,
+    policy: JitterPolicy,
+    par: Par,
+) -> (Status, f64) {
     match precision {
         Precision::F64 => factor_dense_t::<f64>(a, out, policy, par),
         Precision::F32 => factor_dense_t::<f32>(a, out, policy, par),
     }
 }
 
-fn factor_dense_t<T: Float>(a: ArrayView2<f64>, mut out: ArrayViewMut2<f64>, policy: JitterPolicy, par: Par) -> (Status, f64) {
+fn factor_dense_t<T: Float>(
+    a: ArrayView2<f64>,
+    mut out: ArrayViewMut2<f64>,
+    policy: JitterPolicy,
+    par: Par,
+) -> (Status, f64) {
     let n = a.nrows();
     if n == 0 {
         return (Status::Ok, 0.0);

@@ -12,7 +12,14 @@ use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
 
 /// Writes the n observed points of member `b`, scaled by its lengthscales, into `xs`
 /// (dimension-major (D, n)) and their residuals y - m into `r`. Masked entries are never read.
-pub(crate) fn load_member<T: Float>(data: &Dataset, hyp: &Hyperparameters, b: usize, n: usize, xs: &mut [T], r: &mut [T]) {
+pub(crate) fn load_member<T: Float>(
+    data: &Dataset,
+    hyp: &Hyperparameters,
+    b: usize,
+    n: usize,
+    xs: &mut [T],
+    r: &mut [T],
+) {
     let d = data.n_dims();
     let xb = data.x().member(b);
     let y = data.y_member(b);
@@ -45,7 +52,15 @@ pub(crate) fn scale_points<T: Float>(x: ArrayView2<f64>, ls: ArrayView1<f64>, ou
 /// col[i] = s exp(-0.5 sum_k (a_k[i] - c_k)^2), where a_k is row k of the dimension-major
 /// `pts` (leading dimension `ld`, rows starting at `start`) and c_k = `centre(k)`.
 #[inline(always)]
-fn rbf_column<T: Float>(col: &mut [T], pts: &[T], ld: usize, start: usize, d: usize, s: T, centre: impl Fn(usize) -> T) {
+fn rbf_column<T: Float>(
+    col: &mut [T],
+    pts: &[T],
+    ld: usize,
+    start: usize,
+    d: usize,
+    s: T,
+    centre: impl Fn(usize) -> T,
+) {
     let len = col.len();
     col.fill(T::from_f64(0.0));
     for k in 0..d {

@@ -33,21 +33,17 @@ pub(crate) fn member_mll<T: Float>(
     grad_ls.fill(0.0);
     let failed = |grad_ls: &mut [f64], jitter: f64| {
         grad_ls.fill(f64::NAN);
-        MemberMll { mll: f64::NAN, grad_os: f64::NAN,
-        grad_noise: f64::NAN,
-        grad_mean: f64::NAN,
-        status: Status::Failed,
-        jitter,
-    }};
+        MemberMll {
+            mll: f64::NAN,
+            grad_os: f64::NAN,
+            grad_noise: f64::NAN,
+            grad_mean: f64::NAN,
+            status: Status::Failed,
+            jitter,
+        }
+    };
     if n == 0 {
-        return MemberMll {
-            mll: 0.0,
-            grad_os: 0.0,
-            grad_noise: 0.0,
-            grad_mean: 0.0,
-            status: Status::Ok,
-            jitter: 0.0,
-        };
+        return MemberMll { mll: 0.0, grad_os: 0.0, grad_noise: 0.0, grad_mean: 0.0, status: Status::Ok, jitter: 0.0 };
     }
     if !(s.is_finite() && noise.is_finite() && hyp.mean[b].is_finite()) {
         return failed(grad_ls, 0.0);
@@ -129,7 +125,17 @@ dispatch_avx2! {
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn gradient_pass_body<T: Float>(n: usize, d: usize, alpha: &[T], inv: &[T], kf: &[T], xs: &[T], col: &mut [T], st: T, g_ls: &mut [f64]) -> (f64, f64) {
+fn gradient_pass_body<T: Float>(
+    n: usize,
+    d: usize,
+    alpha: &[T],
+    inv: &[T],
+    kf: &[T],
+    xs: &[T],
+    col: &mut [T],
+    st: T,
+    g_ls: &mut [f64],
+) -> (f64, f64) {
     debug_assert_eq!(g_ls.len(), d);
     let mut g_s = 0.0f64;
     let mut tr_w = 0.0f64;

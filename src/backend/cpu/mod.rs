@@ -220,7 +220,13 @@ impl Backend for CpuBackend {
         })
     }
 
-    fn mll(&self, data: &Dataset, hyp: &Hyperparameters, members: Option<&[usize]>, opts: &MllOptions) -> Result<MllBatch> {
+    fn mll(
+        &self,
+        data: &Dataset,
+        hyp: &Hyperparameters,
+        members: Option<&[usize]>,
+        opts: &MllOptions,
+    ) -> Result<MllBatch> {
         let all: Vec<usize>;
         let rows = match members {
             Some(r) => r,
@@ -241,7 +247,9 @@ impl Backend for CpuBackend {
             }
         };
         let res: Vec<MemberMll> = match par {
-            Par::Seq => grad_ls.axis_iter_mut(Axis(0)).into_par_iter().enumerate().map(|(i, r)| eval(i, r, Par::Seq)).collect(),
+            Par::Seq => {
+                grad_ls.axis_iter_mut(Axis(0)).into_par_iter().enumerate().map(|(i, r)| eval(i, r, Par::Seq)).collect()
+            }
             _ => grad_ls.axis_iter_mut(Axis(0)).enumerate().map(|(i, r)| eval(i, r, par)).collect(),
         };
         let gradient = opts.gradient.then(|| MllGradient {
@@ -258,7 +266,13 @@ impl Backend for CpuBackend {
         })
     }
 
-    fn predict(&self, data: &Dataset, hyp: &Hyperparameters, test: &Inputs, opts: &PredictOptions) -> Result<Prediction> {
+    fn predict(
+        &self,
+        data: &Dataset,
+        hyp: &Hyperparameters,
+        test: &Inputs,
+        opts: &PredictOptions,
+    ) -> Result<Prediction> {
         let pred = predict::predict(data, hyp, test, opts);
         Ok(pred)
     }

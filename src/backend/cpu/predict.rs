@@ -70,7 +70,14 @@ pub(crate) fn predict(data: &Dataset, hyp: &Hyperparameters, test: &Inputs, opts
     }
 }
 
-fn member_predict<T: Float>(data: &Dataset, hyp: &Hyperparameters, z: ArrayView2<f64>, b: usize, want_cov: bool, par: Par) -> MemberPrediction {
+fn member_predict<T: Float>(
+    data: &Dataset,
+    hyp: &Hyperparameters,
+    z: ArrayView2<f64>,
+    b: usize,
+    want_cov: bool,
+    par: Par,
+) -> MemberPrediction {
     let d = data.n_dims();
     let n = data.n_observed(b);
     let m = z.nrows();
@@ -101,12 +108,20 @@ fn member_predict<T: Float>(data: &Dataset, hyp: &Hyperparameters, z: ArrayView2
             // chol is free until the factorisation fills it: scratch for the packed Gram.
             fill_kf(xs, n, d, st, kf, chol);
             let noise_t = T::from_f64(noise);
-            (status, jitter) = factor_with_jitter::<T>(chol, n, s + noise, JitterPolicy::for_precision(precision_of::<T>()), par, mem, |a, jit| {
-                for j in 0..n {
-                    a[j * n + j..(j + 1) * n].copy_from_slice(&kf[j * n + j..(j + 1) * n]);
-                    a[j * n + j] += noise_t + jit;
-                }
-            });
+            (status, jitter) = factor_with_jitter::<T>(
+                chol,
+                n,
+                s + noise,
+                JitterPolicy::for_precision(precision_of::<T>()),
+                par,
+                mem,
+                |a, jit| {
+                    for j in 0..n {
+                        a[j * n + j..(j + 1) * n].copy_from_slice(&kf[j * n + j..(j + 1) * n]);
+                        a[j * n + j] += noise_t + jit;
+                    }
+                },
+            );
             if status == Status::Failed {
                 return failed(jitter);
             }
@@ -159,7 +174,12 @@ fn precision_of<T: Float>() -> Precision {
 ///
 /// Reproducible: member b draws from its own ChaCha8 stream (seed, stream b), so the samples
 /// do not depend on the thread count or on the backend that computed the covariance.
-pub fn draw_samples(mean: ArrayView2<f64>, cov: ArrayView3<f64>, count: usize, seed: u64) -> (Array3<f64>, Vec<Status>) {
+pub fn draw_samples(
+    mean: ArrayView2<f64>,
+    cov: ArrayView3<f64>,
+    count: usize,
+    seed: u64,
+) -> (Array3<f64>, Vec<Status>) {
     let (b, m) = mean.dim();
     let mut out = Array3::<f64>::zeros((count, b, m));
     // Posterior covariances are often singular to working precision: start the jitter small
@@ -172,11 +192,9 @@ pub fn draw_samples(mean: ArrayView2<f64>, cov: ArrayView3<f64>, count: usize, s
             let mean_diag = if m > 0 { (0..m).map(|i| c[[i, i]]).sum::<f64>() / m as f64 } else { 0.0 };
             let scale = if mean_diag > 0.0 { mean_diag } else { 1.0 };
             let mut l = vec![0.0f64; m * m];
-            let mut mem = Some(faer::dyn_stack::MemBuffer::new(faer::linalg::cholesky::llt::factor::cholesky_in_place_scratch::<f64>(
-                m,
-                Par::Seq,
-                Default::default(),
-            )));
+            let mut mem = Some(faer::dyn_stack::MemBuffer::new(
+                faer::linalg::cholesky::llt::factor::cholesky_in_place_scratch::<f64>(m, Par::Seq, Default::default()),
+            ));
             let (status, _) = factor_with_jitter::<f64>(&mut l, m, scale, policy, Par::Seq, &mut mem, |a, jit| {
                 for j in 0..m {
                     for i in j..m {

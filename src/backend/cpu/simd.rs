@@ -24,9 +24,11 @@ pub(crate) fn avx2() -> bool {
 macro_rules! dispatch_avx2 {
     ($(#[$m:meta])* $vis:vis fn $name:ident<T: Float>($($arg:ident: $ty:ty),*) $(-> $ret:ty)? => $body:ident) => {
         $(#[$m])*
+        #[allow(clippy::too_many_arguments)]
         $vis fn $name<T: Float>($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
+                #[allow(clippy::too_many_arguments)]
                 #[target_feature(enable = "avx2")]
                 unsafe fn with_avx2<T: Float>($($arg: $ty),*) $(-> $ret)? {
                     $body::<T>($($arg),*)
@@ -60,7 +62,7 @@ pub(crate) fn exp_in_place<T: Float>(v: &mut [T]) {
 #[inline(always)]
 pub(crate) fn exp_slice_f64(v: &mut [f64]) {
     const LOG2E: f64 = std::f64::consts::LOG2_E;
-    const LN2_HI: f64 = 6.931_471_803_691_238_2e-1;
+    const LN2_HI: f64 = 6.931_471_803_691_238e-1;
     const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     // 1/k! for k = 12 .. 0.
     const C: [f64; 13] = [
@@ -68,8 +70,8 @@ pub(crate) fn exp_slice_f64(v: &mut [f64]) {
         2.505_210_838_544_172e-8,
         2.755_731_922_398_589e-7,
         2.755_731_922_398_589_3e-6,
-        2.480_158_730_158_730_3e-5,
-        1.984_126_984_126_984_1e-4,
+        2.480_158_730_158_73e-5,
+        1.984_126_984_126_984e-4,
         1.388_888_888_888_889e-3,
         8.333_333_333_333_333e-3,
         4.166_666_666_666_666_4e-2,
@@ -193,7 +195,8 @@ mod tests {
     use super::*;
     #[test]
     fn exp_matches_libm() {
-        let xs: Vec<f64> = (0..20000).map(|i| -745.0 + i as f64 * 0.0375).chain([0.0, -0.0, 1e-300, -1e-12, 5.0]).collect();
+        let xs: Vec<f64> =
+            (0..20000).map(|i| -745.0 + i as f64 * 0.0375).chain([0.0, -0.0, 1e-300, -1e-12, 5.0]).collect();
         let mut v = xs.clone();
         exp_slice_f64(&mut v);
         for (x, y) in xs.iter().zip(&v) {

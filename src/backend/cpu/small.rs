@@ -125,7 +125,8 @@ mod tests {
         let mut a = vec![0.0; n * n];
         for i in 0..n {
             for j in 0..n {
-                a[j * n + i] = (0..n).map(|k| b[k * n + i] * b[k * n + j]).sum::<f64>() + if i == j { n as f64 } else { 0.0 };
+                a[j * n + i] =
+                    (0..n).map(|k| b[k * n + i] * b[k * n + j]).sum::<f64>() + if i == j { n as f64 } else { 0.0 };
             }
         }
         let mut l = a.clone();
