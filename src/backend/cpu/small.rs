@@ -24,7 +24,15 @@ fn cholesky_body<T: Float>(a: &mut [T], n: usize) -> bool {
     for j in 0..n {
         let (done, rest) = a.split_at_mut(j * n);
         let cj = &mut rest[j..n];
-        for k in 0..j {
+        // Four earlier columns at a time share one pass over column j.
+        let mut k = 0;
+        while k + 4 <= j {
+            let a = [-done[k * n + j], -done[(k + 1) * n + j], -done[(k + 2) * n + j], -done[(k + 3) * n + j]];
+            let col = |c: usize| &done[(k + c) * n + j..(k + c) * n + n];
+            axpy4(cj, a, col(0), col(1), col(2), col(3));
+            k += 4;
+        }
+        for k in k..j {
             let ljk = done[k * n + j];
             let ck = &done[k * n + j..k * n + n];
             for (c, l) in cj.iter_mut().zip(ck) {
@@ -76,12 +84,28 @@ fn inverse_body<T: Float>(l: &mut [T], n: usize, inv: &mut [T], tmp: &mut [T]) {
         let len = n - j - 1;
         let t = &mut tmp[..len];
         t.fill(zero);
-        // t = X_{j+1:, j+1:} L_{j+1:, j}: columns k > j of X (already inverted) weighted by L_kj.
-        for k in j + 1..n {
-            let lkj = l[j * n + k];
-            let off = k - j - 1;
-            for (ti, xi) in t[off..].iter_mut().zip(&l[k * n + k..(k + 1) * n]) {
-                *ti += lkj * *xi;
+        // t = X_{j+1:, j+1:} L_{j+1:, j}: columns k > j of X (already inverted) weighted by
+        // L_kj; t[r - j - 1] holds row r. Four columns at a time share one pass over t.
+        let mut k = j + 1;
+        while k < n {
+            if k + 4 <= n {
+                let a = [l[j * n + k], l[j * n + k + 1], l[j * n + k + 2], l[j * n + k + 3]];
+                // Rows k .. k + 2 are below the diagonal of only some of the four columns.
+                for c in 0..3 {
+                    for r in k + c..k + 3 {
+                        t[r - j - 1] += a[c] * l[(k + c) * n + r];
+                    }
+                }
+                let rows = k + 3..n;
+                let col = |c: usize| &l[(k + c) * n + rows.start..(k + c) * n + rows.end];
+                axpy4(&mut t[rows.start - j - 1..], a, col(0), col(1), col(2), col(3));
+                k += 4;
+            } else {
+                let lkj = l[j * n + k];
+                for (ti, xi) in t[k - j - 1..].iter_mut().zip(&l[k * n + k..(k + 1) * n]) {
+                    *ti += lkj * *xi;
+                }
+                k += 1;
             }
         }
         l[j * n + j] = xjj;
@@ -91,8 +115,8 @@ fn inverse_body<T: Float>(l: &mut [T], n: usize, inv: &mut [T], tmp: &mut [T]) {
     }
     // K^-1 = X^T X as a sum of row outer products, with the rows of X made contiguous: row k
     // of X goes to column k of inv's strict upper triangle (U = X^T) and its diagonal entry to
-    // tmp[k]; column j of K^-1 (rows >= j) then accumulates X_kj * X_{k, j..=k} over k >= j,
-    // an axpy per (j, k). Writes touch only the lower triangle, reads only the upper.
+    // tmp[k]; column j of K^-1 (rows >= j) then accumulates X_kj * X_{k, j..=k} over k >= j.
+    // Writes touch only the lower triangle, reads only the upper.
     for k in 0..n {
         tmp[k] = l[k * n + k];
         for i in 0..k {
@@ -102,14 +126,42 @@ fn inverse_body<T: Float>(l: &mut [T], n: usize, inv: &mut [T], tmp: &mut [T]) {
     for j in 0..n {
         inv[j * n + j..(j + 1) * n].fill(zero);
         inv[j * n + j] = tmp[j] * tmp[j];
-        for k in j + 1..n {
-            let a = inv[k * n + j];
+        let mut k = j + 1;
+        while k < n {
+            let width = if k + 4 <= n { 4 } else { 1 };
             let (lo, hi) = inv.split_at_mut(k * n);
-            for (d, u) in lo[j * n + j..j * n + k].iter_mut().zip(&hi[j..k]) {
-                *d += a * *u;
+            if width == 4 {
+                let a = [hi[j], hi[n + j], hi[2 * n + j], hi[3 * n + j]];
+                // Rows j .. k - 1 get all four columns; rows k .. k + 2 only the later ones.
+                let col = |c: usize| &hi[c * n + j..c * n + k];
+                axpy4(&mut lo[j * n + j..j * n + k], a, col(0), col(1), col(2), col(3));
+                for c in 1..4 {
+                    for r in k..k + c {
+                        lo[j * n + r] += a[c] * hi[c * n + r];
+                    }
+                }
+                for c in 0..4 {
+                    lo[j * n + k + c] += a[c] * tmp[k + c];
+                }
+            } else {
+                let a = hi[j];
+                for (d, u) in lo[j * n + j..j * n + k].iter_mut().zip(&hi[j..k]) {
+                    *d += a * *u;
+                }
+                lo[j * n + k] += a * tmp[k];
             }
-            lo[j * n + k] += a * tmp[k];
+            k += width;
         }
+    }
+}
+
+/// dst[i] += a0 x0[i] + a1 x1[i] + a2 x2[i] + a3 x3[i]: one pass over dst for four columns.
+#[inline(always)]
+fn axpy4<T: Float>(dst: &mut [T], a: [T; 4], x0: &[T], x1: &[T], x2: &[T], x3: &[T]) {
+    let len = dst.len().min(x0.len()).min(x1.len()).min(x2.len()).min(x3.len());
+    let (dst, x0, x1, x2, x3) = (&mut dst[..len], &x0[..len], &x1[..len], &x2[..len], &x3[..len]);
+    for i in 0..len {
+        dst[i] += (a[0] * x0[i] + a[1] * x1[i]) + (a[2] * x2[i] + a[3] * x3[i]);
     }
 }
 
