@@ -519,6 +519,9 @@ def bench_shape(shape, args, ctx, workdir):
             f"(member {a['mll_member']}), grad rel {a['grad_rel']:.1e} (member {a['grad_member']})")
 
     # --- timings ---
+    # Let the peers' OpenMP pools (used by the agreement checks just above) stop spinning
+    # before batchgp's process starts: spinning threads would share its two cores.
+    time.sleep(1.0)
     if exe:
         for backend in ctx["backends"]:
             if f"batchgp-{backend}" not in ref:
