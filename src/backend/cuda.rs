@@ -900,17 +900,8 @@ impl Backend for CudaBackend {
         members: Option<&[usize]>,
         opts: &MllOptions,
     ) -> Result<MllBatch> {
-        let all: Vec<usize>;
-        let rows = match members {
-            Some(r) => r,
-            None => {
-                all = (0..data.batch_size()).collect();
-                &all
-            }
-        };
-        if let Some(&bad) = rows.iter().find(|&&r| r >= data.batch_size()) {
-            return Err(Error::option("members", format!("member {bad} out of range for B = {}", data.batch_size())));
-        }
+        let rows = super::member_rows(members, data.batch_size())?;
+        let rows: &[usize] = &rows;
         guarded(|| match opts.precision {
             Precision::F64 => self.mll_t::<f64>(data, hyp, rows, opts),
             Precision::F32 => self.mll_t::<f32>(data, hyp, rows, opts),
@@ -924,32 +915,10 @@ impl Backend for CudaBackend {
         test: &Inputs,
         opts: &PredictOptions,
     ) -> Result<Prediction> {
-        let (mean, var, cov, mut status, jitter) = guarded(|| match opts.precision {
+        let (mean, var, cov, status, jitter) = guarded(|| match opts.precision {
             Precision::F64 => self.predict_t::<f64>(data, hyp, test, opts),
             Precision::F32 => self.predict_t::<f32>(data, hyp, test, opts),
         })?;
-        let var_y = &var + &hyp.noise.view().insert_axis(Axis(1));
-        let sd = var_y.mapv(f64::sqrt);
-        let samples = match (opts.samples, cov.as_ref()) {
-            (Some((count, seed)), Some(c)) => {
-                let (s, st) = super::cpu::draw_samples(mean.view(), c.view(), count, seed);
-                for (a, b) in status.iter_mut().zip(st) {
-                    *a = (*a).max(b);
-                }
-                Some(s)
-            }
-            _ => None,
-        };
-        Ok(Prediction {
-            lower: &mean - &(2.0 * &sd),
-            upper: &mean + &(2.0 * &sd),
-            mean,
-            var,
-            var_y,
-            covariance: if opts.full_covariance { cov } else { None },
-            samples,
-            status,
-            jitter,
-        })
+        Ok(Prediction::assemble(mean, var, &hyp.noise, cov, status, jitter, opts))
     }
 }

@@ -10,7 +10,8 @@ pub mod cuda;
 
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
 use crate::error::{Error, Result};
-use ndarray::{Array1, Array2, Array3};
+use ndarray::{Array1, Array2, Array3, Axis};
+use std::borrow::Cow;
 
 /// Jitter policy (DESIGN.md section 4): on a failed factorisation of member b, retry with
 /// jitter = start * mean(diag K_b) * 10^k for k = 0..retries.
@@ -228,4 +229,58 @@ pub fn available() -> Vec<Box<dyn Backend>> {
         v.push(Box::new(c));
     }
     v
+}
+
+/// The member list of a call: `members` when given (each checked against B), else 0..B.
+///
+/// # Errors
+/// [`Error::InvalidOption`] naming the first member out of range.
+pub(crate) fn member_rows(members: Option<&[usize]>, b: usize) -> Result<Cow<'_, [usize]>> {
+    match members {
+        Some(r) => match r.iter().find(|&&m| m >= b) {
+            Some(bad) => Err(Error::option("members", format!("member {bad} out of range for B = {b}"))),
+            None => Ok(Cow::Borrowed(r)),
+        },
+        None => Ok(Cow::Owned((0..b).collect())),
+    }
+}
+
+impl Prediction {
+    /// Completes a prediction from the posterior of f: var_y = var + noise, the +/- 2 sd(y)
+    /// bounds, and samples drawn from `cov` when `opts` asks for them (a member whose covariance
+    /// cannot be factorised gets the worse of the two statuses). `cov` must be present when
+    /// samples or the full covariance are asked for.
+    pub(crate) fn assemble(
+        mean: Array2<f64>,
+        var: Array2<f64>,
+        noise: &Array1<f64>,
+        cov: Option<Array3<f64>>,
+        mut status: Vec<Status>,
+        jitter: Array1<f64>,
+        opts: &PredictOptions,
+    ) -> Prediction {
+        let var_y = &var + &noise.view().insert_axis(Axis(1));
+        let sd = var_y.mapv(f64::sqrt);
+        let samples = match (opts.samples, cov.as_ref()) {
+            (Some((count, seed)), Some(c)) => {
+                let (s, st) = cpu::draw_samples(mean.view(), c.view(), count, seed);
+                for (a, b) in status.iter_mut().zip(st) {
+                    *a = (*a).max(b);
+                }
+                Some(s)
+            }
+            _ => None,
+        };
+        Prediction {
+            lower: &mean - &(2.0 * &sd),
+            upper: &mean + &(2.0 * &sd),
+            mean,
+            var,
+            var_y,
+            covariance: if opts.full_covariance { cov } else { None },
+            samples,
+            status,
+            jitter,
+        }
+    }
 }

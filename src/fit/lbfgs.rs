@@ -314,7 +314,7 @@ impl LbfgsState {
 fn cubic_min(a: &LinePoint, b: &LinePoint) -> Option<f64> {
     let d1 = a.dg + b.dg - 3.0 * (a.f - b.f) / (a.t - b.t);
     let disc = d1 * d1 - a.dg * b.dg;
-    if !(disc >= 0.0) {
+    if disc.is_nan() || disc < 0.0 {
         return None;
     }
     let d2 = (b.t - a.t).signum() * disc.sqrt();

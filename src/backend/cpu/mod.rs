@@ -227,14 +227,7 @@ impl Backend for CpuBackend {
         members: Option<&[usize]>,
         opts: &MllOptions,
     ) -> Result<MllBatch> {
-        let all: Vec<usize>;
-        let rows = match members {
-            Some(r) => r,
-            None => {
-                all = (0..data.batch_size()).collect();
-                &all
-            }
-        };
+        let rows = super::member_rows(members, data.batch_size())?;
         let k = rows.len();
         let d = data.n_dims();
         let par = inner_par(k, data.n_points());

@@ -47,27 +47,9 @@ pub(crate) fn predict(data: &Dataset, hyp: &Hyperparameters, test: &Inputs, opts
             }
         }
     }
-    let var_y = &var + &hyp.noise.view().insert_axis(Axis(1));
-    let sd = var_y.mapv(f64::sqrt);
-    let mut status: Vec<Status> = res.iter().map(|r| r.status).collect();
-    let samples = opts.samples.map(|(count, seed)| {
-        let (s, st) = draw_samples(mean.view(), cov.as_ref().expect("covariance computed").view(), count, seed);
-        for (a, b) in status.iter_mut().zip(st) {
-            *a = (*a).max(b);
-        }
-        s
-    });
-    Prediction {
-        lower: &mean - &(2.0 * &sd),
-        upper: &mean + &(2.0 * &sd),
-        mean,
-        var,
-        var_y,
-        covariance: if opts.full_covariance { cov } else { None },
-        samples,
-        status,
-        jitter: res.iter().map(|r| r.jitter).collect::<Array1<f64>>(),
-    }
+    let status = res.iter().map(|r| r.status).collect();
+    let jitter = res.iter().map(|r| r.jitter).collect::<Array1<f64>>();
+    Prediction::assemble(mean, var, &hyp.noise, cov, status, jitter, opts)
 }
 
 fn member_predict<T: Float>(
