@@ -5,21 +5,21 @@
 //! value and gradient ([`LbfgsState::observe`]). A member that has converged asks for nothing
 //! more, so it stops costing work.
 //!
-//! Minimises f = -objective, as scipy's L-BFGS-B does when no bound is active: a memory of 10
-//! pairs, H0 = (s^T y / y^T y) I, a first step of 1 / |g|_2 along -g and unit steps after, and
-//! a line search for the strong Wolfe conditions (sufficient decrease c1 = 1e-3, curvature
-//! c2 = 0.9): a bracketing phase that extrapolates (cubic, between 1.1x and 4x the step) while
-//! the slope is still steep, then a zoom with safeguarded cubic interpolation (Nocedal & Wright,
-//! algorithms 3.5 and 3.6). A failed evaluation (matrix not positive definite) counts as an
-//! infinite value and is bisected away. A pair enters the history only when s^T y > 0, so the
-//! inverse Hessian estimate stays positive definite.
+//! Minimises f = -objective the way scipy's L-BFGS-B does when no bound is active, so that a
+//! member fitted here follows the path scikit-learn's optimiser takes from the same start: a
+//! memory of 10 pairs, H0 = (s^T y / y^T y) I, a first step of 1 / |d|_2 along d = -g and unit
+//! steps after, and the Moré–Thuente line search with L-BFGS-B's constants (ftol = 1e-3,
+//! gtol = 0.9, xtol = 0.1, at most 20 evaluations; see `linesearch`). A failed evaluation
+//! (matrix not positive definite) halves the step back towards the best one. A pair enters the
+//! history only when s^T y > eps y^T y, so the inverse Hessian estimate stays positive definite.
+//! When a line search fails, the history is dropped and the search restarts along -g once.
 
 use std::collections::VecDeque;
 
-const C1: f64 = 1e-3;
-const C2: f64 = 0.9;
-/// Evaluations one line search may take before it settles for its best sufficient decrease.
-const MAX_LS_EVALS: usize = 30;
+use super::linesearch::{MoreThuente, Next};
+
+/// Evaluations one line search may take (L-BFGS-B's maxls).
+const MAX_LS_EVALS: usize = 20;
 /// Largest change of any coordinate in one step (log units for positive hyperparameters).
 const MAX_COORD_STEP: f64 = 10.0;
 
@@ -29,24 +29,6 @@ pub(crate) enum Stop {
     Converged,
     MaxIter,
     Failed,
-}
-
-/// A point on the search line: step, value, slope, gradient.
-#[derive(Debug, Clone)]
-struct LinePoint {
-    t: f64,
-    f: f64,
-    dg: f64,
-    g: Vec<f64>,
-}
-
-#[derive(Debug, Clone)]
-enum Phase {
-    /// Extrapolating; `prev` is the last point tried (t = 0 at the start).
-    Bracket { prev: LinePoint },
-    /// A bracket [lo, hi] holds a strong Wolfe point; lo has the least value with sufficient
-    /// decrease so far.
-    Zoom { lo: LinePoint, hi: LinePoint },
 }
 
 #[derive(Debug, Clone)]
@@ -62,7 +44,9 @@ pub(crate) struct LbfgsState {
     /// Slope g^T d at the start of the line search.
     gd: f64,
     t_max: f64,
-    phase: Phase,
+    search: Option<MoreThuente>,
+    /// Value and gradient at the search's best step so far (its stx).
+    best: Option<(f64, f64, Vec<f64>)>,
     ls_evals: usize,
     pub trial_u: Vec<f64>,
     pub iterations: usize,
@@ -89,7 +73,8 @@ impl LbfgsState {
             step: 1.0,
             gd: 0.0,
             t_max: f64::INFINITY,
-            phase: Phase::Bracket { prev: LinePoint { t: 0.0, f: 0.0, dg: 0.0, g: Vec::new() } },
+            search: None,
+            best: None,
             ls_evals: 0,
             iterations: 0,
             stop: None,
@@ -132,80 +117,39 @@ impl LbfgsState {
             }
             return true;
         }
-        let cur = LinePoint { t: self.step, f, dg: if ok { dot(&g, &self.dir) } else { f64::NAN }, g };
-        self.ls_evals += 1;
-        let armijo = |p: &LinePoint| p.f <= self.f + C1 * p.t * self.gd;
-        let curvature = |p: &LinePoint| p.dg.abs() <= -C2 * self.gd;
-        let phase = std::mem::replace(&mut self.phase, Phase::Bracket { prev: cur.clone() });
-        let next = match phase {
-            Phase::Bracket { prev } => {
-                if !armijo(&cur) || (prev.t > 0.0 && cur.f >= prev.f) {
-                    Phase::Zoom { lo: prev, hi: cur }
-                } else if curvature(&cur) {
-                    return self.accept(cur, gtol, ftol, max_iter);
-                } else if cur.dg >= 0.0 {
-                    Phase::Zoom { lo: cur, hi: prev }
-                } else {
-                    // Still descending steeply: extrapolate.
-                    if cur.t >= self.t_max {
-                        return self.accept(cur, gtol, ftol, max_iter);
-                    }
-                    let guess = cubic_min(&prev, &cur).unwrap_or(4.0 * cur.t);
-                    self.set_step(guess.clamp(1.1 * cur.t, 4.0 * cur.t).min(self.t_max));
-                    self.phase = Phase::Bracket { prev: cur };
-                    return self.out_of_evals(gtol, ftol, max_iter);
-                }
+        let stp = self.step;
+        let search = self.search.as_mut().expect("a line search is under way");
+        let next = if ok {
+            let next = search.step(stp, f, dot(&g, &self.dir));
+            if search.stx == stp && self.best.as_ref().is_none_or(|b| b.0 != stp) {
+                self.best = Some((stp, f, g.clone()));
             }
-            Phase::Zoom { lo, hi } => {
-                if !armijo(&cur) || cur.f >= lo.f {
-                    Phase::Zoom { lo, hi: cur }
-                } else if curvature(&cur) {
-                    return self.accept(cur, gtol, ftol, max_iter);
-                } else if cur.dg * (hi.t - lo.t) >= 0.0 {
-                    Phase::Zoom { lo: cur, hi: lo }
-                } else {
-                    Phase::Zoom { lo: cur, hi }
-                }
-            }
+            next
+        } else {
+            search.failed(stp)
         };
-        // Zoom: a trial inside the bracket, kept 10% away from its ends.
-        if let Phase::Zoom { lo, hi } = &next {
-            let (a, b) = (lo.t.min(hi.t), lo.t.max(hi.t));
-            let w = b - a;
-            if w <= 1e-14 * b.max(1e-300) {
-                return self.settle(next, gtol, ftol, max_iter);
+        match next {
+            Next::Accept if ok => self.accept(stp, f, g, gtol, ftol, max_iter),
+            Next::Accept => self.settle(gtol, ftol, max_iter),
+            Next::Evaluate(t) => {
+                self.ls_evals += 1;
+                if self.ls_evals >= MAX_LS_EVALS {
+                    return self.settle(gtol, ftol, max_iter);
+                }
+                self.set_step(t);
+                false
             }
-            let guess = if hi.f.is_finite() { cubic_min(lo, hi) } else { None };
-            let t = guess.filter(|t| *t > a + 0.1 * w && *t < b - 0.1 * w).unwrap_or(0.5 * (a + b));
-            self.set_step(t);
         }
-        self.phase = next;
-        self.out_of_evals(gtol, ftol, max_iter)
     }
 
-    /// After too many evaluations in one line search, settle for what it has.
-    fn out_of_evals(&mut self, gtol: f64, ftol: f64, max_iter: usize) -> bool {
-        if self.ls_evals < MAX_LS_EVALS {
-            return false;
-        }
-        let phase = std::mem::replace(
-            &mut self.phase,
-            Phase::Bracket { prev: LinePoint { t: 0.0, f: 0.0, dg: 0.0, g: Vec::new() } },
-        );
-        self.settle(phase, gtol, ftol, max_iter)
-    }
-
-    /// Ends a line search that found no strong Wolfe point: accepts the best point with
-    /// sufficient decrease; with none, restarts from steepest descent once, then stops (no
-    /// progress is possible at working precision).
-    fn settle(&mut self, phase: Phase, gtol: f64, ftol: f64, max_iter: usize) -> bool {
-        let best = match phase {
-            Phase::Zoom { lo, .. } => Some(lo),
-            Phase::Bracket { prev } => Some(prev),
-        }
-        .filter(|p| p.t > 0.0 && p.f.is_finite() && p.f < self.f);
-        if let Some(p) = best {
-            return self.accept(p, gtol, ftol, max_iter);
+    /// Ends a line search that found no acceptable step: takes its best step when that one
+    /// decreased f; else drops the history and restarts along -g once, then stops (no progress
+    /// is possible at working precision).
+    fn settle(&mut self, gtol: f64, ftol: f64, max_iter: usize) -> bool {
+        if let Some((t, f, g)) = self.best.take() {
+            if t > 0.0 && f < self.f {
+                return self.accept(t, f, g, gtol, ftol, max_iter);
+            }
         }
         if !self.s_hist.is_empty() {
             self.s_hist.clear();
@@ -217,9 +161,9 @@ impl LbfgsState {
         false
     }
 
-    fn accept(&mut self, p: LinePoint, gtol: f64, ftol: f64, max_iter: usize) -> bool {
-        let s: Vec<f64> = self.dir.iter().map(|d| p.t * d).collect();
-        let y: Vec<f64> = p.g.iter().zip(&self.g).map(|(a, b)| a - b).collect();
+    fn accept(&mut self, t: f64, f: f64, g: Vec<f64>, gtol: f64, ftol: f64, max_iter: usize) -> bool {
+        let s: Vec<f64> = self.dir.iter().map(|d| t * d).collect();
+        let y: Vec<f64> = g.iter().zip(&self.g).map(|(a, b)| a - b).collect();
         let sy = dot(&s, &y);
         if sy > f64::EPSILON * dot(&y, &y) && sy > 0.0 {
             if self.s_hist.len() == self.memory {
@@ -230,18 +174,18 @@ impl LbfgsState {
             self.y_hist.push_back(y);
         }
         for (u, d) in self.u.iter_mut().zip(&self.dir) {
-            *u += p.t * d;
+            *u += t * d;
         }
         let f_prev = self.f;
-        self.f = p.f;
-        self.g = p.g;
+        self.f = f;
+        self.g = g;
         self.iterations += 1;
         // scipy's factr test on the relative decrease, taken three times in a row when the
         // step came from a long line search (a small decrease there may say more about the
         // search than about the optimum).
         let rel = (f_prev - self.f) / f_prev.abs().max(self.f.abs()).max(1.0);
         self.stalls = if rel <= ftol { self.stalls + 1 } else { 0 };
-        let stalled = rel <= ftol && (self.ls_evals <= 2 || self.stalls >= 3);
+        let stalled = rel <= ftol && (self.ls_evals <= 1 || self.stalls >= 3);
         if self.grad_norm_inf() <= gtol || stalled {
             self.stop = Some(Stop::Converged);
         } else if self.iterations >= max_iter {
@@ -292,13 +236,16 @@ impl LbfgsState {
             }
             self.gd = dot(&self.g, &self.dir);
         }
-        let k = self.s_hist.len();
         let dmax = self.dir.iter().fold(0.0f64, |a, v| a.max(v.abs()));
         self.t_max = if dmax > 0.0 { MAX_COORD_STEP / dmax } else { f64::INFINITY };
-        let first = if k == 0 { 1.0 / dot(&self.dir, &self.dir).sqrt().max(f64::MIN_POSITIVE) } else { 1.0 };
+        // L-BFGS-B: 1 / |d|_2 on the very first iteration, a unit step after.
+        let first =
+            if self.iterations == 0 { 1.0 / dot(&self.dir, &self.dir).sqrt().max(f64::MIN_POSITIVE) } else { 1.0 };
+        let first = first.min(self.t_max);
         self.ls_evals = 0;
-        self.phase = Phase::Bracket { prev: LinePoint { t: 0.0, f: self.f, dg: self.gd, g: self.g.clone() } };
-        self.set_step(first.min(self.t_max));
+        self.best = None;
+        self.search = Some(MoreThuente::new(self.f, self.gd, first, self.t_max));
+        self.set_step(first);
     }
 
     fn set_step(&mut self, t: f64) {
@@ -307,19 +254,6 @@ impl LbfgsState {
             self.trial_u[i] = self.u[i] + t * self.dir[i];
         }
     }
-}
-
-/// Minimiser of the cubic through (a.t, a.f, a.dg) and (b.t, b.f, b.dg) (Nocedal & Wright,
-/// eq. 3.59); None when it has none or the numbers are not finite.
-fn cubic_min(a: &LinePoint, b: &LinePoint) -> Option<f64> {
-    let d1 = a.dg + b.dg - 3.0 * (a.f - b.f) / (a.t - b.t);
-    let disc = d1 * d1 - a.dg * b.dg;
-    if disc.is_nan() || disc < 0.0 {
-        return None;
-    }
-    let d2 = (b.t - a.t).signum() * disc.sqrt();
-    let t = b.t - (b.t - a.t) * (b.dg + d2 - d1) / (b.dg - a.dg + 2.0 * d2);
-    t.is_finite().then_some(t)
 }
 
 fn dot(a: &[f64], b: &[f64]) -> f64 {

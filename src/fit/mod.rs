@@ -10,6 +10,7 @@
 
 mod adam;
 mod lbfgs;
+mod linesearch;
 mod progress;
 mod transform;
 
@@ -370,14 +371,14 @@ impl<'a> FitRequest<'a> {
             .collect();
 
         enum State {
-            L(LbfgsState),
+            L(Box<LbfgsState>),
             A(AdamState),
         }
         let mut states: Vec<State> = u0
             .into_iter()
             .zip(free.iter())
             .map(|(u, fr)| match self.optimizer {
-                Optimizer::Lbfgs => State::L(LbfgsState::new(u, fr.clone(), 10)),
+                Optimizer::Lbfgs => State::L(Box::new(LbfgsState::new(u, fr.clone(), 10))),
                 Optimizer::Adam => State::A(AdamState::new(u, fr.clone(), self.learning_rate)),
             })
             .collect();
