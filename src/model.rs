@@ -98,14 +98,8 @@ impl<'a> MllRequest<'a> {
             Some(p) => p.resolve(b, d)?,
             None => ResolvedPriors::flat(b, d),
         };
-        let owned;
-        let be: &dyn Backend = match self.backend {
-            Some(be) => be,
-            None => {
-                owned = backend::select(self.choice)?;
-                owned.as_ref()
-            }
-        };
+        let mut owned = None;
+        let be = backend::given_or_select(self.backend, self.choice, &mut owned)?;
         let raw = be.mll(self.data, self.hyp, None, &self.opts)?;
         Ok(combine(raw, &priors, self.hyp, None))
     }

@@ -222,6 +222,22 @@ pub fn select(choice: BackendChoice) -> Result<Box<dyn Backend>> {
     }
 }
 
+/// The backend a request runs on: the one it was given, else a new one of the chosen kind,
+/// kept alive in `slot`.
+pub(crate) fn given_or_select<'a>(
+    given: Option<&'a dyn Backend>,
+    choice: BackendChoice,
+    slot: &'a mut Option<Box<dyn Backend>>,
+) -> Result<&'a dyn Backend> {
+    match given {
+        Some(be) => Ok(be),
+        None => {
+            let be: &'a dyn Backend = slot.insert(select(choice)?).as_ref();
+            Ok(be)
+        }
+    }
+}
+
 /// Every backend usable here, CPU first: what the backend-agnostic tests loop over.
 pub fn available() -> Vec<Box<dyn Backend>> {
     let mut v: Vec<Box<dyn Backend>> = vec![Box::new(cpu::CpuBackend::new())];

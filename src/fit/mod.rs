@@ -285,14 +285,8 @@ impl<'a> FitRequest<'a> {
             None => Self::default_init(data),
         };
         let priors = self.priors.resolve(b, d)?;
-        let owned;
-        let be: &dyn Backend = match self.backend {
-            Some(be) => be,
-            None => {
-                owned = backend::select(self.choice)?;
-                owned.as_ref()
-            }
-        };
+        let mut owned = None;
+        let be = backend::given_or_select(self.backend, self.choice, &mut owned)?;
 
         // Standardisation: the backend sees y' = (y - mu) / sigma.
         let (mu, sigma): (Vec<f64>, Vec<f64>) = (0..b)
