@@ -232,8 +232,8 @@ pub(crate) fn given_or_select<'a>(
     match given {
         Some(be) => Ok(be),
         None => {
-            let be: &'a dyn Backend = slot.insert(select(choice)?).as_ref();
-            Ok(be)
+            let be: &'a mut Box<dyn Backend> = slot.insert(select(choice)?);
+            Ok(&**be)
         }
     }
 }
