@@ -64,6 +64,10 @@ enum Command {
         /// Fit on y standardised per member; results are reported in the data's units.
         #[arg(long)]
         standardize: bool,
+        /// Box bounds LOW,HIGH on every positive hyperparameter (natural units), as
+        /// scikit-learn's; L-BFGS then runs as L-BFGS-B on a boxed problem.
+        #[arg(long, value_name = "LOW,HIGH")]
+        bounds: Option<String>,
         /// Seed of the restarts' spread.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -167,7 +171,20 @@ fn run(cli: Cli) -> batchgp::Result<()> {
             }
             o.write(&out)
         }
-        Command::Fit { data, init, priors, fix, optimizer, max_iter, restarts, standardize, seed, out, common } => {
+        Command::Fit {
+            data,
+            init,
+            priors,
+            fix,
+            optimizer,
+            max_iter,
+            restarts,
+            standardize,
+            bounds,
+            seed,
+            out,
+            common,
+        } => {
             let (be, precision) = setup(&common)?;
             let data = read_data(&data)?;
             let priors = read_priors(&priors)?;
@@ -195,6 +212,16 @@ fn run(cli: Cli) -> batchgp::Result<()> {
             }
             if let Some(h) = &init {
                 req = req.init(h);
+            }
+            if let Some(b) = &bounds {
+                let bad = || batchgp::Error::InvalidOption {
+                    name: "bounds".into(),
+                    reason: format!("expected LOW,HIGH, got `{b}`"),
+                };
+                let v: Vec<f64> =
+                    b.split(',').map(|t| t.trim().parse::<f64>().map_err(|_| bad())).collect::<Result<_, _>>()?;
+                let [lo, hi] = v[..] else { return Err(bad()) };
+                req = req.bounds(lo, hi);
             }
             let t = Instant::now();
             let r = req.observer(&mut observer).run()?;

@@ -237,3 +237,34 @@ fn map_fit_is_stationary_for_the_objective_with_priors() {
         }
     }
 }
+
+#[test]
+fn box_bounds_hold_and_bind_where_the_optimum_lies_outside() {
+    let (data, _) = random_batch(3, 30, 2, 21);
+    let free = fit(&data).run().unwrap();
+    // Loose bounds change nothing.
+    let loose = fit(&data).bounds(1e-9, 1e9).run().unwrap();
+    for b in 0..3 {
+        assert_close(loose.objective[b], free.objective[b], 1e-8, &format!("member {b} loose bounds"));
+    }
+    // A noise floor above the free optimum binds: the fit sits on it, every value inside.
+    let floor = 2.0 * free.hyperparameters.noise.iter().cloned().fold(0.0, f64::max);
+    let r = fit(&data).bounds(floor, 1e3).run().unwrap();
+    for b in 0..3 {
+        let h = r.hyperparameters.select(&[b]);
+        assert_close(h.noise[0], floor, 1e-9, &format!("member {b}: noise on its bound"));
+        assert!(h.lengthscale.iter().chain(h.outputscale.iter()).all(|v| *v >= floor * (1.0 - 1e-12) && *v <= 1e3));
+        assert!(r.objective[b] <= free.objective[b] + 1e-9, "a bound cannot improve the optimum");
+        assert!(r.status[b].is_ok());
+    }
+    // Stationary in the free coordinates; the bound one pushes outwards (wants less noise).
+    let g = objective_at(&data, &r.hyperparameters, &Priors::none()).gradient.unwrap();
+    for b in 0..3 {
+        for v in g.log_lengthscale.row(b).iter().chain([g.log_outputscale[b], g.mean[b]].iter()) {
+            assert!(v.abs() < 1e-4, "member {b}: free gradient {v} on the bound");
+        }
+        assert!(g.log_noise[b] < 0.0, "member {b}: the noise bound is active");
+    }
+    let bad = fit(&data).bounds(2.0, 1.0).run();
+    assert!(matches!(bad, Err(batchgp::Error::InvalidOption { .. })));
+}

@@ -155,11 +155,18 @@ def batchgp_mll(exe, dpath, ppath, opath, backend, repeat, threads):
     return out
 
 
-def batchgp_fit(exe, dpath, ipath, fpath, backend, threads, fix=None):
+# scikit-learn's hyperparameter bounds in the fit comparison (its default is (1e-5, 1e5)); batchgp
+# gets the same through `fit --bounds`, so both run L-BFGS-B on the same boxed problem.
+SK_BOUNDS = (1e-12, 1e12)
+
+
+def batchgp_fit(exe, dpath, ipath, fpath, backend, threads, fix=None, bounds=None):
     import numpy as np
     args = [exe, "fit", "--data", dpath, "--init", ipath, "--out", fpath, "--backend", backend]
     if fix:
         args += ["--fix", fix]
+    if bounds:
+        args += ["--bounds", f"{bounds[0]:g},{bounds[1]:g}"]
     t0 = time.perf_counter()
     run_cli(args, threads)
     wall = time.perf_counter() - t0
@@ -291,7 +298,7 @@ def gpytorch_adam_fit(x, y, init, device, iters, sync):
 
 def sk_kernel(ls, os_, noise):
     from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
-    wide = (1e-12, 1e12)  # batchgp's fit is unbounded; sklearn's default (1e-5, 1e5) is not
+    wide = SK_BOUNDS
     return (ConstantKernel(os_, constant_value_bounds=wide) * RBF(ls, length_scale_bounds=wide)
             + WhiteKernel(noise, noise_level_bounds=wide))
 
@@ -582,7 +589,7 @@ def bench_fits(shape, x, y, init, args, ctx, dpath, ipath, workdir, tag, evals):
                 key = f"batchgp-{backend}" + ("-fixmean" if fix else "")
                 try:
                     o = batchgp_fit(exe, dpath, ipath, os.path.join(workdir, f"F_{tag}_{key}.npz"), backend,
-                                    args.threads, fix)
+                                    args.threads, fix, SK_BOUNDS if fix else None)
                     st = np.asarray(o.get("status", np.zeros(b)))
                     fit[key] = dict(time=o["time"], wall=o["wall"], objective=o["objective"].tolist(),
                                     iterations=np.asarray(o.get("iterations", [])).tolist(),
@@ -707,7 +714,7 @@ def write_report(results, machine, args, path_md, path_json, path_png):
         lines.append("batchgp: `batchgp fit` L-BFGS (time from the fit's `seconds`, I/O excluded), once with every "
                      "hyperparameter free and once with `--fix mean`. scikit-learn: `GaussianProcessRegressor` "
                      "L-BFGS-B per member, `n_restarts_optimizer=0`, on y - mean (its model has no mean), bounds "
-                     "widened to (1e-12, 1e12); compared with batchgp `--fix mean`. GPyTorch: Adam lr 0.1, "
+                     "widened to (1e-12, 1e12); compared with batchgp `--fix mean --bounds 1e-12,1e12` (the same boxed problem). GPyTorch: Adam lr 0.1, "
                      f"{args.adam_iters} iterations, every hyperparameter free; compared with batchgp free. "
                      "'>= peer' counts members whose final batchgp objective is >= the peer's - "
                      f"{FIT_RTOL:g} |peer|; '(k at max-iter)': members where batchgp stopped at its iteration "

@@ -18,6 +18,8 @@ pub(crate) struct AdamState {
     pub iterations: usize,
     pub stop: Option<Stop>,
     free: Vec<bool>,
+    lower: Vec<f64>,
+    upper: Vec<f64>,
 }
 
 impl AdamState {
@@ -34,8 +36,17 @@ impl AdamState {
             lr,
             iterations: 0,
             stop: None,
+            lower: vec![f64::NEG_INFINITY; p],
+            upper: vec![f64::INFINITY; p],
             free,
         }
+    }
+
+    /// Box bounds on the coordinates: every step is clipped to them.
+    pub fn with_bounds(mut self, lower: Vec<f64>, upper: Vec<f64>) -> Self {
+        self.lower = lower;
+        self.upper = upper;
+        self
     }
 
     pub fn trial(&self) -> Option<&[f64]> {
@@ -86,7 +97,8 @@ impl AdamState {
             }
             self.m1[i] = b1 * self.m1[i] + (1.0 - b1) * gi;
             self.m2[i] = b2 * self.m2[i] + (1.0 - b2) * gi * gi;
-            self.trial_u[i] = self.u[i] - self.lr * (self.m1[i] / c1) / ((self.m2[i] / c2).sqrt() + eps);
+            let step = self.u[i] - self.lr * (self.m1[i] / c1) / ((self.m2[i] / c2).sqrt() + eps);
+            self.trial_u[i] = step.clamp(self.lower[i], self.upper[i]);
         }
         true
     }

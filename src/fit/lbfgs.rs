@@ -56,6 +56,9 @@ pub(crate) struct LbfgsState {
     stalls: usize,
     /// Entries that never move (fixed hyperparameters).
     free: Vec<bool>,
+    /// Box bounds on the coordinates (infinite when absent); see [`LbfgsState::with_bounds`].
+    lower: Vec<f64>,
+    upper: Vec<f64>,
 }
 
 impl LbfgsState {
@@ -80,8 +83,24 @@ impl LbfgsState {
             stop: None,
             started: false,
             stalls: 0,
+            lower: vec![f64::NEG_INFINITY; p],
+            upper: vec![f64::INFINITY; p],
             free,
         }
+    }
+
+    /// Box bounds on the coordinates (the start must lie inside). With any finite bound the
+    /// search runs as L-BFGS-B does on a boxed problem, which is how scikit-learn calls it: the
+    /// first direction is the projected gradient step P(u - g) - u taken with a step of at most
+    /// 1, and every later step stops at the box.
+    pub fn with_bounds(mut self, lower: Vec<f64>, upper: Vec<f64>) -> Self {
+        self.lower = lower;
+        self.upper = upper;
+        self
+    }
+
+    fn boxed(&self) -> bool {
+        self.lower.iter().chain(&self.upper).any(|v| v.is_finite())
     }
 
     /// The point this member wants evaluated next (None once stopped).
@@ -196,14 +215,31 @@ impl LbfgsState {
         true
     }
 
+    /// Max norm of the projected gradient: a coordinate on a bound whose gradient points out of
+    /// the box counts as stationary (L-BFGS-B's test).
     fn grad_norm_inf(&self) -> f64 {
-        self.g.iter().fold(0.0f64, |a, v| a.max(v.abs()))
+        (0..self.g.len())
+            .map(|i| {
+                let g = self.g[i];
+                let at_lower = self.u[i] <= self.lower[i] && g > 0.0;
+                let at_upper = self.u[i] >= self.upper[i] && g < 0.0;
+                if at_lower || at_upper {
+                    0.0
+                } else {
+                    g.abs()
+                }
+            })
+            .fold(0.0f64, f64::max)
     }
 
     /// Two-loop recursion: dir = -H g; then the first trial step of the line search.
     fn new_direction(&mut self) {
         let k = self.s_hist.len();
-        let mut q = self.g.clone();
+        // Coordinates held on a bound (gradient pointing out of the box) take no part.
+        let active: Vec<bool> = (0..self.g.len())
+            .map(|i| (self.u[i] <= self.lower[i] && self.g[i] > 0.0) || (self.u[i] >= self.upper[i] && self.g[i] < 0.0))
+            .collect();
+        let mut q: Vec<f64> = self.g.iter().zip(&active).map(|(g, a)| if *a { 0.0 } else { *g }).collect();
         let mut alpha = vec![0.0; k];
         for i in (0..k).rev() {
             let rho = 1.0 / dot(&self.y_hist[i], &self.s_hist[i]);
@@ -223,27 +259,70 @@ impl LbfgsState {
             let beta = rho * dot(&self.y_hist[i], &q);
             axpy(a - beta, &self.s_hist[i], &mut q);
         }
-        for (d, (qv, free)) in self.dir.iter_mut().zip(q.iter().zip(&self.free)) {
-            *d = if *free { -qv } else { 0.0 };
+        for (i, (d, (qv, free))) in self.dir.iter_mut().zip(q.iter().zip(&self.free)).enumerate() {
+            *d = if *free && !active[i] { -qv } else { 0.0 };
         }
         self.gd = dot(&self.g, &self.dir);
         if self.gd.is_nan() || self.gd >= 0.0 {
             // Not a descent direction: fall back to steepest descent.
             self.s_hist.clear();
             self.y_hist.clear();
-            for (d, g) in self.dir.iter_mut().zip(&self.g) {
-                *d = -g;
+            for (i, (d, g)) in self.dir.iter_mut().zip(&self.g).enumerate() {
+                *d = if active[i] { 0.0 } else { -g };
             }
             self.gd = dot(&self.g, &self.dir);
         }
+        self.ls_evals = 0;
+        self.best = None;
+        if self.boxed() {
+            if self.iterations == 0 && self.s_hist.is_empty() {
+                // L-BFGS-B's first (Cauchy) step with H0 = I: the gradient step projected
+                // onto the box, at most a unit step along it.
+                for i in 0..self.u.len() {
+                    if self.free[i] {
+                        self.dir[i] = (self.u[i] - self.g[i]).clamp(self.lower[i], self.upper[i]) - self.u[i];
+                    }
+                }
+                self.gd = dot(&self.g, &self.dir);
+                self.t_max = 1.0;
+            } else {
+                // Coordinates on a bound whose direction points out of the box stay there (the
+                // active set); the longest step that stays in the box.
+                for i in 0..self.u.len() {
+                    if (self.u[i] <= self.lower[i] && self.dir[i] < 0.0)
+                        || (self.u[i] >= self.upper[i] && self.dir[i] > 0.0)
+                    {
+                        self.dir[i] = 0.0;
+                    }
+                }
+                self.gd = dot(&self.g, &self.dir);
+                self.t_max = (0..self.u.len())
+                    .filter(|&i| self.dir[i] != 0.0)
+                    .map(|i| {
+                        let room =
+                            if self.dir[i] > 0.0 { self.upper[i] - self.u[i] } else { self.lower[i] - self.u[i] };
+                        room / self.dir[i]
+                    })
+                    .fold(f64::INFINITY, f64::min)
+                    .max(0.0);
+            }
+            if !(self.gd < 0.0 && self.t_max > 0.0) {
+                // No feasible descent left: the optimum is on the box.
+                self.stop = Some(Stop::Converged);
+                return;
+            }
+            let first = self.t_max.min(1.0);
+            self.search = Some(MoreThuente::new(self.f, self.gd, first, self.t_max));
+            self.set_step(first);
+            return;
+        }
         let dmax = self.dir.iter().fold(0.0f64, |a, v| a.max(v.abs()));
         self.t_max = if dmax > 0.0 { MAX_COORD_STEP / dmax } else { f64::INFINITY };
-        // L-BFGS-B: 1 / |d|_2 on the very first iteration, a unit step after.
+        // L-BFGS-B on an unbounded problem: 1 / |d|_2 on the very first iteration, a unit step
+        // after.
         let first =
             if self.iterations == 0 { 1.0 / dot(&self.dir, &self.dir).sqrt().max(f64::MIN_POSITIVE) } else { 1.0 };
         let first = first.min(self.t_max);
-        self.ls_evals = 0;
-        self.best = None;
         self.search = Some(MoreThuente::new(self.f, self.gd, first, self.t_max));
         self.set_step(first);
     }

@@ -122,6 +122,7 @@ pub struct FitResult {
 /// | ftol        | 1e-12                   | stop when the relative decrease of the objective is below | >= 0 |
 /// | restarts    | 0                       | extra starts per GP from spread points; best kept        | >= 0  |
 /// | standardize | false                   | fit on y standardised per member; results in data units  |       |
+/// | bounds      | none                    | box (low, high) on positive hyperparameters, as scikit-learn's; L-BFGS then runs as L-BFGS-B on a boxed problem | 0 < low < high |
 /// | learning_rate | 0.1                   | Adam's step                                              | > 0   |
 /// | seed        | 0                       | restarts' spread                                          |       |
 /// | backend     | auto                    | where to compute                                         |       |
@@ -142,6 +143,7 @@ pub struct FitRequest<'a> {
     ftol: f64,
     restarts: usize,
     standardize: bool,
+    bounds: Option<(f64, f64)>,
     learning_rate: f64,
     seed: u64,
     choice: BackendChoice,
@@ -165,6 +167,7 @@ impl<'a> FitRequest<'a> {
             ftol: 1e-12,
             restarts: 0,
             standardize: false,
+            bounds: None,
             learning_rate: 0.1,
             seed: 0,
             choice: BackendChoice::Auto,
@@ -211,6 +214,14 @@ impl<'a> FitRequest<'a> {
     }
     pub fn standardize(mut self, on: bool) -> Self {
         self.standardize = on;
+        self
+    }
+    /// Box bounds (low, high) on every positive hyperparameter (lengthscale, outputscale,
+    /// noise) without a uniform prior, in natural units, as scikit-learn's `*_bounds`. With
+    /// them, L-BFGS runs as scipy's L-BFGS-B runs on a boxed problem (a projected first step),
+    /// so that a fit reproduces scikit-learn's from the same start and bounds.
+    pub fn bounds(mut self, low: f64, high: f64) -> Self {
+        self.bounds = Some((low, high));
         self
     }
     pub fn learning_rate(mut self, lr: f64) -> Self {
@@ -271,6 +282,11 @@ impl<'a> FitRequest<'a> {
         }
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
             return Err(Error::option("learning_rate", "must be > 0"));
+        }
+        if let Some((lo, hi)) = self.bounds {
+            if lo.is_nan() || hi.is_nan() || lo <= 0.0 || lo >= hi {
+                return Err(Error::option("bounds", format!("need 0 < low < high, got ({lo}, {hi})")));
+            }
         }
         for &(t, m) in &self.fixed_members {
             if m >= b {
@@ -340,6 +356,17 @@ impl<'a> FitRequest<'a> {
         let fixed = |e: usize, t: Target| self.fixed_kinds.contains(&t) || self.fixed_members.contains(&(t, e % b));
         let free: Vec<Vec<bool>> =
             (0..e_total).map(|e| (0..p).map(|c| !fixed(e, coordinate(c, d).0)).collect()).collect();
+        // Box bounds in the optimiser's coordinates: log-scale positive hyperparameters only.
+        let (box_lo, box_hi): (Vec<Vec<f64>>, Vec<Vec<f64>>) = (0..e_total)
+            .map(|e| {
+                (0..p)
+                    .map(|c| match (self.bounds, maps[e][c]) {
+                        (Some((lo, hi)), Map::Log) => (lo.ln(), hi.ln()),
+                        _ => (f64::NEG_INFINITY, f64::INFINITY),
+                    })
+                    .unzip()
+            })
+            .unzip();
         let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
         let u0: Vec<Vec<f64>> = (0..e_total)
             .map(|e| {
@@ -358,7 +385,7 @@ impl<'a> FitRequest<'a> {
                                 _ => z,
                             };
                         }
-                        u
+                        u.clamp(box_lo[e][c], box_hi[e][c])
                     })
                     .collect()
             })
@@ -366,14 +393,19 @@ impl<'a> FitRequest<'a> {
 
         enum State {
             L(Box<LbfgsState>),
-            A(AdamState),
+            A(Box<AdamState>),
         }
         let mut states: Vec<State> = u0
             .into_iter()
-            .zip(free.iter())
-            .map(|(u, fr)| match self.optimizer {
-                Optimizer::Lbfgs => State::L(Box::new(LbfgsState::new(u, fr.clone(), 10))),
-                Optimizer::Adam => State::A(AdamState::new(u, fr.clone(), self.learning_rate)),
+            .enumerate()
+            .map(|(e, u)| {
+                let (fr, lo, hi) = (free[e].clone(), box_lo[e].clone(), box_hi[e].clone());
+                match self.optimizer {
+                    Optimizer::Lbfgs => State::L(Box::new(LbfgsState::new(u, fr, 10).with_bounds(lo, hi))),
+                    Optimizer::Adam => {
+                        State::A(Box::new(AdamState::new(u, fr, self.learning_rate).with_bounds(lo, hi)))
+                    }
+                }
             })
             .collect();
         fn trial(s: &State) -> Option<&[f64]> {

@@ -36,7 +36,7 @@ def main(exe):
             data, init, out = (os.path.join(tmp, f"{k}{ci}.npz") for k in "DPF")
             np.savez(data, x=x, y=y)
             np.savez(init, log_lengthscale=ll0, log_outputscale=lo0, log_noise=ln0, mean=np.zeros(b))
-            subprocess.run([exe, "fit", "--data", data, "--init", init, "--fix", "mean", "--backend", "cpu", "--out", out], check=True)
+            subprocess.run([exe, "fit", "--data", data, "--init", init, "--fix", "mean", "--bounds", "1e-9,1e9", "--backend", "cpu", "--out", out], check=True)
             ours = np.load(out)
             for m in range(b):
                 wide = (1e-9, 1e9)
