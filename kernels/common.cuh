@@ -112,6 +112,24 @@ __device__ __forceinline__ void tri_index(long long idx, int& r, int& c) {
     c = (int)(idx - rr * (rr + 1) / 2);
 }
 
+// Column k of a Cholesky factorisation whose earlier columns are done: checks the pivot, scales
+// the column by 1 / sqrt(pivot) in place and copies it to `col` (n values) so that later updates
+// read it contiguously. Returns false (in every thread) when the pivot is not positive and finite.
+template <typename T, class G>
+__device__ bool group_cholesky_column(const G& g, T* a, int k, int n, int ld, T* col) {
+    const T p = a[(size_t)k * ld + k];
+    g.sync();  // everyone has read the pivot before it is overwritten
+    if (!(p > T(0)) || !bgp_finite(p)) return false;
+    const T dk = sqrt(p);
+    for (int i = k + g.rank(); i < n; i += g.size()) {
+        const T v = i == k ? dk : a[(size_t)i * ld + k] / dk;
+        a[(size_t)i * ld + k] = v;
+        col[i] = v;
+    }
+    g.sync();
+    return true;
+}
+
 // In-place lower Cholesky of the n x n matrix a (lower triangle read and written). Returns false
 // (in every thread) at the first pivot that is not positive and finite; a is then garbage.
 // Right-looking, unblocked, three group syncs per column; column k is also copied to `col`
@@ -119,16 +137,7 @@ __device__ __forceinline__ void tri_index(long long idx, int& r, int& c) {
 template <typename T, class G>
 __device__ bool group_cholesky(const G& g, T* a, int n, int ld, T* col) {
     for (int k = 0; k < n; ++k) {
-        const T p = a[(size_t)k * ld + k];
-        g.sync();  // everyone has read the pivot before it is overwritten
-        if (!(p > T(0)) || !bgp_finite(p)) return false;
-        const T dk = sqrt(p);
-        for (int i = k + g.rank(); i < n; i += g.size()) {
-            const T v = i == k ? dk : a[(size_t)i * ld + k] / dk;
-            a[(size_t)i * ld + k] = v;
-            col[i] = v;
-        }
-        g.sync();
+        if (!group_cholesky_column(g, a, k, n, ld, col)) return false;
         const int m = n - k - 1;
         const long long tri = (long long)m * (m + 1) / 2;
         for (long long idx = g.rank(); idx < tri; idx += g.size()) {
@@ -160,16 +169,7 @@ __device__ bool group_cholesky_blocked(const G& g, T* a, int n, int ld, T* col, 
     for (int k0 = 0; k0 < n; k0 += BGP_NB) {
         const int k1 = n < k0 + BGP_NB ? n : k0 + BGP_NB;
         for (int k = k0; k < k1; ++k) {
-            const T p = a[(size_t)k * ld + k];
-            g.sync();
-            if (!(p > T(0)) || !bgp_finite(p)) return false;
-            const T dk = sqrt(p);
-            for (int i = k + g.rank(); i < n; i += g.size()) {
-                const T v = i == k ? dk : a[(size_t)i * ld + k] / dk;
-                a[(size_t)i * ld + k] = v;
-                col[i] = v;
-            }
-            g.sync();
+            if (!group_cholesky_column(g, a, k, n, ld, col)) return false;
             // The rest of the panel: columns k+1 .. k1-1, rows i >= j.
             const int w = k1 - k - 1;
             if (w > 0) {

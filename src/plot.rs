@@ -272,20 +272,7 @@ fn draw_posterior(
         })
         .build_cartesian_2d(x0..x1, y0..y1)
         .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc(p.x_label.as_str())
-        .y_desc(p.y_label.as_str())
-        .x_labels(if small { 3 } else { 8 })
-        .y_labels(if small { 3 } else { 7 })
-        .label_style((FONT, f_tick))
-        .axis_desc_style((FONT, f_label))
-        .light_line_style(WHITE.mix(0.0))
-        .bold_line_style(BLACK.mix(0.08))
-        .x_label_formatter(&|v| short_number(*v))
-        .y_label_formatter(&|v| short_number(*v))
-        .draw()
-        .map_err(|e| e.to_string())?;
+    draw_mesh(&mut chart, &p.x_label, &p.y_label, if small { (3, 3) } else { (8, 7) }, (f_label, f_tick))?;
 
     let band: Vec<(f64, f64)> =
         p.x.iter()
@@ -385,26 +372,38 @@ fn chart_builder<'a, 'b>(
     b
 }
 
+/// The axes, labels and light grid every panel shares; `labels` is (x, y) label counts and
+/// `fonts` (axis description, tick) sizes.
+fn draw_mesh<X: Ranged<ValueType = f64> + ValueFormatter<f64>, Y: Ranged<ValueType = f64> + ValueFormatter<f64>>(
+    chart: &mut Chart<'_, X, Y>,
+    x_label: &str,
+    y_label: &str,
+    labels: (usize, usize),
+    fonts: (f64, f64),
+) -> std::result::Result<(), String> {
+    chart
+        .configure_mesh()
+        .x_desc(x_label)
+        .y_desc(y_label)
+        .x_labels(labels.0)
+        .y_labels(labels.1)
+        .label_style((FONT, fonts.1))
+        .axis_desc_style((FONT, fonts.0))
+        .light_line_style(WHITE.mix(0.0))
+        .bold_line_style(BLACK.mix(0.08))
+        .x_label_formatter(&|v| short_number(*v))
+        .y_label_formatter(&|v| short_number(*v))
+        .draw()
+        .map_err(|e| e.to_string())
+}
+
 fn fill_lines<X: Ranged<ValueType = f64> + ValueFormatter<f64>, Y: Ranged<ValueType = f64> + ValueFormatter<f64>>(
     mut chart: Chart<'_, X, Y>,
     p: &LinePanel,
     cell: (u32, u32),
 ) -> std::result::Result<(), String> {
     let (_, f_label, f_tick) = font_sizes(cell);
-    chart
-        .configure_mesh()
-        .x_desc(p.x_label.as_str())
-        .y_desc(p.y_label.as_str())
-        .x_labels(6)
-        .y_labels(6)
-        .label_style((FONT, f_tick))
-        .axis_desc_style((FONT, f_label))
-        .light_line_style(WHITE.mix(0.0))
-        .bold_line_style(BLACK.mix(0.08))
-        .x_label_formatter(&|v| short_number(*v))
-        .y_label_formatter(&|v| short_number(*v))
-        .draw()
-        .map_err(|e| e.to_string())?;
+    draw_mesh(&mut chart, &p.x_label, &p.y_label, (6, 6), (f_label, f_tick))?;
     let (x0, x1) = {
         let r = chart.x_range();
         (r.start, r.end)
