@@ -41,7 +41,7 @@ fn problem(b: usize, n: usize, d: usize, seed: u64) -> (Dataset, Hyperparameters
     let noise = Array1::from_shape_fn(b, |_| 0.01 + 0.05 * rng.random::<f64>());
     let mean = Array1::from_shape_fn(b, |_| 0.2 * (rng.random::<f64>() - 0.5));
     let data = Dataset::new(x, y).expect("valid data");
-    (data, Hyperparameters { lengthscale, outputscale, noise, mean })
+    (data, Hyperparameters { kernel: batchgp::Kernel::Rbf, lengthscale, outputscale, noise, mean, alpha: None })
 }
 
 fn name(p: Precision) -> &'static str {

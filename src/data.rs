@@ -5,6 +5,8 @@
 //! entries of x and y may hold anything, NaN included.
 
 use crate::error::{Error, Result};
+use crate::kernel::Kernel;
+use crate::layout::Target;
 use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView2, Axis};
 
 /// Training or test inputs: one set shared by all members, or one set per member.
@@ -93,6 +95,8 @@ pub struct Dataset {
     x: Inputs,
     y: Array2<f64>,
     mask: Option<Array2<bool>>,
+    /// Known noise variance per point (B, N), added to the learned noise on the diagonal.
+    yvar: Option<Array2<f64>>,
 }
 
 impl Dataset {
@@ -145,7 +149,33 @@ impl Dataset {
                 }
             }
         }
-        Ok(Dataset { x, y, mask })
+        Ok(Dataset { x, y, mask, yvar: None })
+    }
+
+    /// Adds known noise variances `yvar` (B, N), >= 0 at every observed point (masked entries
+    /// are never read): K = Kf + diag(noise + yvar_i + jitter) (docs/design.md section 10).
+    /// Fixing the learned noise (at a tiny value) gives the fixed-noise GP of BoTorch.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when yvar is not (B, N); [`Error::InvalidHyperparameter`] naming
+    /// (member, index) for a negative or non-finite observed entry.
+    pub fn with_yvar(mut self, yvar: Array2<f64>) -> Result<Self> {
+        if yvar.dim() != self.y.dim() {
+            return Err(Error::shape("yvar", format!("{:?}", self.y.dim()), yvar.shape()));
+        }
+        for ((b, i), v) in yvar.indexed_iter() {
+            if self.is_observed(b, i) && !(v.is_finite() && *v >= 0.0) {
+                return Err(Error::InvalidHyperparameter {
+                    name: "yvar".into(),
+                    requirement: "finite and >= 0".into(),
+                    member: b,
+                    index: i,
+                    value: *v,
+                });
+            }
+        }
+        self.yvar = Some(yvar);
+        Ok(self)
     }
 
     /// Builds the mask from numbers (1 observed, 0 padding), as stored in .npz files.
@@ -189,6 +219,14 @@ impl Dataset {
     /// The mask (B, N), if any.
     pub fn mask(&self) -> Option<&Array2<bool>> {
         self.mask.as_ref()
+    }
+    /// The known noise variances (B, N), if any.
+    pub fn yvar(&self) -> Option<&Array2<f64>> {
+        self.yvar.as_ref()
+    }
+    /// Known noise variance of point i of member b (0 without yvar).
+    pub fn yvar_at(&self, b: usize, i: usize) -> f64 {
+        self.yvar.as_ref().map_or(0.0, |v| v[[b, i]])
     }
     /// Whether point i of member b is observed.
     pub fn is_observed(&self, b: usize, i: usize) -> bool {
@@ -242,11 +280,12 @@ impl Dataset {
             x: self.x.select(rows),
             y: self.y.select(Axis(0), rows),
             mask: self.mask.as_ref().map(|m| m.select(Axis(0), rows)),
+            yvar: self.yvar.as_ref().map(|v| v.select(Axis(0), rows)),
         }
     }
-    /// A copy with y replaced (same shape; used for standardisation).
-    pub(crate) fn with_y(&self, y: Array2<f64>) -> Dataset {
-        Dataset { x: self.x.clone(), y, mask: self.mask.clone() }
+    /// A copy with x, y and yvar replaced (same shapes; used to fit in internal units).
+    pub(crate) fn with_values(&self, x: Inputs, y: Array2<f64>, yvar: Option<Array2<f64>>) -> Dataset {
+        Dataset { x, y, mask: self.mask.clone(), yvar }
     }
 }
 
@@ -271,11 +310,12 @@ impl std::str::FromStr for Precision {
     }
 }
 
-/// Outcome per member (DESIGN.md section 4), stored as its code in .npz files.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+/// Outcome per member (docs/design.md sections 4 and 14), stored as its code in .npz files.
+/// Codes are ordered by severity: combining two outcomes keeps the larger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]
 pub enum Status {
-    /// 0: factorised without added jitter.
+    /// 0: factorised without added jitter (after a fit: converged).
     Ok = 0,
     /// 1: factorised after adding jitter (reported per member).
     Jitter = 1,
@@ -283,43 +323,60 @@ pub enum Status {
     MaxIter = 2,
     /// 3: not positive definite at the largest jitter, or non-finite values; numbers are NaN.
     Failed = 3,
+    /// 4: the member has no observed point: an MLL or a fit has no number (NaN); a prediction
+    /// is the prior.
+    Empty = 4,
+    /// 5: too few points or constant y: fitted to a defined limit and flagged.
+    Degenerate = 5,
 }
 
 impl Status {
+    /// Every status, by code.
+    pub const ALL: [Status; 6] =
+        [Status::Ok, Status::Jitter, Status::MaxIter, Status::Failed, Status::Empty, Status::Degenerate];
     /// The numeric code written to files.
     pub fn code(self) -> u8 {
         self as u8
     }
     /// From a numeric code; None for an unknown one.
     pub fn from_code(c: u8) -> Option<Status> {
-        match c {
-            0 => Some(Status::Ok),
-            1 => Some(Status::Jitter),
-            2 => Some(Status::MaxIter),
-            3 => Some(Status::Failed),
-            _ => None,
-        }
+        Status::ALL.get(c as usize).copied()
     }
     /// Whether the member's numbers are usable.
     pub fn is_ok(self) -> bool {
-        self != Status::Failed
+        !matches!(self, Status::Failed | Status::Empty)
+    }
+    /// A short word for tables and summaries.
+    pub fn text(self) -> &'static str {
+        match self {
+            Status::Ok => "ok",
+            Status::Jitter => "ok (jitter)",
+            Status::MaxIter => "iteration limit",
+            Status::Failed => "failed",
+            Status::Empty => "empty",
+            Status::Degenerate => "degenerate",
+        }
     }
 }
 
-/// Hyperparameters of every member, in natural units (not logs).
+/// Hyperparameters of every member, in natural units (not logs), with the kernel they are for.
 ///
-/// lengthscale (B, D) > 0, outputscale (B,) > 0, noise (B,) > 0, mean (B,) finite.
+/// lengthscale (B, D) > 0, outputscale (B,) > 0, noise (B,) > 0, mean (B,) finite, and for the
+/// rq kernel alpha (B,) > 0 (absent for every other kernel).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Hyperparameters {
+    pub kernel: Kernel,
     pub lengthscale: Array2<f64>,
     pub outputscale: Array1<f64>,
     pub noise: Array1<f64>,
     pub mean: Array1<f64>,
+    /// (B,) rq's shape parameter; None for the other kernels.
+    pub alpha: Option<Array1<f64>>,
 }
 
 impl Hyperparameters {
     /// From the log form used in .npz files: log_lengthscale (B, D), log_outputscale (B,),
-    /// log_noise (B,), mean (B,).
+    /// log_noise (B,), mean (B,); rbf kernel (see [`Hyperparameters::with_kernel`]).
     pub fn from_log(
         log_lengthscale: &Array2<f64>,
         log_outputscale: &Array1<f64>,
@@ -327,22 +384,45 @@ impl Hyperparameters {
         mean: &Array1<f64>,
     ) -> Self {
         Hyperparameters {
+            kernel: Kernel::Rbf,
             lengthscale: log_lengthscale.mapv(f64::exp),
             outputscale: log_outputscale.mapv(f64::exp),
             noise: log_noise.mapv(f64::exp),
             mean: mean.clone(),
+            alpha: None,
         }
     }
 
-    /// The same values for every member: lengthscale (D,), scalars for the rest.
+    /// The same values for every member: lengthscale (D,), scalars for the rest; rbf kernel.
     pub fn broadcast(b: usize, lengthscale: &[f64], outputscale: f64, noise: f64, mean: f64) -> Self {
         let d = lengthscale.len();
         Hyperparameters {
+            kernel: Kernel::Rbf,
             lengthscale: Array2::from_shape_fn((b, d), |(_, k)| lengthscale[k]),
             outputscale: Array1::from_elem(b, outputscale),
             noise: Array1::from_elem(b, noise),
             mean: Array1::from_elem(b, mean),
+            alpha: None,
         }
+    }
+
+    /// The same values for another kernel. Switching to rq without alpha sets alpha = 1 for
+    /// every member; switching away from rq drops alpha.
+    pub fn with_kernel(mut self, kernel: Kernel) -> Self {
+        self.kernel = kernel;
+        if !kernel.has_alpha() {
+            self.alpha = None;
+        } else if self.alpha.is_none() {
+            self.alpha = Some(Array1::ones(self.batch_size()));
+        }
+        self
+    }
+
+    /// Sets rq's alpha (B,) (and the kernel to rq).
+    pub fn with_alpha(mut self, alpha: Array1<f64>) -> Self {
+        self.kernel = Kernel::Rq;
+        self.alpha = Some(alpha);
+        self
     }
 
     /// B.
@@ -353,18 +433,63 @@ impl Hyperparameters {
     pub fn n_dims(&self) -> usize {
         self.lengthscale.ncols()
     }
+    /// rq's alpha of member b (1 for the other kernels, which do not read it).
+    pub fn alpha_of(&self, b: usize) -> f64 {
+        self.alpha.as_ref().map_or(1.0, |a| a[b])
+    }
 
-    /// Checks shapes against (B, D) and domains: lengthscale, outputscale, noise > 0, mean not
-    /// NaN. An infinite value (exp(800), say) is not rejected: it makes that member fail with
-    /// status 3 while the others go on.
+    /// The natural value of hyperparameter `t` of member `m` (index `k` for lengthscales).
+    pub fn get(&self, t: Target, m: usize, k: usize) -> f64 {
+        match t {
+            Target::Lengthscale => self.lengthscale[[m, k]],
+            Target::Outputscale => self.outputscale[m],
+            Target::Noise => self.noise[m],
+            Target::Mean => self.mean[m],
+            Target::Alpha => self.alpha_of(m),
+        }
+    }
+
+    /// Sets hyperparameter `t` of member `m` (index `k` for lengthscales). Setting alpha on a
+    /// kernel without it does nothing.
+    pub fn set(&mut self, t: Target, m: usize, k: usize, v: f64) {
+        match t {
+            Target::Lengthscale => self.lengthscale[[m, k]] = v,
+            Target::Outputscale => self.outputscale[m] = v,
+            Target::Noise => self.noise[m] = v,
+            Target::Mean => self.mean[m] = v,
+            Target::Alpha => {
+                if let Some(a) = self.alpha.as_mut() {
+                    a[m] = v
+                }
+            }
+        }
+    }
+
+    /// Checks shapes against (B, D) and domains: lengthscale, outputscale, noise, alpha > 0,
+    /// mean not NaN; alpha present exactly when the kernel has it. An infinite value (exp(800),
+    /// say) is not rejected: it makes that member fail with status 3 while the others go on.
     ///
     /// # Errors
-    /// [`Error::Shape`] or [`Error::InvalidHyperparameter`] naming (member, index).
+    /// [`Error::Shape`], [`Error::Missing`] (alpha for rq) or [`Error::InvalidHyperparameter`]
+    /// naming (member, index).
     pub fn validate(&self, b: usize, d: usize) -> Result<()> {
         if self.lengthscale.dim() != (b, d) {
             return Err(Error::shape("lengthscale", format!("({b}, {d})"), self.lengthscale.shape()));
         }
-        for (name, a) in [("outputscale", &self.outputscale), ("noise", &self.noise), ("mean", &self.mean)] {
+        match (&self.alpha, self.kernel.has_alpha()) {
+            (None, true) => {
+                return Err(Error::Missing { array: "alpha".into(), context: " (the rq kernel needs it)".into() })
+            }
+            (Some(_), false) => {
+                return Err(Error::option("alpha", format!("given for the {} kernel, which has none", self.kernel)))
+            }
+            _ => {}
+        }
+        let mut vectors = vec![("outputscale", &self.outputscale), ("noise", &self.noise), ("mean", &self.mean)];
+        if let Some(a) = &self.alpha {
+            vectors.push(("alpha", a));
+        }
+        for (name, a) in &vectors {
             if a.len() != b {
                 return Err(Error::shape(name, format!("({b},)"), a.shape()));
             }
@@ -381,16 +506,15 @@ impl Hyperparameters {
                 return Err(bad("lengthscale", "> 0", m, k, *v));
             }
         }
-        for (name, a) in [("outputscale", &self.outputscale), ("noise", &self.noise)] {
+        for (name, a) in &vectors {
             for (m, v) in a.iter().enumerate() {
-                if v.is_nan() || *v <= 0.0 {
+                if *name == "mean" {
+                    if v.is_nan() {
+                        return Err(bad(name, "a number", m, 0, *v));
+                    }
+                } else if v.is_nan() || *v <= 0.0 {
                     return Err(bad(name, "> 0", m, 0, *v));
                 }
-            }
-        }
-        for (m, v) in self.mean.iter().enumerate() {
-            if v.is_nan() {
-                return Err(bad("mean", "a number", m, 0, *v));
             }
         }
         Ok(())
@@ -399,10 +523,12 @@ impl Hyperparameters {
     /// The members listed in `rows`, in that order (repeats allowed).
     pub fn select(&self, rows: &[usize]) -> Hyperparameters {
         Hyperparameters {
+            kernel: self.kernel,
             lengthscale: self.lengthscale.select(Axis(0), rows),
             outputscale: self.outputscale.select(Axis(0), rows),
             noise: self.noise.select(Axis(0), rows),
             mean: self.mean.select(Axis(0), rows),
+            alpha: self.alpha.as_ref().map(|a| a.select(Axis(0), rows)),
         }
     }
 }

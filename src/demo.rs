@@ -39,10 +39,12 @@ const NEAR: f64 = 0.4;
 /// The generating ("true") hyperparameters of the four GPs.
 pub fn batch_priors_truth() -> Hyperparameters {
     Hyperparameters {
+        kernel: crate::Kernel::Rbf,
         lengthscale: ndarray::arr2(&[[250.0, 25.0, 25.0], [120.0, 12.0, 35.0], [60.0, 40.0, 10.0], [180.0, 8.0, 20.0]]),
         outputscale: ndarray::arr1(&[60.0, 30.0, 100.0, 20.0]),
         noise: ndarray::arr1(&[1.0, 0.5, 2.0, 0.2]),
         mean: ndarray::arr1(&[0.0, 5.0, -10.0, 2.0]),
+        alpha: None,
     }
 }
 
@@ -310,5 +312,7 @@ pub fn status_word(s: Status) -> &'static str {
         Status::Jitter => "converged (with jitter)",
         Status::MaxIter => "stopped at the iteration limit",
         Status::Failed => "FAILED",
+        Status::Empty => "empty (no observed point)",
+        Status::Degenerate => "degenerate (flagged)",
     }
 }

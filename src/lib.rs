@@ -5,7 +5,7 @@
 //! on NVIDIA GPUs (hand-written CUDA kernels launched through cudarc) or on CPUs (rayon), with
 //! the same results on both.
 //!
-//! The model of member b (DESIGN.md section 1):
+//! The model of member b (docs/design.md section 1):
 //!
 //! ```text
 //! k_b(x, z) = s_b * exp(-0.5 * sum_d (x_d - z_d)^2 / l_{b,d}^2)
@@ -32,6 +32,8 @@ pub mod demo;
 pub mod error;
 pub mod fit;
 pub mod io;
+pub mod kernel;
+pub mod layout;
 pub mod model;
 pub mod plot;
 pub mod prior;
@@ -43,9 +45,10 @@ pub use backend::{
 };
 pub use data::{Dataset, Hyperparameters, Inputs, Precision, Status};
 pub use error::{Error, Result};
+pub use kernel::Kernel;
+pub use layout::{Layout, Target};
 pub use fit::{FitObserver, FitProgress, FitRequest, FitResult, Optimizer, ProgressBarObserver};
 pub use model::{predict, sample_prior, MllReport, MllRequest};
-pub use prior::Target;
 pub use prior::{Prior, PriorFamily, Priors};
 
 /// The README's code blocks, compiled and run as doctests.

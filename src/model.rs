@@ -119,6 +119,7 @@ pub(crate) fn combine(
         log_outputscale: g.log_outputscale + &p.grad_log_outputscale,
         log_noise: g.log_noise + &p.grad_log_noise,
         mean: g.mean + &p.grad_mean,
+        log_alpha: g.log_alpha.map(|a| a + &p.grad_log_alpha),
     });
     MllReport { mll: raw.mll, log_prior: p.log_prior, objective, gradient, status: raw.status, jitter: raw.jitter }
 }

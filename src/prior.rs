@@ -115,35 +115,7 @@ impl Prior {
     }
 }
 
-/// The kinds of hyperparameter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Target {
-    Lengthscale,
-    Outputscale,
-    Noise,
-    Mean,
-}
-
-impl Target {
-    pub const ALL: [Target; 4] = [Target::Lengthscale, Target::Outputscale, Target::Noise, Target::Mean];
-    /// Its name in files and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Target::Lengthscale => "lengthscale",
-            Target::Outputscale => "outputscale",
-            Target::Noise => "noise",
-            Target::Mean => "mean",
-        }
-    }
-    /// Parses a name.
-    pub fn from_name(s: &str) -> Option<Self> {
-        Target::ALL.into_iter().find(|t| t.name() == s)
-    }
-    /// Whether the hyperparameter is positive (optimised on the log scale).
-    pub fn positive(self) -> bool {
-        self != Target::Mean
-    }
-}
+pub use crate::layout::Target;
 
 /// Priors on each kind of hyperparameter (any may be absent: a flat prior).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -152,6 +124,8 @@ pub struct Priors {
     pub outputscale: Option<Prior>,
     pub noise: Option<Prior>,
     pub mean: Option<Prior>,
+    /// rq's shape parameter alpha.
+    pub alpha: Option<Prior>,
 }
 
 impl Priors {
@@ -170,6 +144,7 @@ impl Priors {
             Target::Outputscale => &mut self.outputscale,
             Target::Noise => &mut self.noise,
             Target::Mean => &mut self.mean,
+            Target::Alpha => &mut self.alpha,
         }
     }
     /// The prior of one kind of hyperparameter.
@@ -179,6 +154,7 @@ impl Priors {
             Target::Outputscale => self.outputscale.as_ref(),
             Target::Noise => self.noise.as_ref(),
             Target::Mean => self.mean.as_ref(),
+            Target::Alpha => self.alpha.as_ref(),
         }
     }
 
@@ -410,16 +386,6 @@ impl Ln1pSq for f64 {
     }
 }
 
-/// The natural value of a hyperparameter of member m, index k.
-pub fn value(hyp: &Hyperparameters, t: Target, m: usize, k: usize) -> f64 {
-    match t {
-        Target::Lengthscale => hyp.lengthscale[[m, k]],
-        Target::Outputscale => hyp.outputscale[m],
-        Target::Noise => hyp.noise[m],
-        Target::Mean => hyp.mean[m],
-    }
-}
-
 /// Priors broadcast to a batch: ready to evaluate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResolvedPriors {
@@ -439,6 +405,21 @@ pub struct PriorTerms {
     pub grad_log_outputscale: Array1<f64>,
     pub grad_log_noise: Array1<f64>,
     pub grad_mean: Array1<f64>,
+    /// (K,) zeros unless alpha has a prior.
+    pub grad_log_alpha: Array1<f64>,
+}
+
+impl PriorTerms {
+    /// The gradient entry of kind `t` (index `k`) of row `i`, in the reported coordinates.
+    pub fn grad(&self, t: Target, i: usize, k: usize) -> f64 {
+        match t {
+            Target::Lengthscale => self.grad_log_lengthscale[[i, k]],
+            Target::Outputscale => self.grad_log_outputscale[i],
+            Target::Noise => self.grad_log_noise[i],
+            Target::Mean => self.grad_mean[i],
+            Target::Alpha => self.grad_log_alpha[i],
+        }
+    }
 }
 
 impl ResolvedPriors {
@@ -492,12 +473,13 @@ impl ResolvedPriors {
             grad_log_outputscale: Array1::zeros(k),
             grad_log_noise: Array1::zeros(k),
             grad_mean: Array1::zeros(k),
+            grad_log_alpha: Array1::zeros(k),
         };
         for r in &self.terms {
             let width = r.params[0].ncols();
             for (i, &m) in rows.iter().enumerate() {
                 for kk in 0..width {
-                    let theta = value(hyp, r.target, m, kk);
+                    let theta = hyp.get(r.target, m, kk);
                     let (lp, dlp) = r.log_density(m, kk, theta);
                     out.log_prior[i] += lp;
                     // Positive hyperparameters: d/dlog theta = theta d/dtheta.
@@ -507,6 +489,7 @@ impl ResolvedPriors {
                         Target::Outputscale => out.grad_log_outputscale[i] += g,
                         Target::Noise => out.grad_log_noise[i] += g,
                         Target::Mean => out.grad_mean[i] += g,
+                        Target::Alpha => out.grad_log_alpha[i] += g,
                     }
                 }
             }

@@ -126,6 +126,8 @@ fn make(case: Case, seed: u64) -> (Dataset, Hyperparameters) {
     });
     let data = Dataset::with_mask(x, y, mask).expect("valid data");
     let mut hyp = Hyperparameters {
+        kernel: batchgp::Kernel::Rbf,
+        alpha: None,
         lengthscale: Array2::from_shape_fn((b, d), |_| 0.5 + 1.5 * rng.random::<f64>()),
         outputscale: Array1::from_shape_fn(b, |_| 0.5 + 1.5 * rng.random::<f64>()),
         noise: Array1::from_shape_fn(b, |_| 0.02 + 0.2 * rng.random::<f64>()),

@@ -100,6 +100,7 @@ fn pyro_batch_priors_request() {
         }
     });
     let truth = Hyperparameters {
+        kernel: batchgp::Kernel::Rbf,
         lengthscale: ndarray::arr2(&[
             [150.0, 15.0, 20.0],
             [250.0, 25.0, 10.0],
@@ -109,6 +110,7 @@ fn pyro_batch_priors_request() {
         outputscale: ndarray::arr1(&[40.0, 60.0, 80.0, 100.0]),
         noise: ndarray::arr1(&[1.0, 1.0, 2.0, 2.0]),
         mean: ndarray::arr1(&[0.0, 0.0, 0.0, 0.0]),
+        alpha: None,
     };
     let be = batchgp::select(BackendChoice::Cpu).unwrap();
     let (y, _) =

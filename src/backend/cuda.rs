@@ -549,6 +549,7 @@ impl CudaBackend {
             log_outputscale: Array1::from_elem(k, f64::NAN),
             log_noise: Array1::from_elem(k, f64::NAN),
             mean: Array1::from_elem(k, f64::NAN),
+            log_alpha: None,
         };
         let mut status = vec![Status::Failed; k];
         let mut jitter = Array1::zeros(k);

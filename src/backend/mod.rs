@@ -7,13 +7,15 @@
 
 pub mod cpu;
 pub mod cuda;
+pub(crate) mod member;
 
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
 use crate::error::{Error, Result};
+use crate::layout::{Layout, Target};
 use ndarray::{Array1, Array2, Array3, Axis};
 use std::borrow::Cow;
 
-/// Jitter policy (DESIGN.md section 4): on a failed factorisation of member b, retry with
+/// Jitter policy (docs/design.md section 4): on a failed factorisation of member b, retry with
 /// jitter = start * mean(diag K_b) * 10^k for k = 0..retries.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct JitterPolicy {
@@ -63,7 +65,8 @@ impl MllOptions {
     }
 }
 
-/// Gradient of the MLL with respect to log(lengthscale), log(outputscale), log(noise), mean.
+/// Gradient of the MLL with respect to log(lengthscale), log(outputscale), log(noise), mean
+/// and, for rq, log(alpha).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MllGradient {
     /// (K, D)
@@ -74,16 +77,50 @@ pub struct MllGradient {
     pub log_noise: Array1<f64>,
     /// (K,)
     pub mean: Array1<f64>,
+    /// (K,) for the rq kernel, else None.
+    pub log_alpha: Option<Array1<f64>>,
 }
 
 impl MllGradient {
-    /// All zeros for K members and D dimensions.
-    pub fn zeros(k: usize, d: usize) -> Self {
+    /// All zeros for K members in a layout.
+    pub fn zeros(k: usize, layout: Layout) -> Self {
         MllGradient {
-            log_lengthscale: Array2::zeros((k, d)),
+            log_lengthscale: Array2::zeros((k, layout.n_dims())),
             log_outputscale: Array1::zeros(k),
             log_noise: Array1::zeros(k),
             mean: Array1::zeros(k),
+            log_alpha: layout.has(Target::Alpha).then(|| Array1::zeros(k)),
+        }
+    }
+    /// From rows in layout order (K, P).
+    pub fn from_rows(rows: &Array2<f64>, layout: Layout) -> Self {
+        let mut g = MllGradient::zeros(rows.nrows(), layout);
+        for (i, row) in rows.outer_iter().enumerate() {
+            for (c, v) in row.iter().enumerate() {
+                let (t, k) = layout.coordinate(c);
+                *g.get_mut(t, i, k) = *v;
+            }
+        }
+        g
+    }
+    /// The entry of kind `t` (index `k`) of row `i`.
+    pub fn get(&self, t: Target, i: usize, k: usize) -> f64 {
+        match t {
+            Target::Lengthscale => self.log_lengthscale[[i, k]],
+            Target::Outputscale => self.log_outputscale[i],
+            Target::Noise => self.log_noise[i],
+            Target::Mean => self.mean[i],
+            Target::Alpha => self.log_alpha.as_ref().map_or(0.0, |a| a[i]),
+        }
+    }
+    /// The entry of kind `t` (index `k`) of row `i`, to write. Alpha must be present.
+    pub fn get_mut(&mut self, t: Target, i: usize, k: usize) -> &mut f64 {
+        match t {
+            Target::Lengthscale => &mut self.log_lengthscale[[i, k]],
+            Target::Outputscale => &mut self.log_outputscale[i],
+            Target::Noise => &mut self.log_noise[i],
+            Target::Mean => &mut self.mean[i],
+            Target::Alpha => &mut self.log_alpha.as_mut().expect("alpha in the layout")[i],
         }
     }
 }
@@ -122,7 +159,7 @@ pub struct PredictOptions {
     pub samples: Option<(usize, u64)>,
 }
 
-/// Posterior at M test points per member (DESIGN.md section 6). Arrays are (B, M).
+/// Posterior at M test points per member (docs/design.md section 6). Arrays are (B, M).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prediction {
     /// Posterior mean of f (and of y).

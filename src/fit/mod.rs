@@ -26,7 +26,8 @@ use ndarray::Array1;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
-use transform::{coordinate, Map};
+use transform::Map;
+use crate::layout::Layout;
 
 /// The optimiser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -63,16 +64,17 @@ pub struct FitProgress<'a> {
     pub objective: &'a [f64],
     u: &'a [Vec<f64>],
     maps: &'a [Vec<Map>],
+    layout: Layout,
 }
 
 impl FitProgress<'_> {
     /// Current hyperparameters of every member (restarts included), in the data's units.
     pub fn hyperparameters(&self) -> Hyperparameters {
         let e = self.u.len();
-        let d = self.maps.first().map_or(0, |m| m.len() - 3);
-        let mut h = Hyperparameters::broadcast(e, &vec![1.0; d], 1.0, 1.0, 0.0);
+        let mut h = Hyperparameters::broadcast(e, &vec![1.0; self.layout.n_dims()], 1.0, 1.0, 0.0)
+            .with_kernel(self.layout.kernel());
         for i in 0..e {
-            write_theta(&mut h, i, &self.u[i], &self.maps[i]);
+            write_theta(&mut h, self.layout, i, &self.u[i], &self.maps[i]);
         }
         h
     }
@@ -133,6 +135,7 @@ pub struct FitResult {
 /// start outside a uniform prior's interval is moved inside it.
 pub struct FitRequest<'a> {
     data: &'a Dataset,
+    kernel: crate::Kernel,
     priors: Priors,
     init: Option<Hyperparameters>,
     fixed_kinds: Vec<Target>,
@@ -157,6 +160,7 @@ impl<'a> FitRequest<'a> {
     pub fn new(data: &'a Dataset) -> Self {
         FitRequest {
             data,
+            kernel: crate::Kernel::Rbf,
             priors: Priors::none(),
             init: None,
             fixed_kinds: Vec::new(),
@@ -175,6 +179,10 @@ impl<'a> FitRequest<'a> {
             precision: Precision::F64,
             observer: None,
         }
+    }
+    pub fn kernel(mut self, kernel: crate::Kernel) -> Self {
+        self.kernel = kernel;
+        self
     }
     pub fn priors(mut self, priors: &Priors) -> Self {
         self.priors = priors.clone();
@@ -276,7 +284,8 @@ impl<'a> FitRequest<'a> {
     pub fn run(mut self) -> Result<FitResult> {
         let data = self.data;
         let (b, d) = (data.batch_size(), data.n_dims());
-        let p = d + 3;
+        let layout = Layout::new(self.kernel, d);
+        let p = layout.len();
         if self.gtol.is_nan() || self.gtol <= 0.0 || self.ftol.is_nan() || self.ftol < 0.0 {
             return Err(Error::option("tolerances", "need gtol > 0 and ftol >= 0"));
         }
@@ -298,7 +307,7 @@ impl<'a> FitRequest<'a> {
                 h.validate(b, d)?;
                 h
             }
-            None => Self::default_init(data),
+            None => Self::default_init(data).with_kernel(self.kernel),
         };
         let priors = self.priors.resolve(b, d)?;
         let mut owned = None;
@@ -324,7 +333,7 @@ impl<'a> FitRequest<'a> {
                     0.0
                 }
             });
-            std_data = data.with_y(y);
+            std_data = data.with_values(data.x().clone(), y, data.yvar().map(|v| v / &ndarray::Array1::from(sigma.iter().map(|s| s * s).collect::<Vec<_>>()).insert_axis(ndarray::Axis(1))));
             &std_data
         } else {
             data
@@ -347,7 +356,7 @@ impl<'a> FitRequest<'a> {
             .map(|e| {
                 (0..p)
                     .map(|c| {
-                        let (t, k) = coordinate(c, d);
+                        let (t, k) = layout.coordinate(c);
                         Map::for_coordinate(&priors_e, t, e, k)
                     })
                     .collect()
@@ -355,7 +364,7 @@ impl<'a> FitRequest<'a> {
             .collect();
         let fixed = |e: usize, t: Target| self.fixed_kinds.contains(&t) || self.fixed_members.contains(&(t, e % b));
         let free: Vec<Vec<bool>> =
-            (0..e_total).map(|e| (0..p).map(|c| !fixed(e, coordinate(c, d).0)).collect()).collect();
+            (0..e_total).map(|e| (0..p).map(|c| !fixed(e, layout.coordinate(c).0)).collect()).collect();
         // Box bounds in the optimiser's coordinates: log-scale positive hyperparameters only.
         let (box_lo, box_hi): (Vec<Vec<f64>>, Vec<Vec<f64>>) = (0..e_total)
             .map(|e| {
@@ -373,8 +382,8 @@ impl<'a> FitRequest<'a> {
                 let m = e % b;
                 (0..p)
                     .map(|c| {
-                        let (t, k) = coordinate(c, d);
-                        let theta = crate::prior::value(&init, t, m, k);
+                        let (t, k) = layout.coordinate(c);
+                        let theta = init.get(t, m, k);
                         let mut u = maps[e][c].u(theta);
                         if e >= b && free[e][c] {
                             // Spread restarts: a factor of e^N(0,1) on positive values (or a
@@ -418,7 +427,7 @@ impl<'a> FitRequest<'a> {
         // Per member: (mll, log_prior, objective, status, jitter) at the current iterate.
         let mut record: Vec<(f64, f64, f64, Status, f64)> =
             vec![(f64::NAN, f64::NAN, f64::NAN, Status::Failed, 0.0); e_total];
-        let mut hyp_s = Hyperparameters::broadcast(e_total, &vec![1.0; d], 1.0, 1.0, 0.0);
+        let mut hyp_s = Hyperparameters::broadcast(e_total, &vec![1.0; d], 1.0, 1.0, 0.0).with_kernel(self.kernel);
         let mut hyp_d = hyp_s.clone();
         let opts = MllOptions::new(self.precision);
         let mut objective_now = vec![f64::NAN; e_total];
@@ -433,7 +442,7 @@ impl<'a> FitRequest<'a> {
             }
             for &e in &active {
                 let u = trial(&states[e]).expect("active");
-                write_theta(&mut hyp_d, e, u, &maps[e]);
+                write_theta(&mut hyp_d, layout, e, u, &maps[e]);
                 let m = e % b;
                 let s2 = sigma[m] * sigma[m];
                 hyp_s.lengthscale.row_mut(e).assign(&hyp_d.lengthscale.row(e));
@@ -453,12 +462,13 @@ impl<'a> FitRequest<'a> {
                 if !failed {
                     let u = trial(&states[e]).expect("active");
                     for (c, gu) in g_u.iter_mut().enumerate() {
-                        let (t, k) = coordinate(c, d);
+                        let (t, k) = layout.coordinate(c);
                         let g_rep = match t {
                             Target::Lengthscale => grad.log_lengthscale[[i, k]] + pri.grad_log_lengthscale[[i, k]],
                             Target::Outputscale => grad.log_outputscale[i] + pri.grad_log_outputscale[i],
                             Target::Noise => grad.log_noise[i] + pri.grad_log_noise[i],
                             Target::Mean => grad.mean[i] / sigma[m] + pri.grad_mean[i],
+                            Target::Alpha => grad.get(t, i, k) + pri.grad_log_alpha[i],
                         };
                         let theta = maps[e][c].theta(u[c]);
                         *gu = -maps[e][c].grad_u(t.positive(), theta, g_rep);
@@ -492,12 +502,13 @@ impl<'a> FitRequest<'a> {
                     objective: &objective_now,
                     u: &us,
                     maps: &maps,
+                    layout,
                 });
             }
         }
 
         // Fold restarts: keep the best non-failed run per GP.
-        let mut out_h = Hyperparameters::broadcast(b, &vec![f64::NAN; d], f64::NAN, f64::NAN, f64::NAN);
+        let mut out_h = Hyperparameters::broadcast(b, &vec![f64::NAN; d], f64::NAN, f64::NAN, f64::NAN).with_kernel(self.kernel);
         let mut res = FitResult {
             hyperparameters: Hyperparameters::broadcast(0, &vec![0.0; d], 0.0, 0.0, 0.0),
             mll: Array1::from_elem(b, f64::NAN),
@@ -532,7 +543,7 @@ impl<'a> FitRequest<'a> {
                 State::L(s) => (s.u.clone(), s.stop, s.iterations),
                 State::A(s) => (s.u.clone(), s.stop, s.iterations),
             };
-            write_theta(&mut out_h, m, &u, &maps[e]);
+            write_theta(&mut out_h, layout, m, &u, &maps[e]);
             let (mll, lp, obj, st, jit) = record[e];
             res.mll[m] = mll;
             res.log_prior[m] = lp;
@@ -555,17 +566,9 @@ impl<'a> FitRequest<'a> {
 }
 
 /// Writes the natural values of member `e`'s vector `u` into row `e` of `h`.
-fn write_theta(h: &mut Hyperparameters, e: usize, u: &[f64], maps: &[Map]) {
-    let d = h.n_dims();
-    for c in 0..u.len() {
-        let theta = maps[c].theta(u[c]);
-        match coordinate(c, d) {
-            (Target::Lengthscale, k) => h.lengthscale[[e, k]] = theta,
-            (Target::Outputscale, _) => h.outputscale[e] = theta,
-            (Target::Noise, _) => h.noise[e] = theta,
-            (Target::Mean, _) => h.mean[e] = theta,
-        }
-    }
+fn write_theta(h: &mut Hyperparameters, layout: Layout, e: usize, u: &[f64], maps: &[Map]) {
+    let theta: Vec<f64> = u.iter().zip(maps).map(|(u, m)| m.theta(*u)).collect();
+    layout.write(h, e, &theta);
 }
 
 /// Used by the CLI: the resolved priors of a request (validated), for reporting.

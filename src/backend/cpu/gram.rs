@@ -1,92 +1,91 @@
-//! ARD-RBF Gram matrices on the CPU.
+//! Gram matrices of any kernel on the CPU.
 //!
-//! Points are first scaled by the lengthscales (xs_id = x_id / l_d) and stored dimension-major
-//! ((D, n): one contiguous row per dimension), so that Kf_ij = s exp(-0.5 |xs_i - xs_j|^2) is
-//! built a column at a time with vectorised loops and the gradient's (x_id - x_jd)^2 / l_d^2
-//! is (xs_id - xs_jd)^2, with no division in the O(n^2) loops.
+//! Points are first centred and scaled by the lengthscales (xs_id = (x_id - c_d) / l_d, see
+//! `backend::member`) and stored dimension-major ((D, n): one contiguous row per dimension), so
+//! that r^2_ij = |xs_i - xs_j|^2 is built a column at a time with vectorised loops and the
+//! gradient's (x_id - x_jd)^2 / l_d^2 is (xs_id - xs_jd)^2, with no division in the O(n^2)
+//! loops. The kernel turns r^2 into phi (and the gradient weights) in one long vectorised pass
+//! ([`crate::kernel::transform`]).
 
-use super::simd::{add_sq_diff, dispatch_avx2, exp_in_place};
+use super::simd::{add_sq_diff, dispatch_avx2};
 use super::Float;
+use crate::backend::member::MemberView;
 use crate::data::{Dataset, Hyperparameters};
-use ndarray::{ArrayView1, ArrayView2, ArrayViewMut2};
+use crate::kernel::{transform, Kernel};
+use ndarray::{ArrayView2, ArrayViewMut2};
 
-/// Writes the n observed points of member `b`, scaled by its lengthscales, into `xs`
-/// (dimension-major (D, n)) and their residuals y - m into `r`. Masked entries are never read.
-pub(crate) fn load_member<T: Float>(
-    data: &Dataset,
-    hyp: &Hyperparameters,
-    b: usize,
-    n: usize,
-    xs: &mut [T],
-    r: &mut [T],
-) {
-    let d = data.n_dims();
-    let xb = data.x().member(b);
-    let y = data.y_member(b);
-    let ls = hyp.lengthscale.row(b);
-    let m = hyp.mean[b];
-    let mut i_obs = 0;
-    for i in 0..data.n_points() {
-        if !data.is_observed(b, i) {
-            continue;
-        }
-        for k in 0..d {
-            xs[k * n + i_obs] = T::from_f64(xb[[i, k]] / ls[k]);
-        }
-        r[i_obs] = T::from_f64(y[i] - m);
-        i_obs += 1;
-    }
-    debug_assert_eq!(i_obs, n);
-}
-
-/// Scales points (m, D) by lengthscales (D,) into `out`, dimension-major (D, m).
-pub(crate) fn scale_points<T: Float>(x: ArrayView2<f64>, ls: ArrayView1<f64>, out: &mut [T]) {
-    let m = x.nrows();
-    for (i, row) in x.outer_iter().enumerate() {
+/// Writes the n observed points of `member`, centred and scaled by its lengthscales, into
+/// `xs` (dimension-major (D, n)), their residuals y - m into `r` and, when given, their known
+/// noise variances into `yvar`. Masked entries are never read.
+pub(crate) fn load_member<T: Float>(member: &MemberView, xs: &mut [T], r: &mut [T], yvar: Option<&mut [T]>) {
+    let n = member.n();
+    let ls = member.lengthscale();
+    for (slot, &i) in member.observed().iter().enumerate() {
         for (k, l) in ls.iter().enumerate() {
-            out[k * m + i] = T::from_f64(row[k] / l);
+            xs[k * n + slot] = T::from_f64(member.x(i, k) / l);
+        }
+        r[slot] = T::from_f64(member.residual(i));
+    }
+    if let Some(yv) = yvar {
+        for (slot, &i) in member.observed().iter().enumerate() {
+            yv[slot] = T::from_f64(member.yvar(i));
         }
     }
 }
 
-/// col[i] = s exp(-0.5 sum_k (a_k[i] - c_k)^2), where a_k is row k of the dimension-major
-/// `pts` (leading dimension `ld`, rows starting at `start`) and c_k = `centre(k)`.
-#[inline(always)]
-fn rbf_column<T: Float>(
-    col: &mut [T],
-    pts: &[T],
-    ld: usize,
-    start: usize,
-    d: usize,
-    s: T,
-    centre: impl Fn(usize) -> T,
-) {
-    let len = col.len();
-    col.fill(T::from_f64(0.0));
-    for k in 0..d {
-        add_sq_diff(col, &pts[k * ld + start..k * ld + start + len], centre(k));
+/// Centres test points (m, D) as `member`'s training points and scales them by its
+/// lengthscales into `out`, dimension-major (D, m).
+pub(crate) fn scale_points<T: Float>(member: &MemberView, z: ArrayView2<f64>, out: &mut [T]) {
+    let m = z.nrows();
+    let ls = member.lengthscale();
+    for i in 0..m {
+        for (k, l) in ls.iter().enumerate() {
+            out[k * m + i] = T::from_f64(member.centred(z, i, k) / l);
+        }
     }
-    let half = T::from_f64(-0.5);
-    for v in col.iter_mut() {
-        *v *= half;
+}
+
+/// A kernel with its outputscale and shape, as the fill functions take it.
+#[derive(Clone, Copy)]
+pub(crate) struct Cov<T> {
+    pub kernel: Kernel,
+    pub s: T,
+    pub alpha: f64,
+}
+
+impl<T: Float> Cov<T> {
+    pub fn of(hyp: &Hyperparameters, b: usize) -> Self {
+        Cov { kernel: hyp.kernel, s: T::from_f64(hyp.outputscale[b]), alpha: hyp.alpha_of(b) }
     }
-    exp_in_place(col);
-    for v in col.iter_mut() {
-        *v *= s;
-    }
+}
+
+/// Optional outputs of [`fill_kf`] for the gradient: the lengthscale weight s psi and, for rq,
+/// s d phi / d log alpha, each (n, n) column-major, lower triangle.
+pub(crate) struct GradWeights<'a, T> {
+    pub psi: &'a mut [T],
+    pub dalpha: Option<&'a mut [T]>,
 }
 
 dispatch_avx2! {
     /// Fills the lower triangle (diagonal included) of the noise-free Gram Kf (n, n),
-    /// column-major with leading dimension n, from scaled points `xs` (D, n). The strict lower
+    /// column-major with leading dimension n, from scaled points `xs` (D, n), and the gradient
+    /// weights when asked for (not for rbf, whose weight is Kf itself). The strict lower
     /// triangle is first built packed in `scratch` (n (n - 1) / 2 entries), so that one long
-    /// exp pass serves every column (short columns would spend their time in scalar
+    /// kernel pass serves every column (short columns would spend their time in scalar
     /// remainders).
-    pub(crate) fn fill_kf<T: Float>(xs: &[T], n: usize, d: usize, s: T, kf: &mut [T], scratch: &mut [T]) => fill_kf_body
+    pub(crate) fn fill_kf<T: Float>(xs: &[T], n: usize, d: usize, cov: Cov<T>, kf: &mut [T], scratch: &mut [T], weights: Option<GradWeights<'_, T>>) => fill_kf_body
 }
 
 #[inline(always)]
-fn fill_kf_body<T: Float>(xs: &[T], n: usize, d: usize, s: T, kf: &mut [T], scratch: &mut [T]) {
+fn fill_kf_body<T: Float>(
+    xs: &[T],
+    n: usize,
+    d: usize,
+    cov: Cov<T>,
+    kf: &mut [T],
+    scratch: &mut [T],
+    weights: Option<GradWeights<'_, T>>,
+) {
     let total = n * n.saturating_sub(1) / 2;
     let packed = &mut scratch[..total];
     packed.fill(T::from_f64(0.0));
@@ -98,11 +97,23 @@ fn fill_kf_body<T: Float>(xs: &[T], n: usize, d: usize, s: T, kf: &mut [T], scra
         }
         off += len;
     }
-    let half = T::from_f64(-0.5);
-    for v in packed.iter_mut() {
-        *v *= half;
+    let s = cov.s;
+    match weights {
+        None => transform(cov.kernel, packed, cov.alpha, None, None),
+        Some(GradWeights { psi, mut dalpha }) => {
+            transform(
+                cov.kernel,
+                packed,
+                cov.alpha,
+                Some(&mut psi[..total]),
+                dalpha.as_deref_mut().map(|a| &mut a[..total]),
+            );
+            unpack_in_place(psi, n, s, T::from_f64(0.0));
+            if let Some(a) = dalpha {
+                unpack_in_place(a, n, s, T::from_f64(0.0));
+            }
+        }
     }
-    exp_in_place(packed);
     let mut off = 0;
     for j in 0..n {
         let len = n - j - 1;
@@ -114,44 +125,73 @@ fn fill_kf_body<T: Float>(xs: &[T], n: usize, d: usize, s: T, kf: &mut [T], scra
     }
 }
 
-dispatch_avx2! {
-    /// Cross covariance k(X, Z) (n, m), column-major with leading dimension n, from scaled
-    /// points xs (D, n) and zs (D, m).
-    pub(crate) fn fill_cross<T: Float>(xs: &[T], n: usize, zs: &[T], m: usize, d: usize, s: T, out: &mut [T]) => fill_cross_body
-}
-
-#[inline(always)]
-fn fill_cross_body<T: Float>(xs: &[T], n: usize, zs: &[T], m: usize, d: usize, s: T, out: &mut [T]) {
-    for j in 0..m {
-        rbf_column(&mut out[j * n..(j + 1) * n], xs, n, 0, d, s, |k| zs[k * m + j]);
+/// Spreads a packed strict lower triangle held at the start of `a` into column-major (n, n)
+/// lower-triangle storage in the same buffer, scaled by `s`, with `diag` on the diagonal.
+/// Column j moves from offset j n - j (j + 1) / 2 to j n + j + 1, never backwards, so walking
+/// the columns from the last one overwrites only entries already moved.
+fn unpack_in_place<T: Float>(a: &mut [T], n: usize, s: T, diag: T) {
+    for j in (0..n).rev() {
+        let len = n - j - 1;
+        let from = j * n - j * (j + 1) / 2;
+        let to = j * n + j + 1;
+        a.copy_within(from..from + len, to);
+        for v in a[to..to + len].iter_mut() {
+            *v *= s;
+        }
+        a[j * n + j] = diag;
     }
 }
 
-/// The padded Gram K = Kf + noise I of member `b` (N, N), with identity rows and columns at
-/// masked points, computed in precision T.
+dispatch_avx2! {
+    /// Cross covariance k(X, Z) (n, m), column-major with leading dimension n, from scaled
+    /// points xs (D, n) and zs (D, m).
+    pub(crate) fn fill_cross<T: Float>(xs: &[T], n: usize, zs: &[T], m: usize, d: usize, cov: Cov<T>, out: &mut [T]) => fill_cross_body
+}
+
+#[inline(always)]
+fn fill_cross_body<T: Float>(xs: &[T], n: usize, zs: &[T], m: usize, d: usize, cov: Cov<T>, out: &mut [T]) {
+    let all = &mut out[..n * m];
+    all.fill(T::from_f64(0.0));
+    for j in 0..m {
+        let col = &mut all[j * n..(j + 1) * n];
+        for k in 0..d {
+            add_sq_diff(col, &xs[k * n..k * n + n], zs[k * m + j]);
+        }
+    }
+    transform(cov.kernel, all, cov.alpha, None, None);
+    for v in all.iter_mut() {
+        *v *= cov.s;
+    }
+}
+
+/// The padded Gram K = Kf + diag(noise + yvar) of member `b` (N, N), with identity rows and
+/// columns at masked points, computed in precision T.
 pub(crate) fn padded_gram<T: Float>(data: &Dataset, hyp: &Hyperparameters, b: usize, mut out: ArrayViewMut2<f64>) {
-    let n = data.n_observed(b);
+    let member = MemberView::new(data, hyp, b);
+    let n = member.n();
     let d = data.n_dims();
     let mut xs = vec![T::from_f64(0.0); n * d];
     let mut r = vec![T::from_f64(0.0); n];
-    load_member(data, hyp, b, n, &mut xs, &mut r);
-    let s = T::from_f64(hyp.outputscale[b]);
+    let mut yv = vec![T::from_f64(0.0); n];
+    load_member(&member, &mut xs, &mut r, Some(&mut yv));
+    let cov = Cov::<T>::of(hyp, b);
     let mut kf = vec![T::from_f64(0.0); n * n];
     let mut scratch = vec![T::from_f64(0.0); n * n];
-    fill_kf(&xs, n, d, s, &mut kf, &mut scratch);
-    let obs = data.observed(b);
+    fill_kf(&xs, n, d, cov, &mut kf, &mut scratch, None);
+    let obs = member.observed();
     out.fill(0.0);
     for i in 0..data.n_points() {
         if !data.is_observed(b, i) {
             out[[i, i]] = 1.0;
         }
     }
+    let noise = T::from_f64(hyp.noise[b]);
     for (jj, &j) in obs.iter().enumerate() {
         for (ii, &i) in obs.iter().enumerate().skip(jj) {
             let v = kf[jj * n + ii].to_f64();
             out[[i, j]] = v;
             out[[j, i]] = v;
         }
-        out[[j, j]] = (s + T::from_f64(hyp.noise[b])).to_f64();
+        out[[j, j]] = (cov.s + noise + yv[jj]).to_f64();
     }
 }

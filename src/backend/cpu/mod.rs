@@ -32,6 +32,7 @@ pub use predict::draw_samples;
 use super::{Backend, CholeskyBatch, JitterPolicy, MllBatch, MllGradient, MllOptions, PredictOptions, Prediction};
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
 use crate::error::Result;
+use crate::layout::Layout;
 use faer::dyn_stack::{MemBuffer, MemStack, StackReq};
 use faer::Par;
 use ndarray::{Array2, Array3, Axis};
@@ -100,6 +101,12 @@ pub(crate) struct Workspace<T> {
     pub inv: Vec<T>,
     /// One column of scratch (n,).
     pub col: Vec<T>,
+    /// Known noise variances of the observed points (n,).
+    pub dv: Vec<T>,
+    /// The kernel's lengthscale weights s psi (n, n), lower triangle (not for rbf).
+    pub kg: Vec<T>,
+    /// rq's s d phi / d log alpha (n, n), lower triangle.
+    pub ka: Vec<T>,
     /// faer scratch.
     pub mem: Option<MemBuffer>,
     mem_req: Option<StackReq>,
@@ -108,13 +115,9 @@ pub(crate) struct Workspace<T> {
 impl<T: Float> Workspace<T> {
     /// Makes every buffer fit n points in D dimensions and `extra` columns of prediction scratch.
     pub fn reserve(&mut self, n: usize, d: usize, extra: usize, par: Par) {
-        fn grow<T: Float>(v: &mut Vec<T>, len: usize) {
-            if v.len() < len {
-                v.resize(len, T::from_f64(0.0));
-            }
-        }
         grow(&mut self.xs, n * d);
         grow(&mut self.alpha, n);
+        grow(&mut self.dv, n);
         grow(&mut self.col, n.max(extra));
         grow(&mut self.kf, n * n);
         grow(&mut self.chol, n * n);
@@ -130,9 +133,22 @@ impl<T: Float> Workspace<T> {
             self.mem_req = Some(req);
         }
     }
+    /// Makes the gradient-weight buffers fit n points (kg always, ka for rq).
+    pub fn reserve_weights(&mut self, n: usize, alpha: bool) {
+        grow(&mut self.kg, n * n);
+        if alpha {
+            grow(&mut self.ka, n * n);
+        }
+    }
     /// faer's scratch stack (call [`Workspace::reserve`] first).
     pub fn stack(mem: &mut Option<MemBuffer>) -> &mut MemStack {
         MemStack::new(mem.as_mut().expect("workspace reserved"))
+    }
+}
+
+fn grow<T: Float>(v: &mut Vec<T>, len: usize) {
+    if v.len() < len {
+        v.resize(len, T::from_f64(0.0));
     }
 }
 
@@ -165,16 +181,6 @@ pub(crate) fn for_members<R: Send>(k: usize, par: Par, f: impl Fn(usize, Par) ->
         Par::Seq => (0..k).into_par_iter().map(|i| f(i, Par::Seq)).collect(),
         _ => (0..k).map(|i| f(i, par)).collect(),
     }
-}
-
-/// Result of one member's MLL evaluation, in f64.
-pub(crate) struct MemberMll {
-    pub mll: f64,
-    pub grad_os: f64,
-    pub grad_noise: f64,
-    pub grad_mean: f64,
-    pub status: Status,
-    pub jitter: f64,
 }
 
 impl Backend for CpuBackend {
@@ -229,9 +235,9 @@ impl Backend for CpuBackend {
     ) -> Result<MllBatch> {
         let rows = super::member_rows(members, data.batch_size())?;
         let k = rows.len();
-        let d = data.n_dims();
+        let layout = Layout::of(hyp);
         let par = inner_par(k, data.n_points());
-        let mut grad_ls = Array2::<f64>::zeros((k, d));
+        let mut grad = Array2::<f64>::zeros((k, layout.len()));
         let eval = |i: usize, row: ndarray::ArrayViewMut1<f64>, par: Par| {
             let row = row.into_slice().expect("rows of a standard-layout array are contiguous");
             match opts.precision {
@@ -239,23 +245,17 @@ impl Backend for CpuBackend {
                 Precision::F32 => mll::member_mll::<f32>(data, hyp, rows[i], opts, par, row),
             }
         };
-        let res: Vec<MemberMll> = match par {
+        let res: Vec<(f64, Status, f64)> = match par {
             Par::Seq => {
-                grad_ls.axis_iter_mut(Axis(0)).into_par_iter().enumerate().map(|(i, r)| eval(i, r, Par::Seq)).collect()
+                grad.axis_iter_mut(Axis(0)).into_par_iter().enumerate().map(|(i, r)| eval(i, r, Par::Seq)).collect()
             }
-            _ => grad_ls.axis_iter_mut(Axis(0)).enumerate().map(|(i, r)| eval(i, r, par)).collect(),
+            _ => grad.axis_iter_mut(Axis(0)).enumerate().map(|(i, r)| eval(i, r, par)).collect(),
         };
-        let gradient = opts.gradient.then(|| MllGradient {
-            log_lengthscale: grad_ls,
-            log_outputscale: res.iter().map(|r| r.grad_os).collect(),
-            log_noise: res.iter().map(|r| r.grad_noise).collect(),
-            mean: res.iter().map(|r| r.grad_mean).collect(),
-        });
         Ok(MllBatch {
-            mll: res.iter().map(|r| r.mll).collect(),
-            gradient,
-            status: res.iter().map(|r| r.status).collect(),
-            jitter: res.iter().map(|r| r.jitter).collect(),
+            mll: res.iter().map(|r| r.0).collect(),
+            gradient: opts.gradient.then(|| MllGradient::from_rows(&grad, layout)),
+            status: res.iter().map(|r| r.1).collect(),
+            jitter: res.iter().map(|r| r.2).collect(),
         })
     }
 

@@ -1,9 +1,10 @@
-//! Posterior prediction and sampling on the CPU (DESIGN.md section 6).
+//! Posterior prediction and sampling on the CPU (docs/design.md section 6).
 //!
 //! With K = L L^T (the training Gram with noise and jitter), alpha = K^-1 r, K* = k(X, X*) and
 //! V = L^-1 K*: mean = m + K*^T alpha, var f = s - colsum(V^2), cov f = K** - V^T V.
 
-use super::gram::{fill_cross, fill_kf, load_member, scale_points};
+use super::gram::{fill_cross, fill_kf, load_member, scale_points, Cov};
+use crate::backend::member::{precheck, MemberView};
 use super::simd::dot;
 use super::{cholesky::factor_with_jitter, for_members, inner_par, Float, Workspace};
 use crate::backend::{JitterPolicy, PredictOptions, Prediction};
@@ -61,7 +62,8 @@ fn member_predict<T: Float>(
     par: Par,
 ) -> MemberPrediction {
     let d = data.n_dims();
-    let n = data.n_observed(b);
+    let member = MemberView::new(data, hyp, b);
+    let n = member.n();
     let m = z.nrows();
     let (s, noise, mu) = (hyp.outputscale[b], hyp.noise[b], hyp.mean[b]);
     let failed = |jitter| MemberPrediction {
@@ -71,29 +73,33 @@ fn member_predict<T: Float>(
         status: Status::Failed,
         jitter,
     };
-    if !(s.is_finite() && noise.is_finite() && mu.is_finite()) {
+    // An empty member's posterior is its prior; its status says so.
+    let pre = precheck(hyp, b, n);
+    if pre == Some(Status::Failed) {
         return failed(0.0);
     }
-    let st = T::from_f64(s);
+    let cov_k = Cov::<T>::of(hyp, b);
     let mut zs = vec![T::from_f64(0.0); m * d];
-    scale_points(z, hyp.lengthscale.row(b), &mut zs);
+    scale_points(&member, z, &mut zs);
     T::with_workspace(|ws| {
         ws.reserve(n, d, m, par);
-        let Workspace { xs, alpha, kf, chol, inv, mem, .. } = ws;
-        let mut status = Status::Ok;
+        let Workspace { xs, alpha, kf, chol, inv, dv, mem, .. } = ws;
+        let mut status = pre.unwrap_or(Status::Ok);
         let mut jitter = 0.0;
         let mut mean = vec![mu; m];
         let mut var = vec![s; m];
         let cross = &mut inv[..n * m];
         if n > 0 {
-            load_member::<T>(data, hyp, b, n, xs, alpha);
+            let yvar = member.has_yvar().then_some(&mut dv[..n]);
+            let has_yvar = yvar.is_some();
+            load_member::<T>(&member, xs, alpha, yvar);
             // chol is free until the factorisation fills it: scratch for the packed Gram.
-            fill_kf(xs, n, d, st, kf, chol);
+            fill_kf(xs, n, d, cov_k, kf, chol, None);
             let noise_t = T::from_f64(noise);
             (status, jitter) = factor_with_jitter::<T>(
                 chol,
                 n,
-                s + noise,
+                member.mean_diag(),
                 JitterPolicy::for_precision(precision_of::<T>()),
                 par,
                 mem,
@@ -101,6 +107,9 @@ fn member_predict<T: Float>(
                     for j in 0..n {
                         a[j * n + j..(j + 1) * n].copy_from_slice(&kf[j * n + j..(j + 1) * n]);
                         a[j * n + j] += noise_t + jit;
+                        if has_yvar {
+                            a[j * n + j] += dv[j];
+                        }
                     }
                 },
             );
@@ -110,7 +119,7 @@ fn member_predict<T: Float>(
             let l = MatRef::from_column_major_slice(&chol[..n * n], n, n);
             let rhs = MatMut::from_column_major_slice_mut(&mut alpha[..n], n, 1);
             faer::linalg::cholesky::llt::solve::solve_in_place(l, rhs, par, Workspace::<T>::stack(mem));
-            fill_cross(xs, n, &zs, m, d, st, cross);
+            fill_cross(xs, n, &zs, m, d, cov_k, cross);
             for j in 0..m {
                 let col = &cross[j * n..(j + 1) * n];
                 mean[j] = mu + dot(col, &alpha[..n]).to_f64();
@@ -125,7 +134,7 @@ fn member_predict<T: Float>(
         let cov = want_cov.then(|| {
             let mut c = vec![T::from_f64(0.0); m * m];
             let mut scratch = vec![T::from_f64(0.0); m * m];
-            fill_kf(&zs, m, d, st, &mut c, &mut scratch);
+            fill_kf(&zs, m, d, cov_k, &mut c, &mut scratch, None);
             for j in 0..m {
                 for i in 0..j {
                     c[j * m + i] = c[i * m + j];

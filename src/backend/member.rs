@@ -1,0 +1,112 @@
+//! Member preparation and the status rules that both backends share, so that a member gives
+//! the same numbers and the same status on the CPU and on the GPU.
+//!
+//! - Points: only observed points enter the arithmetic. Every member's x is centred on the mean
+//!   of its observed points (per dimension) before distances are formed, so that an offset
+//!   (timestamps, coordinates) costs no precision in f32; distances do not change.
+//! - Residuals r_i = y_i - m and the diagonal extras yvar_i are taken in f64.
+//! - [`precheck`]: a member with no observed point is [`Status::Empty`]; one whose scalars are
+//!   not finite is [`Status::Failed`]; neither reaches a kernel.
+//! - [`finite_or_failed`]: a member whose results are not all finite is [`Status::Failed`].
+//! - The jitter policy's mean diagonal is s + noise + mean(yvar) ([`MemberView::mean_diag`]).
+
+use crate::data::{Dataset, Hyperparameters, Status};
+use ndarray::ArrayView1;
+
+/// One member of a batch, ready to be loaded into a backend's layout.
+pub(crate) struct MemberView<'a> {
+    data: &'a Dataset,
+    hyp: &'a Hyperparameters,
+    /// The hyperparameter row (may differ from the data row when members are selected).
+    b: usize,
+    /// Observed indices into the padded N points.
+    obs: Vec<usize>,
+    /// Mean of the observed x per dimension (D,).
+    centre: Vec<f64>,
+}
+
+impl<'a> MemberView<'a> {
+    /// Member `b` of `data` with the hyperparameters of row `b` of `hyp`.
+    pub fn new(data: &'a Dataset, hyp: &'a Hyperparameters, b: usize) -> Self {
+        let obs = data.observed(b);
+        let d = data.n_dims();
+        let xb = data.x().member(b);
+        let mut centre = vec![0.0; d];
+        if !obs.is_empty() {
+            for (k, c) in centre.iter_mut().enumerate() {
+                *c = obs.iter().map(|&i| xb[[i, k]]).sum::<f64>() / obs.len() as f64;
+            }
+        }
+        MemberView { data, hyp, b, obs, centre }
+    }
+    /// n_b, the observed points.
+    pub fn n(&self) -> usize {
+        self.obs.len()
+    }
+    /// The observed indices into the padded points, in order.
+    pub fn observed(&self) -> &[usize] {
+        &self.obs
+    }
+    /// The centre subtracted from every point (D,).
+    pub fn centre(&self) -> &[f64] {
+        &self.centre
+    }
+    /// Centred x of padded point `i`, dimension `k`.
+    #[inline]
+    pub fn x(&self, i: usize, k: usize) -> f64 {
+        self.data.x().member(self.b)[[i, k]] - self.centre[k]
+    }
+    /// Residual y_i - m of padded point `i`.
+    #[inline]
+    pub fn residual(&self, i: usize) -> f64 {
+        self.data.y()[[self.b, i]] - self.hyp.mean[self.b]
+    }
+    /// Known noise variance of padded point `i` (0 without yvar).
+    #[inline]
+    pub fn yvar(&self, i: usize) -> f64 {
+        self.data.yvar_at(self.b, i)
+    }
+    /// Whether the data carries known noise.
+    pub fn has_yvar(&self) -> bool {
+        self.data.yvar().is_some()
+    }
+    /// s + noise + mean of the observed yvar: the scale of the jitter policy.
+    pub fn mean_diag(&self) -> f64 {
+        let yv = if self.has_yvar() && !self.obs.is_empty() {
+            self.obs.iter().map(|&i| self.yvar(i)).sum::<f64>() / self.obs.len() as f64
+        } else {
+            0.0
+        };
+        self.hyp.outputscale[self.b] + self.hyp.noise[self.b] + yv
+    }
+    /// The lengthscales of the member (D,).
+    pub fn lengthscale(&self) -> ArrayView1<'_, f64> {
+        self.hyp.lengthscale.row(self.b)
+    }
+    /// Points (m, D) centred as the training points are: row i, dimension k.
+    pub fn centred(&self, z: ndarray::ArrayView2<f64>, i: usize, k: usize) -> f64 {
+        z[[i, k]] - self.centre[k]
+    }
+}
+
+/// The status a member gets before any arithmetic, when it cannot be evaluated: Empty with no
+/// observed point, Failed when its outputscale, noise, mean or alpha is not finite.
+pub(crate) fn precheck(hyp: &Hyperparameters, b: usize, n_observed: usize) -> Option<Status> {
+    if n_observed == 0 {
+        return Some(Status::Empty);
+    }
+    let finite = hyp.outputscale[b].is_finite()
+        && hyp.noise[b].is_finite()
+        && hyp.mean[b].is_finite()
+        && hyp.alpha_of(b).is_finite();
+    (!finite).then_some(Status::Failed)
+}
+
+/// `status` when every value is finite, else Failed.
+pub(crate) fn finite_or_failed(status: Status, values: impl IntoIterator<Item = f64>) -> Status {
+    if values.into_iter().all(f64::is_finite) {
+        status
+    } else {
+        Status::Failed
+    }
+}

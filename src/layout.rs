@@ -1,0 +1,153 @@
+//! The parameter layout: the one place that knows which hyperparameters a member has and where
+//! each sits in the member's vector (the optimisers' coordinates, the gradient rows, the CUDA
+//! kernels' gradient output):
+//!
+//! ```text
+//! [ l_1 .. l_D | outputscale | noise | mean | alpha (rq only) ]      P = D + 3 (+ 1)
+//! ```
+//!
+//! Positive hyperparameters (all but the mean) are reported and optimised on the log scale.
+
+use crate::data::Hyperparameters;
+use crate::kernel::Kernel;
+
+/// The kinds of hyperparameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Target {
+    Lengthscale,
+    Outputscale,
+    Noise,
+    Mean,
+    /// rq's shape parameter.
+    Alpha,
+}
+
+impl Target {
+    /// Every kind, in layout order.
+    pub const ALL: [Target; 5] = [Target::Lengthscale, Target::Outputscale, Target::Noise, Target::Mean, Target::Alpha];
+    /// Its name in files, priors and on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Lengthscale => "lengthscale",
+            Target::Outputscale => "outputscale",
+            Target::Noise => "noise",
+            Target::Mean => "mean",
+            Target::Alpha => "alpha",
+        }
+    }
+    /// Parses a name.
+    pub fn from_name(s: &str) -> Option<Self> {
+        Target::ALL.into_iter().find(|t| t.name() == s)
+    }
+    /// Whether the hyperparameter is positive (reported and optimised on the log scale).
+    pub fn positive(self) -> bool {
+        self != Target::Mean
+    }
+}
+
+/// Where each hyperparameter of a member sits in its vector of [`Layout::len`] entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Layout {
+    d: usize,
+    kernel: Kernel,
+}
+
+impl Layout {
+    /// The layout of a `kernel` in `d` input dimensions.
+    pub fn new(kernel: Kernel, d: usize) -> Self {
+        Layout { d, kernel }
+    }
+    /// The layout of these hyperparameters.
+    pub fn of(h: &Hyperparameters) -> Self {
+        Layout::new(h.kernel, h.n_dims())
+    }
+    /// P, the entries per member.
+    pub fn len(&self) -> usize {
+        self.d + 3 + usize::from(self.kernel.has_alpha())
+    }
+    /// Never: every layout has at least outputscale, noise and mean.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+    /// D.
+    pub fn n_dims(&self) -> usize {
+        self.d
+    }
+    pub fn kernel(&self) -> Kernel {
+        self.kernel
+    }
+    /// Whether the layout holds this kind of hyperparameter.
+    pub fn has(&self, t: Target) -> bool {
+        t != Target::Alpha || self.kernel.has_alpha()
+    }
+    /// The kinds it holds, in order.
+    pub fn targets(&self) -> impl Iterator<Item = Target> + '_ {
+        Target::ALL.into_iter().filter(|t| self.has(*t))
+    }
+    /// Entries of one kind: D for lengthscales, 1 for the others.
+    pub fn width(&self, t: Target) -> usize {
+        if t == Target::Lengthscale {
+            self.d
+        } else {
+            1
+        }
+    }
+    /// The kind and index of entry c.
+    pub fn coordinate(&self, c: usize) -> (Target, usize) {
+        debug_assert!(c < self.len());
+        if c < self.d {
+            (Target::Lengthscale, c)
+        } else {
+            ([Target::Outputscale, Target::Noise, Target::Mean, Target::Alpha][c - self.d], 0)
+        }
+    }
+    /// The entry of kind `t`, index `k`.
+    pub fn index(&self, t: Target, k: usize) -> usize {
+        match t {
+            Target::Lengthscale => k,
+            Target::Outputscale => self.d,
+            Target::Noise => self.d + 1,
+            Target::Mean => self.d + 2,
+            Target::Alpha => self.d + 3,
+        }
+    }
+    /// The natural values of member `m`, in layout order.
+    pub fn read(&self, h: &Hyperparameters, m: usize) -> Vec<f64> {
+        (0..self.len())
+            .map(|c| {
+                let (t, k) = self.coordinate(c);
+                h.get(t, m, k)
+            })
+            .collect()
+    }
+    /// Writes natural values in layout order into member `m` of `h`.
+    pub fn write(&self, h: &mut Hyperparameters, m: usize, theta: &[f64]) {
+        for (c, v) in theta.iter().enumerate() {
+            let (t, k) = self.coordinate(c);
+            h.set(t, m, k, *v);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coordinates_and_indices_agree() {
+        for kernel in Kernel::ALL {
+            let l = Layout::new(kernel, 3);
+            assert_eq!(l.len(), if kernel == Kernel::Rq { 7 } else { 6 });
+            for c in 0..l.len() {
+                let (t, k) = l.coordinate(c);
+                assert_eq!(l.index(t, k), c);
+                assert!(l.has(t));
+            }
+            let mut h = Hyperparameters::broadcast(2, &[1.0, 2.0, 3.0], 4.0, 5.0, 6.0).with_kernel(kernel);
+            let theta: Vec<f64> = (0..l.len()).map(|c| 10.0 + c as f64).collect();
+            l.write(&mut h, 1, &theta);
+            assert_eq!(l.read(&h, 1), theta);
+            assert_eq!(l.read(&h, 0)[..3], [1.0, 2.0, 3.0]);
+        }
+    }
+}
