@@ -79,15 +79,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         upper: post.upper.row(0).to_vec(),
         points: x_train.iter().zip(data.y().row(0)).map(|(a, b)| (*a, *b)).collect(),
         reference: Some(grid.iter().map(|g| (*g, (2.0 * PI * g).sin())).collect()),
+        data_region: Some((0.0, 1.0)),
+        ..Default::default()
     };
-    let p1 = plot::figure(
-        &out.join("sine.png"),
-        "",
-        &plot::posterior_keys("data", Some("sin(2 pi x)")),
-        &[Panel::Posterior(panel)],
-        1,
-        (900, 520),
-    )?;
+    let mut keys = plot::posterior_keys("data", Some("sin(2 pi x)"));
+    keys.push(plot::region_key("no training data"));
+    let p1 =
+        plot::figure(&out.join("sine.png"), "", &keys, &[Panel::Posterior(panel)], plot::Grid::new(1, (900, 520)))?;
     println!("   plot: {}", p1.display());
 
     // 2. 64 sines of different frequencies and phases, one batch, shared x.
@@ -148,27 +146,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         sorted[b - 1]
     );
     println!("   l x frequency stays near 1/3: each GP found the lengthscale of its own sine.");
+    // Every panel on one y range (the data's, padded; the band is cut where it leaves it) and on
+    // x in [-0.2, 1.2]: the data's [0, 1] and a little extrapolation either side, shaded.
+    let y_max = 1.15 * data.y().iter().fold(1.0f64, |a, v| a.max(v.abs()));
     let panels: Vec<Panel> = (0..b)
         .map(|k| {
             Panel::Posterior(PosteriorPanel {
-                title: format!("f = {:.2}, l = {:.3}", freq[k], h.lengthscale[[k, 0]]),
+                title: format!("f {:.2}, l {}", freq[k], two_digits(h.lengthscale[[k, 0]])),
+                x_label: "x".into(),
+                y_label: "y".into(),
                 x: grid.clone(),
                 mean: post.mean.row(k).to_vec(),
                 lower: post.lower.row(k).to_vec(),
                 upper: post.upper.row(k).to_vec(),
                 points: x_train.iter().zip(data.y().row(k)).map(|(a, b)| (*a, *b)).collect(),
                 reference: Some(grid.iter().map(|g| (*g, truth(k, *g))).collect()),
+                x_range: Some((-0.2, 1.2)),
+                y_range: Some((-y_max, y_max)),
+                data_region: Some((0.0, 1.0)),
                 ..Default::default()
             })
         })
         .collect();
+    let mut keys = plot::posterior_keys("data", Some("true sine"));
+    keys.push(plot::region_key("no training data"));
     let p2 = plot::figure(
         &out.join("sines_64.png"),
         "64 noisy sines fitted as one batch (f: frequency, l: fitted lengthscale)",
-        &plot::posterior_keys("data", Some("true sine")),
+        &keys,
         &panels,
-        8,
-        (230, 170),
+        plot::Grid::new(8, (200, 250)).shared_axes(),
     )?;
     println!("   plot: {}", p2.display());
     Ok(())
@@ -182,4 +189,12 @@ fn rmse(grid: &[f64], mean: &[f64], amp: f64, phase: f64, range: (f64, f64)) -> 
         .filter(|(g, _)| **g >= range.0 && **g <= range.1)
         .fold((0.0, 0usize), |(s, n), (g, m)| (s + (m - amp * (2.0 * PI * g + phase).sin()).powi(2), n + 1));
     (s / n.max(1) as f64).sqrt()
+}
+
+/// Two significant digits (0.65, 0.084), for the panel titles.
+fn two_digits(v: f64) -> String {
+    let scale = 10f64.powi(v.abs().log10().floor() as i32 - 1);
+    let r = (v / scale).round() * scale;
+    let decimals = (1 - r.abs().log10().floor() as i32).max(0) as usize;
+    format!("{r:.decimals$}")
 }

@@ -21,7 +21,7 @@
 //! students from the plain start first, then refits only the students that missed their teacher
 //! by more than 20%, with R restarts (default 8), and reports both.
 
-use batchgp::plot::{self, colors, Key, Line, LinePanel, Panel, PosteriorPanel};
+use batchgp::plot::{self, colors, Key, Line, LinePanel, Panel, PosteriorPanel, RGBColor};
 use batchgp::{
     backend, predict, sample_prior, BackendChoice, Dataset, FitObserver, FitProgress, FitRequest, FitResult,
     Hyperparameters, Inputs, Precision, PredictOptions, ProgressBarObserver, Target,
@@ -40,6 +40,8 @@ const STUDENT_START: f64 = 1.0;
 /// Iteration limit per student. Near their optimum some students creep on for hundreds of
 /// iterations without gaining anything visible (see the report); 200 keeps the example quick.
 const MAX_ITER: usize = 200;
+/// One colour per teacher in the trace panels; blue is left to the posterior mean.
+const TEACHER_COLORS: [RGBColor; 4] = [colors::ORANGE, colors::GREEN, colors::RED, colors::PURPLE];
 
 /// Records the loss (-objective / n) and lengthscale of every fitted member at every round, and
 /// forwards everything to a progress bar.
@@ -167,7 +169,7 @@ fn traces(run: &Run, teachers: &[usize], which: usize) -> Vec<Line> {
                     .iter()
                     .map(|(r, loss, l)| (*r as f64, if which == 0 { loss[e] } else { l[e] }))
                     .collect(),
-                color: colors::CYCLE[k],
+                color: TEACHER_COLORS[k],
             }
         })
         .collect()
@@ -250,36 +252,43 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let recovered = (0..b).filter(|&k| close(final_h.lengthscale[[k, 0]], k)).count();
     println!("Final: {recovered} of {b} students within 20% of their teacher's lengthscale.");
 
-    // The figure: traces of both fits, then each student's final posterior.
+    // The figure: traces of both fits, then each student's final posterior. Each panel has its
+    // own legend; the trace panels share one colour per teacher, none of them the posterior's blue.
+    let lengthscale_keys = vec![
+        (Key::Line(colors::GRAY), "student".to_string()),
+        (Key::Dashed(colors::GRAY), "its teacher's value".to_string()),
+    ];
+    let plain_loss = traces(&plain, &all, 0);
     let mut panels = vec![
         Panel::Lines(LinePanel {
-            title: format!("1. Loss (-mll / n), start l = {STUDENT_START}, no restarts"),
+            title: format!("1. Loss (-mll / n) from l = {STUDENT_START}, no restarts"),
             x_label: "evaluation round".into(),
             y_label: "loss".into(),
             log_x: true,
-            lines: traces(&plain, &all, 0),
-            legend: true,
+            keys: plot::line_keys(&plain_loss),
+            lines: plain_loss,
             ..Default::default()
         }),
         Panel::Lines(LinePanel {
-            title: "1. Student lengthscale (teachers' dashed)".into(),
+            title: "1. Lengthscale (colours as at left)".into(),
             x_label: "evaluation round".into(),
             y_label: "lengthscale".into(),
             log_x: true,
             log_y: true,
             lines: traces(&plain, &all, 1),
-            hlines: all.iter().map(|&k| (String::new(), TEACHER_LENGTHSCALES[k], colors::CYCLE[k])).collect(),
-            legend: false,
+            hlines: all.iter().map(|&k| (String::new(), TEACHER_LENGTHSCALES[k], TEACHER_COLORS[k])).collect(),
+            keys: lengthscale_keys.clone(),
         }),
     ];
     if let Some(run) = &retry {
+        let loss = traces(run, &missed, 0);
         panels.push(Panel::Lines(LinePanel {
             title: format!("2. Loss with {} restarts (best start kept)", args.restarts),
             x_label: "evaluation round".into(),
             y_label: "loss".into(),
             log_x: true,
-            lines: traces(run, &missed, 0),
-            legend: true,
+            keys: plot::line_keys(&loss),
+            lines: loss,
             ..Default::default()
         }));
         panels.push(Panel::Lines(LinePanel {
@@ -289,11 +298,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             log_x: true,
             log_y: true,
             lines: traces(run, &missed, 1),
-            hlines: missed.iter().map(|&k| (String::new(), TEACHER_LENGTHSCALES[k], colors::CYCLE[k])).collect(),
-            legend: false,
+            hlines: missed.iter().map(|&k| (String::new(), TEACHER_LENGTHSCALES[k], TEACHER_COLORS[k])).collect(),
+            keys: lengthscale_keys,
         }));
     }
-    // Posteriors on a window of about 25 teacher lengthscales, so the wiggles are visible.
+    // Posteriors on a window of about 25 teacher lengthscales, so the wiggles are visible; the
+    // x label says when a panel is zoomed in.
     let opts = PredictOptions::default();
     for (k, teacher) in TEACHER_LENGTHSCALES.iter().enumerate().take(b) {
         let width = 25.0 * teacher;
@@ -301,6 +311,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let grid = plot::linspace(a, z, 400);
         let test = Inputs::Shared(Array2::from_shape_vec((grid.len(), 1), grid.clone())?);
         let post = predict(be.as_ref(), &data.select(&[k]), &final_h.select(&[k]), &test, &opts)?;
+        let x_label = if width >= 1.0 {
+            "x (all of [0, 1])".to_string()
+        } else {
+            format!("x, zoomed in to [{a}, {z}] of [0, 1]")
+        };
         panels.push(Panel::Posterior(PosteriorPanel {
             title: format!(
                 "Teacher l = {}: student l = {:.4}, noise = {:.4}",
@@ -308,25 +323,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 final_h.lengthscale[[k, 0]],
                 final_h.noise[k]
             ),
-            x_label: "x".into(),
+            x_label,
             y_label: "y".into(),
             x: grid,
             mean: post.mean.row(0).to_vec(),
             lower: post.lower.row(0).to_vec(),
             upper: post.upper.row(0).to_vec(),
             points: xs.iter().zip(data.y().row(k)).map(|(x, y)| (*x, *y)).collect(),
-            reference: None,
+            keys: plot::posterior_keys("teacher's data", None),
+            ..Default::default()
         }));
     }
-    let mut keys = plot::posterior_keys("teacher's data", None);
-    keys.push((Key::Dashed(colors::GRAY), "teacher's lengthscale".into()));
     let path = plot::figure(
         &args.out.join("teacher_student.png"),
         "Teacher-student: students start at lengthscale 1 with the outputscale fixed",
-        &keys,
+        &[],
         &panels,
-        2,
-        (760, 380),
+        plot::Grid::new(2, (700, 420)),
     )?;
     println!("Plot: {}", path.display());
     Ok(())

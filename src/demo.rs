@@ -194,6 +194,7 @@ fn plot_slices(
                 upper: post.upper.row(b).to_vec(),
                 points: near,
                 reference: Some(grid.iter().zip(post_true.mean.row(b)).map(|(a, m)| (*a, *m)).collect()),
+                ..Default::default()
             })
         })
         .collect::<Vec<_>>();
@@ -205,8 +206,7 @@ fn plot_slices(
             Some("posterior mean with the generating hyperparameters"),
         ),
         &panels,
-        2,
-        (720, 420),
+        plot::Grid::new(2, (560, 400)),
     )
 }
 
