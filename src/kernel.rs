@@ -8,6 +8,8 @@
 //! matern32  phi = (1 + sqrt(3) r) exp(-sqrt(3) r)
 //! matern52  phi = (1 + sqrt(5) r + 5 r^2 / 3) exp(-sqrt(5) r)
 //! rq        phi = (1 + r^2 / (2 alpha))^(-alpha)                  alpha > 0 per member
+//!           (computed as exp(-alpha ln_1p(r^2 / (2 alpha))), exact as alpha grows to infinity,
+//!           where rq tends to rbf)
 //! ```
 //!
 //! Everything the gradient needs is per pair: with u_d = (x_d - z_d) / l_d,
@@ -73,7 +75,7 @@ impl Kernel {
             Kernel::Matern12 => (-r).exp(),
             Kernel::Matern32 => (1.0 + SQRT3 * r) * (-SQRT3 * r).exp(),
             Kernel::Matern52 => (1.0 + SQRT5 * r + 5.0 / 3.0 * r2) * (-SQRT5 * r).exp(),
-            Kernel::Rq => (1.0 + r2 / (2.0 * alpha)).powf(-alpha),
+            Kernel::Rq => (-alpha * (r2 / (2.0 * alpha)).ln_1p()).exp(),
         }
     }
 
@@ -86,7 +88,7 @@ impl Kernel {
             Kernel::Matern12 => 0.0,
             Kernel::Matern32 => 3.0 * (-SQRT3 * r).exp(),
             Kernel::Matern52 => 5.0 / 3.0 * (1.0 + SQRT5 * r) * (-SQRT5 * r).exp(),
-            Kernel::Rq => (1.0 + r2 / (2.0 * alpha)).powf(-alpha - 1.0),
+            Kernel::Rq => (-(alpha + 1.0) * (r2 / (2.0 * alpha)).ln_1p()).exp(),
         }
     }
 
@@ -94,8 +96,9 @@ impl Kernel {
     pub fn dphi_dlog_alpha(self, r2: f64, alpha: f64) -> f64 {
         match self {
             Kernel::Rq => {
-                let base = 1.0 + r2 / (2.0 * alpha);
-                base.powf(-alpha) * (r2 / (2.0 * base) - alpha * base.ln())
+                let t = r2 / (2.0 * alpha);
+                let phi = self.phi(r2, alpha);
+                phi * (r2 / (2.0 * (1.0 + t)) - alpha * t.ln_1p())
             }
             _ => 0.0,
         }
@@ -200,12 +203,12 @@ fn transform_body<T: Float>(
                 }
             }
             Kernel::Rq => {
-                // phi = base^-alpha = exp(-alpha ln base); psi = phi / base.
-                let a = c(alpha);
+                // phi = base^-alpha = exp(-alpha ln base); psi = phi / base. ln base is taken as
+                // ln_1p(r^2 / (2 alpha)): for a large alpha (rq tending to rbf) ln(1 + tiny)
+                // would keep only the digits of 1 + tiny.
                 let inv2a = c(0.5 / alpha);
                 for (x, ei) in vs.iter_mut().zip(es.iter_mut()) {
-                    let base = c(1.0) + *x * inv2a;
-                    *ei = -a * T::from_f64(base.to_f64().ln());
+                    *ei = T::from_f64(-alpha * (*x * inv2a).to_f64().ln_1p());
                 }
                 if let Some(ds) = ds.as_deref_mut() {
                     // ds temporarily holds -alpha ln base.

@@ -3,7 +3,34 @@
 //!
 //! A step that lands on a failed evaluation is undone and the member's learning rate halved.
 
+use super::driver::MemberOptimizer;
 use super::lbfgs::Stop;
+use super::Termination;
+
+/// An [`AdamState`] with its stopping rule, as the batched driver runs it.
+pub(crate) struct Adam {
+    pub state: AdamState,
+    pub gtol: f64,
+    pub max_iter: usize,
+}
+
+impl MemberOptimizer for Adam {
+    fn trial(&self) -> Option<&[f64]> {
+        self.state.trial()
+    }
+    fn observe(&mut self, f: f64, g: &[f64]) -> bool {
+        self.state.observe(f, g, self.gtol, self.max_iter)
+    }
+    fn point(&self) -> (&[f64], f64) {
+        (&self.state.u, self.state.f)
+    }
+    fn iterations(&self) -> usize {
+        self.state.iterations
+    }
+    fn termination(&self) -> Option<Termination> {
+        self.state.stop.map(Stop::termination)
+    }
+}
 
 #[derive(Debug, Clone)]
 pub(crate) struct AdamState {
@@ -69,7 +96,7 @@ impl AdamState {
                 self.trial_u.clone_from(&self.prev_u);
                 self.u.clone_from(&self.prev_u);
                 if self.lr < 1e-12 {
-                    self.stop = Some(Stop::Converged);
+                    self.stop = Some(Stop::Stalled);
                 }
             }
             return false;

@@ -16,10 +16,17 @@
 
 use std::collections::VecDeque;
 
+use super::driver::MemberOptimizer;
 use super::linesearch::{MoreThuente, Next};
+use super::Termination;
 
 /// Evaluations one line search may take (L-BFGS-B's maxls).
 const MAX_LS_EVALS: usize = 20;
+/// When no step decreases f, a projected gradient below this times max(1, |f|) counts as
+/// converged at working precision: y or x with an offset of 1e6 to 1e8 of their spread
+/// (timestamps, prices near a level) carry only 8 to 10 significant digits of variation, so f
+/// is known to about 1e-9 relative and a decrease of g^2 below that cannot be seen.
+const STALL_GTOL: f64 = 1e-4;
 /// Largest change of any coordinate in one step (log units for positive hyperparameters).
 const MAX_COORD_STEP: f64 = 10.0;
 
@@ -28,7 +35,46 @@ const MAX_COORD_STEP: f64 = 10.0;
 pub(crate) enum Stop {
     Converged,
     MaxIter,
+    /// A line search found no decrease along -g either: no progress at working precision.
+    Stalled,
     Failed,
+}
+
+impl Stop {
+    pub fn termination(self) -> Termination {
+        match self {
+            Stop::Converged => Termination::Converged,
+            Stop::MaxIter => Termination::IterationLimit,
+            Stop::Stalled => Termination::LineSearchStalled,
+            Stop::Failed => Termination::Failed,
+        }
+    }
+}
+
+/// An [`LbfgsState`] with its convergence test, as the batched driver runs it.
+pub(crate) struct Lbfgs {
+    pub state: LbfgsState,
+    pub gtol: f64,
+    pub ftol: f64,
+    pub max_iter: usize,
+}
+
+impl MemberOptimizer for Lbfgs {
+    fn trial(&self) -> Option<&[f64]> {
+        self.state.trial()
+    }
+    fn observe(&mut self, f: f64, g: &[f64]) -> bool {
+        self.state.observe(f, g, self.gtol, self.ftol, self.max_iter)
+    }
+    fn point(&self) -> (&[f64], f64) {
+        (&self.state.u, self.state.f)
+    }
+    fn iterations(&self) -> usize {
+        self.state.iterations
+    }
+    fn termination(&self) -> Option<Termination> {
+        self.state.stop.map(Stop::termination)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -174,8 +220,12 @@ impl LbfgsState {
             self.s_hist.clear();
             self.y_hist.clear();
             self.new_direction();
-        } else {
+        } else if self.grad_norm_inf() <= STALL_GTOL * self.f.abs().max(1.0) {
+            // No decrease is measurable along -g, and the gradient is below what the rounding
+            // of f (relative STALL_GTOL) can resolve: converged at working precision.
             self.stop = Some(Stop::Converged);
+        } else {
+            self.stop = Some(Stop::Stalled);
         }
         false
     }

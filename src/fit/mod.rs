@@ -1,33 +1,49 @@
-//! Batched fitting (DESIGN.md section 5): every member keeps its own optimiser state, line
-//! search and convergence test, and a converged member stops costing work.
+//! Batched fitting (docs/design.md sections 5 and 14): every member keeps its own optimiser
+//! state, line search and convergence test, and a converged member stops costing work.
 //!
-//! Each round of the driver collects the point every running member wants evaluated, makes one
-//! backend call for all of them, and hands each member its objective and gradient. Restarts are
-//! extra members started from spread points; the best one per GP is kept. With
-//! standardisation, the backend sees y standardised per member and the hyperparameters scaled
-//! to match, while the optimiser, the priors and the results stay in the data's own units, so
-//! the MAP point is the same with or without it.
+//! The pieces, one noun each:
+//! - [`objective`]: the model-agnostic batched objective the optimisers see (per member, an
+//!   unconstrained vector in; a value, a gradient and a status out);
+//! - [`exact`]: the exact GP as such an objective (kernel, layout, coordinate maps, priors,
+//!   units);
+//! - [`transform`]: the scale-free coordinate maps;
+//! - [`lbfgs`], [`adam`]: one member's optimiser each; [`driver`]: the batched loop over them;
+//! - this module: the request, the start points, restarts and the result.
+//!
+//! Restarts are extra members started from spread points; the best one per GP is kept.
 
 mod adam;
+mod driver;
+mod exact;
 mod lbfgs;
 mod linesearch;
+mod objective;
+#[cfg(feature = "cli")]
 mod progress;
 mod transform;
 
+#[cfg(feature = "cli")]
 pub use progress::ProgressBarObserver;
 
 use crate::backend::{self, Backend, BackendChoice, MllOptions};
 use crate::data::{Dataset, Hyperparameters, Precision, Status};
 use crate::error::{Error, Result};
+use crate::kernel::Kernel;
+use crate::layout::Layout;
 use crate::prior::{Priors, ResolvedPriors, Target};
-use adam::AdamState;
-use lbfgs::{LbfgsState, Stop};
+use adam::{Adam, AdamState};
+use driver::MemberOptimizer;
+use exact::{ExactObjective, Units};
+use lbfgs::{Lbfgs, LbfgsState};
 use ndarray::Array1;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use transform::Map;
-use crate::layout::Layout;
+
+/// Fewer observed points than this make a member degenerate: with a free mean, the MLL of one
+/// or two points grows without bound as the noise and the outputscale shrink.
+pub const MIN_POINTS: usize = 3;
 
 /// The optimiser.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -56,27 +72,20 @@ pub struct FitProgress<'a> {
     pub iteration: usize,
     /// Members (restarts included) still running.
     pub running: usize,
+    /// Members (restarts included) that have converged.
+    pub converged: usize,
     /// Members (restarts included) in all.
     pub total: usize,
-    /// Highest current objective over the members.
-    pub best_objective: f64,
-    /// Current objective (mll + log prior) of every member (restarts included), NaN until known.
+    /// Current objective (mll + log prior, in standardised units) of every member (restarts
+    /// included), NaN until known.
     pub objective: &'a [f64],
-    u: &'a [Vec<f64>],
-    maps: &'a [Vec<Map>],
-    layout: Layout,
+    snapshot: &'a dyn Fn() -> Hyperparameters,
 }
 
 impl FitProgress<'_> {
     /// Current hyperparameters of every member (restarts included), in the data's units.
     pub fn hyperparameters(&self) -> Hyperparameters {
-        let e = self.u.len();
-        let mut h = Hyperparameters::broadcast(e, &vec![1.0; self.layout.n_dims()], 1.0, 1.0, 0.0)
-            .with_kernel(self.layout.kernel());
-        for i in 0..e {
-            write_theta(&mut h, self.layout, i, &self.u[i], &self.maps[i]);
-        }
-        h
+        (self.snapshot)()
     }
 }
 
@@ -86,21 +95,80 @@ pub trait FitObserver {
     fn init(&mut self, _members: usize) {}
     /// After every batched evaluation.
     fn iter(&mut self, _progress: &FitProgress<'_>) {}
+    /// Asked after every batched evaluation: true stops the fit with [`Error::Interrupted`]
+    /// (a KeyboardInterrupt in Python, say).
+    fn stop(&mut self) -> bool {
+        false
+    }
     /// After the last one.
     fn finish(&mut self, _result: &FitResult) {}
+}
+
+/// Why a member's optimiser stopped, beside its numerical [`Status`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Termination {
+    /// The projected gradient or the relative decrease of the objective met its tolerance.
+    Converged,
+    /// The iteration limit was reached first.
+    IterationLimit,
+    /// No step decreased the objective, not even along the gradient: no progress at working
+    /// precision, without the convergence test met.
+    LineSearchStalled,
+    /// Every evaluation failed (not positive definite at the largest jitter, or non-finite).
+    Failed,
+    /// The member has no observed point: nothing was fitted.
+    NoData,
+}
+
+impl Termination {
+    /// In words.
+    pub fn text(self) -> &'static str {
+        match self {
+            Termination::Converged => "converged",
+            Termination::IterationLimit => "iteration limit",
+            Termination::LineSearchStalled => "line search stalled",
+            Termination::Failed => "failed",
+            Termination::NoData => "no observed point",
+        }
+    }
+}
+
+/// Why a member is degenerate ([`Status::Degenerate`]): its fit is held to a defined limit
+/// (noise and outputscale >= 1e-6 var(y), lengthscales within 1e-3..1e3 times the spread of x;
+/// for constant y, var(y) is taken as mean(y)^2, or 1 when that is 0).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Degeneracy {
+    /// Fewer than [`MIN_POINTS`] observed points.
+    TooFewPoints,
+    /// Every observed y is the same.
+    ConstantY,
+}
+
+impl Degeneracy {
+    pub fn text(self) -> &'static str {
+        match self {
+            Degeneracy::TooFewPoints => "too few points",
+            Degeneracy::ConstantY => "constant y",
+        }
+    }
 }
 
 /// What a fit returns, per GP (restarts folded in: the best kept). Arrays are (B,) unless noted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FitResult {
-    /// Fitted hyperparameters in the data's units (NaN for a failed member).
+    /// Fitted hyperparameters in the data's units (NaN for a failed or empty member).
     pub hyperparameters: Hyperparameters,
     pub mll: Array1<f64>,
     pub log_prior: Array1<f64>,
     /// mll + log_prior at the fitted point.
     pub objective: Array1<f64>,
-    /// Ok, Jitter (converged, with jitter), MaxIter, or Failed.
+    /// Ok or Jitter (converged), MaxIter (not converged: see `reason`), Failed, Empty or
+    /// Degenerate.
     pub status: Vec<Status>,
+    /// Why each member's optimiser stopped.
+    pub reason: Vec<Termination>,
+    /// Why a member is degenerate, if it is.
+    pub degeneracy: Vec<Option<Degeneracy>>,
     pub jitter: Array1<f64>,
     /// Optimiser iterations (accepted steps) of the kept run.
     pub iterations: Array1<usize>,
@@ -108,6 +176,17 @@ pub struct FitResult {
     pub rounds: usize,
     /// Which start was kept per GP (0 = the initial point, r = restart r).
     pub restart: Array1<usize>,
+}
+
+impl FitResult {
+    /// Member b's outcome in words: its status, and the reason or degeneracy behind it.
+    pub fn describe(&self, b: usize) -> String {
+        match (self.status[b], self.degeneracy[b]) {
+            (Status::Degenerate, Some(d)) => format!("degenerate ({}), {}", d.text(), self.reason[b].text()),
+            (Status::MaxIter, _) => format!("not converged ({})", self.reason[b].text()),
+            (s, _) => s.text().to_string(),
+        }
+    }
 }
 
 /// A batched fit.
@@ -120,22 +199,24 @@ pub struct FitResult {
 /// | fix         | nothing                 | hyperparameters held at their initial value (per kind or member) | |
 /// | optimizer   | L-BFGS                  | [`Optimizer`]                                            |       |
 /// | max_iter    | 1000                    | iterations per member                                    | >= 0  |
-/// | gtol        | 1e-6                    | stop when max abs gradient (in the optimiser's coordinates) is below | > 0 |
+/// | kernel      | rbf                     | the covariance kernel ([`Kernel`])                       |       |
+/// | gtol        | 1e-6                    | stop when the max abs projected gradient in the optimiser's scale-free coordinates is below | > 0 |
 /// | ftol        | 1e-12                   | stop when the relative decrease of the objective is below | >= 0 |
 /// | restarts    | 0                       | extra starts per GP from spread points; best kept        | >= 0  |
-/// | standardize | false                   | fit on y standardised per member; results in data units  |       |
+/// | standardize | false                   | kept for compatibility: every fit runs on y standardised per member, with results in the data's units |       |
 /// | bounds      | none                    | box (low, high) on positive hyperparameters, as scikit-learn's; L-BFGS then runs as L-BFGS-B on a boxed problem | 0 < low < high |
 /// | learning_rate | 0.1                   | Adam's step                                              | > 0   |
 /// | seed        | 0                       | restarts' spread                                          |       |
 /// | backend     | auto                    | where to compute                                         |       |
 /// | precision   | f64                     | arithmetic inside the backend                            |       |
 ///
-/// The data-driven start (DESIGN.md section 7): lengthscale = std of x per dimension,
-/// outputscale = var(y), noise = var(y) / 10 (at least 1e-6), mean = mean(y), per member; a
-/// start outside a uniform prior's interval is moved inside it.
+/// The data-driven start (docs/design.md section 7): lengthscale = std of x per dimension,
+/// outputscale = var(y), noise = var(y) / 10, mean = mean(y), per member (for rq, alpha = 1); a
+/// start outside a uniform prior's interval is moved inside it. The fit does not depend on the
+/// data's units (docs/design.md section 14): see the `exact` module.
 pub struct FitRequest<'a> {
     data: &'a Dataset,
-    kernel: crate::Kernel,
+    kernel: Kernel,
     priors: Priors,
     init: Option<Hyperparameters>,
     fixed_kinds: Vec<Target>,
@@ -160,7 +241,7 @@ impl<'a> FitRequest<'a> {
     pub fn new(data: &'a Dataset) -> Self {
         FitRequest {
             data,
-            kernel: crate::Kernel::Rbf,
+            kernel: Kernel::Rbf,
             priors: Priors::none(),
             init: None,
             fixed_kinds: Vec::new(),
@@ -180,7 +261,8 @@ impl<'a> FitRequest<'a> {
             observer: None,
         }
     }
-    pub fn kernel(mut self, kernel: crate::Kernel) -> Self {
+    /// The covariance kernel (an `init` must be of the same kernel).
+    pub fn kernel(mut self, kernel: Kernel) -> Self {
         self.kernel = kernel;
         self
     }
@@ -258,34 +340,23 @@ impl<'a> FitRequest<'a> {
         self
     }
 
-    /// The data-driven starting point of every member (see the type's docs).
+    /// The data-driven starting point of every member (see the type's docs), rbf kernel.
     pub fn default_init(data: &Dataset) -> Hyperparameters {
+        let units = Units::of(data);
         let (b, d) = (data.batch_size(), data.n_dims());
         let mut h = Hyperparameters::broadcast(b, &vec![1.0; d], 1.0, 0.1, 0.0);
         for m in 0..b {
-            let sd = data.x_std(m);
-            for k in 0..d {
-                h.lengthscale[[m, k]] = if sd[k] > 0.0 && sd[k].is_finite() { sd[k] } else { 1.0 };
-            }
-            let (mean, var) = data.y_moments(m);
-            let var = if var > 0.0 && var.is_finite() { var } else { 1.0 };
+            h.lengthscale.row_mut(m).assign(&units.x_scale.row(m));
+            let var = units.sd[m] * units.sd[m];
             h.outputscale[m] = var;
-            h.noise[m] = (var / 10.0).max(1e-6);
-            h.mean[m] = mean;
+            h.noise[m] = var / 10.0;
+            h.mean[m] = units.mu[m];
         }
         h
     }
 
-    /// Runs the fit.
-    ///
-    /// # Errors
-    /// Invalid init, priors or options; an unavailable backend. Numerical failure of a member
-    /// is reported in its status, never as an error.
-    pub fn run(mut self) -> Result<FitResult> {
-        let data = self.data;
-        let (b, d) = (data.batch_size(), data.n_dims());
-        let layout = Layout::new(self.kernel, d);
-        let p = layout.len();
+    /// Checks the options that do not depend on the data.
+    fn check_options(&self, b: usize) -> Result<()> {
         if self.gtol.is_nan() || self.gtol <= 0.0 || self.ftol.is_nan() || self.ftol < 0.0 {
             return Err(Error::option("tolerances", "need gtol > 0 and ftol >= 0"));
         }
@@ -302,8 +373,39 @@ impl<'a> FitRequest<'a> {
                 return Err(Error::option("fix", format!("member {m} of {} is out of range for {}", b, t.name())));
             }
         }
+        for t in self.fixed_kinds.iter().chain(self.fixed_members.iter().map(|(t, _)| t)) {
+            if *t == Target::Alpha && !self.kernel.has_alpha() {
+                return Err(Error::option("fix", format!("alpha is not a hyperparameter of the {} kernel", self.kernel)));
+            }
+        }
+        if self.priors.alpha.is_some() && !self.kernel.has_alpha() {
+            return Err(Error::InvalidPrior {
+                target: "alpha".into(),
+                reason: format!("the {} kernel has no alpha", self.kernel),
+            });
+        }
+        Ok(())
+    }
+
+    /// Runs the fit.
+    ///
+    /// # Errors
+    /// Invalid init, priors or options; an unavailable backend; [`Error::Interrupted`] when the
+    /// observer stops it. Numerical failure of a member is reported in its status, never as an
+    /// error.
+    pub fn run(mut self) -> Result<FitResult> {
+        let data = self.data;
+        let (b, d) = (data.batch_size(), data.n_dims());
+        self.check_options(b)?;
+        let layout = Layout::new(self.kernel, d);
         let init = match self.init.take() {
             Some(h) => {
+                if h.kernel != self.kernel {
+                    return Err(Error::option(
+                        "init",
+                        format!("holds {} hyperparameters for a fit of the {} kernel", h.kernel, self.kernel),
+                    ));
+                }
                 h.validate(b, d)?;
                 h
             }
@@ -312,263 +414,262 @@ impl<'a> FitRequest<'a> {
         let priors = self.priors.resolve(b, d)?;
         let mut owned = None;
         let be = backend::given_or_select(self.backend, self.choice, &mut owned)?;
-
-        // Standardisation: the backend sees y' = (y - mu) / sigma.
-        let (mu, sigma): (Vec<f64>, Vec<f64>) = (0..b)
+        let units = Units::of(data);
+        let degeneracy: Vec<Option<Degeneracy>> = (0..b)
             .map(|m| {
-                if self.standardize {
-                    let (mean, var) = data.y_moments(m);
-                    (mean, if var > 0.0 { var.sqrt() } else { 1.0 })
+                let n = data.n_observed(m);
+                if n > 0 && n < MIN_POINTS {
+                    Some(Degeneracy::TooFewPoints)
+                } else if n > 0 && data.y_moments(m).1 == 0.0 {
+                    Some(Degeneracy::ConstantY)
                 } else {
-                    (0.0, 1.0)
+                    None
                 }
             })
-            .unzip();
-        let std_data;
-        let data_s: &Dataset = if self.standardize {
-            let y = ndarray::Array2::from_shape_fn((b, data.n_points()), |(m, i)| {
-                if data.is_observed(m, i) {
-                    (data.y()[[m, i]] - mu[m]) / sigma[m]
-                } else {
-                    0.0
-                }
-            });
-            std_data = data.with_values(data.x().clone(), y, data.yvar().map(|v| v / &ndarray::Array1::from(sigma.iter().map(|s| s * s).collect::<Vec<_>>()).insert_axis(ndarray::Axis(1))));
-            &std_data
-        } else {
-            data
-        };
+            .collect();
 
         // Restarts are extra members: member e fits GP e % B.
         let e_total = b * (self.restarts + 1);
-        let rows: Vec<usize> = (0..e_total).map(|e| e % b).collect();
-        let exp_data;
-        let data_e: &Dataset = if self.restarts > 0 {
-            exp_data = data_s.select(&rows);
-            &exp_data
-        } else {
-            data_s
-        };
-        let priors_e = if self.restarts > 0 { priors.select(&rows) } else { priors.clone() };
-        let n_obs: Vec<f64> = (0..b).map(|m| data.n_observed(m) as f64).collect();
+        let gp: Vec<usize> = (0..e_total).map(|e| e % b).collect();
+        let std_data = units.standardise(data);
+        let data_e = if self.restarts > 0 { std_data.select(&gp) } else { std_data };
+        let priors_e = if self.restarts > 0 { priors.select(&gp) } else { priors.clone() };
+        let maps = self.maps(layout, &init, &priors_e, &units, &gp);
+        let (lower, upper) = self.boxes(layout, &maps, &degeneracy, &gp);
+        let starts = self.starts(layout, &init, &maps, &lower, &upper, &gp);
 
-        let maps: Vec<Vec<Map>> = (0..e_total)
-            .map(|e| {
-                (0..p)
-                    .map(|c| {
-                        let (t, k) = layout.coordinate(c);
-                        Map::for_coordinate(&priors_e, t, e, k)
-                    })
-                    .collect()
-            })
-            .collect();
-        let fixed = |e: usize, t: Target| self.fixed_kinds.contains(&t) || self.fixed_members.contains(&(t, e % b));
-        let free: Vec<Vec<bool>> =
-            (0..e_total).map(|e| (0..p).map(|c| !fixed(e, layout.coordinate(c).0)).collect()).collect();
-        // Box bounds in the optimiser's coordinates: log-scale positive hyperparameters only.
-        let (box_lo, box_hi): (Vec<Vec<f64>>, Vec<Vec<f64>>) = (0..e_total)
-            .map(|e| {
-                (0..p)
-                    .map(|c| match (self.bounds, maps[e][c]) {
-                        (Some((lo, hi)), Map::Log) => (lo.ln(), hi.ln()),
-                        _ => (f64::NEG_INFINITY, f64::INFINITY),
-                    })
-                    .unzip()
-            })
-            .unzip();
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-        let u0: Vec<Vec<f64>> = (0..e_total)
-            .map(|e| {
-                let m = e % b;
-                (0..p)
-                    .map(|c| {
-                        let (t, k) = layout.coordinate(c);
-                        let theta = init.get(t, m, k);
-                        let mut u = maps[e][c].u(theta);
-                        if e >= b && free[e][c] {
-                            // Spread restarts: a factor of e^N(0,1) on positive values (or a
-                            // shift of N(0,1) in the sigmoid's coordinate), N(0, sd(y)) on the mean.
-                            let z: f64 = StandardNormal.sample(&mut rng);
-                            u += match (maps[e][c], t) {
-                                (Map::Identity, _) => z * data.y_moments(m).1.sqrt().max(1e-3),
-                                _ => z,
-                            };
-                        }
-                        u.clamp(box_lo[e][c], box_hi[e][c])
-                    })
-                    .collect()
-            })
-            .collect();
-
-        enum State {
-            L(Box<LbfgsState>),
-            A(Box<AdamState>),
-        }
-        let mut states: Vec<State> = u0
+        let mut states: Vec<Box<dyn MemberOptimizer>> = starts
             .into_iter()
             .enumerate()
-            .map(|(e, u)| {
-                let (fr, lo, hi) = (free[e].clone(), box_lo[e].clone(), box_hi[e].clone());
+            .map(|(e, u)| -> Box<dyn MemberOptimizer> {
+                if data.n_observed(gp[e]) == 0 {
+                    return Box::new(NotRun(u));
+                }
+                let free: Vec<bool> = maps[e].iter().map(|m| m.free()).collect();
+                let (lo, hi) = (lower[e].clone(), upper[e].clone());
                 match self.optimizer {
-                    Optimizer::Lbfgs => State::L(Box::new(LbfgsState::new(u, fr, 10).with_bounds(lo, hi))),
-                    Optimizer::Adam => {
-                        State::A(Box::new(AdamState::new(u, fr, self.learning_rate).with_bounds(lo, hi)))
-                    }
+                    Optimizer::Lbfgs => Box::new(Lbfgs {
+                        state: LbfgsState::new(u, free, 10).with_bounds(lo, hi),
+                        gtol: self.gtol,
+                        ftol: self.ftol,
+                        max_iter: self.max_iter,
+                    }),
+                    Optimizer::Adam => Box::new(Adam {
+                        state: AdamState::new(u, free, self.learning_rate).with_bounds(lo, hi),
+                        gtol: self.gtol,
+                        max_iter: self.max_iter,
+                    }),
                 }
             })
             .collect();
-        fn trial(s: &State) -> Option<&[f64]> {
-            match s {
-                State::L(s) => s.trial(),
-                State::A(s) => s.trial(),
-            }
-        }
-
-        // Per member: (mll, log_prior, objective, status, jitter) at the current iterate.
-        let mut record: Vec<(f64, f64, f64, Status, f64)> =
-            vec![(f64::NAN, f64::NAN, f64::NAN, Status::Failed, 0.0); e_total];
-        let mut hyp_s = Hyperparameters::broadcast(e_total, &vec![1.0; d], 1.0, 1.0, 0.0).with_kernel(self.kernel);
-        let mut hyp_d = hyp_s.clone();
         let opts = MllOptions::new(self.precision);
-        let mut objective_now = vec![f64::NAN; e_total];
-        if let Some(o) = self.observer.as_deref_mut() {
-            o.init(e_total);
-        }
-        let mut rounds = 0;
-        loop {
-            let active: Vec<usize> = (0..e_total).filter(|&e| trial(&states[e]).is_some()).collect();
-            if active.is_empty() {
-                break;
+        let mut objective = ExactObjective::new(be, data_e, layout, &maps, priors_e, units, gp, opts);
+        let snapshot = |states: &[Box<dyn MemberOptimizer>]| {
+            let mut h = Hyperparameters::broadcast(e_total, &vec![1.0; d], 1.0, 1.0, 0.0).with_kernel(self.kernel);
+            for (e, s) in states.iter().enumerate() {
+                layout.write(&mut h, e, &theta_of(&maps[e], s.point().0));
             }
-            for &e in &active {
-                let u = trial(&states[e]).expect("active");
-                write_theta(&mut hyp_d, layout, e, u, &maps[e]);
-                let m = e % b;
-                let s2 = sigma[m] * sigma[m];
-                hyp_s.lengthscale.row_mut(e).assign(&hyp_d.lengthscale.row(e));
-                hyp_s.outputscale[e] = hyp_d.outputscale[e] / s2;
-                hyp_s.noise[e] = hyp_d.noise[e] / s2;
-                hyp_s.mean[e] = (hyp_d.mean[e] - mu[m]) / sigma[m];
-            }
-            let raw = be.mll(data_e, &hyp_s, Some(&active), &opts)?;
-            let pri = priors_e.evaluate(&hyp_d, Some(&active));
-            let grad = raw.gradient.as_ref().expect("gradient requested");
-            for (i, &e) in active.iter().enumerate() {
-                let m = e % b;
-                let failed = raw.status[i] == Status::Failed;
-                let mll = raw.mll[i] - n_obs[m] * sigma[m].ln();
-                let obj = mll + pri.log_prior[i];
-                let mut g_u = vec![f64::NAN; p];
-                if !failed {
-                    let u = trial(&states[e]).expect("active");
-                    for (c, gu) in g_u.iter_mut().enumerate() {
-                        let (t, k) = layout.coordinate(c);
-                        let g_rep = match t {
-                            Target::Lengthscale => grad.log_lengthscale[[i, k]] + pri.grad_log_lengthscale[[i, k]],
-                            Target::Outputscale => grad.log_outputscale[i] + pri.grad_log_outputscale[i],
-                            Target::Noise => grad.log_noise[i] + pri.grad_log_noise[i],
-                            Target::Mean => grad.mean[i] / sigma[m] + pri.grad_mean[i],
-                            Target::Alpha => grad.get(t, i, k) + pri.grad_log_alpha[i],
-                        };
-                        let theta = maps[e][c].theta(u[c]);
-                        *gu = -maps[e][c].grad_u(t.positive(), theta, g_rep);
-                    }
-                }
-                let f = if failed { f64::INFINITY } else { -obj };
-                let accepted = match &mut states[e] {
-                    State::L(s) => s.observe(f, &g_u, self.gtol, self.ftol, self.max_iter),
-                    State::A(s) => s.observe(f, &g_u, self.gtol, self.max_iter),
-                };
-                if accepted {
-                    record[e] = (mll, pri.log_prior[i], obj, raw.status[i], raw.jitter[i]);
-                    objective_now[e] = obj;
-                }
-            }
-            rounds += 1;
-            if let Some(o) = self.observer.as_deref_mut() {
-                let us: Vec<Vec<f64>> = states
-                    .iter()
-                    .map(|s| match s {
-                        State::L(s) => s.u.clone(),
-                        State::A(s) => s.u.clone(),
-                    })
-                    .collect();
-                let best = objective_now.iter().cloned().filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
-                o.iter(&FitProgress {
-                    iteration: rounds,
-                    running: active.len(),
-                    total: e_total,
-                    best_objective: best,
-                    objective: &objective_now,
-                    u: &us,
-                    maps: &maps,
-                    layout,
-                });
-            }
-        }
-
-        // Fold restarts: keep the best non-failed run per GP.
-        let mut out_h = Hyperparameters::broadcast(b, &vec![f64::NAN; d], f64::NAN, f64::NAN, f64::NAN).with_kernel(self.kernel);
-        let mut res = FitResult {
-            hyperparameters: Hyperparameters::broadcast(0, &vec![0.0; d], 0.0, 0.0, 0.0),
-            mll: Array1::from_elem(b, f64::NAN),
-            log_prior: Array1::from_elem(b, f64::NAN),
-            objective: Array1::from_elem(b, f64::NAN),
-            status: vec![Status::Failed; b],
-            jitter: Array1::zeros(b),
-            iterations: Array1::zeros(b),
-            rounds,
-            restart: Array1::zeros(b),
+            h
         };
-        for m in 0..b {
-            let mut best: Option<usize> = None;
-            for r in 0..=self.restarts {
-                let e = m + r * b;
-                let stop = match &states[e] {
-                    State::L(s) => s.stop,
-                    State::A(s) => s.stop,
-                };
-                if stop == Some(Stop::Failed) || !record[e].2.is_finite() {
-                    continue;
-                }
-                if best.is_none_or(|bb| record[e].2 > record[bb].2) {
-                    best = Some(e);
-                }
-            }
-            let Some(e) = best else {
-                res.jitter[m] = record[m].4;
-                continue;
-            };
-            let (u, stop, iters) = match &states[e] {
-                State::L(s) => (s.u.clone(), s.stop, s.iterations),
-                State::A(s) => (s.u.clone(), s.stop, s.iterations),
-            };
-            write_theta(&mut out_h, layout, m, &u, &maps[e]);
-            let (mll, lp, obj, st, jit) = record[e];
-            res.mll[m] = mll;
-            res.log_prior[m] = lp;
-            res.objective[m] = obj;
-            res.jitter[m] = jit;
-            res.iterations[m] = iters;
-            res.restart[m] = e / b;
-            res.status[m] = match stop {
-                Some(Stop::MaxIter) => Status::MaxIter,
-                _ if st == Status::Jitter => Status::Jitter,
-                _ => Status::Ok,
-            };
-        }
-        res.hyperparameters = out_h;
+        let observer = self.observer.take();
+        let (rounds, _) = driver::drive(&mut objective, &mut states, observer.map(|o| &mut *o), &snapshot)?;
+        let res = self.fold(&mut objective, &states, &degeneracy, rounds)?;
         if let Some(o) = self.observer.as_deref_mut() {
             o.finish(&res);
         }
         Ok(res)
     }
+
+    /// Every member's coordinate maps: fixed values exactly, a uniform prior's sigmoid, else
+    /// the scale-free map of its units.
+    fn maps(
+        &self,
+        layout: Layout,
+        init: &Hyperparameters,
+        priors: &ResolvedPriors,
+        units: &Units,
+        gp: &[usize],
+    ) -> Vec<Vec<Map>> {
+        let fixed = |e: usize, t: Target| self.fixed_kinds.contains(&t) || self.fixed_members.contains(&(t, gp[e]));
+        (0..gp.len())
+            .map(|e| {
+                (0..layout.len())
+                    .map(|c| {
+                        let (t, k) = layout.coordinate(c);
+                        if fixed(e, t) {
+                            Map::Fixed { value: init.get(t, gp[e], k) }
+                        } else if let Some((low, high)) = priors.bounds(t, e, k) {
+                            Map::Sigmoid { low, high }
+                        } else {
+                            units.map(t, gp[e], k)
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Box bounds in the optimiser's coordinates: `bounds` on the log-scale positive
+    /// hyperparameters, and a degenerate member's defined limit.
+    fn boxes(
+        &self,
+        layout: Layout,
+        maps: &[Vec<Map>],
+        degeneracy: &[Option<Degeneracy>],
+        gp: &[usize],
+    ) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+        (0..gp.len())
+            .map(|e| {
+                (0..layout.len())
+                    .map(|c| {
+                        let (t, _) = layout.coordinate(c);
+                        let Map::Log { scale } = maps[e][c] else {
+                            return (f64::NEG_INFINITY, f64::INFINITY);
+                        };
+                        let (mut lo, mut hi) = match self.bounds {
+                            Some((lo, hi)) => ((lo / scale).ln(), (hi / scale).ln()),
+                            None => (f64::NEG_INFINITY, f64::INFINITY),
+                        };
+                        if degeneracy[gp[e]].is_some() {
+                            let (dlo, dhi) = match t {
+                                Target::Lengthscale => (1e-3f64.ln(), 1e3f64.ln()),
+                                Target::Outputscale | Target::Noise => (1e-6f64.ln(), f64::INFINITY),
+                                _ => (f64::NEG_INFINITY, f64::INFINITY),
+                            };
+                            lo = lo.max(dlo);
+                            hi = hi.min(dhi).max(lo);
+                        }
+                        (lo, hi)
+                    })
+                    .unzip()
+            })
+            .unzip()
+    }
+
+    /// Starting points: the init's, and for restarts spread by N(0, 1) in every free
+    /// scale-free coordinate (a factor of e^N(0,1) on positive values, N(0, sd(y)) on the mean).
+    fn starts(
+        &self,
+        layout: Layout,
+        init: &Hyperparameters,
+        maps: &[Vec<Map>],
+        lower: &[Vec<f64>],
+        upper: &[Vec<f64>],
+        gp: &[usize],
+    ) -> Vec<Vec<f64>> {
+        let b = self.data.batch_size();
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        (0..gp.len())
+            .map(|e| {
+                (0..layout.len())
+                    .map(|c| {
+                        let (t, k) = layout.coordinate(c);
+                        let mut u = maps[e][c].u(init.get(t, gp[e], k));
+                        if e >= b && maps[e][c].free() {
+                            let z: f64 = StandardNormal.sample(&mut rng);
+                            u += z;
+                        }
+                        u.clamp(lower[e][c], upper[e][c])
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Keeps the best run per GP and reports it in the data's units: one evaluation (without
+    /// gradient) at the kept points gives mll, log prior, status and jitter.
+    fn fold(
+        &self,
+        objective: &mut ExactObjective,
+        states: &[Box<dyn MemberOptimizer>],
+        degeneracy: &[Option<Degeneracy>],
+        rounds: usize,
+    ) -> Result<FitResult> {
+        let (b, d) = (self.data.batch_size(), self.data.n_dims());
+        let nan = f64::NAN;
+        let mut res = FitResult {
+            hyperparameters: Hyperparameters::broadcast(b, &vec![nan; d], nan, nan, nan).with_kernel(self.kernel),
+            mll: Array1::from_elem(b, nan),
+            log_prior: Array1::from_elem(b, nan),
+            objective: Array1::from_elem(b, nan),
+            status: vec![Status::Failed; b],
+            reason: vec![Termination::Failed; b],
+            degeneracy: degeneracy.to_vec(),
+            jitter: Array1::zeros(b),
+            iterations: Array1::zeros(b),
+            rounds,
+            restart: Array1::zeros(b),
+        };
+        if let Some(a) = res.hyperparameters.alpha.as_mut() {
+            a.fill(nan);
+        }
+        let mut kept = Vec::new();
+        for m in 0..b {
+            let runs = (0..=self.restarts).map(|r| m + r * b);
+            if self.data.n_observed(m) == 0 {
+                res.status[m] = Status::Empty;
+                res.reason[m] = Termination::NoData;
+                continue;
+            }
+            let best = runs
+                .filter(|&e| states[e].termination() != Some(Termination::Failed) && states[e].point().1.is_finite())
+                .min_by(|&x, &y| states[x].point().1.total_cmp(&states[y].point().1));
+            match best {
+                Some(e) => kept.push((m, e)),
+                None => res.reason[m] = Termination::Failed,
+            }
+        }
+        let members: Vec<usize> = kept.iter().map(|&(_, e)| e).collect();
+        let points: Vec<&[f64]> = members.iter().map(|&e| states[e].point().0).collect();
+        let report = objective.report(&members, &points)?;
+        for (&(m, e), r) in kept.iter().zip(report) {
+            let theta = objective.theta(e, states[e].point().0);
+            objective.layout.write(&mut res.hyperparameters, m, &theta);
+            let reason = states[e].termination().unwrap_or(Termination::Failed);
+            res.reason[m] = reason;
+            res.iterations[m] = states[e].iterations();
+            res.restart[m] = e / b;
+            res.jitter[m] = r.jitter;
+            res.status[m] = match (r.status, reason) {
+                (Status::Failed, _) | (_, Termination::Failed) => Status::Failed,
+                _ if degeneracy[m].is_some() => Status::Degenerate,
+                (_, Termination::IterationLimit | Termination::LineSearchStalled) => Status::MaxIter,
+                (st, _) => st,
+            };
+            if res.status[m] != Status::Failed {
+                res.mll[m] = r.mll;
+                res.log_prior[m] = r.log_prior;
+                res.objective[m] = r.mll + r.log_prior;
+            }
+        }
+        Ok(res)
+    }
 }
 
-/// Writes the natural values of member `e`'s vector `u` into row `e` of `h`.
-fn write_theta(h: &mut Hyperparameters, layout: Layout, e: usize, u: &[f64], maps: &[Map]) {
-    let theta: Vec<f64> = u.iter().zip(maps).map(|(u, m)| m.theta(*u)).collect();
-    layout.write(h, e, &theta);
+/// The natural values of a member at u, through its maps.
+fn theta_of(maps: &[Map], u: &[f64]) -> Vec<f64> {
+    u.iter().zip(maps).map(|(u, m)| m.theta(*u)).collect()
+}
+
+/// A member that is not optimised (no observed point): stopped from the start.
+struct NotRun(Vec<f64>);
+
+impl MemberOptimizer for NotRun {
+    fn trial(&self) -> Option<&[f64]> {
+        None
+    }
+    fn observe(&mut self, _f: f64, _g: &[f64]) -> bool {
+        false
+    }
+    fn point(&self) -> (&[f64], f64) {
+        (&self.0, f64::NAN)
+    }
+    fn iterations(&self) -> usize {
+        0
+    }
+    fn termination(&self) -> Option<Termination> {
+        Some(Termination::NoData)
+    }
 }
 
 /// Used by the CLI: the resolved priors of a request (validated), for reporting.

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use batchgp::backend::{self, Backend};
-use batchgp::{Dataset, Hyperparameters, Inputs};
+use batchgp::{Kernel, Dataset, Hyperparameters, Inputs};
 use ndarray::{Array1, Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -82,14 +82,32 @@ pub fn rbf(x: &Array2<f64>, z: &Array2<f64>, ls: &[f64], s: f64) -> Array2<f64> 
     })
 }
 
-/// The textbook MLL of member b (no jitter).
+/// k(x, z) of any kernel, from the textbook formulas of docs/design.md section 10 written out
+/// here (not through the crate's kernel module).
+pub fn dense_kernel(kernel: Kernel, x: &Array2<f64>, z: &Array2<f64>, ls: &[f64], s: f64, alpha: f64) -> Array2<f64> {
+    Array2::from_shape_fn((x.nrows(), z.nrows()), |(i, j)| {
+        let r2: f64 = (0..ls.len()).map(|k| ((x[[i, k]] - z[[j, k]]) / ls[k]).powi(2)).sum();
+        let r = r2.sqrt();
+        let (s3, s5) = (3f64.sqrt(), 5f64.sqrt());
+        s * match kernel {
+            Kernel::Rbf => (-0.5 * r2).exp(),
+            Kernel::Matern12 => (-r).exp(),
+            Kernel::Matern32 => (1.0 + s3 * r) * (-s3 * r).exp(),
+            Kernel::Matern52 => (1.0 + s5 * r + 5.0 * r2 / 3.0) * (-s5 * r).exp(),
+            Kernel::Rq => (1.0 + r2 / (2.0 * alpha)).powf(-alpha),
+        }
+    })
+}
+
+/// The textbook MLL of member b (no jitter), any kernel, with yvar when the data has it.
 pub fn dense_mll(data: &Dataset, hyp: &Hyperparameters, b: usize) -> f64 {
     let (x, r) = member_points(data, hyp, b);
     let n = x.nrows();
     let ls: Vec<f64> = hyp.lengthscale.row(b).to_vec();
-    let mut k = rbf(&x, &x, &ls, hyp.outputscale[b]);
+    let mut k = dense_kernel(hyp.kernel, &x, &x, &ls, hyp.outputscale[b], hyp.alpha_of(b));
+    let obs = data.observed(b);
     for i in 0..n {
-        k[[i, i]] += hyp.noise[b];
+        k[[i, i]] += hyp.noise[b] + data.yvar_at(b, obs[i]);
     }
     let l = dense_cholesky(&k).expect("SPD");
     let alpha = dense_solve(&l, &r);

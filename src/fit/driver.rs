@@ -1,0 +1,81 @@
+//! The batched driver: each round collects the point every running member's optimiser wants
+//! evaluated, makes one [`BatchObjective`] call for all of them, and hands each member its value
+//! and gradient. A member that has stopped asks for nothing more, so it stops costing work.
+
+use super::objective::BatchObjective;
+use super::{FitObserver, FitProgress, Termination};
+use crate::data::{Hyperparameters, Status};
+use crate::error::{Error, Result};
+
+/// One member's optimiser, as the driver sees it (L-BFGS and Adam implement it).
+pub(crate) trait MemberOptimizer: Send {
+    /// The point it wants evaluated next (None once stopped).
+    fn trial(&self) -> Option<&[f64]>;
+    /// Takes f and its gradient at the trial point (f = +inf for a failed evaluation); returns
+    /// true when the trial point became the current iterate.
+    fn observe(&mut self, f: f64, g: &[f64]) -> bool;
+    /// The current iterate and its value.
+    fn point(&self) -> (&[f64], f64);
+    /// Accepted steps so far.
+    fn iterations(&self) -> usize;
+    /// Why it stopped, once it has.
+    fn termination(&self) -> Option<Termination>;
+}
+
+/// What the driver keeps of a member: its status and jitter at the current iterate.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Accepted {
+    pub status: Status,
+    pub jitter: f64,
+}
+
+/// Runs every member to its stop; returns the evaluation rounds, and per member the status
+/// and jitter of the evaluation at its final iterate.
+///
+/// # Errors
+/// A failure of the objective, or [`Error::Interrupted`] when the observer asks to stop.
+pub(crate) fn drive(
+    objective: &mut dyn BatchObjective,
+    states: &mut [Box<dyn MemberOptimizer>],
+    mut observer: Option<&mut (dyn FitObserver + '_)>,
+    snapshot: &dyn Fn(&[Box<dyn MemberOptimizer>]) -> Hyperparameters,
+) -> Result<(usize, Vec<Accepted>)> {
+    let e_total = objective.members();
+    let mut accepted = vec![Accepted { status: Status::Failed, jitter: 0.0 }; e_total];
+    let mut objective_now = vec![f64::NAN; e_total];
+    if let Some(o) = observer.as_deref_mut() {
+        o.init(e_total);
+    }
+    let mut rounds = 0;
+    loop {
+        let active: Vec<usize> = (0..e_total).filter(|&e| states[e].trial().is_some()).collect();
+        if active.is_empty() {
+            break;
+        }
+        let points: Vec<&[f64]> = active.iter().map(|&e| states[e].trial().expect("active")).collect();
+        let evals = objective.evaluate(&active, &points)?;
+        for (&e, ev) in active.iter().zip(evals) {
+            if states[e].observe(ev.f, &ev.grad) {
+                accepted[e] = Accepted { status: ev.status, jitter: ev.jitter };
+                objective_now[e] = -ev.f;
+            }
+        }
+        rounds += 1;
+        if let Some(o) = observer.as_deref_mut() {
+            let running = states.iter().filter(|s| s.trial().is_some()).count();
+            let converged = states.iter().filter(|s| s.termination() == Some(Termination::Converged)).count();
+            o.iter(&FitProgress {
+                iteration: rounds,
+                running,
+                converged,
+                total: e_total,
+                objective: &objective_now,
+                snapshot: &|| snapshot(states),
+            });
+            if o.stop() {
+                return Err(Error::Interrupted);
+            }
+        }
+    }
+    Ok((rounds, accepted))
+}
