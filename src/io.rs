@@ -3,13 +3,16 @@
 
 use crate::data::{Dataset, Hyperparameters, Inputs};
 use crate::error::{Error, Result};
-use ndarray::{Array1, Array2, Array3, ArrayD, Ix1, Ix2, Ix3, IxDyn, OwnedRepr};
-use ndarray_npy::{NpzReader, NpzWriter};
+use ndarray::{Array1, Array2, Array3, ArrayD, Ix1, Ix2, Ix3};
+use ndarray_npy::npy::header::Header;
+use ndarray_npy::{NpzWriter, ReadNpyError, ReadNpyExt};
 use std::fs::File;
+use std::io::Read;
+use zip::ZipArchive;
 
 /// An open .npz file.
 pub struct Npz {
-    reader: NpzReader<File>,
+    zip: ZipArchive<File>,
     names: Vec<String>,
     path: String,
 }
@@ -22,9 +25,9 @@ impl Npz {
     pub fn open(path: &str) -> Result<Self> {
         let io = |reason: String| Error::Io { path: path.to_string(), reason };
         let file = File::open(path).map_err(|e| io(e.to_string()))?;
-        let mut reader = NpzReader::new(file).map_err(|e| io(format!("not a readable .npz file: {e}")))?;
-        let names = reader.names().map_err(|e| io(e.to_string()))?;
-        Ok(Npz { reader, names, path: path.to_string() })
+        let zip = ZipArchive::new(file).map_err(|e| io(format!("not a readable .npz file: {e}")))?;
+        let names = zip.file_names().map(|n| n.strip_suffix(".npy").unwrap_or(n).to_string()).collect();
+        Ok(Npz { zip, names, path: path.to_string() })
     }
 
     /// Whether the file holds an array `name`.
@@ -34,16 +37,35 @@ impl Npz {
 
     /// Reads array `name` as f64, whatever its stored numeric type; None when absent.
     ///
+    /// The entry is read into memory first and its .npy header checked against the bytes it
+    /// holds, so a header that claims a huge shape is an error, not an allocation of that size.
+    ///
     /// # Errors
-    /// [`Error::Io`] when it is present but not numeric.
+    /// [`Error::Io`] when it is present but not numeric, or not a well-formed .npy array.
     pub fn get_opt(&mut self, name: &str) -> Result<Option<ArrayD<f64>>> {
         if !self.has(name) {
             return Ok(None);
         }
+        let io = |reason: String| Error::Io { path: self.path.clone(), reason: format!("array `{name}`: {reason}") };
+        // As ndarray-npy's NpzReader: the entry `name` itself, else `name.npy`.
+        let entry = if self.zip.index_for_name(name).is_some() { name.to_string() } else { format!("{name}.npy") };
+        let bytes = {
+            let mut entry = self.zip.by_name(&entry).map_err(|e| io(e.to_string()))?;
+            // Room for the size the entry declares, within what its compressed bytes can hold
+            // (deflate expands at most 1032-fold); try_reserve fails rather than aborting.
+            let hint = entry.size().min(entry.compressed_size().saturating_mul(1032));
+            let mut bytes = Vec::new();
+            let _ = bytes.try_reserve_exact(usize::try_from(hint).unwrap_or(0));
+            entry.read_to_end(&mut bytes).map_err(|e| io(e.to_string()))?;
+            bytes
+        };
+        check_npy_header(&bytes).map_err(io)?;
         macro_rules! attempt {
             ($t:ty, $conv:expr) => {
-                if let Ok(a) = self.reader.by_name::<OwnedRepr<$t>, IxDyn>(name) {
-                    return Ok(Some(a.mapv($conv)));
+                match ArrayD::<$t>::read_npy(bytes.as_slice()) {
+                    Ok(a) => return Ok(Some(a.mapv($conv))),
+                    Err(ReadNpyError::WrongDescriptor(_)) => {}
+                    Err(e) => return Err(io(e.to_string())),
                 }
             };
         }
@@ -54,18 +76,63 @@ impl Npz {
         attempt!(u8, |v| v as f64);
         attempt!(i8, |v| v as f64);
         attempt!(bool, |v| if v { 1.0 } else { 0.0 });
-        Err(Error::Io {
-            path: self.path.clone(),
-            reason: format!("array `{name}` is not stored as f64, f32, an integer type or bool"),
-        })
+        Err(io("not stored as f64, f32, an integer type or bool".into()))
     }
 
     /// Reads array `name` as f64.
     ///
     /// # Errors
-    /// [`Error::Missing`] naming the array and the file when it is absent.
+    /// [`Error::Missing`] naming the array and the file, and listing the arrays the file holds
+    /// (`np.savez(path, a, b)` without names stores `arr_0`, `arr_1`), when it is absent.
     pub fn get(&mut self, name: &str) -> Result<ArrayD<f64>> {
-        self.get_opt(name)?.ok_or_else(|| Error::Missing { array: name.into(), context: format!(" in {}", self.path) })
+        match self.get_opt(name)? {
+            Some(a) => Ok(a),
+            None => {
+                let found = if self.names.is_empty() {
+                    "no arrays".to_string()
+                } else {
+                    self.names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+                };
+                let hint = if self.names.iter().any(|n| n.starts_with("arr_")) {
+                    " (np.savez without names stores arr_0, arr_1, ...: save with names, np.savez(path, x=..., y=...))"
+                } else {
+                    ""
+                };
+                Err(Error::Missing {
+                    array: name.into(),
+                    context: format!(" in {}; it holds {found}{hint}", self.path),
+                })
+            }
+        }
+    }
+}
+
+/// Checks an .npy header against the bytes that follow it before anything is allocated from
+/// it: the header length, and a shape whose element count must not exceed the data bytes
+/// (every element takes at least one byte). Malformed headers are left to the parser.
+fn check_npy_header(bytes: &[u8]) -> std::result::Result<(), String> {
+    if bytes.len() < 10 || !bytes.starts_with(b"\x93NUMPY") {
+        return Ok(());
+    }
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        _ => return Ok(()),
+    };
+    if header_len > bytes.len() - start {
+        return Err(format!(
+            "the .npy header claims {header_len} bytes, the entry holds only {} after the preamble",
+            bytes.len() - start
+        ));
+    }
+    let Ok(header) = Header::from_reader(&mut &bytes[..]) else { return Ok(()) };
+    let data = bytes.len() - start - header_len;
+    let count = |nonzero_only: bool| {
+        header.shape.iter().filter(|&&n| !nonzero_only || n != 0).try_fold(1usize, |acc, &n| acc.checked_mul(n))
+    };
+    match (count(false), count(true)) {
+        (Some(n), Some(m)) if n <= data && m <= isize::MAX as usize => Ok(()),
+        _ => Err(format!("the .npy header claims shape {:?}, more elements than its {data} data bytes", header.shape)),
     }
 }
 

@@ -168,43 +168,87 @@ impl Priors {
     /// ```
     ///
     /// # Errors
-    /// [`Error::InvalidPrior`] naming the section and key for anything unknown or malformed.
+    /// [`Error::InvalidPrior`] naming the section and key, and their line, for anything unknown
+    /// or malformed; a syntax error gives its line and column.
     pub fn from_toml(text: &str) -> Result<Self> {
-        let bad = |target: &str, reason: String| Error::InvalidPrior { target: target.into(), reason };
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| bad("file", e.message().to_string()))?;
+        // "line L, column C" of a byte offset, both from 1.
+        let position = |offset: usize| {
+            let before = &text.as_bytes()[..offset.min(text.len())];
+            let line = before.iter().filter(|&&c| c == b'\n').count() + 1;
+            let start = before.iter().rposition(|&c| c == b'\n').map_or(0, |i| i + 1);
+            let column = String::from_utf8_lossy(&before[start..]).chars().count() + 1;
+            (line, column)
+        };
+        // The line of the innermost key of `path` (section, family, parameter) that the file has.
+        let key_line = |path: &[&str]| -> Option<usize> {
+            let root = toml::de::DeTable::parse(text).ok()?;
+            let mut table = root.get_ref();
+            let mut line = None;
+            for k in path {
+                let Some((key, value)) = table.get_key_value(*k) else { break };
+                line = Some(position(key.span().start).0);
+                match value.get_ref().as_table() {
+                    Some(t) => table = t,
+                    None => break,
+                }
+            }
+            line
+        };
+        let bad = |path: &[&str], reason: String| Error::InvalidPrior {
+            target: path[0].into(),
+            reason: match key_line(path) {
+                Some(line) => format!("line {line}: {reason}"),
+                None => reason,
+            },
+        };
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            let reason = match e.span() {
+                Some(span) => {
+                    let (line, column) = position(span.start);
+                    format!("line {line}, column {column}: {}", e.message().trim_end())
+                }
+                None => e.message().trim_end().to_string(),
+            };
+            Error::InvalidPrior { target: "file".into(), reason }
+        })?;
         let mut priors = Priors::none();
         for (section, value) in &table {
             let target = Target::from_name(section).ok_or_else(|| {
-                bad(section, "unknown section (expected lengthscale, outputscale, noise or mean)".into())
+                let names: Vec<&str> = Target::ALL.iter().map(|t| t.name()).collect();
+                bad(&[section], format!("unknown section (expected one of {})", names.join(", ")))
             })?;
             let inner =
-                value.as_table().ok_or_else(|| bad(section, "expected a table like `gamma = { ... }`".into()))?;
+                value.as_table().ok_or_else(|| bad(&[section], "expected a table like `gamma = { ... }`".into()))?;
             if inner.len() != 1 {
-                return Err(bad(section, format!("expected exactly one family, found {}", inner.len())));
+                return Err(bad(&[section], format!("expected exactly one family, found {}", inner.len())));
             }
             let (fname, fval) = inner.iter().next().expect("one entry");
             let family = PriorFamily::from_name(fname).ok_or_else(|| {
                 bad(
-                    section,
+                    &[section, fname],
                     format!("unknown family `{fname}` (expected gamma, lognormal, normal, halfcauchy or uniform)"),
                 )
             })?;
-            let ftab =
-                fval.as_table().ok_or_else(|| bad(section, format!("`{fname}` must be a table of parameters")))?;
+            let ftab = fval
+                .as_table()
+                .ok_or_else(|| bad(&[section, fname], format!("`{fname}` must be a table of parameters")))?;
             let (_, pnames) = family.names();
             for k in ftab.keys() {
                 if !pnames.contains(&k.as_str()) {
                     return Err(bad(
-                        section,
+                        &[section, fname, k],
                         format!("unknown parameter `{k}` of {fname} (expected {})", pnames.join(", ")),
                     ));
                 }
             }
             let mut params = Vec::new();
             for p in pnames {
-                let v = ftab.get(*p).ok_or_else(|| bad(section, format!("{fname} needs `{p}`")))?;
+                let v = ftab.get(*p).ok_or_else(|| bad(&[section, fname], format!("{fname} needs `{p}`")))?;
                 params.push(param_from_toml(v).ok_or_else(|| {
-                    bad(section, format!("`{p}` must be a number, a list of numbers or a list of lists of numbers"))
+                    bad(
+                        &[section, fname, p],
+                        format!("`{p}` must be a number, a list of numbers or a list of lists of numbers"),
+                    )
                 })?);
             }
             *priors.slot(target) = Some(Prior { family, params });
