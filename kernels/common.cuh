@@ -1,9 +1,9 @@
-// Shared device helpers of the batchgp kernels: thread groups, reductions, the ARD-RBF kernel
-// entry and the group-level dense linear algebra (Cholesky, triangular solves, inverse) that the
-// fused per-member kernels in gp.cu instantiate for a warp, a block in shared memory and a block
-// working in global memory.
+// Shared device helpers of the batchgp kernels: thread groups, reductions and the group-level
+// dense linear algebra (Cholesky, triangular solves, inverse) that the fused per-member kernels
+// in gp.cu instantiate for a warp, a block in shared memory and a block working in global memory.
+// The covariance kernels (policies) and the Gram entry are in covariance.cuh.
 //
-// Conventions (DESIGN.md sections 1, 3, 4):
+// Conventions (docs/design.md sections 1, 3, 4):
 // - matrices are row-major with a leading dimension `ld` (>= n; shared-memory copies pad it to
 //   n + 1 so that walking a column does not hit one bank);
 // - only the lower triangle of a factor is meaningful;
@@ -72,34 +72,6 @@ template <> __device__ __forceinline__ double bgp_nan<double>() { return __longl
 template <> __device__ __forceinline__ float bgp_nan<float>() { return __int_as_float(0x7fc00000); }
 
 template <typename T> __device__ __forceinline__ bool bgp_finite(T v) { return isfinite(v); }
-
-// Squared scaled distance sum_d ((a_d - b_d) / l_d)^2.
-template <typename T>
-__device__ __forceinline__ T scaled_sqdist(const T* a, const T* b, const T* ls, int d) {
-    T acc = T(0);
-    for (int k = 0; k < d; ++k) {
-        const T t = (a[k] - b[k]) / ls[k];
-        acc += t * t;
-    }
-    return acc;
-}
-
-// Kf(a, b) = s exp(-0.5 sum_d ((a_d - b_d) / l_d)^2).
-template <typename T>
-__device__ __forceinline__ T rbf(const T* a, const T* b, const T* ls, T s, int d) {
-    return s * exp(T(-0.5) * scaled_sqdist(a, b, ls, d));
-}
-
-// Entry (i, j) of K = Kf + (noise + jitter) I with the mask: identity for a masked row or column.
-// x points at the member's (N, D) inputs.
-template <typename T>
-__device__ __forceinline__ T gram_entry(const T* x, const uint8_t* mask, const T* ls, T s, T diag_add,
-                                        int i, int j, int d) {
-    const bool oi = mask[i] != 0, oj = mask[j] != 0;
-    if (!oi || !oj) return i == j ? T(1) : T(0);
-    if (i == j) return s + diag_add;
-    return rbf(x + (size_t)i * d, x + (size_t)j * d, ls, s, d);
-}
 
 // Row r and column c (c <= r) of the idx-th entry of a lower triangle stored row by row.
 __device__ __forceinline__ void tri_index(long long idx, int& r, int& c) {

@@ -1,13 +1,17 @@
 // Fused per-member kernels: the MLL with its gradient (gp_mll_*) and the Cholesky of given
-// matrices (chol_*), each with per-member jitter escalation (DESIGN.md sections 1, 3, 4).
+// matrices (chol_*), each with per-member jitter escalation (docs/design.md sections 1, 3, 4).
+//
+// Entry points: gp_mll_{warp,block,global}_<kernel>_<dtype> for every covariance kernel of
+// covariance.cuh (rbf, matern12, matern32, matern52, rq) and dtype (f64, f32), and
+// chol_{warp,block,global}_<dtype>, which involve no covariance kernel.
 //
 // One member is handled by one thread group, in three variants that share the same code:
-//   *_warp_<T>   N <= 32: one warp per member, BGP_WARPS_PER_BLOCK members per block, the
+//   *_warp_*     N <= 32: one warp per member, BGP_WARPS_PER_BLOCK members per block, the
 //                member's matrix in shared memory (ld = N + 1);
-//   *_block_<T>  N up to the opt-in shared-memory limit (about 160 in f64 on an H100): one block
+//   *_block_*    N up to the opt-in shared-memory limit (about 160 in f64 on an H100): one block
 //                of BGP_BLOCK threads per member, K built, factored, solved and inverted in shared
 //                memory (ld = N + 1), so K never goes to global memory;
-//   *_global_<T> any N: one block of BGP_BLOCK threads per member working in a global workspace
+//   *_global_*   any N: one block of BGP_BLOCK threads per member working in a global workspace
 //                of WORK_STRIDE = N * N + 2 * N elements per member (ld = N).
 // Grid: warp variant ceil(B / BGP_WARPS_PER_BLOCK) blocks of 32 * BGP_WARPS_PER_BLOCK threads;
 // block and global variants B blocks of BGP_BLOCK threads. Dynamic shared memory (bytes):
@@ -17,13 +21,23 @@
 //   the blocked Cholesky tiles)
 // where warp_elems(N) = N * (N + 1) + 2 * N rounded up to even.
 //
+// Inputs of gp_mll (prepared on the host as the CPU backend prepares them, src/backend/member.rs):
+// x (B, N, D) centred per member (row stride x_stride), r = y - m (B, N) residuals, 0 at masked
+// points, the real lengthscales ls (B, D), s, noise (B,), rq_alpha (B,) (rq only; may be null for
+// the other kernels), yvar (B, N) known noise variances added to the observed diagonal (null when
+// the data has none). K = s phi(r^2) + diag(noise + yvar_i + jitter).
+//
 // Jitter: attempt t (0 .. nattempts-1) adds jit[b * nattempts + t] (the host's table,
 // JitterPolicy::jitter, so both backends add the same numbers) to the observed diagonal;
 // attempt[b] is the first that factored, or -1 when none did (then every output of the member is
 // NaN). mll flags: bit 0 = gradient, bit 1 = write L (B, N, N; zeros above the diagonal) and
 // alpha = K^-1 r (B, N) for prediction.
-// Gradient layout per member (D + 3): d/dlog l_0..l_{D-1}, d/dlog s, d/dlog noise, d/dmean.
-#include "common.cuh"
+// Gradient layout per member (P = D + 3, + 1 for rq; src/layout.rs): d/dlog l_0..l_{D-1},
+// d/dlog s, d/dlog noise, d/dmean, d/dlog alpha (rq). With W = alpha alpha^T - K^-1:
+//   d/dlog l_d = 0.5 sum_ij W_ij s psi_ij u_d^2,   d/dlog s = 0.5 sum_ij W_ij Kf_ij,
+//   d/dlog noise = 0.5 noise tr W,   d/dm = sum_i alpha_i,
+//   d/dlog alpha = 0.5 sum_ij W_ij s dphi/dlog alpha_ij.
+#include "covariance.cuh"
 
 #define BGP_FLAG_GRAD 1
 #define BGP_FLAG_FACTOR 2
@@ -32,12 +46,13 @@ template <typename T>
 struct MllArgs {
     const T* x;
     long long x_stride;
-    const T* y;
+    const T* r;
     const uint8_t* mask;
     const T* ls;
     const T* s;
     const T* noise;
-    const T* mean;
+    const T* rq_alpha;
+    const T* yvar;
     const T* jit;
     int nattempts;
     int B, N, D, flags;
@@ -58,15 +73,17 @@ __device__ void write_factor(const G& g, const T* a, int n, int ld, T* out, bool
     }
 }
 
-template <typename T, class G>
+template <class Cov, typename T, class G>
 __device__ void gp_mll_member(const G& g, const MllArgs<T>& p, int b, T* a, int ld, T* alpha, T* tmp,
                               double* scratch, T* tile) {
     const int N = p.N, D = p.D;
     const T* xb = p.x + b * p.x_stride;
-    const T* yb = p.y + (size_t)b * N;
+    const T* rb = p.r + (size_t)b * N;
     const uint8_t* mb = p.mask + (size_t)b * N;
     const T* lsb = p.ls + (size_t)b * D;
-    const T s = p.s[b], noise = p.noise[b], mu = p.mean[b];
+    const T* yvb = p.yvar ? p.yvar + (size_t)b * N : nullptr;
+    const T s = p.s[b], noise = p.noise[b];
+    const T shape = cov_alpha<Cov>(p.rq_alpha, b);
     const long long tri = (long long)N * (N + 1) / 2;
 
     int used = -1;
@@ -75,7 +92,7 @@ __device__ void gp_mll_member(const G& g, const MllArgs<T>& p, int b, T* a, int 
         for (long long idx = g.rank(); idx < tri; idx += g.size()) {
             int i, j;
             tri_index(idx, i, j);
-            a[(size_t)i * ld + j] = gram_entry(xb, mb, lsb, s, diag_add, i, j, D);
+            a[(size_t)i * ld + j] = gram_entry<Cov>(xb, mb, lsb, s, shape, diag_add, yvb, i, j, D);
         }
         g.sync();
         const bool ok = tile ? group_cholesky_blocked(g, a, N, ld, tmp, tile) : group_cholesky(g, a, N, ld, tmp);
@@ -86,11 +103,11 @@ __device__ void gp_mll_member(const G& g, const MllArgs<T>& p, int b, T* a, int 
         }
     }
     if (g.rank() == 0) p.out_attempt[b] = used;
-    const int G2 = D + 3;
+    const int P = D + 3 + (Cov::has_alpha ? 1 : 0);
     if (used < 0) {
         if (g.rank() == 0) p.out_mll[b] = bgp_nan<T>();
         if (p.flags & BGP_FLAG_GRAD)
-            for (int k = g.rank(); k < G2; k += g.size()) p.out_grad[(size_t)b * G2 + k] = bgp_nan<T>();
+            for (int k = g.rank(); k < P; k += g.size()) p.out_grad[(size_t)b * P + k] = bgp_nan<T>();
         if (p.flags & BGP_FLAG_FACTOR) {
             write_factor(g, a, N, ld, p.out_l + (size_t)b * N * N, false);
             for (int i = g.rank(); i < N; i += g.size()) p.out_alpha[(size_t)b * N + i] = bgp_nan<T>();
@@ -98,11 +115,12 @@ __device__ void gp_mll_member(const G& g, const MllArgs<T>& p, int b, T* a, int 
         return;
     }
 
-    // r = y - mean on observed points, 0 elsewhere (masked y is never read into arithmetic).
+    // The residuals of the observed points, 0 elsewhere (masked entries are never read into
+    // arithmetic).
     double nobs = 0.0, logdet = 0.0;
     for (int i = g.rank(); i < N; i += g.size()) {
         const bool o = mb[i] != 0;
-        alpha[i] = o ? yb[i] - mu : T(0);
+        alpha[i] = o ? rb[i] : T(0);
         if (o) {
             nobs += 1.0;
             logdet += log((double)a[(size_t)i * ld + i]);
@@ -135,11 +153,13 @@ __device__ void gp_mll_member(const G& g, const MllArgs<T>& p, int b, T* a, int 
     group_spd_inverse(g, a, N, ld, tmp);  // a (lower) = K^-1
 
     // W = alpha alpha^T - K^-1, summed over the observed lower triangle (off-diagonal twice).
+    // Diagonal terms enter the outputscale and noise sums only (u = 0 and d phi / d alpha = 0
+    // at r = 0). The kernel is evaluated once per pair and pass of BGP_DCHUNK dimensions.
     for (int d0 = 0; d0 < (D > 0 ? D : 1); d0 += BGP_DCHUNK) {
         double acc[BGP_DCHUNK];
         #pragma unroll
         for (int c = 0; c < BGP_DCHUNK; ++c) acc[c] = 0.0;
-        double acc_s = 0.0, acc_n = 0.0;
+        double acc_s = 0.0, acc_n = 0.0, acc_a = 0.0;
         for (long long idx = g.rank(); idx < tri; idx += g.size()) {
             int i, j;
             tri_index(idx, i, j);
@@ -152,30 +172,36 @@ __device__ void gp_mll_member(const G& g, const MllArgs<T>& p, int b, T* a, int 
             }
             const T* xi = xb + (size_t)i * D;
             const T* xj = xb + (size_t)j * D;
-            const T kf = rbf(xi, xj, lsb, s, D);
-            const double wk = 2.0 * w * (double)kf;
-            acc_s += wk;
+            const T r2 = scaled_sqdist(xi, xj, lsb, D);
+            const double w2 = 2.0 * w;
+            if (d0 == 0) {
+                acc_s += w2 * (double)(s * Cov::phi(r2, shape));
+                if (Cov::has_alpha) acc_a += w2 * (double)(s * Cov::dphi_dlog_alpha(r2, shape));
+            }
+            const double wg = w2 * (double)(s * Cov::psi(r2, shape));
             #pragma unroll
             for (int c = 0; c < BGP_DCHUNK; ++c) {
                 const int d = d0 + c;
                 if (d < D) {
                     const T u = (xi[d] - xj[d]) / lsb[d];
-                    acc[c] += wk * (double)(u * u);
+                    acc[c] += wg * (double)(u * u);
                 }
             }
         }
         #pragma unroll
         for (int c = 0; c < BGP_DCHUNK; ++c) {
             const double tot = group_sum(g, acc[c], scratch);
-            if (g.rank() == 0 && d0 + c < D) p.out_grad[(size_t)b * G2 + d0 + c] = (T)(0.5 * tot);
+            if (g.rank() == 0 && d0 + c < D) p.out_grad[(size_t)b * P + d0 + c] = (T)(0.5 * tot);
         }
         if (d0 == 0) {
             const double ts = group_sum(g, acc_s, scratch);
             const double tn = group_sum(g, acc_n, scratch);
+            const double ta = Cov::has_alpha ? group_sum(g, acc_a, scratch) : 0.0;
             if (g.rank() == 0) {
-                p.out_grad[(size_t)b * G2 + D] = (T)(0.5 * ts);
-                p.out_grad[(size_t)b * G2 + D + 1] = (T)(0.5 * (double)noise * tn);
-                p.out_grad[(size_t)b * G2 + D + 2] = (T)gmean;
+                p.out_grad[(size_t)b * P + D] = (T)(0.5 * ts);
+                p.out_grad[(size_t)b * P + D + 1] = (T)(0.5 * (double)noise * tn);
+                p.out_grad[(size_t)b * P + D + 2] = (T)gmean;
+                if (Cov::has_alpha) p.out_grad[(size_t)b * P + D + 3] = (T)(0.5 * ta);
             }
         }
     }
@@ -223,15 +249,16 @@ __device__ __forceinline__ int warp_elems(int n) {
 }
 
 #define BGP_MLL_PARAMS(T)                                                                          \
-    const T *x, long long x_stride, const T *y, const uint8_t *mask, const T *ls, const T *s,      \
-        const T *noise, const T *mean, const T *jit, int nattempts, int B, int N, int D, int flags, \
-        T *out_mll, T *out_grad, int *out_attempt, T *out_l, T *out_alpha
+    const T *x, long long x_stride, const T *r, const uint8_t *mask, const T *ls, const T *s,      \
+        const T *noise, const T *rq_alpha, const T *yvar, const T *jit, int nattempts, int B,      \
+        int N, int D, int flags, T *out_mll, T *out_grad, int *out_attempt, T *out_l, T *out_alpha
 #define BGP_MLL_ARGS                                                                               \
-    x, x_stride, y, mask, ls, s, noise, mean, jit, nattempts, B, N, D, flags, out_mll, out_grad,   \
-        out_attempt, out_l, out_alpha
+    x, x_stride, r, mask, ls, s, noise, rq_alpha, yvar, jit, nattempts, B, N, D, flags, out_mll,   \
+        out_grad, out_attempt, out_l, out_alpha
 
-#define BGP_GP(T, NAME)                                                                            \
-    extern "C" __global__ void gp_mll_warp_##NAME(BGP_MLL_PARAMS(T)) {                             \
+// gp_mll_{warp,block,global}_<KN>_<DT> for the covariance policy COV in precision T.
+#define BGP_GP(COV, KN, T, DT)                                                                     \
+    extern "C" __global__ void gp_mll_warp_##KN##_##DT(BGP_MLL_PARAMS(T)) {                        \
         BGP_DYNAMIC_SHARED double bgp_smem[];                                                      \
         const int w = threadIdx.x / BGP_WARP;                                                      \
         const int b = blockIdx.x * BGP_WARPS_PER_BLOCK + w;                                        \
@@ -239,31 +266,34 @@ __device__ __forceinline__ int warp_elems(int n) {
         const MllArgs<T> p{BGP_MLL_ARGS};                                                          \
         T* base = reinterpret_cast<T*>(bgp_smem) + (size_t)w * warp_elems(N);                      \
         const int ld = N + 1;                                                                      \
-        gp_mll_member<T>(WarpGroup{}, p, b, base, ld, base + (size_t)N * ld,                       \
-                         base + (size_t)N * ld + N, nullptr, nullptr);                             \
+        gp_mll_member<COV, T>(WarpGroup{}, p, b, base, ld, base + (size_t)N * ld,                  \
+                              base + (size_t)N * ld + N, nullptr, nullptr);                        \
     }                                                                                              \
-    extern "C" __global__ void gp_mll_block_##NAME(BGP_MLL_PARAMS(T)) {                            \
+    extern "C" __global__ void gp_mll_block_##KN##_##DT(BGP_MLL_PARAMS(T)) {                       \
         BGP_DYNAMIC_SHARED double bgp_smem[];                                                      \
         const int b = blockIdx.x;                                                                  \
         if (b >= B) return;                                                                        \
         const MllArgs<T> p{BGP_MLL_ARGS};                                                          \
         T* base = reinterpret_cast<T*>(bgp_smem + BGP_WARP);                                       \
         const int ld = N + 1;                                                                      \
-        gp_mll_member<T>(BlockGroup{}, p, b, base, ld, base + (size_t)N * ld,                      \
-                         base + (size_t)N * ld + N, bgp_smem, nullptr);                            \
+        gp_mll_member<COV, T>(BlockGroup{}, p, b, base, ld, base + (size_t)N * ld,                 \
+                              base + (size_t)N * ld + N, bgp_smem, nullptr);                       \
     }                                                                                              \
-    extern "C" __global__ void gp_mll_global_##NAME(BGP_MLL_PARAMS(T), T* work) {                  \
+    extern "C" __global__ void gp_mll_global_##KN##_##DT(BGP_MLL_PARAMS(T), T* work) {             \
         __shared__ double scratch[BGP_WARP];                                                       \
         __shared__ T tile[BGP_TILE_ELEMS];                                                         \
         const int b = blockIdx.x;                                                                  \
         if (b >= B) return;                                                                        \
         const MllArgs<T> p{BGP_MLL_ARGS};                                                          \
         T* base = work + (size_t)b * ((size_t)N * N + 2 * (size_t)N);                              \
-        gp_mll_member<T>(BlockGroup{}, p, b, base, N, base + (size_t)N * N,                        \
-                         base + (size_t)N * N + N, scratch, tile);                                 \
-    }                                                                                              \
-    extern "C" __global__ void chol_warp_##NAME(const T* a, const T* jit, int nattempts, int B,    \
-                                                int N, T* out_l, int* out_attempt) {               \
+        gp_mll_member<COV, T>(BlockGroup{}, p, b, base, N, base + (size_t)N * N,                   \
+                              base + (size_t)N * N + N, scratch, tile);                            \
+    }
+
+// chol_{warp,block,global}_<DT> in precision T (no covariance kernel involved).
+#define BGP_CHOL(T, DT)                                                                            \
+    extern "C" __global__ void chol_warp_##DT(const T* a, const T* jit, int nattempts, int B,      \
+                                              int N, T* out_l, int* out_attempt) {                 \
         BGP_DYNAMIC_SHARED double bgp_smem[];                                                      \
         const int w = threadIdx.x / BGP_WARP;                                                      \
         const int b = blockIdx.x * BGP_WARPS_PER_BLOCK + w;                                        \
@@ -272,8 +302,8 @@ __device__ __forceinline__ int warp_elems(int n) {
         T* base = reinterpret_cast<T*>(bgp_smem) + (size_t)w * warp_elems(N);                      \
         chol_member<T>(WarpGroup{}, p, b, base, N + 1, base + (size_t)N * (N + 1), nullptr);       \
     }                                                                                              \
-    extern "C" __global__ void chol_block_##NAME(const T* a, const T* jit, int nattempts, int B,   \
-                                                 int N, T* out_l, int* out_attempt) {              \
+    extern "C" __global__ void chol_block_##DT(const T* a, const T* jit, int nattempts, int B,     \
+                                               int N, T* out_l, int* out_attempt) {                \
         BGP_DYNAMIC_SHARED double bgp_smem[];                                                      \
         const int b = blockIdx.x;                                                                  \
         if (b >= B) return;                                                                        \
@@ -281,8 +311,8 @@ __device__ __forceinline__ int warp_elems(int n) {
         T* base = reinterpret_cast<T*>(bgp_smem + BGP_WARP);                                       \
         chol_member<T>(BlockGroup{}, p, b, base, N + 1, base + (size_t)N * (N + 1), nullptr);      \
     }                                                                                              \
-    extern "C" __global__ void chol_global_##NAME(const T* a, const T* jit, int nattempts, int B,  \
-                                                  int N, T* out_l, int* out_attempt, T* work) {    \
+    extern "C" __global__ void chol_global_##DT(const T* a, const T* jit, int nattempts, int B,    \
+                                                int N, T* out_l, int* out_attempt, T* work) {      \
         __shared__ T tile[BGP_TILE_ELEMS];                                                         \
         const int b = blockIdx.x;                                                                  \
         if (b >= B) return;                                                                        \
@@ -291,5 +321,7 @@ __device__ __forceinline__ int warp_elems(int n) {
         chol_member<T>(BlockGroup{}, p, b, base, N, base + (size_t)N * N, tile);                   \
     }
 
-BGP_GP(double, f64)
-BGP_GP(float, f32)
+BGP_FOR_EACH_COVARIANCE(BGP_GP, double, f64)
+BGP_FOR_EACH_COVARIANCE(BGP_GP, float, f32)
+BGP_CHOL(double, f64)
+BGP_CHOL(float, f32)

@@ -32,9 +32,10 @@ pub enum Error {
     /// The requested backend cannot be used here.
     #[error("backend `{backend}` is not available: {reason}")]
     BackendUnavailable { backend: String, reason: String },
-    /// A failure inside the CUDA driver or a kernel launch.
-    #[error("CUDA error: {0}")]
-    Cuda(String),
+    /// A failure inside the CUDA driver or a kernel launch: what was being done, and the
+    /// driver's error (its code: `source.0`).
+    #[error("CUDA error: {what}: {source}")]
+    Cuda { what: String, source: cudarc::driver::DriverError },
     /// Reading or writing a file.
     #[error("{path}: {reason}")]
     Io { path: String, reason: String },

@@ -1,17 +1,24 @@
 //! CPU-vs-CUDA agreement: gram, cholesky, mll + gradient and predict of the CUDA backend against
-//! the CPU backend, to 1e-9 relative in f64 and 1e-4 in f32, over N in {1, 7, 32, 33, 64, 160,
-//! 161, 500, 2048} (the three kernel variants and their boundaries), D in {1, 3, 8}, shared and
-//! per-member x, with and without a mask (NaN in the masked entries), a fully masked member and
-//! a member forced to fail (outputscale = exp(800) = inf).
+//! the CPU backend, to 1e-9 relative in f64 and 1e-4 in f32, for every covariance kernel (rbf,
+//! matern12, matern32, matern52, rq with alpha per member), with and without known noise (yvar),
+//! over N in {1, 7, 32, 33, 64, 160, 161, 500, 2048} (the three kernel variants and their
+//! boundaries), D in {1, 3, 8}, shared and per-member x, with and without a mask (NaN in the
+//! masked entries), a fully masked member (status Empty) and a member forced to fail
+//! (outputscale = exp(800) = inf).
 //!
 //! Without a usable GPU every test prints "skipped: <reason>" and passes, except
-//! `kernels_in_host_emulation`, which needs only a C++20 compiler: it compiles kernels/*.cu as
-//! host C++ (each CUDA thread a std::thread, barriers for the syncs) and checks their math
-//! against a naive dense reference and central differences, with 1 and 32 threads per group.
+//! `kernels_in_host_emulation`, which needs only a C++20 compiler: it compiles kernels/*.cu (the
+//! sources nvcc compiles) as host C++ (each CUDA thread a std::thread, barriers for the syncs)
+//! and checks every kernel, precision and variant against a naive dense reference and central
+//! differences, with 1 and 32 threads per group.
 
 use batchgp::backend::cpu::CpuBackend;
 use batchgp::backend::cuda::CudaBackend;
-use batchgp::{Backend, Dataset, Hyperparameters, Inputs, JitterPolicy, MllOptions, Precision, PredictOptions, Status};
+use batchgp::backend::MllGradient;
+use batchgp::{
+    Backend, Dataset, Hyperparameters, Inputs, JitterPolicy, Kernel, Layout, MllOptions, Precision, PredictOptions,
+    Status,
+};
 use ndarray::{Array1, Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -85,8 +92,9 @@ struct Case {
     masked: bool,
 }
 
-/// Random data and hyperparameters. Member 1 (when B >= 2) has outputscale exp(800) = inf and
-/// must fail; with a mask, member 2 (when B >= 3) is fully masked; masked x and y are NaN.
+/// Random data and rbf hyperparameters. Member 1 (when B >= 2) has outputscale exp(800) = inf
+/// and must fail; with a mask, member 2 (when B >= 3) is fully masked (Empty); masked x and y
+/// are NaN.
 fn make(case: Case, seed: u64) -> (Dataset, Hyperparameters) {
     let Case { b, n, d, shared, masked } = case;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -126,7 +134,7 @@ fn make(case: Case, seed: u64) -> (Dataset, Hyperparameters) {
     });
     let data = Dataset::with_mask(x, y, mask).expect("valid data");
     let mut hyp = Hyperparameters {
-        kernel: batchgp::Kernel::Rbf,
+        kernel: Kernel::Rbf,
         alpha: None,
         lengthscale: Array2::from_shape_fn((b, d), |_| 0.5 + 1.5 * rng.random::<f64>()),
         outputscale: Array1::from_shape_fn(b, |_| 0.5 + 1.5 * rng.random::<f64>()),
@@ -136,6 +144,35 @@ fn make(case: Case, seed: u64) -> (Dataset, Hyperparameters) {
     if b >= 2 {
         hyp.outputscale[1] = f64::exp(800.0);
     }
+    (data, hyp)
+}
+
+/// Switches to `kernel` (rq: alpha per member in [0.4, 2.4]) and, with `yvar`, adds known noise
+/// in [0, 0.1] at every observed point (member 0: all zeros; NaN at masked points, which must
+/// never be read).
+fn dress(data: Dataset, hyp: Hyperparameters, kernel: Kernel, yvar: bool, seed: u64) -> (Dataset, Hyperparameters) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+    let b = hyp.batch_size();
+    let mut hyp = hyp.with_kernel(kernel);
+    if kernel.has_alpha() {
+        hyp = hyp.with_alpha(Array1::from_shape_fn(b, |_| 0.4 + 2.0 * rng.random::<f64>()));
+    }
+    let data = if yvar {
+        let (bb, n) = data.y().dim();
+        let v = Array2::from_shape_fn((bb, n), |(m, i)| {
+            let r = 0.1 * rng.random::<f64>();
+            if !data.is_observed(m, i) {
+                f64::NAN
+            } else if m == 0 {
+                0.0
+            } else {
+                r
+            }
+        });
+        data.with_yvar(v).expect("valid yvar")
+    } else {
+        data
+    };
     (data, hyp)
 }
 
@@ -170,26 +207,55 @@ fn cases(p: Precision) -> Vec<Case> {
     v
 }
 
+/// Every (kernel, case, yvar) combination the agreement tests run: each case with every kernel,
+/// known noise on every other one.
+fn combos(p: Precision) -> Vec<(Kernel, usize, Case, bool)> {
+    let mut v = Vec::new();
+    for (ki, kernel) in Kernel::ALL.into_iter().enumerate() {
+        for (k, case) in cases(p).into_iter().enumerate() {
+            v.push((kernel, k, case, (k + ki) % 2 == 1));
+        }
+    }
+    v
+}
+
+/// A gradient as rows in layout order (K, P), alpha included for rq.
+fn rows(g: &MllGradient, layout: Layout) -> Array2<f64> {
+    let k = g.mean.len();
+    Array2::from_shape_fn((k, layout.len()), |(i, c)| {
+        let (t, j) = layout.coordinate(c);
+        g.get(t, i, j)
+    })
+}
+
 fn check_mll(gpu: &CudaBackend, p: Precision) {
     let cpu = CpuBackend::new();
-    for (k, case) in cases(p).into_iter().enumerate() {
-        let (data, mut hyp) = make(case, 100 + k as u64);
+    for (kernel, k, case, yvar) in combos(p) {
+        let (data, hyp) = make(case, 100 + k as u64);
+        let (data, mut hyp) = dress(data, hyp, kernel, yvar, k as u64);
         well_conditioned_for(p, &mut hyp);
         let opts = MllOptions::new(p);
         let a = cpu.mll(&data, &hyp, None, &opts).expect("cpu mll");
         let g = gpu.mll(&data, &hyp, None, &opts).unwrap_or_else(|e| panic!("{case:?}: cuda mll: {e}"));
-        let what = |s: &str| format!("{case:?} {p:?} mll {s}");
+        let what = |s: &str| format!("{kernel} yvar={yvar} {case:?} {p:?} mll {s}");
         assert_eq!(a.status, g.status, "{}", what("status"));
         if case.b >= 2 {
             assert_eq!(g.status[1], Status::Failed, "{}", what("forced failure"));
         }
+        if case.masked && case.b >= 3 {
+            assert_eq!(g.status[2], Status::Empty, "{}", what("empty member"));
+        }
         close_arr(&what("jitter"), &a.jitter, &g.jitter, tol(p));
         close_arr(&what("value"), &a.mll, &g.mll, tol(p));
+        let layout = Layout::of(&hyp);
         let (ga, gg) = (a.gradient.expect("cpu gradient"), g.gradient.expect("cuda gradient"));
-        close_arr(&what("d/dlog lengthscale"), &ga.log_lengthscale, &gg.log_lengthscale, tol(p));
-        close_arr(&what("d/dlog outputscale"), &ga.log_outputscale, &gg.log_outputscale, tol(p));
-        close_arr(&what("d/dlog noise"), &ga.log_noise, &gg.log_noise, tol(p));
-        close_arr(&what("d/dmean"), &ga.mean, &gg.mean, tol(p));
+        assert_eq!(gg.log_alpha.is_some(), kernel.has_alpha(), "{}", what("alpha gradient present"));
+        let (ra, rg) = (rows(&ga, layout), rows(&gg, layout));
+        for c in 0..layout.len() {
+            let (t, j) = layout.coordinate(c);
+            let col = |r: &Array2<f64>| r.column(c).to_owned();
+            close_arr(&what(&format!("d/d {}[{j}]", t.name())), &col(&ra), &col(&rg), tol(p));
+        }
     }
 }
 
@@ -209,18 +275,22 @@ fn mll_and_gradient_agree_f32() {
 fn mll_of_listed_members_agrees() {
     let Some(g) = gpu() else { return };
     let cpu = CpuBackend::new();
-    let (data, hyp) = make(Case { b: 7, n: 40, d: 3, shared: false, masked: true }, 7);
-    let rows = [6, 0, 3, 3, 1];
-    let mut opts = MllOptions::new(Precision::F64);
-    for grad in [true, false] {
-        opts.gradient = grad;
-        let a = cpu.mll(&data, &hyp, Some(&rows), &opts).expect("cpu");
-        let b = g.mll(&data, &hyp, Some(&rows), &opts).expect("cuda");
-        assert_eq!(a.status, b.status);
-        assert_eq!(b.gradient.is_some(), grad);
-        close_arr("listed mll", &a.mll, &b.mll, 1e-9);
-        if let (Some(x), Some(y)) = (a.gradient, b.gradient) {
-            close_arr("listed gradient", &x.log_lengthscale, &y.log_lengthscale, 1e-9);
+    for (kernel, yvar) in [(Kernel::Rbf, false), (Kernel::Matern52, true), (Kernel::Rq, true)] {
+        let (data, hyp) = make(Case { b: 7, n: 40, d: 3, shared: false, masked: true }, 7);
+        let (data, hyp) = dress(data, hyp, kernel, yvar, 7);
+        let rows_ = [6, 0, 3, 3, 1, 2];
+        let mut opts = MllOptions::new(Precision::F64);
+        for grad in [true, false] {
+            opts.gradient = grad;
+            let a = cpu.mll(&data, &hyp, Some(&rows_), &opts).expect("cpu");
+            let b = g.mll(&data, &hyp, Some(&rows_), &opts).expect("cuda");
+            assert_eq!(a.status, b.status, "{kernel}");
+            assert_eq!(b.gradient.is_some(), grad);
+            close_arr(&format!("{kernel} listed mll"), &a.mll, &b.mll, 1e-9);
+            if let (Some(x), Some(y)) = (a.gradient, b.gradient) {
+                let layout = Layout::of(&hyp);
+                close_arr(&format!("{kernel} listed gradient"), &rows(&x, layout), &rows(&y, layout), 1e-9);
+            }
         }
     }
 }
@@ -230,14 +300,15 @@ fn gram_agrees() {
     let Some(g) = gpu() else { return };
     let cpu = CpuBackend::new();
     for p in [Precision::F64, Precision::F32] {
-        for (k, case) in cases(p).into_iter().filter(|c| c.n <= 500).enumerate() {
-            let (data, mut hyp) = make(case, 300 + k as u64);
+        for (kernel, k, case, yvar) in combos(p).into_iter().filter(|c| c.2.n <= 500) {
+            let (data, hyp) = make(case, 300 + k as u64);
+            let (data, mut hyp) = dress(data, hyp, kernel, yvar, k as u64);
             if case.b >= 2 {
                 hyp.outputscale[1] = 1.0; // inf * 0 differs in no interesting way here
             }
             let a = cpu.gram(&data, &hyp, p).expect("cpu gram");
             let b = g.gram(&data, &hyp, p).unwrap_or_else(|e| panic!("{case:?}: cuda gram: {e}"));
-            close_arr(&format!("{case:?} {p:?} gram"), &a, &b, tol(p));
+            close_arr(&format!("{kernel} yvar={yvar} {case:?} {p:?} gram"), &a, &b, tol(p));
         }
     }
 }
@@ -279,8 +350,9 @@ fn cholesky_agrees() {
 
 fn check_predict(g: &CudaBackend, p: Precision) {
     let cpu = CpuBackend::new();
-    for (k, case) in cases(p).into_iter().filter(|c| c.n <= 500).enumerate() {
-        let (data, mut hyp) = make(case, 700 + k as u64);
+    for (kernel, k, case, yvar) in combos(p).into_iter().filter(|c| c.2.n <= 500) {
+        let (data, hyp) = make(case, 700 + k as u64);
+        let (data, mut hyp) = dress(data, hyp, kernel, yvar, k as u64);
         well_conditioned_for(p, &mut hyp);
         let m = 17;
         let mut rng = ChaCha8Rng::seed_from_u64(900 + k as u64);
@@ -289,12 +361,19 @@ fn check_predict(g: &CudaBackend, p: Precision) {
         } else {
             Inputs::Batched(Array3::from_shape_fn((case.b, m, case.d), |_| 3.5 * rng.random::<f64>() - 0.25))
         };
-        let opts =
-            PredictOptions { precision: p, full_covariance: true, samples: (p == Precision::F64).then_some((3, 42)) };
+        let opts = PredictOptions {
+            precision: p,
+            full_covariance: true,
+            samples: (p == Precision::F64).then_some((3, 42)),
+            ..Default::default()
+        };
         let a = cpu.predict(&data, &hyp, &test, &opts).expect("cpu predict");
         let b = g.predict(&data, &hyp, &test, &opts).unwrap_or_else(|e| panic!("{case:?}: cuda predict: {e}"));
-        let what = |s: &str| format!("{case:?} {p:?} predict {s}");
+        let what = |s: &str| format!("{kernel} yvar={yvar} {case:?} {p:?} predict {s}");
         assert_eq!(a.status, b.status, "{}", what("status"));
+        if case.masked && case.b >= 3 {
+            assert_eq!(b.status[2], Status::Empty, "{}", what("empty member"));
+        }
         close_arr(&what("jitter"), &a.jitter, &b.jitter, tol(p));
         close_arr(&what("mean"), &a.mean, &b.mean, tol(p));
         close_arr(&what("var"), &a.var, &b.var, tol(p));
@@ -331,25 +410,38 @@ fn chunking_does_not_change_results() {
     let Some(whole) = gpu() else { return };
     let Some(chunked) = gpu() else { return };
     let chunked = chunked.with_max_chunk(2);
-    for (n, d) in [(20, 2), (100, 3), (300, 2)] {
-        let (data, hyp) = make(Case { b: 5, n, d, shared: true, masked: true }, n as u64);
-        let opts = MllOptions::new(Precision::F64);
-        let a = whole.mll(&data, &hyp, None, &opts).expect("whole");
-        let b = chunked.mll(&data, &hyp, None, &opts).expect("chunked");
-        let bits = |v: &Array1<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(a.status, b.status, "n = {n}: chunked status differs");
-        assert_eq!(bits(&a.mll), bits(&b.mll), "n = {n}: chunked mll differs");
-        assert_eq!(bits(&a.jitter), bits(&b.jitter), "n = {n}: chunked jitter differs");
-        let (ga, gb) = (a.gradient.expect("gradient"), b.gradient.expect("gradient"));
-        assert_eq!(bits(&ga.log_noise), bits(&gb.log_noise), "n = {n}: chunked gradient differs");
-        let test = Inputs::Shared(Array2::from_shape_fn((9, d), |(i, k)| (i + k) as f64 * 0.3));
-        let po = PredictOptions { precision: Precision::F64, full_covariance: true, samples: None };
-        let a = whole.predict(&data, &hyp, &test, &po).expect("whole");
-        let b = chunked.predict(&data, &hyp, &test, &po).expect("chunked");
-        assert_eq!(
-            a.mean.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-            b.mean.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
-        );
+    for (kernel, yvar) in [(Kernel::Rbf, false), (Kernel::Rq, true)] {
+        for (n, d) in [(20, 2), (100, 3), (300, 2)] {
+            let (data, hyp) = make(Case { b: 5, n, d, shared: true, masked: true }, n as u64);
+            let (data, hyp) = dress(data, hyp, kernel, yvar, n as u64);
+            let opts = MllOptions::new(Precision::F64);
+            let a = whole.mll(&data, &hyp, None, &opts).expect("whole");
+            let b = chunked.mll(&data, &hyp, None, &opts).expect("chunked");
+            let bits = |v: &Array1<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            let bits2 = |v: &Array2<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(a.status, b.status, "{kernel} n = {n}: chunked status differs");
+            assert_eq!(bits(&a.mll), bits(&b.mll), "{kernel} n = {n}: chunked mll differs");
+            assert_eq!(bits(&a.jitter), bits(&b.jitter), "{kernel} n = {n}: chunked jitter differs");
+            let layout = Layout::of(&hyp);
+            let (ga, gb) = (a.gradient.expect("gradient"), b.gradient.expect("gradient"));
+            assert_eq!(
+                bits2(&rows(&ga, layout)),
+                bits2(&rows(&gb, layout)),
+                "{kernel} n = {n}: chunked gradient differs"
+            );
+            let test = Inputs::Shared(Array2::from_shape_fn((9, d), |(i, k)| (i + k) as f64 * 0.3));
+            let po = PredictOptions {
+                precision: Precision::F64,
+                full_covariance: true,
+                samples: None,
+                ..Default::default()
+            };
+            let a = whole.predict(&data, &hyp, &test, &po).expect("whole");
+            let b = chunked.predict(&data, &hyp, &test, &po).expect("chunked");
+            assert_eq!(a.status, b.status, "{kernel} n = {n}: chunked predict status differs");
+            assert_eq!(bits2(&a.mean), bits2(&b.mean), "{kernel} n = {n}: chunked predict mean differs");
+            assert_eq!(bits2(&a.var), bits2(&b.var), "{kernel} n = {n}: chunked predict var differs");
+        }
     }
 }
 
@@ -364,10 +456,13 @@ fn info_strings_do_not_panic() {
 /// The host emulation harness (C++20): see the comment at its top.
 const EMULATION_HARNESS: &str = r##"// Host emulation of the batchgp kernels (generated by tests/cuda_agreement.rs). Each CUDA
 // thread of a block is a std::thread; __syncthreads and __syncwarp are barriers over the block,
-// __shfl_xor_sync goes through a shared array. Checks the kernels' math (MLL, gradient,
-// prediction, jitter) against a naive dense reference and central differences, and, with
+// __shfl_xor_sync goes through a shared array. Checks the kernels' math for every covariance
+// kernel, precision and variant (Gram, MLL, gradient incl. rq's alpha, prediction, jitter)
+// against a naive dense reference with its own kernel functions and central differences, with
+// known noise (yvar) on some launches, coincident points and fully masked members, and, with
 // several threads, that their synchronisation leaves no read-before-write.
 #define BGP_HOST_EMULATION 1
+#include <algorithm>
 #include <barrier>
 #include <cmath>
 #include <cstdint>
@@ -381,6 +476,7 @@ const EMULATION_HARNESS: &str = r##"// Host emulation of the batchgp kernels (ge
 using std::exp;
 using std::isfinite;
 using std::log;
+using std::log1p;
 using std::sqrt;
 #define __global__
 #define __device__
@@ -408,18 +504,39 @@ double bgp_smem[1 << 20];
 #include "gp.cu"
 #include "predict.cu"
 
-// The kernels of one precision.
-template <typename T> struct K;
-template <> struct K<double> {
-    static constexpr auto warp = gp_mll_warp_f64; static constexpr auto block = gp_mll_block_f64;
-    static constexpr auto global = gp_mll_global_f64; static constexpr auto predict = predict_f64;
-    static constexpr auto cov = predict_cov_f64;
-};
-template <> struct K<float> {
-    static constexpr auto warp = gp_mll_warp_f32; static constexpr auto block = gp_mll_block_f32;
-    static constexpr auto global = gp_mll_global_f32; static constexpr auto predict = predict_f32;
-    static constexpr auto cov = predict_cov_f32;
-};
+// The entry points of one covariance kernel and precision, by the names the macros emit.
+template <class Cov, typename T> struct K;
+#define BGP_HARNESS_ENTRIES(COV, KN, T, DT)                                                       \
+    template <> struct K<COV, T> {                                                                \
+        static constexpr auto warp = gp_mll_warp_##KN##_##DT;                                     \
+        static constexpr auto block = gp_mll_block_##KN##_##DT;                                   \
+        static constexpr auto global = gp_mll_global_##KN##_##DT;                                 \
+        static constexpr auto gram = gram_##KN##_##DT;                                            \
+        static constexpr auto predict = predict_##KN##_##DT;                                      \
+        static constexpr auto cov = predict_cov_##KN##_##DT;                                      \
+        static constexpr const char* name = #KN "_" #DT;                                          \
+    };
+BGP_FOR_EACH_COVARIANCE(BGP_HARNESS_ENTRIES, double, f64)
+BGP_FOR_EACH_COVARIANCE(BGP_HARNESS_ENTRIES, float, f32)
+
+// The reference's own kernel functions (src/kernel.rs), by kind.
+enum Kind { RBF, M12, M32, M52, RQ };
+template <class Cov> constexpr Kind kind_of();
+template <> constexpr Kind kind_of<RbfCov>() { return RBF; }
+template <> constexpr Kind kind_of<Matern12Cov>() { return M12; }
+template <> constexpr Kind kind_of<Matern32Cov>() { return M32; }
+template <> constexpr Kind kind_of<Matern52Cov>() { return M52; }
+template <> constexpr Kind kind_of<RqCov>() { return RQ; }
+static double ref_phi(Kind k, double r2, double a) {
+    const double r = sqrt(r2);
+    switch (k) {
+        case RBF: return exp(-0.5 * r2);
+        case M12: return exp(-r);
+        case M32: return (1 + sqrt(3.0) * r) * exp(-sqrt(3.0) * r);
+        case M52: return (1 + sqrt(5.0) * r + 5.0 / 3.0 * r2) * exp(-sqrt(5.0) * r);
+        default: return std::pow(1 + r2 / (2 * a), -a);
+    }
+}
 
 // Runs fn as one block of nthreads threads with thread indices base .. base + nthreads - 1.
 static void block(unsigned nthreads, unsigned dim, const std::function<void()>& fn, unsigned base = 0) {
@@ -432,24 +549,29 @@ static void block(unsigned nthreads, unsigned dim, const std::function<void()>& 
     for (auto& t : ts) t.join();
 }
 
-// Naive dense reference on the observed points: mll, and optionally k*^T K^-1 k* and
-// k*^T K^-1 r for one test point z.
+// One member's hyperparameters in natural units.
+struct Hyp { std::vector<double> ls; double s, noise, mu, alpha; };
+
+// Naive dense reference on the observed points of one member (raw, uncentred x): mll, and
+// optionally k*^T K^-1 k* and k*^T K^-1 r for one test point z. yv is the member's known noise
+// (N,) or null.
 struct Ref { double mll, quad_z, mean_z; };
-static Ref reference(int n, int d, const double* x, const double* y, const uint8_t* m, const double* ls,
-                     double s, double noise, double mu, const double* z) {
+static Ref reference(Kind kind, int n, int d, const double* x, const double* y, const uint8_t* m, const double* yv,
+                     const Hyp& h, const double* z) {
     std::vector<int> o;
     for (int i = 0; i < n; ++i) if (m[i]) o.push_back(i);
     const int k = (int)o.size();
     auto kern = [&](const double* a, const double* b) {
         double q = 0;
-        for (int t = 0; t < d; ++t) { double u = (a[t] - b[t]) / ls[t]; q += u * u; }
-        return s * exp(-0.5 * q);
+        for (int t = 0; t < d; ++t) { double u = (a[t] - b[t]) / h.ls[t]; q += u * u; }
+        return h.s * ref_phi(kind, q, h.alpha);
     };
     std::vector<double> K(k * k), r(k), kz(k);
     for (int a = 0; a < k; ++a) {
-        r[a] = y[o[a]] - mu;
+        r[a] = y[o[a]] - h.mu;
         if (z) kz[a] = kern(x + o[a] * d, z);
-        for (int b = 0; b < k; ++b) K[a * k + b] = kern(x + o[a] * d, x + o[b] * d) + (a == b ? noise : 0);
+        for (int b = 0; b < k; ++b)
+            K[a * k + b] = kern(x + o[a] * d, x + o[b] * d) + (a == b ? h.noise + (yv ? yv[o[a]] : 0.0) : 0.0);
     }
     for (int j = 0; j < k; ++j) {
         double p = K[j * k + j];
@@ -478,118 +600,210 @@ static Ref reference(int n, int d, const double* x, const double* y, const uint8
     return {-0.5 * qd - 0.5 * ld - 0.5 * k * log(2 * M_PI), qz, mz};
 }
 
-static int fails = 0;
+static const char* VARIANT[] = {"block", "global", "warp"};
+static int fails = 0, cases = 0;
+static const char* g_name = "";
+static bool g_yvar = false;
 static void check(bool ok, const char* what, int n, int d, int v, int b, int idx, double got, double want) {
     if (ok) return;
-    if (fails < 20) printf("FAIL %s n=%d d=%d variant=%d member=%d idx=%d got %.12g want %.12g\n", what, n, d, v, b, idx, got, want);
+    if (fails < 30)
+        printf("FAIL %s %s%s n=%d d=%d %s member=%d idx=%d got %.12g want %.12g\n", g_name, what,
+               g_yvar ? " (yvar)" : "", n, d, VARIANT[v], b, idx, got, want);
     ++fails;
 }
 
-template <typename T>
-static void run_case(unsigned nt, std::mt19937_64& rng, int n, int d, int variant, double tol) {
+// One launch of B = 3 members of n points in d dimensions through variant 0 (block), 1 (global)
+// or 2 (warp) of kernel Cov in precision T. Member 0 has a coincident pair of points (rows 0 and
+// 1); with `empty`, member 2 has no observed point; with `yvar`, known noise is passed (member 1
+// all zeros), else a null pointer.
+template <class Cov, typename T>
+static void run_case(unsigned nt, std::mt19937_64& rng, int n, int d, int variant, double tol, bool with_yvar,
+                     bool empty) {
+    const Kind kind = kind_of<Cov>();
+    g_name = K<Cov, T>::name;
+    g_yvar = with_yvar;
+    ++cases;
     std::uniform_real_distribution<double> U(0, 1);
-    const int B = 3, na = 3;
-    std::vector<double> x(B * n * d), y(B * n), ls(B * d), s(B), noise(B), mean(B);
+    const int B = 3, na = 3, P = d + 3 + (Cov::has_alpha ? 1 : 0);
+    std::vector<double> x(B * n * d), y(B * n), yv(B * n);
     std::vector<uint8_t> mask(B * n);
-    for (auto& v : x) v = 3 * U(rng);
+    std::vector<Hyp> hyp(B);
+    for (auto& v : x) v = 3 * U(rng) + 10;  // an offset that the centring removes
     for (auto& v : y) v = U(rng);
     for (int i = 0; i < B * n; ++i) mask[i] = (i % n == 0) || U(rng) > 0.2;
+    for (int i = 0; i < B * n; ++i) yv[i] = (i / n == 1) ? 0.0 : 0.2 * U(rng);
+    if (n >= 2) {
+        mask[1] = 1;
+        for (int t = 0; t < d; ++t) x[d + t] = x[t];
+    }
+    if (empty) for (int i = 0; i < n; ++i) mask[2 * n + i] = 0;
     for (int i = 0; i < B * n; ++i)
-        if (!mask[i]) { y[i] = NAN; for (int t = 0; t < d; ++t) x[i * d + t] = NAN; }
-    for (auto& v : ls) v = 0.5 + U(rng);
-    for (int b = 0; b < B; ++b) { s[b] = 0.5 + U(rng); noise[b] = 0.05 + 0.1 * U(rng); mean[b] = U(rng) - 0.5; }
-    // Host preparation as in src/backend/cuda.rs: scaled points (0 when masked), residuals,
-    // unit lengthscales, zero mean.
-    std::vector<T> xs(B * n * d, T(0)), r(B * n, T(0)), ones(B * d, T(1)), st(B), nt_(B), mt(B), zero(B, T(0)), jit(B * na, T(0));
+        if (!mask[i]) { y[i] = NAN; yv[i] = NAN; for (int t = 0; t < d; ++t) x[i * d + t] = NAN; }
+    for (auto& h : hyp) {
+        h.ls.resize(d);
+        for (auto& l : h.ls) l = 0.5 + U(rng);
+        h.s = 0.5 + U(rng); h.noise = 0.05 + 0.1 * U(rng); h.mu = U(rng) - 0.5; h.alpha = 0.3 + 2 * U(rng);
+    }
+    // Host preparation as in src/backend/cuda/mll.rs: x centred on each member's observed
+    // points (0 when masked), residuals, real lengthscales, yvar at observed points.
+    std::vector<double> centre(B * d, 0.0);
+    std::vector<T> xs(B * n * d, T(0)), r(B * n, T(0)), lt(B * d), st(B), nt_(B), mt(B), at(B), yt(B * n, T(0)),
+        jit(B * na, T(0));
     for (int b = 0; b < B; ++b) {
+        int cnt = 0;
+        for (int i = 0; i < n; ++i)
+            if (mask[b * n + i]) { ++cnt; for (int t = 0; t < d; ++t) centre[b * d + t] += x[(b * n + i) * d + t]; }
+        for (int t = 0; t < d; ++t) centre[b * d + t] = cnt ? centre[b * d + t] / cnt : 0.0;
         for (int i = 0; i < n; ++i) {
             if (!mask[b * n + i]) continue;
-            r[b * n + i] = T(y[b * n + i] - mean[b]);
-            for (int t = 0; t < d; ++t) xs[(b * n + i) * d + t] = T(x[(b * n + i) * d + t] / ls[b * d + t]);
+            r[b * n + i] = T(y[b * n + i] - hyp[b].mu);
+            yt[b * n + i] = T(yv[b * n + i]);
+            for (int t = 0; t < d; ++t) xs[(b * n + i) * d + t] = T(x[(b * n + i) * d + t] - centre[b * d + t]);
         }
-        st[b] = T(s[b]); nt_[b] = T(noise[b]); mt[b] = T(mean[b]);
+        for (int t = 0; t < d; ++t) lt[b * d + t] = T(hyp[b].ls[t]);
+        st[b] = T(hyp[b].s); nt_[b] = T(hyp[b].noise); mt[b] = T(hyp[b].mu); at[b] = T(hyp[b].alpha);
     }
-    std::vector<T> mll(B), grad(B * (d + 3)), L(B * n * n), alpha(B * n), work(B * (n * n + 2 * n));
+    const T* ap = Cov::has_alpha ? at.data() : nullptr;
+    const T* yp = with_yvar ? yt.data() : nullptr;
+    auto yv_of = [&](int b) { return with_yvar ? yv.data() + b * n : nullptr; };
+
+    // Gram.
+    {
+        std::vector<T> G(B * n * n);
+        gridDim.x = 1;
+        blockIdx.x = 0;
+        block(nt, nt, [&] { K<Cov, T>::gram(xs.data(), n * d, mask.data(), lt.data(), st.data(), nt_.data(), ap, yp, B, n, d, G.data()); });
+        for (int b = 0; b < B; ++b)
+            for (int i = 0; i < n; ++i)
+                for (int j = 0; j < n; ++j) {
+                    const bool oi = mask[b * n + i], oj = mask[b * n + j];
+                    double want;
+                    if (!oi || !oj) want = i == j ? 1.0 : 0.0;
+                    else {
+                        double q = 0;
+                        for (int t = 0; t < d; ++t) { double u = (x[(b * n + i) * d + t] - x[(b * n + j) * d + t]) / hyp[b].ls[t]; q += u * u; }
+                        want = hyp[b].s * ref_phi(kind, q, hyp[b].alpha);
+                        if (i == j) want += hyp[b].noise + (with_yvar ? yv[b * n + i] : 0.0);
+                    }
+                    const double got = G[(b * n + i) * n + j];
+                    check(std::fabs(got - want) <= tol * (1 + std::fabs(want)), "gram", n, d, variant, b, i * n + j, got, want);
+                }
+    }
+
+    std::vector<T> mll(B), grad(B * P), L(B * n * n), alpha(B * n), work(B * (n * n + 2 * n));
     std::vector<int> att(B, -7);
     auto fused = [&](int flags) {
         for (int b = 0; b < B; ++b) {
             if (variant == 2) {  // warp: member b is warp b of block 0
                 blockIdx.x = 0;
                 block(32, 128, [&] {
-                    K<T>::warp(xs.data(), n * d, r.data(), mask.data(), ones.data(), st.data(), nt_.data(), zero.data(), jit.data(), na, B, n, d, flags, mll.data(), grad.data(), att.data(), L.data(), alpha.data());
+                    K<Cov, T>::warp(xs.data(), n * d, r.data(), mask.data(), lt.data(), st.data(), nt_.data(), ap, yp, jit.data(), na, B, n, d, flags, mll.data(), grad.data(), att.data(), L.data(), alpha.data());
                 }, 32 * b);
             } else {
                 blockIdx.x = b;
                 block(nt, nt, [&] {
                     if (variant == 0)
-                        K<T>::block(xs.data(), n * d, r.data(), mask.data(), ones.data(), st.data(), nt_.data(), zero.data(), jit.data(), na, B, n, d, flags, mll.data(), grad.data(), att.data(), L.data(), alpha.data());
+                        K<Cov, T>::block(xs.data(), n * d, r.data(), mask.data(), lt.data(), st.data(), nt_.data(), ap, yp, jit.data(), na, B, n, d, flags, mll.data(), grad.data(), att.data(), L.data(), alpha.data());
                     else
-                        K<T>::global(xs.data(), n * d, r.data(), mask.data(), ones.data(), st.data(), nt_.data(), zero.data(), jit.data(), na, B, n, d, flags, mll.data(), grad.data(), att.data(), L.data(), alpha.data(), work.data());
+                        K<Cov, T>::global(xs.data(), n * d, r.data(), mask.data(), lt.data(), st.data(), nt_.data(), ap, yp, jit.data(), na, B, n, d, flags, mll.data(), grad.data(), att.data(), L.data(), alpha.data(), work.data());
                 });
             }
         }
     };
     fused(3);
-    const int M = 4;
-    std::vector<double> z(M * d);
-    for (auto& v : z) v = 3 * U(rng);
     for (int b = 0; b < B; ++b) {
         const double* xb = x.data() + b * n * d;
-        auto ref = [&](const double* lsv, double sv, double nv, double mv) {
-            return reference(n, d, xb, y.data() + b * n, mask.data() + b * n, lsv, sv, nv, mv, nullptr).mll;
-        };
-        const double want = ref(ls.data() + b * d, s[b], noise[b], mean[b]);
+        auto ref = [&](const Hyp& h) { return reference(kind, n, d, xb, y.data() + b * n, mask.data() + b * n, yv_of(b), h, nullptr).mll; };
+        const double want = ref(hyp[b]);
         check(att[b] == 0, "attempt", n, d, variant, b, 0, att[b], 0);
         check(std::fabs(double(mll[b]) - want) <= tol * (1 + std::fabs(want)), "mll", n, d, variant, b, 0, mll[b], want);
         const double h = 1e-5;
-        for (int p = 0; p < d + 3; ++p) {
+        for (int p = 0; p < P; ++p) {
             auto f = [&](double e) {
-                std::vector<double> l2(ls.begin() + b * d, ls.begin() + b * d + d);
-                double s2 = s[b], n2 = noise[b], m2 = mean[b];
-                if (p < d) l2[p] *= exp(e); else if (p == d) s2 *= exp(e); else if (p == d + 1) n2 *= exp(e); else m2 += e;
-                return ref(l2.data(), s2, n2, m2);
+                Hyp h2 = hyp[b];
+                if (p < d) h2.ls[p] *= exp(e);
+                else if (p == d) h2.s *= exp(e);
+                else if (p == d + 1) h2.noise *= exp(e);
+                else if (p == d + 2) h2.mu += e;
+                else h2.alpha *= exp(e);
+                return ref(h2);
             };
             const double fd = (f(h) - f(-h)) / (2 * h);
-            const double g = grad[b * (d + 3) + p];
+            const double g = grad[b * P + p];
             check(std::fabs(g - fd) <= std::max(tol, 1e-5) * 10 * (1 + std::fabs(fd)), "gradient", n, d, variant, b, p, g, fd);
         }
     }
-    // Prediction from the factor and alpha the fused kernel writes.
+    // Prediction from the factor and alpha the fused kernel writes; test points centred as the
+    // member's training points.
     fused(2);
+    const int M = 4;
+    std::vector<double> z(M * d);
+    for (auto& v : z) v = 3 * U(rng) + 10;
     std::vector<T> zt(B * M * d), V(B * n * M), om(B * M), ov(B * M), oc(B * M * M);
     for (int b = 0; b < B; ++b)
-        for (int t = 0; t < M * d; ++t) zt[b * M * d + t] = T(z[t] / ls[b * d + t % d]);
+        for (int t = 0; t < M * d; ++t) zt[b * M * d + t] = T(z[t] - centre[b * d + t % d]);
     const int tiles = (M + 127) / 128;
     for (int blk = 0; blk < tiles * B; ++blk) {
         blockIdx.x = blk;
         block(128, 128, [&] {
-            K<T>::predict(xs.data(), n * d, mask.data(), zt.data(), M * d, ones.data(), st.data(), mt.data(), L.data(), alpha.data(), att.data(), B, n, M, d, V.data(), om.data(), ov.data());
+            K<Cov, T>::predict(xs.data(), n * d, mask.data(), zt.data(), M * d, lt.data(), st.data(), ap, mt.data(), L.data(), alpha.data(), att.data(), B, n, M, d, V.data(), om.data(), ov.data());
         });
     }
     gridDim.x = 1;
     blockIdx.x = 0;
-    block(nt, nt, [&] { K<T>::cov(zt.data(), M * d, ones.data(), st.data(), att.data(), V.data(), B, n, M, d, oc.data()); });
-    for (int b = 0; b < B; ++b)
+    block(nt, nt, [&] { K<Cov, T>::cov(zt.data(), M * d, lt.data(), st.data(), ap, att.data(), V.data(), B, n, M, d, oc.data()); });
+    for (int b = 0; b < B; ++b) {
+        const double s = hyp[b].s;
         for (int t = 0; t < M; ++t) {
-            Ref rf = reference(n, d, x.data() + b * n * d, y.data() + b * n, mask.data() + b * n, ls.data() + b * d, s[b], noise[b], mean[b], z.data() + t * d);
-            const double wm = mean[b] + rf.mean_z, wv = std::max(s[b] - rf.quad_z, 0.0);
+            Ref rf = reference(kind, n, d, x.data() + b * n * d, y.data() + b * n, mask.data() + b * n, yv_of(b), hyp[b], z.data() + t * d);
+            const double wm = hyp[b].mu + rf.mean_z, wv = std::max(s - rf.quad_z, 0.0);
             check(std::fabs(double(om[b * M + t]) - wm) <= tol * (1 + std::fabs(wm)), "predict mean", n, d, variant, b, t, om[b * M + t], wm);
-            check(std::fabs(double(ov[b * M + t]) - wv) <= tol * (1 + s[b]), "predict var", n, d, variant, b, t, ov[b * M + t], wv);
-            check(std::fabs(double(oc[(b * M + t) * M + t]) - (s[b] - rf.quad_z)) <= tol * (1 + s[b]), "predict cov diag", n, d, variant, b, t, oc[(b * M + t) * M + t], s[b] - rf.quad_z);
+            check(std::fabs(double(ov[b * M + t]) - wv) <= tol * (1 + s), "predict var", n, d, variant, b, t, ov[b * M + t], wv);
+            check(std::fabs(double(oc[(b * M + t) * M + t]) - (s - rf.quad_z)) <= tol * (1 + s), "predict cov diag", n, d, variant, b, t, oc[(b * M + t) * M + t], s - rf.quad_z);
         }
+        // An off-diagonal entry of the covariance of an empty member is the prior's.
+        if (empty && b == 2 && M >= 2) {
+            double q = 0;
+            for (int t = 0; t < d; ++t) { double u = (z[t] - z[d + t]) / hyp[b].ls[t]; q += u * u; }
+            const double want = s * ref_phi(kind, q, hyp[b].alpha);
+            check(std::fabs(double(oc[(b * M) * M + 1]) - want) <= tol * (1 + s), "prior cov", n, d, variant, b, 1, oc[(b * M) * M + 1], want);
+        }
+    }
+}
+
+// Every variant of one kernel and precision over a list of (n, d).
+template <class Cov, typename T>
+static void sweep(unsigned nt, std::mt19937_64& rng, const std::vector<std::pair<int, int>>& sizes, double tol) {
+    int k = 0;
+    for (auto [n, d] : sizes)
+        for (int variant = 0; variant < 3; ++variant) {
+            if (variant == 2 && n > 32) continue;
+            if (variant != 1 && n > 40) continue;  // past one panel: the blocked global path
+            run_case<Cov, T>(nt, rng, n, d, variant, tol, k % 2 == 1, k % 3 == 2);
+            ++k;
+        }
+}
+
+template <class Cov>
+static void both_precisions(unsigned nt, std::mt19937_64& rng, const std::vector<std::pair<int, int>>& sizes) {
+    sweep<Cov, double>(nt, rng, sizes, 1e-10);
+    sweep<Cov, float>(nt, rng, sizes, 2e-3);
 }
 
 int main(int argc, char** argv) {
     const unsigned nt = argc > 1 ? (unsigned)atoi(argv[1]) : 1;
     std::mt19937_64 rng(3);
+    // rbf over the sizes that reach every path of the linear algebra (warp, block, global,
+    // blocked global past one panel, D past one gradient chunk); the other kernels share that
+    // code and differ only in their policy, so a smaller set covers them.
+    std::vector<std::pair<int, int>> full, small = {{1, 1}, {7, 3}, {12, 9}, {33, 2}};
     for (int n : {1, 5, 12, 32, 40, 70, 100})
-        for (int d : {1, 3, 9})
-            for (int variant = 0; variant < 3; ++variant) {
-                if (variant == 2 && n > 32) continue;
-                if (variant != 1 && n > 40) continue;  // past one panel: the blocked global path
-                run_case<double>(nt, rng, n, d, variant, 1e-10);
-                if (variant != 2) run_case<float>(nt, rng, n, d, variant, 2e-3);
-            }
+        for (int d : {1, 3, 9}) full.push_back({n, d});
+    both_precisions<RbfCov>(nt, rng, full);
+    both_precisions<Matern12Cov>(nt, rng, small);
+    both_precisions<Matern32Cov>(nt, rng, small);
+    both_precisions<Matern52Cov>(nt, rng, small);
+    both_precisions<RqCov>(nt, rng, small);
     // Jitter: member 0 has a zero last row and column (attempt 0 meets a zero pivot, attempt 1
     // succeeds with pivot sqrt(jitter)); member 1 is a plain SPD matrix.
     {
@@ -599,6 +813,7 @@ int main(int argc, char** argv) {
         for (int b = 0; b < B; ++b)
             for (int i = 0; i < n; ++i) A[b * n * n + i * n + i] = (b == 0 && i == n - 1) ? 0.0 : 2.0;
         A[n * n + 2 * n + 1] = A[n * n + n + 2] = 1.0;
+        g_name = "chol_global_f64";
         for (int b = 0; b < B; ++b) {
             blockIdx.x = b;
             block(nt, nt, [&] { chol_global_f64(A.data(), jit.data(), na, B, n, L.data(), att.data(), work.data()); });
@@ -607,7 +822,7 @@ int main(int argc, char** argv) {
         check(std::fabs(L[n * n - 1] - 1e-4) < 1e-12, "chol jitter pivot", n, 0, 1, 0, 0, L[n * n - 1], 1e-4);
         check(std::fabs(L[n * n + 2 * n + 1] - 1 / sqrt(2.0)) < 1e-15 && L[n * n + n + 2] == 0, "chol values", n, 0, 1, 1, 0, L[n * n + 2 * n + 1], 1 / sqrt(2.0));
     }
-    printf("%d failures\n", fails);
+    printf("%d cases (5 kernels x f64, f32 x block, global, warp), %d failures\n", cases, fails);
     return fails != 0;
 }
 "##;

@@ -1,0 +1,132 @@
+// The covariance kernels of batchgp as CUDA policies (docs/design.md section 10), mirroring
+// src/kernel.rs exactly: every kernel is stationary and ARD, s phi(r^2) with
+//   r^2 = sum_d (x_d - z_d)^2 / l_d^2,
+// and each policy is one struct with three static functions of (r2, alpha):
+//   phi              k / s
+//   psi              the lengthscale weight -2 d phi / d r^2 (d k / d log l_d = s psi u_d^2
+//                    with u_d = (x_d - z_d) / l_d); Matern 1/2's exp(-r) / r is defined as 0
+//                    at r = 0, where u_d = 0 makes the product vanish, so coincident points
+//                    never give NaN
+//   dphi_dlog_alpha  d phi / d log alpha (rq; 0 for the others)
+// `alpha` is rq's shape parameter (per member); the other kernels never read it.
+//
+// The fused kernels (gp.cu, gram.cu, predict.cu) are templated on the policy, and every entry
+// point is emitted once per policy and precision by BGP_FOR_EACH_COVARIANCE, with the name
+// <op>_<kernel>_<dtype> (gp_mll_warp_matern52_f64, gram_rq_f32, ...). The kernel names are the
+// ones of Kernel::name in src/kernel.rs; src/backend/cuda/launch.rs builds the same names.
+#pragma once
+
+#include "common.cuh"
+
+#define BGP_SQRT3 1.7320508075688772935274463415059
+#define BGP_SQRT5 2.2360679774997896964091736687313
+
+// exp(-r^2 / 2).
+struct RbfCov {
+    static constexpr bool has_alpha = false;
+    template <typename T> __device__ __forceinline__ static T phi(T r2, T) { return exp(T(-0.5) * r2); }
+    template <typename T> __device__ __forceinline__ static T psi(T r2, T) { return exp(T(-0.5) * r2); }
+    template <typename T> __device__ __forceinline__ static T dphi_dlog_alpha(T, T) { return T(0); }
+};
+
+// Matern nu = 1/2: exp(-r).
+struct Matern12Cov {
+    static constexpr bool has_alpha = false;
+    template <typename T> __device__ __forceinline__ static T phi(T r2, T) { return exp(-sqrt(r2)); }
+    template <typename T> __device__ __forceinline__ static T psi(T r2, T) {
+        const T r = sqrt(r2);
+        return r > T(0) ? exp(-r) / r : T(0);
+    }
+    template <typename T> __device__ __forceinline__ static T dphi_dlog_alpha(T, T) { return T(0); }
+};
+
+// Matern nu = 3/2: (1 + sqrt(3) r) exp(-sqrt(3) r).
+struct Matern32Cov {
+    static constexpr bool has_alpha = false;
+    template <typename T> __device__ __forceinline__ static T phi(T r2, T) {
+        const T r = sqrt(r2);
+        return (T(1) + T(BGP_SQRT3) * r) * exp(-T(BGP_SQRT3) * r);
+    }
+    template <typename T> __device__ __forceinline__ static T psi(T r2, T) {
+        return T(3) * exp(-T(BGP_SQRT3) * sqrt(r2));
+    }
+    template <typename T> __device__ __forceinline__ static T dphi_dlog_alpha(T, T) { return T(0); }
+};
+
+// Matern nu = 5/2: (1 + sqrt(5) r + 5 r^2 / 3) exp(-sqrt(5) r).
+struct Matern52Cov {
+    static constexpr bool has_alpha = false;
+    template <typename T> __device__ __forceinline__ static T phi(T r2, T) {
+        const T r = sqrt(r2);
+        return (T(1) + T(BGP_SQRT5) * r + T(5.0 / 3.0) * r2) * exp(-T(BGP_SQRT5) * r);
+    }
+    template <typename T> __device__ __forceinline__ static T psi(T r2, T) {
+        const T r = sqrt(r2);
+        return T(5.0 / 3.0) * (T(1) + T(BGP_SQRT5) * r) * exp(-T(BGP_SQRT5) * r);
+    }
+    template <typename T> __device__ __forceinline__ static T dphi_dlog_alpha(T, T) { return T(0); }
+};
+
+// Rational quadratic: (1 + r^2 / (2 alpha))^-alpha = exp(-alpha ln base), psi = phi / base,
+// d phi / d log alpha = phi (r^2 / (2 base) - alpha ln base). ln base is taken as
+// log1p(r^2 / (2 alpha)), as src/kernel.rs does: for a large alpha (rq tending to rbf)
+// log(1 + tiny) would keep only the digits of 1 + tiny.
+struct RqCov {
+    static constexpr bool has_alpha = true;
+    template <typename T> __device__ __forceinline__ static T phi(T r2, T alpha) {
+        return exp(-alpha * log1p(r2 * (T(0.5) / alpha)));
+    }
+    template <typename T> __device__ __forceinline__ static T psi(T r2, T alpha) {
+        return exp(-(alpha + T(1)) * log1p(r2 * (T(0.5) / alpha)));
+    }
+    template <typename T> __device__ __forceinline__ static T dphi_dlog_alpha(T r2, T alpha) {
+        const T t = r2 * (T(0.5) / alpha);
+        const T lb = log1p(t);
+        return exp(-alpha * lb) * (r2 / (T(2) * (T(1) + t)) - alpha * lb);
+    }
+};
+
+// X(Policy, name, T, dtype) for every kernel, in the order of Kernel::ALL: each .cu file emits
+// its entry points for one precision with BGP_FOR_EACH_COVARIANCE(ITS_MACRO, double, f64).
+#define BGP_FOR_EACH_COVARIANCE(X, T, DT) \
+    X(RbfCov, rbf, T, DT)                 \
+    X(Matern12Cov, matern12, T, DT)       \
+    X(Matern32Cov, matern32, T, DT)       \
+    X(Matern52Cov, matern52, T, DT)       \
+    X(RqCov, rq, T, DT)
+
+// rq's alpha of member b (1 for the kernels that have none; their pointer may be null).
+template <class Cov, typename T>
+__device__ __forceinline__ T cov_alpha(const T* alpha, int b) {
+    return Cov::has_alpha ? alpha[b] : T(1);
+}
+
+// Squared scaled distance sum_d ((a_d - b_d) / l_d)^2.
+template <typename T>
+__device__ __forceinline__ T scaled_sqdist(const T* a, const T* b, const T* ls, int d) {
+    T acc = T(0);
+    for (int k = 0; k < d; ++k) {
+        const T t = (a[k] - b[k]) / ls[k];
+        acc += t * t;
+    }
+    return acc;
+}
+
+// Kf(a, b) = s phi(r^2(a, b)).
+template <class Cov, typename T>
+__device__ __forceinline__ T cov_value(const T* a, const T* b, const T* ls, T s, T alpha, int d) {
+    return s * Cov::phi(scaled_sqdist(a, b, ls, d), alpha);
+}
+
+// Entry (i, j) of K = Kf + diag(diag_add + yvar_i) with the mask: identity for a masked row or
+// column. x points at the member's (N, D) inputs, yvar at its (N,) known noise variances or is
+// null; diag_add is noise + jitter. The diagonal is summed as the CPU backend sums it:
+// (s + diag_add) + yvar_i.
+template <class Cov, typename T>
+__device__ __forceinline__ T gram_entry(const T* x, const uint8_t* mask, const T* ls, T s, T alpha, T diag_add,
+                                        const T* yvar, int i, int j, int d) {
+    const bool oi = mask[i] != 0, oj = mask[j] != 0;
+    if (!oi || !oj) return i == j ? T(1) : T(0);
+    if (i == j) return yvar ? (s + diag_add) + yvar[i] : s + diag_add;
+    return cov_value<Cov>(x + (size_t)i * d, x + (size_t)j * d, ls, s, alpha, d);
+}

@@ -1,0 +1,271 @@
+//! The device: the embedded fatbin, the driver (loaded at run time, never panicking where it is
+//! absent), the context with its one stream and loaded kernels, host/device copies, and the
+//! chunking of members by free device memory.
+
+use super::launch::{Dtype, KernelId, SMEM_DEFAULT};
+use crate::error::{Error, Result};
+use cudarc::driver::{
+    result as cures, sys, CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, DriverError, LaunchArgs,
+    PushKernelArg, ValidAsZeroBits,
+};
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+mod embedded {
+    include!(concat!(env!("OUT_DIR"), "/kernels.rs"));
+}
+
+/// What the build embeds: whether the kernels are there, for which targets, and which nvcc
+/// compiled them (for `batchgp info`).
+pub fn build_info() -> String {
+    match embedded::FATBIN {
+        Some(f) => format!(
+            "CUDA kernels embedded ({} KiB fatbin, {}; targets {})",
+            f.len() / 1024,
+            embedded::NVCC_VERSION,
+            embedded::TARGETS.join(", ")
+        ),
+        None => "built without CUDA kernels (nvcc was not found at build time)".into(),
+    }
+}
+
+/// Targets (sm_XX for SASS, compute_XX for PTX) the embedded fatbin holds; empty without kernels.
+pub fn embedded_targets() -> &'static [&'static str] {
+    if embedded::FATBIN.is_some() {
+        embedded::TARGETS
+    } else {
+        &[]
+    }
+}
+
+/// What the machine offers: whether libcuda loads, and the devices it sees. Never panics.
+pub fn probe() -> String {
+    if !libcuda_present() {
+        return "libcuda: not found".into();
+    }
+    let r = catch_unwind(|| -> std::result::Result<String, DriverError> {
+        cures::init()?;
+        let count = cures::device::get_count()?;
+        if count == 0 {
+            return Ok("libcuda: found; no CUDA device".into());
+        }
+        let mut parts = Vec::new();
+        for i in 0..count {
+            let dev = cures::device::get(i)?;
+            let name = cures::device::get_name(dev)?;
+            // SAFETY: `dev` is a valid device handle from cuDeviceGet.
+            let (maj, min) = unsafe {
+                (
+                    cures::device::get_attribute(
+                        dev,
+                        sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR,
+                    )?,
+                    cures::device::get_attribute(
+                        dev,
+                        sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR,
+                    )?,
+                )
+            };
+            parts.push(format!("device {i}: {name} (sm_{maj}{min})"));
+        }
+        Ok(format!("libcuda: found; {count} device(s): {}", parts.join("; ")))
+    });
+    match r {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => format!("libcuda: found; driver error: {e}"),
+        Err(p) => format!("libcuda: found; driver binding failed: {}", panic_message(&p)),
+    }
+}
+
+fn libcuda_present() -> bool {
+    // SAFETY: only tries to dlopen the driver library by its usual names.
+    catch_unwind(|| unsafe { sys::is_culib_present() }).unwrap_or(false)
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".into()
+    }
+}
+
+pub(super) fn unavailable(reason: impl Into<String>) -> Error {
+    Error::BackendUnavailable { backend: "cuda".into(), reason: reason.into() }
+}
+
+/// Maps a driver error to [`Error::Cuda`], saying what was being done.
+pub(super) fn cuda_err(what: &'static str) -> impl Fn(DriverError) -> Error {
+    move |source| Error::Cuda { what: what.into(), source }
+}
+
+/// Runs `f`, turning a panic inside the driver bindings (a symbol missing from an old driver,
+/// say) into [`Error::BackendUnavailable`]: the library never panics on a machine it cannot use.
+pub(super) fn guarded<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) => Err(unavailable(format!("the CUDA driver binding failed: {}", panic_message(&p)))),
+    }
+}
+
+/// Arithmetic type of the kernels.
+pub(super) trait Real: DeviceRepr + ValidAsZeroBits + Copy + Default + Send + Sync + Unpin + 'static {
+    const DTYPE: Dtype;
+    fn of(v: f64) -> Self;
+    fn f64(self) -> f64;
+}
+impl Real for f64 {
+    const DTYPE: Dtype = Dtype::F64;
+    fn of(v: f64) -> Self {
+        v
+    }
+    fn f64(self) -> f64 {
+        self
+    }
+}
+impl Real for f32 {
+    const DTYPE: Dtype = Dtype::F32;
+    fn of(v: f64) -> Self {
+        v as f32
+    }
+    fn f64(self) -> f64 {
+        self as f64
+    }
+}
+
+/// The null device pointer, for optional kernel arguments (yvar, rq's alpha).
+static NULL_DEVICE_PTR: u64 = 0;
+
+/// Pushes an optional device array: the array, or a null pointer when absent.
+pub(super) fn arg_opt<'a, T>(lb: &mut LaunchArgs<'a>, v: &'a Option<CudaSlice<T>>) {
+    match v {
+        Some(s) => {
+            lb.arg(s);
+        }
+        None => {
+            lb.arg(&NULL_DEVICE_PTR);
+        }
+    }
+}
+
+/// One device (ordinal 0), its stream and the loaded kernels.
+pub(super) struct Device {
+    ctx: Arc<CudaContext>,
+    pub stream: Arc<CudaStream>,
+    funcs: HashMap<KernelId, CudaFunction>,
+    /// Opt-in maximum of dynamic shared memory per block, bytes.
+    pub smem_optin: usize,
+    /// Upper bound on members per launch (from BATCHGP_CUDA_MAX_CHUNK or with_max_chunk).
+    pub max_chunk: usize,
+}
+
+impl Device {
+    /// Opens device 0 and loads every kernel of the embedded fatbin. Returns the device and a
+    /// one-line description. Errors are [`Error::BackendUnavailable`] with the reason.
+    pub fn open() -> Result<(Device, String)> {
+        let Some(fatbin) = embedded::FATBIN else {
+            return Err(unavailable("built without CUDA kernels"));
+        };
+        if !libcuda_present() {
+            return Err(unavailable("libcuda not found"));
+        }
+        match catch_unwind(move || Self::open_with(fatbin)) {
+            Ok(r) => r,
+            Err(p) => Err(unavailable(format!("the CUDA driver binding failed: {}", panic_message(&p)))),
+        }
+    }
+
+    fn open_with(fatbin: &'static [u8]) -> Result<(Device, String)> {
+        let count = CudaContext::device_count().map_err(|e| unavailable(format!("no CUDA device ({e})")))?;
+        if count < 1 {
+            return Err(unavailable("no CUDA device"));
+        }
+        let ctx = CudaContext::new(0).map_err(|e| unavailable(format!("cannot open CUDA device 0: {e}")))?;
+        let module = ctx.load_module(cudarc::nvrtc::Ptx::from_binary(fatbin.to_vec())).map_err(|e| {
+            unavailable(format!("cannot load the embedded kernels ({}): {e}", embedded::TARGETS.join(", ")))
+        })?;
+        let smem_optin = ctx
+            .attribute(sys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN)
+            .map(|v| v.max(0) as usize)
+            .unwrap_or(SMEM_DEFAULT);
+        let mut funcs = HashMap::new();
+        for id in KernelId::all() {
+            let name = id.to_string();
+            let f = module
+                .load_function(&name)
+                .map_err(|e| unavailable(format!("the embedded kernels lack {name}: {e}")))?;
+            if id.op.dynamic_shared() {
+                f.set_attribute(
+                    sys::CUfunction_attribute::CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    smem_optin.min(i32::MAX as usize) as i32,
+                )
+                .map_err(|e| unavailable(format!("cannot raise the shared memory of {name}: {e}")))?;
+            }
+            funcs.insert(id, f);
+        }
+        let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
+        let (maj, min) = ctx.compute_capability().unwrap_or((0, 0));
+        let mem = ctx.total_mem().unwrap_or(0) as f64 / (1u64 << 30) as f64;
+        let desc = format!("cuda ({name}, sm_{maj}{min}, {mem:.0} GiB, {} KiB shared/block)", smem_optin / 1024);
+        let stream = ctx.default_stream();
+        let max_chunk = std::env::var("BATCHGP_CUDA_MAX_CHUNK")
+            .ok()
+            .and_then(|v| v.parse::<usize>().ok())
+            .filter(|&v| v > 0)
+            .unwrap_or(usize::MAX);
+        Ok((Device { ctx, stream, funcs, smem_optin, max_chunk }, desc))
+    }
+
+    /// The loaded entry point `id`.
+    pub fn func(&self, id: KernelId) -> Result<&CudaFunction> {
+        self.funcs.get(&id).ok_or_else(|| Error::Cuda {
+            what: format!("kernel {id} not loaded"),
+            source: DriverError(sys::CUresult::CUDA_ERROR_NOT_FOUND),
+        })
+    }
+
+    /// Members per launch when one member needs `per_member` bytes of device memory.
+    pub fn chunk(&self, per_member: usize, total: usize) -> Result<usize> {
+        let (free, _) = self.ctx.mem_get_info().map_err(cuda_err("cuMemGetInfo"))?;
+        let budget = free / 10 * 7;
+        let c = budget / per_member.max(1);
+        if c == 0 {
+            return Err(Error::Cuda {
+                what: format!("one member needs {per_member} bytes of device memory and {free} are free"),
+                source: DriverError(sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY),
+            });
+        }
+        Ok(c.min(total).min(self.max_chunk).min(i32::MAX as usize / 2).max(1))
+    }
+
+    /// Copies to the device (at least one element: the driver rejects empty allocations).
+    pub fn up<T: DeviceRepr + Default + Clone>(&self, v: &[T]) -> Result<CudaSlice<T>> {
+        if v.is_empty() {
+            self.stream.clone_htod(&[T::default()][..]).map_err(cuda_err("upload"))
+        } else {
+            self.stream.clone_htod(v).map_err(cuda_err("upload"))
+        }
+    }
+
+    /// Copies an optional array to the device (None stays None: a null pointer in the kernel).
+    pub fn up_opt<T: DeviceRepr + Default + Clone>(&self, v: Option<&[T]>) -> Result<Option<CudaSlice<T>>> {
+        v.map(|v| self.up(v)).transpose()
+    }
+
+    /// Zeroed device memory of `len` elements (at least one).
+    pub fn zeros<T: DeviceRepr + ValidAsZeroBits>(&self, len: usize) -> Result<CudaSlice<T>> {
+        self.stream.alloc_zeros::<T>(len.max(1)).map_err(cuda_err("device allocation"))
+    }
+
+    /// Waits for the stream and copies the first `len` elements back.
+    pub fn down<T: DeviceRepr + Default + Clone>(&self, s: &CudaSlice<T>, len: usize) -> Result<Vec<T>> {
+        // Kernel faults surface here, named as such, rather than in the copy.
+        self.stream.synchronize().map_err(cuda_err("kernel execution"))?;
+        let mut v = self.stream.clone_dtoh(s).map_err(cuda_err("download"))?;
+        v.truncate(len);
+        Ok(v)
+    }
+}

@@ -1,0 +1,270 @@
+//! Launch shapes and kernel selection: the typed id of every entry point of the embedded
+//! fatbin (and the one place that spells its name), which per-member variant handles a matrix
+//! of order n, and the grid, block and shared memory of each launch. The constants mirror
+//! kernels/common.cuh, gp.cu and predict.cu.
+
+use crate::kernel::Kernel;
+use cudarc::driver::LaunchConfig;
+use std::fmt;
+
+/// Threads of the block-per-member kernels and of the grid-stride kernels (BGP_BLOCK).
+pub(super) const BLOCK: u32 = 256;
+/// Members per block of the warp-per-member kernels (BGP_WARPS_PER_BLOCK).
+pub(super) const WARPS_PER_BLOCK: u32 = 4;
+/// Threads per block of predict (BGP_PREDICT_THREADS).
+pub(super) const PREDICT_THREADS: u32 = 128;
+/// gp_mll flags (BGP_FLAG_GRAD, BGP_FLAG_FACTOR).
+pub(super) const FLAG_GRAD: i32 = 1;
+pub(super) const FLAG_FACTOR: i32 = 2;
+/// Largest N of the warp-per-member kernels.
+const WARP_MAX_N: usize = 32;
+/// Grid size of the grid-stride kernels.
+const STRIDE_GRID_MAX: usize = 65_535 * 4;
+/// Shared memory every block can have without opting in.
+pub(super) const SMEM_DEFAULT: usize = 48 * 1024;
+
+/// What an entry point computes (kernels/gp.cu, gram.cu, predict.cu).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Op {
+    MllWarp,
+    MllBlock,
+    MllGlobal,
+    Gram,
+    CholWarp,
+    CholBlock,
+    CholGlobal,
+    Predict,
+    PredictCov,
+}
+
+impl Op {
+    pub const ALL: [Op; 9] = [
+        Op::MllWarp,
+        Op::MllBlock,
+        Op::MllGlobal,
+        Op::Gram,
+        Op::CholWarp,
+        Op::CholBlock,
+        Op::CholGlobal,
+        Op::Predict,
+        Op::PredictCov,
+    ];
+
+    /// The first part of the entry point's name.
+    fn stem(self) -> &'static str {
+        match self {
+            Op::MllWarp => "gp_mll_warp",
+            Op::MllBlock => "gp_mll_block",
+            Op::MllGlobal => "gp_mll_global",
+            Op::Gram => "gram",
+            Op::CholWarp => "chol_warp",
+            Op::CholBlock => "chol_block",
+            Op::CholGlobal => "chol_global",
+            Op::Predict => "predict",
+            Op::PredictCov => "predict_cov",
+        }
+    }
+
+    /// Whether the op is instantiated per covariance kernel (all but the Cholesky of given
+    /// matrices).
+    fn has_covariance(self) -> bool {
+        !matches!(self, Op::CholWarp | Op::CholBlock | Op::CholGlobal)
+    }
+
+    /// Whether the op takes dynamic shared memory (whose limit is raised to the opt-in maximum
+    /// when the module loads).
+    pub fn dynamic_shared(self) -> bool {
+        matches!(self, Op::MllWarp | Op::MllBlock | Op::CholWarp | Op::CholBlock)
+    }
+
+    /// The fused MLL kernel of a variant.
+    pub fn mll(v: Variant) -> Op {
+        match v {
+            Variant::Warp => Op::MllWarp,
+            Variant::Block => Op::MllBlock,
+            Variant::Global => Op::MllGlobal,
+        }
+    }
+
+    /// The Cholesky kernel of a variant.
+    fn chol(v: Variant) -> Op {
+        match v {
+            Variant::Warp => Op::CholWarp,
+            Variant::Block => Op::CholBlock,
+            Variant::Global => Op::CholGlobal,
+        }
+    }
+}
+
+/// Arithmetic type of a kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Dtype {
+    F64,
+    F32,
+}
+
+impl Dtype {
+    pub const ALL: [Dtype; 2] = [Dtype::F64, Dtype::F32];
+    fn name(self) -> &'static str {
+        match self {
+            Dtype::F64 => "f64",
+            Dtype::F32 => "f32",
+        }
+    }
+}
+
+/// One entry point of the embedded kernels: op, covariance kernel (None for the ops that have
+/// none) and precision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct KernelId {
+    pub op: Op,
+    kernel: Option<Kernel>,
+    pub dtype: Dtype,
+}
+
+impl KernelId {
+    /// The entry point of `op` for covariance `kernel` (ignored by the Cholesky ops) in `dtype`.
+    pub fn new(op: Op, kernel: Kernel, dtype: Dtype) -> Self {
+        KernelId { op, kernel: op.has_covariance().then_some(kernel), dtype }
+    }
+
+    /// The Cholesky kernel of a variant (no covariance kernel involved).
+    pub fn chol(v: Variant, dtype: Dtype) -> Self {
+        KernelId { op: Op::chol(v), kernel: None, dtype }
+    }
+
+    /// Every entry point the fatbin holds.
+    pub fn all() -> impl Iterator<Item = KernelId> {
+        Dtype::ALL.into_iter().flat_map(|dtype| {
+            Op::ALL.into_iter().flat_map(move |op| {
+                let kernels: &'static [Kernel] = if op.has_covariance() { &Kernel::ALL } else { &Kernel::ALL[..1] };
+                kernels.iter().map(move |&k| KernelId::new(op, k, dtype))
+            })
+        })
+    }
+}
+
+/// The entry point's name, as the kernels' macros emit it: `<op>_<kernel>_<dtype>`
+/// (gp_mll_warp_matern52_f64), or `<op>_<dtype>` for the Cholesky ops (chol_block_f32).
+impl fmt::Display for KernelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.kernel {
+            Some(k) => write!(f, "{}_{}_{}", self.op.stem(), k.name(), self.dtype.name()),
+            None => write!(f, "{}_{}", self.op.stem(), self.dtype.name()),
+        }
+    }
+}
+
+/// Which per-member kernel variant handles matrices of order n.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Variant {
+    Warp,
+    Block,
+    Global,
+}
+
+/// Elements of one warp's shared-memory region (kernels/gp.cu warp_elems).
+fn warp_elems(n: usize) -> usize {
+    let e = n * (n + 1) + 2 * n;
+    (e + 1) & !1
+}
+
+/// Dynamic shared memory of a block-variant launch (kernels/gp.cu).
+fn block_smem(n: usize, sz: usize) -> usize {
+    32 * 8 + (n * (n + 1) + 2 * n) * sz
+}
+
+/// Elements of one member's global workspace (kernels/gp.cu WORK_STRIDE).
+pub(super) fn work_elems(n: usize) -> usize {
+    n * n + 2 * n
+}
+
+impl Variant {
+    /// The variant for order n in elements of `sz` bytes, given the opt-in shared memory limit.
+    pub fn select(n: usize, sz: usize, smem_optin: usize) -> Variant {
+        if n <= WARP_MAX_N && WARPS_PER_BLOCK as usize * warp_elems(n) * sz <= smem_optin.max(SMEM_DEFAULT) {
+            Variant::Warp
+        } else if block_smem(n, sz) <= smem_optin {
+            Variant::Block
+        } else {
+            Variant::Global
+        }
+    }
+
+    /// Elements of T of global workspace per member (the global variant's).
+    pub fn work_per_member(self, n: usize) -> usize {
+        if self == Variant::Global {
+            work_elems(n)
+        } else {
+            0
+        }
+    }
+
+    /// Launch shape for `count` members.
+    pub fn launch(self, n: usize, sz: usize, count: usize) -> LaunchConfig {
+        match self {
+            Variant::Warp => LaunchConfig {
+                grid_dim: (count.div_ceil(WARPS_PER_BLOCK as usize) as u32, 1, 1),
+                block_dim: (32 * WARPS_PER_BLOCK, 1, 1),
+                shared_mem_bytes: (WARPS_PER_BLOCK as usize * warp_elems(n) * sz) as u32,
+            },
+            Variant::Block => LaunchConfig {
+                grid_dim: (count as u32, 1, 1),
+                block_dim: (BLOCK, 1, 1),
+                shared_mem_bytes: block_smem(n, sz) as u32,
+            },
+            Variant::Global => {
+                LaunchConfig { grid_dim: (count as u32, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 }
+            }
+        }
+    }
+}
+
+/// Launch shape of a grid-stride kernel over `total` entries.
+pub(super) fn stride_launch(total: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: (total.div_ceil(BLOCK as usize).clamp(1, STRIDE_GRID_MAX) as u32, 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// Launch shape of predict: ceil(M / 128) blocks of 128 threads per member.
+pub(super) fn predict_launch(m: usize, count: usize) -> LaunchConfig {
+    LaunchConfig {
+        grid_dim: ((predict_tiles(m) * count) as u32, 1, 1),
+        block_dim: (PREDICT_THREADS, 1, 1),
+        shared_mem_bytes: 0,
+    }
+}
+
+/// Blocks of predict per member.
+pub(super) fn predict_tiles(m: usize) -> usize {
+    m.div_ceil(PREDICT_THREADS as usize).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_the_kernels_macros() {
+        let id = KernelId::new(Op::MllWarp, Kernel::Matern52, Dtype::F64);
+        assert_eq!(id.to_string(), "gp_mll_warp_matern52_f64");
+        assert_eq!(KernelId::new(Op::Gram, Kernel::Rq, Dtype::F32).to_string(), "gram_rq_f32");
+        assert_eq!(KernelId::new(Op::PredictCov, Kernel::Rbf, Dtype::F64).to_string(), "predict_cov_rbf_f64");
+        assert_eq!(KernelId::new(Op::CholBlock, Kernel::Rq, Dtype::F32).to_string(), "chol_block_f32");
+        // 6 covariance ops x 5 kernels + 3 Cholesky ops, in two precisions, all distinct.
+        let names: std::collections::HashSet<String> = KernelId::all().map(|k| k.to_string()).collect();
+        assert_eq!(names.len(), 2 * (6 * 5 + 3));
+    }
+
+    #[test]
+    fn variants_by_size() {
+        let optin = 227 * 1024;
+        assert_eq!(Variant::select(32, 8, optin), Variant::Warp);
+        assert_eq!(Variant::select(33, 8, optin), Variant::Block);
+        assert_eq!(Variant::select(160, 8, optin), Variant::Block);
+        assert_eq!(Variant::select(170, 8, optin), Variant::Global);
+    }
+}

@@ -1,0 +1,282 @@
+//! The MLL and its gradient on the GPU: member preparation (shared with the CPU backend through
+//! [`MemberView`]), the fused gp_mll kernel, and the status rules of the CPU backend.
+
+use super::device::{arg_opt, cuda_err, Device, Real};
+use super::launch::{KernelId, Op, Variant, FLAG_FACTOR, FLAG_GRAD};
+use super::CudaBackend;
+use crate::backend::member::{finite_or_failed, precheck, MemberView};
+use crate::backend::{JitterPolicy, MllBatch, MllGradient, MllOptions};
+use crate::data::{Dataset, Hyperparameters, Status};
+use crate::kernel::Kernel;
+use crate::layout::Layout;
+use cudarc::driver::{CudaSlice, PushKernelArg};
+use ndarray::{Array1, Array2};
+
+/// Host copies of the inputs of a chunk of members, prepared as the CPU backend prepares them
+/// (`backend::member`): x centred per member on its observed points, residuals and known noise
+/// in f64, then converted to the working precision. Masked entries are 0 (and never read).
+pub(super) struct MemberInputs<T> {
+    /// (c, N, D) centred points.
+    pub x: Vec<T>,
+    /// (c, N) residuals y - m.
+    pub r: Vec<T>,
+    /// (c, N) 1 observed, 0 padding.
+    pub mask: Vec<u8>,
+    /// (c, D) the real lengthscales.
+    pub ls: Vec<T>,
+    pub s: Vec<T>,
+    pub noise: Vec<T>,
+    /// (c,) rq's alpha; None for the other kernels.
+    pub alpha: Option<Vec<T>>,
+    /// (c, N) known noise variances; None when the data has none.
+    pub yvar: Option<Vec<T>>,
+    /// (c, attempts) absolute jitter of each attempt.
+    pub jit: Vec<T>,
+    /// (c, D) the centre subtracted from each member's points, in f64 (test points are centred
+    /// on it too).
+    pub centre: Vec<f64>,
+    /// Members c, padded points N, dimensions D.
+    pub dims: Dims,
+}
+
+/// The extents of a chunk: c members of N (padded) points in D dimensions.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Dims {
+    pub c: usize,
+    pub n: usize,
+    pub d: usize,
+}
+
+impl<T: Real> MemberInputs<T> {
+    /// The members `rows` of `data` (with the same rows of `hyp`); jitter from `policy` scaled
+    /// by each member's mean diagonal.
+    pub fn new(data: &Dataset, hyp: &Hyperparameters, rows: &[usize], policy: JitterPolicy) -> Self {
+        let (n, d) = (data.n_points(), data.n_dims());
+        let na = policy.retries as usize + 1;
+        let c = rows.len();
+        let mut inp = MemberInputs {
+            x: vec![T::of(0.0); c * n * d],
+            r: vec![T::of(0.0); c * n],
+            mask: vec![0u8; c * n],
+            ls: Vec::with_capacity(c * d),
+            s: Vec::with_capacity(c),
+            noise: Vec::with_capacity(c),
+            alpha: hyp.kernel.has_alpha().then(|| Vec::with_capacity(c)),
+            yvar: data.yvar().is_some().then(|| vec![T::of(0.0); c * n]),
+            jit: Vec::with_capacity(c * na),
+            centre: Vec::with_capacity(c * d),
+            dims: Dims { c, n, d },
+        };
+        for (k, &b) in rows.iter().enumerate() {
+            let member = MemberView::new(data, hyp, b);
+            for &i in member.observed() {
+                inp.mask[k * n + i] = 1;
+                inp.r[k * n + i] = T::of(member.residual(i));
+                for j in 0..d {
+                    inp.x[(k * n + i) * d + j] = T::of(member.x(i, j));
+                }
+                if let Some(yv) = inp.yvar.as_mut() {
+                    yv[k * n + i] = T::of(member.yvar(i));
+                }
+            }
+            inp.ls.extend(member.lengthscale().iter().map(|&l| T::of(l)));
+            inp.centre.extend_from_slice(member.centre());
+            inp.s.push(T::of(hyp.outputscale[b]));
+            inp.noise.push(T::of(hyp.noise[b]));
+            if let Some(a) = inp.alpha.as_mut() {
+                a.push(T::of(hyp.alpha_of(b)));
+            }
+            let md = member.mean_diag();
+            inp.jit.extend((0..na).map(|t| T::of(policy.jitter(t as u32, md))));
+        }
+        inp
+    }
+}
+
+/// The inputs on the device.
+pub(super) struct DeviceInputs<T> {
+    pub x: CudaSlice<T>,
+    pub r: CudaSlice<T>,
+    pub mask: CudaSlice<u8>,
+    pub ls: CudaSlice<T>,
+    pub s: CudaSlice<T>,
+    pub noise: CudaSlice<T>,
+    pub alpha: Option<CudaSlice<T>>,
+    pub yvar: Option<CudaSlice<T>>,
+    pub jit: CudaSlice<T>,
+    pub dims: Dims,
+}
+
+impl<T: Real> DeviceInputs<T> {
+    pub fn upload(dev: &Device, inp: &MemberInputs<T>) -> crate::error::Result<Self> {
+        Ok(DeviceInputs {
+            x: dev.up(&inp.x)?,
+            r: dev.up(&inp.r)?,
+            mask: dev.up(&inp.mask)?,
+            ls: dev.up(&inp.ls)?,
+            s: dev.up(&inp.s)?,
+            noise: dev.up(&inp.noise)?,
+            alpha: dev.up_opt(inp.alpha.as_deref())?,
+            yvar: dev.up_opt(inp.yvar.as_deref())?,
+            jit: dev.up(&inp.jit)?,
+            dims: inp.dims,
+        })
+    }
+}
+
+/// Device results of the fused kernel for one chunk.
+pub(super) struct FactorOut<T> {
+    pub mll: CudaSlice<T>,
+    pub grad: CudaSlice<T>,
+    pub attempt: CudaSlice<i32>,
+    pub l: CudaSlice<T>,
+    pub alpha: CudaSlice<T>,
+}
+
+/// Bytes of device memory one member of the fused kernel needs besides its outputs: inputs
+/// and the global variant's workspace.
+pub(super) fn fused_bytes<T>(n: usize, d: usize, attempts: usize, v: Variant) -> usize {
+    let sz = std::mem::size_of::<T>();
+    sz * (n * d + 2 * n + d + 4 + attempts + v.work_per_member(n)) + n
+}
+
+/// Status and reported jitter of a member from the attempt that factored (-1: none), as the
+/// CPU backend reports them.
+pub(super) fn attempt_status(attempt: i32, policy: JitterPolicy, mean_diag: f64) -> (Status, f64) {
+    if attempt < 0 {
+        (Status::Failed, policy.jitter(policy.retries, mean_diag))
+    } else {
+        (if attempt == 0 { Status::Ok } else { Status::Jitter }, policy.jitter(attempt as u32, mean_diag))
+    }
+}
+
+/// Runs gp_mll_<variant>_<kernel>_<T> on a chunk of members, with `attempts` jitter attempts
+/// and the kernel's `flags`.
+pub(super) fn run_fused<T: Real>(
+    dev: &Device,
+    kernel: Kernel,
+    inp: &DeviceInputs<T>,
+    attempts: usize,
+    flags: i32,
+) -> crate::error::Result<FactorOut<T>> {
+    let Dims { c, n, d } = inp.dims;
+    let sz = std::mem::size_of::<T>();
+    let v = Variant::select(n, sz, dev.smem_optin);
+    let p = Layout::new(kernel, d).len();
+    let out = FactorOut {
+        mll: dev.zeros::<T>(c)?,
+        grad: dev.zeros::<T>(if flags & FLAG_GRAD != 0 { c * p } else { 1 })?,
+        attempt: dev.zeros::<i32>(c)?,
+        l: dev.zeros::<T>(if flags & FLAG_FACTOR != 0 { c * n * n } else { 1 })?,
+        alpha: dev.zeros::<T>(if flags & FLAG_FACTOR != 0 { c * n } else { 1 })?,
+    };
+    let work = dev.zeros::<T>(c * v.work_per_member(n))?;
+    let id = KernelId::new(Op::mll(v), kernel, T::DTYPE);
+    let f = dev.func(id)?;
+    let cfg = v.launch(n, sz, c);
+    let (x_stride, na, bb, nn, dd) = ((n * d) as i64, attempts as i32, c as i32, n as i32, d as i32);
+    let mut lb = dev.stream.launch_builder(f);
+    lb.arg(&inp.x).arg(&x_stride).arg(&inp.r).arg(&inp.mask).arg(&inp.ls).arg(&inp.s).arg(&inp.noise);
+    arg_opt(&mut lb, &inp.alpha);
+    arg_opt(&mut lb, &inp.yvar);
+    lb.arg(&inp.jit)
+        .arg(&na)
+        .arg(&bb)
+        .arg(&nn)
+        .arg(&dd)
+        .arg(&flags)
+        .arg(&out.mll)
+        .arg(&out.grad)
+        .arg(&out.attempt)
+        .arg(&out.l)
+        .arg(&out.alpha);
+    if v == Variant::Global {
+        lb.arg(&work);
+    }
+    // SAFETY: the arguments follow gp_mll_<variant>_<kernel>_<T>(const T* x, long long
+    // x_stride, const T* r, const uint8_t* mask, const T* ls, const T* s, const T* noise,
+    // const T* rq_alpha, const T* yvar, const T* jit, int nattempts, int B, int N, int D,
+    // int flags, T* out_mll, T* out_grad, int* out_attempt, T* out_l, T* out_alpha[, T* work])
+    // in order and type (i64 = long long, i32 = int, CudaSlice<T> = T*, a null pointer for an
+    // absent rq_alpha, which only rq reads, or yvar, which the kernel tests); every buffer holds
+    // what the kernel indexes for B = c members (x c*N*D, r, mask and yvar c*N, ls c*D, s,
+    // noise and rq_alpha c, jit c*nattempts, grad c*P with P = D+3(+1 for rq), l c*N*N and
+    // alpha c*N when their flag is set, work c*(N*N+2N) for the global variant), and the launch
+    // shape and shared memory are the variant's.
+    unsafe { lb.launch(cfg) }.map_err(cuda_err("gp_mll launch"))?;
+    Ok(out)
+}
+
+/// Whether member `b` (with `n` observed points) reaches a kernel: None when it does, else its
+/// status (Empty or Failed) with NaN numbers and jitter 0, as on the CPU. A member whose mean
+/// diagonal is not finite fails before any attempt, as the CPU's factorisation decides.
+pub(super) fn screen(hyp: &Hyperparameters, member: &MemberView, b: usize) -> Option<Status> {
+    precheck(hyp, b, member.n()).or_else(|| (!member.mean_diag().is_finite()).then_some(Status::Failed))
+}
+
+impl CudaBackend {
+    pub(super) fn mll_t<T: Real>(
+        &self,
+        data: &Dataset,
+        hyp: &Hyperparameters,
+        rows: &[usize],
+        opts: &MllOptions,
+    ) -> crate::error::Result<MllBatch> {
+        let dev = self.lock();
+        let (n, d) = (data.n_points(), data.n_dims());
+        let k = rows.len();
+        let layout = Layout::of(hyp);
+        let p = layout.len();
+        let policy = opts.jitter;
+        let na = policy.retries as usize + 1;
+        let flags = if opts.gradient { FLAG_GRAD } else { 0 };
+        let mut mll = Array1::from_elem(k, f64::NAN);
+        let mut grad = Array2::from_elem((k, p), f64::NAN);
+        let mut status = vec![Status::Failed; k];
+        let mut jitter = Array1::zeros(k);
+        let mut mean_diag = vec![0.0; k];
+        // Members that reach the kernel, as indices into `rows`.
+        let mut live = Vec::with_capacity(k);
+        for (i, &b) in rows.iter().enumerate() {
+            let member = MemberView::new(data, hyp, b);
+            match screen(hyp, &member, b) {
+                Some(st) => status[i] = st,
+                None => {
+                    mean_diag[i] = member.mean_diag();
+                    live.push(i);
+                }
+            }
+        }
+        let v = Variant::select(n, std::mem::size_of::<T>(), dev.smem_optin);
+        let per = fused_bytes::<T>(n, d, na, v) + std::mem::size_of::<T>() * (1 + p) + 4;
+        let chunk = dev.chunk(per, live.len().max(1))?;
+        for part in live.chunks(chunk) {
+            let c = part.len();
+            let members: Vec<usize> = part.iter().map(|&i| rows[i]).collect();
+            let inp = MemberInputs::<T>::new(data, hyp, &members, policy);
+            let dinp = DeviceInputs::upload(&dev, &inp)?;
+            let out = run_fused(&dev, hyp.kernel, &dinp, na, flags)?;
+            let m = dev.down(&out.mll, c)?;
+            let att = dev.down(&out.attempt, c)?;
+            let g = if opts.gradient { dev.down(&out.grad, c * p)? } else { Vec::new() };
+            for (q, &i) in part.iter().enumerate() {
+                let (st, jit) = attempt_status(att[q], policy, mean_diag[i]);
+                jitter[i] = jit;
+                if st == Status::Failed {
+                    continue;
+                }
+                let gm = if opts.gradient { &g[q * p..(q + 1) * p] } else { &[][..] };
+                let st = finite_or_failed(st, std::iter::once(m[q].f64()).chain(gm.iter().map(|v| v.f64())));
+                if st == Status::Failed {
+                    continue;
+                }
+                status[i] = st;
+                mll[i] = m[q].f64();
+                for (dst, src) in grad.row_mut(i).iter_mut().zip(gm) {
+                    *dst = src.f64();
+                }
+            }
+        }
+        Ok(MllBatch { mll, gradient: opts.gradient.then(|| MllGradient::from_rows(&grad, layout)), status, jitter })
+    }
+}
