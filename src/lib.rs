@@ -28,6 +28,7 @@
 
 pub mod backend;
 pub mod data;
+#[cfg(feature = "cli")]
 pub mod demo;
 pub mod error;
 pub mod fit;
@@ -35,6 +36,7 @@ pub mod io;
 pub mod kernel;
 pub mod layout;
 pub mod model;
+#[cfg(feature = "cli")]
 pub mod plot;
 pub mod prior;
 mod special;
@@ -47,7 +49,9 @@ pub use data::{Dataset, Hyperparameters, Inputs, Precision, Status};
 pub use error::{Error, Result};
 pub use kernel::Kernel;
 pub use layout::{Layout, Target};
-pub use fit::{FitObserver, FitProgress, FitRequest, FitResult, Optimizer, ProgressBarObserver};
+#[cfg(feature = "cli")]
+pub use fit::ProgressBarObserver;
+pub use fit::{Degeneracy, FitObserver, FitProgress, FitRequest, FitResult, Optimizer, Termination};
 pub use model::{predict, sample_prior, MllReport, MllRequest};
 pub use prior::{Prior, PriorFamily, Priors};
 
