@@ -1,11 +1,16 @@
-//! A terminal progress bar for fits (indicatif), silent when stderr is not a terminal.
+//! A terminal progress bar for fits (indicatif; compiled with the `cli` feature only), silent
+//! when stderr is not a terminal. The bar stays on screen when the fit ends, with the members
+//! converged out of B.
 
 use super::{FitObserver, FitProgress, FitResult};
+use crate::data::Status;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
 
-/// Shows: evaluation round, members still running out of all, best objective.
-/// Draws nothing when stderr is not a terminal (CI logs, pipes).
+/// Shows runs converged out of all (restarts included: B (R + 1)), the evaluation round, runs
+/// still going and the best current objective; when the fit ends, the members converged out of
+/// B and what became of the others, which stays on screen. Draws nothing when stderr is not a
+/// terminal (CI logs, pipes).
 pub struct ProgressBarObserver {
     bar: Option<ProgressBar>,
 }
@@ -23,6 +28,20 @@ impl Default for ProgressBarObserver {
     }
 }
 
+/// The last line: members converged out of B, and the others by status.
+fn final_message(r: &FitResult) -> String {
+    let count = |f: &dyn Fn(Status) -> bool| r.status.iter().filter(|s| f(**s)).count();
+    let converged = count(&|s| matches!(s, Status::Ok | Status::Jitter));
+    let mut msg = format!("converged {converged} of {} members", r.status.len());
+    for s in [Status::MaxIter, Status::Degenerate, Status::Empty, Status::Failed] {
+        let n = count(&|t| t == s);
+        if n > 0 {
+            msg.push_str(&format!(", {n} {}", s.text()));
+        }
+    }
+    msg
+}
+
 impl FitObserver for ProgressBarObserver {
     fn init(&mut self, members: usize) {
         if !std::io::stderr().is_terminal() {
@@ -37,16 +56,21 @@ impl FitObserver for ProgressBarObserver {
     }
     fn iter(&mut self, p: &FitProgress<'_>) {
         if let Some(bar) = &self.bar {
-            bar.set_position((p.total - p.running) as u64);
-            bar.set_message(format!(
-                "iter {}  running {}  best objective {:.6e}",
-                p.iteration, p.running, p.best_objective
-            ));
+            bar.set_position(p.converged as u64);
+            let best = p.objective.iter().copied().filter(|v| v.is_finite()).fold(f64::NEG_INFINITY, f64::max);
+            bar.set_message(format!("round {}  running {}  best objective {best:.6e}", p.iteration, p.running));
         }
     }
-    fn finish(&mut self, _r: &FitResult) {
+    fn finish(&mut self, r: &FitResult) {
         if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
+            let converged = r.status.iter().filter(|s| matches!(s, Status::Ok | Status::Jitter)).count();
+            bar.set_length(r.status.len() as u64);
+            bar.set_position(converged as u64);
+            bar.set_style(
+                ProgressStyle::with_template("  fit [{elapsed_precise}] {bar:30} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar()),
+            );
+            bar.finish_with_message(final_message(r));
         }
     }
 }
