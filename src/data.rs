@@ -127,7 +127,11 @@ impl Dataset {
             Inputs::Batched(a) => a.shape()[0] == b && a.shape()[1] == n,
         };
         if !x_ok || d == 0 {
-            return Err(Error::shape("x", format!("({b}, {n}, D) or ({n}, D) with D >= 1"), &xshape));
+            return Err(Error::shape(
+                "x",
+                format!("({b}, {n}, D) or ({n}, D) with D >= 1, to match y of shape ({b}, {n})"),
+                &xshape,
+            ));
         }
         if let Some(m) = &mask {
             if m.dim() != (b, n) {
@@ -181,12 +185,14 @@ impl Dataset {
     /// Builds the mask from numbers (1 observed, 0 padding), as stored in .npz files.
     ///
     /// # Errors
-    /// [`Error::NonFinite`] for a value other than 0 or 1, naming (member, index).
+    /// [`Error::InvalidHyperparameter`] naming `mask` and (member, index) for a value other
+    /// than 0 or 1 ("mask must be 0 (padding) or 1 (observed), got 2 at ...").
     pub fn mask_from_numbers(mask: &Array2<f64>) -> Result<Array2<bool>> {
         for ((bb, i), v) in mask.indexed_iter() {
             if *v != 0.0 && *v != 1.0 {
-                return Err(Error::NonFinite {
-                    array: "mask (must be 0 or 1)".into(),
+                return Err(Error::InvalidHyperparameter {
+                    name: "mask".into(),
+                    requirement: "0 (padding) or 1 (observed)".into(),
                     member: bb,
                     index: i,
                     value: *v,

@@ -1,13 +1,17 @@
-//! The command line's .npz files (DESIGN.md section 7): arrays may be stored as f64, f32 or
-//! (for the mask) integers or booleans; everything is read as f64 and written as f64.
+//! The command line's .npz files (DESIGN.md sections 7 and 10): arrays may be stored as f64,
+//! f32 or (for the mask) integers or booleans; everything is read as f64 and written as f64.
+//! The one non-numeric entry is `kernel`, a 0-d numpy unicode string (`np.array('matern52')`,
+//! dtype `<U8`), which ndarray-npy cannot read or write: [`npy_string`] and
+//! [`parse_npy_string`] handle that .npy format themselves.
 
 use crate::data::{Dataset, Hyperparameters, Inputs};
 use crate::error::{Error, Result};
+use crate::kernel::Kernel;
 use ndarray::{Array1, Array2, Array3, ArrayD, Ix1, Ix2, Ix3};
 use ndarray_npy::npy::header::Header;
-use ndarray_npy::{NpzWriter, ReadNpyError, ReadNpyExt};
+use ndarray_npy::{ReadNpyError, ReadNpyExt, WriteNpyExt};
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Write};
 use zip::ZipArchive;
 
 /// An open .npz file.
@@ -136,12 +140,133 @@ fn check_npy_header(bytes: &[u8]) -> std::result::Result<(), String> {
     }
 }
 
+impl Npz {
+    /// The names of the arrays in the file, in the file's order.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// The path the file was opened from.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// Reads entry `name` as a string when it is a numpy string array with one element (a 0-d
+    /// `<U..` or `|S..` array, as `np.array('matern52')` stores); None when it is absent or
+    /// not a string array.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the entry cannot be read, or is a string array of more than one
+    /// element or with a malformed header.
+    pub fn get_string(&mut self, name: &str) -> Result<Option<String>> {
+        if !self.has(name) {
+            return Ok(None);
+        }
+        let io = |reason: String| Error::Io { path: self.path.clone(), reason: format!("array `{name}`: {reason}") };
+        let entry = if self.zip.index_for_name(name).is_some() { name.to_string() } else { format!("{name}.npy") };
+        let mut entry = self.zip.by_name(&entry).map_err(|e| io(e.to_string()))?;
+        // The header and a short string fit in the first MiB; a numeric array is told apart by
+        // its header alone, so a large one is not read here.
+        let mut bytes = Vec::new();
+        entry.by_ref().take(1 << 20).read_to_end(&mut bytes).map_err(|e| io(e.to_string()))?;
+        parse_npy_string(&bytes).map_err(io)
+    }
+}
+
+/// The bytes of a .npy file holding one string as a 0-d numpy unicode array (dtype `<U{len}`,
+/// UTF-32 little-endian), as `np.save(f, np.array(s))` writes it.
+pub fn npy_string(s: &str) -> Vec<u8> {
+    let chars: Vec<char> = s.chars().collect();
+    let dict = format!("{{'descr': '<U{}', 'fortran_order': False, 'shape': (), }}", chars.len().max(1));
+    // magic (6) + version (2) + header length (2) + dict + padding + newline, a multiple of 64.
+    let unpadded = 10 + dict.len() + 1;
+    let total = unpadded.div_ceil(64) * 64;
+    let header_len = total - 10;
+    let mut out = Vec::with_capacity(total + 4 * chars.len().max(1));
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(header_len as u16).to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    out.resize(total - 1, b' ');
+    out.push(b'\n');
+    if chars.is_empty() {
+        out.extend_from_slice(&[0; 4]);
+    }
+    for c in chars {
+        out.extend_from_slice(&(c as u32).to_le_bytes());
+    }
+    out
+}
+
+/// The string held by a .npy file of one numpy string element (`<U`, `>U` or `|S` dtype,
+/// shape `()` or `(1,)`); Ok(None) when the dtype is not a string type.
+///
+/// # Errors
+/// A message for a malformed file or a string array of more than one element.
+pub fn parse_npy_string(bytes: &[u8]) -> std::result::Result<Option<String>, String> {
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err("not a .npy file".into());
+    }
+    let (len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        v => return Err(format!("unsupported .npy version {v}")),
+    };
+    let header = bytes.get(start..start + len).ok_or("truncated .npy header")?;
+    let header = std::str::from_utf8(header).map_err(|_| "a .npy header that is not text")?;
+    let field = |key: &str| -> Option<&str> {
+        let at = header.find(&format!("'{key}'"))? + key.len() + 2;
+        let rest = header[at..].trim_start().strip_prefix(':')?.trim_start();
+        Some(rest)
+    };
+    let descr = field("descr").and_then(|r| r.strip_prefix('\'')).and_then(|r| r.split('\'').next());
+    let descr = descr.ok_or("a .npy header without descr")?;
+    let (order, kind, width) = {
+        let mut c = descr.chars();
+        let order = c.next().ok_or("empty descr")?;
+        let kind = c.next().ok_or("short descr")?;
+        (order, kind, c.as_str())
+    };
+    if !matches!(kind, 'U' | 'S') {
+        return Ok(None);
+    }
+    let width: usize = width.parse().map_err(|_| format!("unreadable string dtype `{descr}`"))?;
+    let shape = field("shape").and_then(|r| r.strip_prefix('(')).and_then(|r| r.split(')').next());
+    let shape = shape.ok_or("a .npy header without shape")?;
+    let count: usize = shape
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(|t| t.parse::<usize>().map_err(|_| format!("unreadable shape ({shape})")))
+        .product::<std::result::Result<usize, String>>()?;
+    if count != 1 {
+        return Err(format!("a string array of shape ({shape}); expected one string, as np.array('rbf')"));
+    }
+    let data = &bytes[start + len..];
+    if kind == 'S' {
+        let raw = data.get(..width).ok_or("truncated string data")?;
+        let end = raw.iter().position(|&b| b == 0).unwrap_or(width);
+        return String::from_utf8(raw[..end].to_vec()).map(Some).map_err(|_| "a byte string that is not UTF-8".into());
+    }
+    let raw = data.get(..4 * width).ok_or("truncated string data")?;
+    let mut out = String::with_capacity(width);
+    for c in raw.chunks_exact(4) {
+        let b = [c[0], c[1], c[2], c[3]];
+        let v = if order == '>' { u32::from_be_bytes(b) } else { u32::from_le_bytes(b) };
+        if v == 0 {
+            break;
+        }
+        out.push(char::from_u32(v).ok_or("an invalid character in a unicode string")?);
+    }
+    Ok(Some(out))
+}
+
 fn dim<D: ndarray::Dimension>(a: ArrayD<f64>, name: &str, expected: &str) -> Result<ndarray::Array<f64, D>> {
     let shape = a.shape().to_vec();
     a.into_dimensionality::<D>().map_err(|_| Error::shape(name, expected, &shape))
 }
 
-/// Reads a data file: x (B, N, D) or (N, D), y (B, N), optional mask (B, N).
+/// Reads a data file: x (B, N, D) or (N, D), y (B, N), optional mask (B, N), optional known
+/// noise variances yvar (B, N) (DESIGN.md section 10).
 ///
 /// # Errors
 /// Missing arrays, shapes that disagree, non-finite values outside the mask.
@@ -158,7 +283,14 @@ pub fn read_data(path: &str) -> Result<Dataset> {
         Some(m) => Some(Dataset::mask_from_numbers(&dim::<Ix2>(m, "mask", "(B, N)")?)?),
         None => None,
     };
-    Dataset::with_mask(x, y, mask)
+    let data = Dataset::with_mask(x, y, mask)?;
+    match f.get_opt("yvar")? {
+        Some(v) => {
+            let (b, n) = (data.batch_size(), data.n_points());
+            data.with_yvar(dim::<Ix2>(v, "yvar", &format!("({b}, {n})"))?)
+        }
+        None => Ok(data),
+    }
 }
 
 /// Reads test inputs: x (M, D) or (B, M, D).
@@ -172,17 +304,77 @@ pub fn read_test(path: &str) -> Result<Inputs> {
     }
 }
 
-/// Reads hyperparameters in log form: log_lengthscale (B, D), log_outputscale (B,),
-/// log_noise (B,), mean (B,), and checks them against (B, D).
+/// [`read_params_with_kernel`] without a command-line kernel: the file's kernel, else rq when
+/// it holds log_alpha, else rbf.
 pub fn read_params(path: &str, b: usize, d: usize) -> Result<Hyperparameters> {
+    read_params_with_kernel(path, b, d, None)
+}
+
+/// Reads hyperparameters in log form: log_lengthscale (B, D), log_outputscale (B,),
+/// log_noise (B,), mean (B,), and for rq log_alpha (B,), and checks them against (B, D).
+///
+/// The kernel is the file's `kernel` entry when it has one, else `kernel` (the command line's
+/// `--kernel`), else rq when the file holds log_alpha, else rbf.
+///
+/// # Errors
+/// Missing arrays, shapes that disagree, NaN values; [`Error::InvalidOption`] naming `kernel`
+/// when `kernel` contradicts the file's, or when log_alpha is there for a kernel without alpha;
+/// [`Error::Missing`] for log_alpha when the kernel is rq.
+pub fn read_params_with_kernel(path: &str, b: usize, d: usize, kernel: Option<Kernel>) -> Result<Hyperparameters> {
     let mut f = Npz::open(path)?;
+    let file_kernel = match f.get_string("kernel")? {
+        Some(s) => Some(s.parse::<Kernel>().map_err(|_| Error::Io {
+            path: path.to_string(),
+            reason: format!("array `kernel` holds `{s}`, not a kernel (rbf, matern12, matern32, matern52 or rq)"),
+        })?),
+        None if f.has("kernel") => {
+            return Err(Error::Io {
+                path: path.to_string(),
+                reason: "array `kernel` is not a string (expected a 0-d string array, as np.array('rbf'))".into(),
+            })
+        }
+        None => None,
+    };
     let ll: Array2<f64> = dim::<Ix2>(f.get("log_lengthscale")?, "log_lengthscale", &format!("({b}, {d})"))?;
     let mut one = |name: &str| -> Result<Array1<f64>> { dim::<Ix1>(f.get(name)?, name, &format!("({b},)")) };
     let (lo, ln, mean) = (one("log_outputscale")?, one("log_noise")?, one("mean")?);
+    let log_alpha = match f.get_opt("log_alpha")? {
+        Some(a) => Some(dim::<Ix1>(a, "log_alpha", &format!("({b},)"))?),
+        None => None,
+    };
+    let kernel = match (file_kernel, kernel) {
+        (Some(fk), Some(k)) if fk != k => {
+            return Err(Error::option(
+                "kernel",
+                format!("--kernel {k} contradicts {path}, which holds kernel {fk} (drop --kernel or pass --kernel {fk})"),
+            ))
+        }
+        (Some(fk), _) => fk,
+        (None, Some(k)) => k,
+        (None, None) if log_alpha.is_some() => Kernel::Rq,
+        (None, None) => Kernel::Rbf,
+    };
     if ll.dim() != (b, d) {
         return Err(Error::shape("log_lengthscale", format!("({b}, {d})"), ll.shape()));
     }
-    for (name, a) in [("log_outputscale", &lo), ("log_noise", &ln), ("mean", &mean)] {
+    let mut vectors = vec![("log_outputscale", &lo), ("log_noise", &ln), ("mean", &mean)];
+    match (&log_alpha, kernel.has_alpha()) {
+        (None, true) => {
+            return Err(Error::Missing {
+                array: "log_alpha".into(),
+                context: format!(" in {path} (the {kernel} kernel needs it)"),
+            })
+        }
+        (Some(_), false) => {
+            return Err(Error::option(
+                "kernel",
+                format!("{path} holds log_alpha, which only the rq kernel has, but the kernel is {kernel}"),
+            ))
+        }
+        (Some(a), true) => vectors.push(("log_alpha", a)),
+        (None, false) => {}
+    }
+    for (name, a) in &vectors {
         if a.len() != b {
             return Err(Error::shape(name, format!("({b},)"), a.shape()));
         }
@@ -190,20 +382,30 @@ pub fn read_params(path: &str, b: usize, d: usize) -> Result<Hyperparameters> {
     if let Some(((m, k), v)) = ll.indexed_iter().find(|(_, v)| v.is_nan()) {
         return Err(Error::NonFinite { array: "log_lengthscale".into(), member: m, index: k, value: *v });
     }
-    for (name, a) in [("log_outputscale", &lo), ("log_noise", &ln)] {
+    for (name, a) in vectors.iter().filter(|(n, _)| *n != "mean") {
         if let Some((m, v)) = a.indexed_iter().find(|(_, v)| v.is_nan()) {
-            return Err(Error::NonFinite { array: name.into(), member: m, index: 0, value: *v });
+            return Err(Error::NonFinite { array: name.to_string(), member: m, index: 0, value: *v });
         }
     }
     let h = Hyperparameters::from_log(&ll, &lo, &ln, &mean);
+    let h = match log_alpha {
+        Some(a) => h.with_alpha(a.mapv(f64::exp)),
+        None => h.with_kernel(kernel),
+    };
     h.validate(b, d)?;
     Ok(h)
+}
+
+/// One entry of an [`NpzOut`].
+enum Entry {
+    Array(ArrayD<f64>),
+    Text(String),
 }
 
 /// Arrays to write into one .npz file, in order.
 #[derive(Default)]
 pub struct NpzOut {
-    arrays: Vec<(String, ArrayD<f64>)>,
+    entries: Vec<(String, Entry)>,
 }
 
 impl NpzOut {
@@ -211,33 +413,56 @@ impl NpzOut {
         NpzOut::default()
     }
     pub fn add1(&mut self, name: &str, a: Array1<f64>) -> &mut Self {
-        self.arrays.push((name.into(), a.into_dyn()));
+        self.entries.push((name.into(), Entry::Array(a.into_dyn())));
         self
     }
     pub fn add2(&mut self, name: &str, a: Array2<f64>) -> &mut Self {
-        self.arrays.push((name.into(), a.into_dyn()));
+        self.entries.push((name.into(), Entry::Array(a.into_dyn())));
         self
     }
     pub fn add3(&mut self, name: &str, a: Array3<f64>) -> &mut Self {
-        self.arrays.push((name.into(), a.into_dyn()));
+        self.entries.push((name.into(), Entry::Array(a.into_dyn())));
         self
     }
-    /// Adds the log form of hyperparameters: log_lengthscale, log_outputscale, log_noise, mean.
+    /// Adds a string as a 0-d numpy unicode array (`np.load(f)[name]` gives `array('rbf')`).
+    pub fn add_str(&mut self, name: &str, s: &str) -> &mut Self {
+        self.entries.push((name.into(), Entry::Text(s.to_string())));
+        self
+    }
+    /// Adds the log form of hyperparameters: kernel (its name), log_lengthscale,
+    /// log_outputscale, log_noise, mean, and log_alpha for rq.
     pub fn add_params(&mut self, h: &Hyperparameters) -> &mut Self {
+        self.add_str("kernel", h.kernel.name());
         self.add2("log_lengthscale", h.lengthscale.mapv(f64::ln));
         self.add1("log_outputscale", h.outputscale.mapv(f64::ln));
         self.add1("log_noise", h.noise.mapv(f64::ln));
-        self.add1("mean", h.mean.clone())
+        self.add1("mean", h.mean.clone());
+        if let Some(a) = &h.alpha {
+            self.add1("log_alpha", a.mapv(f64::ln));
+        }
+        self
     }
-    /// Writes the file.
+    /// Writes the file (uncompressed, as `np.savez`).
     pub fn write(&self, path: &str) -> Result<()> {
         let io = |reason: String| Error::Io { path: path.to_string(), reason };
         let file = File::create(path).map_err(|e| io(e.to_string()))?;
-        let mut w = NpzWriter::new(file);
-        for (name, a) in &self.arrays {
-            w.add_array(name.as_str(), a).map_err(|e| io(e.to_string()))?;
+        let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
+        for (name, entry) in &self.entries {
+            let bytes = match entry {
+                Entry::Array(a) => 8 * a.len() as u64,
+                Entry::Text(s) => 4 * s.len() as u64,
+            };
+            let options = zip::write::SimpleFileOptions::default()
+                .compression_method(zip::CompressionMethod::Stored)
+                .large_file(bytes > u32::MAX as u64 / 2);
+            zip.start_file(format!("{name}.npy"), options).map_err(|e| io(e.to_string()))?;
+            match entry {
+                Entry::Array(a) => a.write_npy(&mut zip).map_err(|e| io(e.to_string()))?,
+                Entry::Text(s) => zip.write_all(&npy_string(s)).map_err(|e| io(e.to_string()))?,
+            }
         }
-        w.finish().map_err(|e| io(e.to_string()))?;
+        let mut w = zip.finish().map_err(|e| io(e.to_string()))?;
+        w.flush().map_err(|e| io(e.to_string()))?;
         Ok(())
     }
 }
