@@ -36,6 +36,17 @@ pub enum Error {
     /// driver's error (its code: `source.0`).
     #[error("CUDA error: {what}: {source}")]
     Cuda { what: String, source: cudarc::driver::DriverError },
+    /// One member alone needs more memory than the budget (`max_memory`, default the memory
+    /// available): refused before any work.
+    #[error(
+        "one member with N = {n} needs {} of memory, more than the {} available (see --max-memory)",
+        crate::backend::memory::format_bytes(*needed),
+        crate::backend::memory::format_bytes(*budget)
+    )]
+    OutOfMemory { n: usize, needed: u64, budget: u64 },
+    /// The caller asked a long computation to stop (a KeyboardInterrupt, say).
+    #[error("interrupted")]
+    Interrupted,
     /// Reading or writing a file.
     #[error("{path}: {reason}")]
     Io { path: String, reason: String },

@@ -77,7 +77,13 @@ impl<'a> MllRequest<'a> {
     /// Arithmetic precision (resets the jitter policy to that precision's default).
     pub fn precision(mut self, p: Precision) -> Self {
         self.opts =
-            MllOptions { precision: p, gradient: self.opts.gradient, jitter: backend::JitterPolicy::for_precision(p) };
+            MllOptions { gradient: self.opts.gradient, max_memory: self.opts.max_memory, ..MllOptions::new(p) };
+        self
+    }
+    /// Memory budget in bytes (default: the memory available); a member that cannot fit alone
+    /// is rejected with [`Error::OutOfMemory`] before any work.
+    pub fn max_memory(mut self, bytes: u64) -> Self {
+        self.opts.max_memory = Some(bytes);
         self
     }
     /// Whether to compute the gradient.

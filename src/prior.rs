@@ -272,7 +272,7 @@ impl Priors {
                     .zip(p.family.names().1)
                     .map(|(v, name)| broadcast(v, t, name, b, width))
                     .collect::<Result<Vec<_>>>()?;
-                let r = Resolved { target: t, family: p.family, params };
+                let r = Resolved { target: t, family: p.family, params, held: vec![false; b] };
                 r.check()?;
                 out.terms.push(r);
             }
@@ -336,6 +336,8 @@ pub struct Resolved {
     pub family: PriorFamily,
     /// One (B, W) array per parameter, in the family's order.
     pub params: Vec<Array2<f64>>,
+    /// (B,) members whose hyperparameter is held fixed: their prior takes no part.
+    pub held: Vec<bool>,
 }
 
 impl Resolved {
@@ -479,6 +481,16 @@ impl ResolvedPriors {
     pub fn bounds(&self, t: Target, m: usize, k: usize) -> Option<(f64, f64)> {
         self.get(t).filter(|r| r.family == PriorFamily::Uniform).map(|r| (r.params[0][[m, k]], r.params[1][[m, k]]))
     }
+    /// Takes the prior on `t` out of the objective of the members for which `held(m)` is true
+    /// (a fixed hyperparameter is not a random variable of the fit: it keeps its value whatever
+    /// its prior says, and its prior adds nothing, not even -inf outside a uniform's interval).
+    pub fn hold(&mut self, t: Target, held: impl Fn(usize) -> bool) {
+        for r in self.terms.iter_mut().filter(|r| r.target == t) {
+            for (m, h) in r.held.iter_mut().enumerate() {
+                *h |= held(m);
+            }
+        }
+    }
     /// Members the priors were broadcast to.
     pub fn batch_size(&self) -> usize {
         self.b
@@ -495,6 +507,7 @@ impl ResolvedPriors {
                     target: r.target,
                     family: r.family,
                     params: r.params.iter().map(|a| a.select(ndarray::Axis(0), rows)).collect(),
+                    held: rows.iter().map(|&m| r.held[m]).collect(),
                 })
                 .collect(),
         }
@@ -522,6 +535,9 @@ impl ResolvedPriors {
         for r in &self.terms {
             let width = r.params[0].ncols();
             for (i, &m) in rows.iter().enumerate() {
+                if r.held[m] {
+                    continue;
+                }
                 for kk in 0..width {
                     let theta = hyp.get(r.target, m, kk);
                     let (lp, dlp) = r.log_density(m, kk, theta);

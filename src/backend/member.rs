@@ -79,6 +79,18 @@ impl<'a> MemberView<'a> {
         };
         self.hyp.outputscale[self.b] + self.hyp.noise[self.b] + yv
     }
+    /// The outputscale of the member.
+    pub fn outputscale(&self) -> f64 {
+        self.hyp.outputscale[self.b]
+    }
+    /// The constant mean of the member.
+    pub fn mean(&self) -> f64 {
+        self.hyp.mean[self.b]
+    }
+    /// The learned noise variance of the member.
+    pub fn noise(&self) -> f64 {
+        self.hyp.noise[self.b]
+    }
     /// The lengthscales of the member (D,).
     pub fn lengthscale(&self) -> ArrayView1<'_, f64> {
         self.hyp.lengthscale.row(self.b)

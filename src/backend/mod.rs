@@ -8,6 +8,7 @@
 pub mod cpu;
 pub mod cuda;
 pub(crate) mod member;
+pub mod memory;
 
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
 use crate::error::{Error, Result};
@@ -50,18 +51,20 @@ pub struct MllOptions {
     /// Compute the analytic gradient (costs a K^-1: about twice the work of the MLL alone).
     pub gradient: bool,
     pub jitter: JitterPolicy,
+    /// Memory budget in bytes (None: the memory available); see [`memory`].
+    pub max_memory: Option<u64>,
 }
 
 impl Default for MllOptions {
     fn default() -> Self {
-        MllOptions { precision: Precision::F64, gradient: true, jitter: JitterPolicy::for_precision(Precision::F64) }
+        MllOptions::new(Precision::F64)
     }
 }
 
 impl MllOptions {
     /// Defaults for a precision (gradient on).
     pub fn new(precision: Precision) -> Self {
-        MllOptions { precision, gradient: true, jitter: JitterPolicy::for_precision(precision) }
+        MllOptions { precision, gradient: true, jitter: JitterPolicy::for_precision(precision), max_memory: None }
     }
 }
 
@@ -157,6 +160,8 @@ pub struct PredictOptions {
     /// Posterior samples of f: (count, seed). Reproducible for a seed on every backend and
     /// thread count (one random stream per member).
     pub samples: Option<(usize, u64)>,
+    /// Memory budget in bytes (None: the memory available); see [`memory`].
+    pub max_memory: Option<u64>,
 }
 
 /// Posterior at M test points per member (docs/design.md section 6). Arrays are (B, M).

@@ -209,6 +209,7 @@ impl FitResult {
 /// | seed        | 0                       | restarts' spread                                          |       |
 /// | backend     | auto                    | where to compute                                         |       |
 /// | precision   | f64                     | arithmetic inside the backend                            |       |
+/// | max_memory  | the memory available    | budget in bytes: members run in chunks that fit it        | >= 1  |
 ///
 /// The data-driven start (docs/design.md section 7): lengthscale = std of x per dimension,
 /// outputscale = var(y), noise = var(y) / 10, mean = mean(y), per member (for rq, alpha = 1); a
@@ -233,6 +234,7 @@ pub struct FitRequest<'a> {
     choice: BackendChoice,
     backend: Option<&'a dyn Backend>,
     precision: Precision,
+    max_memory: Option<u64>,
     observer: Option<&'a mut dyn FitObserver>,
 }
 
@@ -258,6 +260,7 @@ impl<'a> FitRequest<'a> {
             choice: BackendChoice::Auto,
             backend: None,
             precision: Precision::F64,
+            max_memory: None,
             observer: None,
         }
     }
@@ -333,6 +336,11 @@ impl<'a> FitRequest<'a> {
     }
     pub fn precision(mut self, p: Precision) -> Self {
         self.precision = p;
+        self
+    }
+    /// Memory budget in bytes (default: the memory available); see [`crate::backend::memory`].
+    pub fn max_memory(mut self, bytes: u64) -> Self {
+        self.max_memory = Some(bytes);
         self
     }
     pub fn observer(mut self, o: &'a mut dyn FitObserver) -> Self {
@@ -433,7 +441,10 @@ impl<'a> FitRequest<'a> {
         let gp: Vec<usize> = (0..e_total).map(|e| e % b).collect();
         let std_data = units.standardise(data);
         let data_e = if self.restarts > 0 { std_data.select(&gp) } else { std_data };
-        let priors_e = if self.restarts > 0 { priors.select(&gp) } else { priors.clone() };
+        let mut priors_e = if self.restarts > 0 { priors.select(&gp) } else { priors.clone() };
+        for t in Target::ALL {
+            priors_e.hold(t, |e| self.fixed_kinds.contains(&t) || self.fixed_members.contains(&(t, gp[e])));
+        }
         let maps = self.maps(layout, &init, &priors_e, &units, &gp);
         let (lower, upper) = self.boxes(layout, &maps, &degeneracy, &gp);
         let starts = self.starts(layout, &init, &maps, &lower, &upper, &gp);
@@ -462,7 +473,7 @@ impl<'a> FitRequest<'a> {
                 }
             })
             .collect();
-        let opts = MllOptions::new(self.precision);
+        let opts = MllOptions { max_memory: self.max_memory, ..MllOptions::new(self.precision) };
         let mut objective = ExactObjective::new(be, data_e, layout, &maps, priors_e, units, gp, opts);
         let snapshot = |states: &[Box<dyn MemberOptimizer>]| {
             let mut h = Hyperparameters::broadcast(e_total, &vec![1.0; d], 1.0, 1.0, 0.0).with_kernel(self.kernel);

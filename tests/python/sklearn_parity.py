@@ -1,5 +1,10 @@
-"""Fit parity with scikit-learn: from the same starting point, batchgp's batched L-BFGS must end
-at an objective at least as good as scikit-learn's L-BFGS-B fit of each member alone.
+"""Parity with scikit-learn, for every kernel (rbf, matern12/32/52 with an anisotropic length
+scale, rq with an isotropic one):
+
+1. the MLL and its gradient at given hyperparameters agree with GaussianProcessRegressor's
+   log_marginal_likelihood(theta, eval_gradient=True) to 1e-9 relative;
+2. from the same starting point, batchgp's batched L-BFGS ends at an objective at least as good
+   as scikit-learn's L-BFGS-B fit of each member alone.
 
 Run by .ci/run in a virtualenv with numpy, scipy and scikit-learn:
     python tests/python/sklearn_parity.py target/release/batchgp
@@ -12,7 +17,22 @@ import tempfile
 
 import numpy as np
 from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+from sklearn.gaussian_process.kernels import RBF, ConstantKernel, Matern, RationalQuadratic, WhiteKernel
+
+WIDE = (1e-9, 1e9)
+NU = {"matern12": 0.5, "matern32": 1.5, "matern52": 2.5}
+
+
+def sk_kernel(kernel, lo, ll, ln, la):
+    """scikit-learn's kernel with theta = [log s, log l (D, or 1 for rq), (log alpha), log noise]."""
+    d = len(ll)
+    if kernel == "rbf":
+        base = RBF(np.exp(ll), [WIDE] * d)
+    elif kernel == "rq":
+        base = RationalQuadratic(np.exp(ll[0]), np.exp(la), WIDE, WIDE)
+    else:
+        base = Matern(np.exp(ll), [WIDE] * d, nu=NU[kernel])
+    return ConstantKernel(np.exp(lo), WIDE) * base + WhiteKernel(np.exp(ln), WIDE)
 
 
 def main(exe):
@@ -27,28 +47,61 @@ def main(exe):
         ll0 = np.log(rng.uniform(0.2, 1.0, (b, d)))
         lo0 = np.log(rng.uniform(0.5, 2.0, b))
         ln0 = np.log(rng.uniform(0.01, 0.1, b))
-        cases.append((x, y, ll0, lo0, ln0))
+        la0 = np.log(rng.uniform(0.5, 3.0, b))
+        cases.append((x, y, ll0, lo0, ln0, la0))
 
     passed = failed = 0
+
+    def record(ok, line):
+        nonlocal passed, failed
+        passed += ok
+        failed += not ok
+        print(line + ("  ok" if ok else "  FAILED"))
+
     with tempfile.TemporaryDirectory() as tmp:
-        for ci, (x, y, ll0, lo0, ln0) in enumerate(cases):
-            b, n, d = x.shape
-            data, init, out = (os.path.join(tmp, f"{k}{ci}.npz") for k in "DPF")
-            np.savez(data, x=x, y=y)
-            np.savez(init, log_lengthscale=ll0, log_outputscale=lo0, log_noise=ln0, mean=np.zeros(b))
-            subprocess.run([exe, "fit", "--data", data, "--init", init, "--fix", "mean", "--bounds", "1e-9,1e9", "--backend", "cpu", "--out", out], check=True)
-            ours = np.load(out)
-            for m in range(b):
-                wide = (1e-9, 1e9)
-                kernel = ConstantKernel(np.exp(lo0[m]), wide) * RBF(np.exp(ll0[m]), [wide] * d) + WhiteKernel(np.exp(ln0[m]), wide)
-                gp = GaussianProcessRegressor(kernel, alpha=0.0, normalize_y=False, n_restarts_optimizer=0)
-                gp.fit(x[m], y[m])
-                theirs = gp.log_marginal_likelihood_value_
-                mine = ours["objective"][m]
-                ok = ours["status"][m] in (0, 1) and mine >= theirs - 1e-6 * abs(theirs)
-                passed += ok
-                failed += not ok
-                print(f"case {ci} member {m}: batchgp {mine:.10f}  sklearn {theirs:.10f}  {'ok' if ok else 'WORSE'}")
+        for kernel in ["rbf", "matern12", "matern32", "matern52", "rq"]:
+            for ci, (x, y, ll0, lo0, ln0, la0) in enumerate(cases):
+                b, n, d = x.shape
+                if kernel == "rq":  # scikit-learn's RationalQuadratic is isotropic
+                    ll0 = np.repeat(ll0[:, :1], d, axis=1)
+                data, init, out, mll = (os.path.join(tmp, f"{k}{ci}{kernel}.npz") for k in "DPFM")
+                np.savez(data, x=x, y=y)
+                params = dict(log_lengthscale=ll0, log_outputscale=lo0, log_noise=ln0, mean=np.zeros(b))
+                if kernel == "rq":
+                    params["log_alpha"] = la0
+                np.savez(init, **params)
+                common = ["--backend", "cpu", "--kernel", kernel]
+                subprocess.run([exe, "mll", "--data", data, "--params", init, "--out", mll, *common], check=True)
+                subprocess.run(
+                    [exe, "fit", "--data", data, "--init", init, "--fix", "mean", "--bounds", "1e-9,1e9",
+                     "--out", out, *common],
+                    check=True,
+                )
+                at, ours = np.load(mll), np.load(out)
+                for m in range(b):
+                    k = sk_kernel(kernel, lo0[m], ll0[m], ln0[m], la0[m])
+                    gp = GaussianProcessRegressor(k, alpha=0.0, normalize_y=False, n_restarts_optimizer=0)
+                    gp.fit(x[m], y[m])
+                    # 1. MLL and gradient at the starting point.
+                    sk_mll, sk_grad = gp.log_marginal_likelihood(k.theta, eval_gradient=True)
+                    g_ls = at["grad_log_lengthscale"][m]
+                    mine = [at["grad_log_outputscale"][m]]
+                    mine += [g_ls.sum()] if kernel == "rq" else list(g_ls)
+                    if kernel == "rq":
+                        mine.append(at["grad_log_alpha"][m])
+                    mine.append(at["grad_log_noise"][m])
+                    mine = np.array(mine)
+                    scale = max(1.0, abs(sk_mll))
+                    ok = abs(at["mll"][m] - sk_mll) <= 1e-9 * scale and np.all(
+                        np.abs(mine - sk_grad) <= 1e-9 * np.maximum(1.0, np.abs(sk_grad)) * scale
+                    )
+                    record(ok, f"{kernel} case {ci} member {m}: mll {at['mll'][m]:.12f} sklearn {sk_mll:.12f}, "
+                               f"max gradient difference {np.max(np.abs(mine - sk_grad)):.2e}")
+                    # 2. The fit from the same start.
+                    theirs = gp.log_marginal_likelihood_value_
+                    got = ours["objective"][m]
+                    ok = ours["status"][m] in (0, 1) and got >= theirs - 1e-6 * abs(theirs)
+                    record(ok, f"{kernel} case {ci} member {m}: fit batchgp {got:.10f} sklearn {theirs:.10f}")
     print(f"parity: {passed} passed, {failed} failed")
     return 0 if failed == 0 else 1
 

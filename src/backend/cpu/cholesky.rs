@@ -7,6 +7,7 @@
 use super::{small, Float, Workspace};
 use crate::backend::JitterPolicy;
 use crate::data::{Precision, Status};
+use crate::error::Result;
 use faer::{MatMut, Par};
 use ndarray::{ArrayView2, ArrayViewMut2};
 
@@ -64,7 +65,7 @@ pub(crate) fn factor_dense(
     precision: Precision,
     policy: JitterPolicy,
     par: Par,
-) -> (Status, f64) {
+) -> Result<(Status, f64)> {
     match precision {
         Precision::F64 => factor_dense_t::<f64>(a, out, policy, par),
         Precision::F32 => factor_dense_t::<f32>(a, out, policy, par),
@@ -76,14 +77,14 @@ fn factor_dense_t<T: Float>(
     mut out: ArrayViewMut2<f64>,
     policy: JitterPolicy,
     par: Par,
-) -> (Status, f64) {
+) -> Result<(Status, f64)> {
     let n = a.nrows();
     if n == 0 {
-        return (Status::Ok, 0.0);
+        return Ok((Status::Ok, 0.0));
     }
     let mean_diag = (0..n).map(|i| a[[i, i]]).sum::<f64>() / n as f64;
     T::with_workspace(|ws| {
-        ws.reserve(n, 1, 0, par);
+        ws.reserve(n, 1, 0, par)?;
         let Workspace { chol, mem, .. } = ws;
         let (status, jitter) = factor_with_jitter::<T>(chol, n, mean_diag, policy, par, mem, |buf, jit| {
             for j in 0..n {
@@ -104,6 +105,7 @@ fn factor_dense_t<T: Float>(
                 };
             }
         }
-        (status, jitter)
+        ws.release_if_large();
+        Ok((status, jitter))
     })
 }

@@ -18,6 +18,7 @@ use super::{cholesky::factor_with_jitter, small, Float, Workspace};
 use crate::backend::member::{finite_or_failed, precheck, MemberView};
 use crate::backend::MllOptions;
 use crate::data::{Dataset, Hyperparameters, Status};
+use crate::error::Result;
 use crate::kernel::Kernel;
 use crate::layout::{Layout, Target};
 use faer::{MatMut, MatRef, Par};
@@ -33,31 +34,53 @@ pub(crate) fn member_mll<T: Float>(
     opts: &MllOptions,
     par: Par,
     grad: &mut [f64],
-) -> (f64, Status, f64) {
-    let layout = Layout::of(hyp);
+) -> Result<(f64, Status, f64)> {
     let d = data.n_dims();
     let member = MemberView::new(data, hyp, b);
     let n = member.n();
-    let noise = hyp.noise[b];
     let failed = |grad: &mut [f64], status: Status, jitter: f64| {
         grad.fill(f64::NAN);
         (f64::NAN, status, jitter)
     };
     if let Some(status) = precheck(hyp, b, n) {
-        return failed(grad, status, 0.0);
+        return Ok(failed(grad, status, 0.0));
     }
     grad.fill(0.0);
     let kernel = hyp.kernel;
     let cov = Cov::<T>::of(hyp, b);
     T::with_workspace(|ws| {
-        ws.reserve(n, d, 0, par);
+        ws.reserve(n, d, 0, par)?;
         if opts.gradient && kernel != Kernel::Rbf {
-            ws.reserve_weights(n, kernel.has_alpha());
+            ws.reserve_weights(n, kernel.has_alpha())?;
         }
+        let out = evaluate(ws, &member, kernel, cov, opts, par, grad);
+        ws.release_if_large();
+        Ok(out)
+    })
+}
+
+/// The member's MLL in a reserved workspace.
+fn evaluate<T: Float>(
+    ws: &mut Workspace<T>,
+    member: &MemberView,
+    kernel: Kernel,
+    cov: Cov<T>,
+    opts: &MllOptions,
+    par: Par,
+    grad: &mut [f64],
+) -> (f64, Status, f64) {
+    let (n, d) = (member.n(), member.lengthscale().len());
+    let layout = Layout::new(kernel, d);
+    let noise = member.noise();
+    let failed = |grad: &mut [f64], status: Status, jitter: f64| {
+        grad.fill(f64::NAN);
+        (f64::NAN, status, jitter)
+    };
+    {
         let Workspace { xs, alpha, kf, chol, inv, col, dv, kg, ka, mem, .. } = ws;
         let yvar = member.has_yvar().then_some(&mut dv[..n]);
         let has_yvar = yvar.is_some();
-        load_member::<T>(&member, xs, alpha, yvar);
+        load_member::<T>(member, xs, alpha, yvar);
         let weights = (opts.gradient && kernel != Kernel::Rbf)
             .then(|| GradWeights { psi: &mut kg[..n * n], dalpha: kernel.has_alpha().then(|| &mut ka[..n * n]) });
         fill_kf(xs, n, d, cov, kf, inv, weights);
@@ -120,7 +143,7 @@ pub(crate) fn member_mll<T: Float>(
         } else {
             (mll, status, jitter)
         }
-    })
+    }
 }
 
 dispatch_avx2! {

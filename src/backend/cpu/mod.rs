@@ -29,9 +29,9 @@ pub(crate) mod simd;
 
 pub use predict::draw_samples;
 
-use super::{Backend, CholeskyBatch, JitterPolicy, MllBatch, MllGradient, MllOptions, PredictOptions, Prediction};
+use super::{memory, Backend, CholeskyBatch, JitterPolicy, MllBatch, MllGradient, MllOptions, PredictOptions, Prediction};
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layout::Layout;
 use faer::dyn_stack::{MemBuffer, MemStack, StackReq};
 use faer::Par;
@@ -87,7 +87,6 @@ impl_float!(f64, WORKSPACE_F64, simd::exp_slice_f64);
 impl_float!(f32, WORKSPACE_F32, simd::exp_slice_f32);
 
 /// Scratch memory of one thread, reused across members and calls.
-#[derive(Default)]
 pub(crate) struct Workspace<T> {
     /// Observed points scaled by the lengthscales, dimension-major (D, n).
     pub xs: Vec<T>,
@@ -112,16 +111,37 @@ pub(crate) struct Workspace<T> {
     mem_req: Option<StackReq>,
 }
 
+impl<T> Default for Workspace<T> {
+    fn default() -> Self {
+        Workspace {
+            xs: Vec::new(),
+            alpha: Vec::new(),
+            kf: Vec::new(),
+            chol: Vec::new(),
+            inv: Vec::new(),
+            col: Vec::new(),
+            dv: Vec::new(),
+            kg: Vec::new(),
+            ka: Vec::new(),
+            mem: None,
+            mem_req: None,
+        }
+    }
+}
+
 impl<T: Float> Workspace<T> {
     /// Makes every buffer fit n points in D dimensions and `extra` columns of prediction scratch.
-    pub fn reserve(&mut self, n: usize, d: usize, extra: usize, par: Par) {
-        grow(&mut self.xs, n * d);
-        grow(&mut self.alpha, n);
-        grow(&mut self.dv, n);
-        grow(&mut self.col, n.max(extra));
-        grow(&mut self.kf, n * n);
-        grow(&mut self.chol, n * n);
-        grow(&mut self.inv, (n * n).max(n * extra));
+    ///
+    /// # Errors
+    /// [`Error::OutOfMemory`] when an allocation fails (planning should have prevented it).
+    pub fn reserve(&mut self, n: usize, d: usize, extra: usize, par: Par) -> Result<()> {
+        grow(&mut self.xs, n * d, n)?;
+        grow(&mut self.alpha, n, n)?;
+        grow(&mut self.dv, n, n)?;
+        grow(&mut self.col, n.max(extra), n)?;
+        grow(&mut self.kf, n * n, n)?;
+        grow(&mut self.chol, n * n, n)?;
+        grow(&mut self.inv, (n * n).max(n * extra), n)?;
         let req = faer::linalg::cholesky::llt::factor::cholesky_in_place_scratch::<T>(n, par, Default::default())
             .or(faer::linalg::cholesky::llt::inverse::inverse_scratch::<T>(n, par));
         let fits = match (&self.mem_req, &self.mem) {
@@ -129,15 +149,27 @@ impl<T: Float> Workspace<T> {
             _ => false,
         };
         if !fits {
-            self.mem = Some(MemBuffer::new(req));
+            self.mem = None;
+            let buf = MemBuffer::try_new(req).map_err(|_| out_of_memory::<T>(n, req.size_bytes()))?;
+            self.mem = Some(buf);
             self.mem_req = Some(req);
         }
+        Ok(())
     }
     /// Makes the gradient-weight buffers fit n points (kg always, ka for rq).
-    pub fn reserve_weights(&mut self, n: usize, alpha: bool) {
-        grow(&mut self.kg, n * n);
+    pub fn reserve_weights(&mut self, n: usize, alpha: bool) -> Result<()> {
+        grow(&mut self.kg, n * n, n)?;
         if alpha {
-            grow(&mut self.ka, n * n);
+            grow(&mut self.ka, n * n, n)?;
+        }
+        Ok(())
+    }
+    /// Frees the buffers once they hold more than [`KEEP_BYTES`], so that one large request
+    /// does not leave every thread holding its workspace for the life of the process.
+    pub fn release_if_large(&mut self) {
+        let len = self.kf.len() + self.chol.len() + self.inv.len() + self.kg.len() + self.ka.len();
+        if len * std::mem::size_of::<T>() > KEEP_BYTES {
+            *self = Workspace::default();
         }
     }
     /// faer's scratch stack (call [`Workspace::reserve`] first).
@@ -146,9 +178,48 @@ impl<T: Float> Workspace<T> {
     }
 }
 
-fn grow<T: Float>(v: &mut Vec<T>, len: usize) {
+/// Workspaces above this size are freed after use (see [`Workspace::release_if_large`]).
+const KEEP_BYTES: usize = 256 << 20;
+
+fn out_of_memory<T>(n: usize, bytes: usize) -> Error {
+    Error::OutOfMemory { n, needed: bytes as u64, budget: crate::backend::memory::available().unwrap_or(0) }
+}
+
+/// Grows `v` to `len` entries without aborting when the allocation fails.
+fn grow<T: Float>(v: &mut Vec<T>, len: usize, n: usize) -> Result<()> {
     if v.len() < len {
+        v.try_reserve_exact(len - v.len()).map_err(|_| out_of_memory::<T>(n, len * std::mem::size_of::<T>()))?;
         v.resize(len, T::from_f64(0.0));
+    }
+    Ok(())
+}
+
+/// How the members of a call are spread over the threads.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Schedule {
+    /// Members in parallel, each factorised sequentially.
+    Members,
+    /// One member at a time, with this parallelism inside it (few large members, or a memory
+    /// budget that admits fewer members in flight than there are threads).
+    OneAtATime(Par),
+}
+
+/// The schedule of `members` members of up to n points when at most `in_flight` fit in memory.
+pub(crate) fn schedule(members: usize, n: usize, in_flight: usize) -> Schedule {
+    let threads = rayon::current_num_threads();
+    let inner = if n >= 128 && threads > 1 { Par::rayon(0) } else { Par::Seq };
+    if in_flight < threads.min(members) || (members < threads && n >= 128 && threads > 1) {
+        Schedule::OneAtATime(inner)
+    } else {
+        Schedule::Members
+    }
+}
+
+/// Runs `f` for each index in `0..k` on the schedule, collecting the results in order.
+pub(crate) fn for_members<R: Send>(k: usize, s: Schedule, f: impl Fn(usize, Par) -> R + Sync + Send) -> Vec<R> {
+    match s {
+        Schedule::Members => (0..k).into_par_iter().map(|i| f(i, Par::Seq)).collect(),
+        Schedule::OneAtATime(par) => (0..k).map(|i| f(i, par)).collect(),
     }
 }
 
@@ -164,25 +235,6 @@ impl CpuBackend {
     }
 }
 
-/// How to split work: members in parallel, or one member at a time with faer in parallel.
-pub(crate) fn inner_par(members: usize, n: usize) -> Par {
-    let threads = rayon::current_num_threads();
-    if members < threads && n >= 128 && threads > 1 {
-        Par::rayon(0)
-    } else {
-        Par::Seq
-    }
-}
-
-/// Runs `f` for each index in `0..k`, in parallel over members or sequentially with the given
-/// inner parallelism (see [`inner_par`]), collecting the results in order.
-pub(crate) fn for_members<R: Send>(k: usize, par: Par, f: impl Fn(usize, Par) -> R + Sync + Send) -> Vec<R> {
-    match par {
-        Par::Seq => (0..k).into_par_iter().map(|i| f(i, Par::Seq)).collect(),
-        _ => (0..k).map(|i| f(i, par)).collect(),
-    }
-}
-
 impl Backend for CpuBackend {
     fn name(&self) -> &'static str {
         "cpu"
@@ -193,7 +245,9 @@ impl Backend for CpuBackend {
     }
 
     fn gram(&self, data: &Dataset, hyp: &Hyperparameters, precision: Precision) -> Result<Array3<f64>> {
-        let (b, n) = (data.batch_size(), data.n_points());
+        let (b, n, d) = (data.batch_size(), data.n_points(), data.n_dims());
+        let per = memory::cpu_mll_bytes(n, d, hyp.kernel, precision, false);
+        memory::in_flight(per, (b * n * n * 8) as u64, memory::budget(None), n)?;
         let mut out = Array3::<f64>::zeros((b, n, n));
         out.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(m, mut k)| match precision {
             Precision::F64 => gram::padded_gram::<f64>(data, hyp, m, k.view_mut()),
@@ -204,21 +258,17 @@ impl Backend for CpuBackend {
 
     fn cholesky(&self, a: &Array3<f64>, precision: Precision, jitter: JitterPolicy) -> Result<CholeskyBatch> {
         let (b, n, _) = a.dim();
+        let per = memory::cpu_mll_bytes(n, 1, crate::Kernel::Rbf, precision, false);
+        let in_flight = memory::in_flight(per, (b * n * n * 8) as u64, memory::budget(None), n)?;
         let mut factor = Array3::<f64>::zeros((b, n, n));
-        let par = inner_par(b, n);
-        let res: Vec<(Status, f64)> = match par {
-            Par::Seq => factor
-                .axis_iter_mut(Axis(0))
-                .into_par_iter()
-                .enumerate()
-                .map(|(m, l)| cholesky::factor_dense(a.index_axis(Axis(0), m), l, precision, jitter, Par::Seq))
-                .collect(),
-            _ => factor
-                .axis_iter_mut(Axis(0))
-                .enumerate()
-                .map(|(m, l)| cholesky::factor_dense(a.index_axis(Axis(0), m), l, precision, jitter, par))
-                .collect(),
+        let f = |m: usize, l, par| cholesky::factor_dense(a.index_axis(Axis(0), m), l, precision, jitter, par);
+        let res: Vec<Result<(Status, f64)>> = match schedule(b, n, in_flight) {
+            Schedule::Members => {
+                factor.axis_iter_mut(Axis(0)).into_par_iter().enumerate().map(|(m, l)| f(m, l, Par::Seq)).collect()
+            }
+            Schedule::OneAtATime(par) => factor.axis_iter_mut(Axis(0)).enumerate().map(|(m, l)| f(m, l, par)).collect(),
         };
+        let res = res.into_iter().collect::<Result<Vec<_>>>()?;
         Ok(CholeskyBatch {
             factor,
             status: res.iter().map(|r| r.0).collect(),
@@ -235,8 +285,10 @@ impl Backend for CpuBackend {
     ) -> Result<MllBatch> {
         let rows = super::member_rows(members, data.batch_size())?;
         let k = rows.len();
+        let (n, d) = (data.n_points(), data.n_dims());
         let layout = Layout::of(hyp);
-        let par = inner_par(k, data.n_points());
+        let per = memory::cpu_mll_bytes(n, d, hyp.kernel, opts.precision, opts.gradient);
+        let in_flight = memory::in_flight(per, (k * (layout.len() + 3) * 8) as u64, memory::budget(opts.max_memory), n)?;
         let mut grad = Array2::<f64>::zeros((k, layout.len()));
         let eval = |i: usize, row: ndarray::ArrayViewMut1<f64>, par: Par| {
             let row = row.into_slice().expect("rows of a standard-layout array are contiguous");
@@ -245,12 +297,13 @@ impl Backend for CpuBackend {
                 Precision::F32 => mll::member_mll::<f32>(data, hyp, rows[i], opts, par, row),
             }
         };
-        let res: Vec<(f64, Status, f64)> = match par {
-            Par::Seq => {
+        let res: Vec<Result<(f64, Status, f64)>> = match schedule(k, n, in_flight) {
+            Schedule::Members => {
                 grad.axis_iter_mut(Axis(0)).into_par_iter().enumerate().map(|(i, r)| eval(i, r, Par::Seq)).collect()
             }
-            _ => grad.axis_iter_mut(Axis(0)).enumerate().map(|(i, r)| eval(i, r, par)).collect(),
+            Schedule::OneAtATime(par) => grad.axis_iter_mut(Axis(0)).enumerate().map(|(i, r)| eval(i, r, par)).collect(),
         };
+        let res = res.into_iter().collect::<Result<Vec<_>>>()?;
         Ok(MllBatch {
             mll: res.iter().map(|r| r.0).collect(),
             gradient: opts.gradient.then(|| MllGradient::from_rows(&grad, layout)),
@@ -266,7 +319,6 @@ impl Backend for CpuBackend {
         test: &Inputs,
         opts: &PredictOptions,
     ) -> Result<Prediction> {
-        let pred = predict::predict(data, hyp, test, opts);
-        Ok(pred)
+        predict::predict(data, hyp, test, opts)
     }
 }

@@ -6,7 +6,9 @@
 use super::gram::{fill_cross, fill_kf, load_member, scale_points, Cov};
 use crate::backend::member::{precheck, MemberView};
 use super::simd::dot;
-use super::{cholesky::factor_with_jitter, for_members, inner_par, Float, Workspace};
+use super::{cholesky::factor_with_jitter, for_members, schedule, Float, Workspace};
+use crate::backend::memory;
+use crate::error::Result;
 use crate::backend::{JitterPolicy, PredictOptions, Prediction};
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
 use faer::linalg::matmul::matmul;
@@ -25,15 +27,23 @@ struct MemberPrediction {
     jitter: f64,
 }
 
-pub(crate) fn predict(data: &Dataset, hyp: &Hyperparameters, test: &Inputs, opts: &PredictOptions) -> Prediction {
-    let b = data.batch_size();
+pub(crate) fn predict(
+    data: &Dataset,
+    hyp: &Hyperparameters,
+    test: &Inputs,
+    opts: &PredictOptions,
+) -> Result<Prediction> {
+    let (b, n, d) = (data.batch_size(), data.n_points(), data.n_dims());
     let m = test.n_points();
     let want_cov = opts.full_covariance || opts.samples.is_some();
-    let par = inner_par(b, data.n_points().max(m));
-    let res = for_members(b, par, |k, par| match opts.precision {
+    let per = memory::cpu_predict_bytes(n, d, m, opts.precision, want_cov);
+    let outputs = b * m * (5 + if want_cov { m } else { 0 } + opts.samples.map_or(0, |s| s.0)) * 8;
+    let in_flight = memory::in_flight(per, outputs as u64, memory::budget(opts.max_memory), n)?;
+    let res = for_members(b, schedule(b, n.max(m), in_flight), |k, par| match opts.precision {
         Precision::F64 => member_predict::<f64>(data, hyp, test.member(k), k, want_cov, par),
         Precision::F32 => member_predict::<f32>(data, hyp, test.member(k), k, want_cov, par),
     });
+    let res = res.into_iter().collect::<Result<Vec<_>>>()?;
     let mut mean = Array2::zeros((b, m));
     let mut var = Array2::zeros((b, m));
     let mut cov = want_cov.then(|| Array3::zeros((b, m, m)));
@@ -50,7 +60,7 @@ pub(crate) fn predict(data: &Dataset, hyp: &Hyperparameters, test: &Inputs, opts
     }
     let status = res.iter().map(|r| r.status).collect();
     let jitter = res.iter().map(|r| r.jitter).collect::<Array1<f64>>();
-    Prediction::assemble(mean, var, &hyp.noise, cov, status, jitter, opts)
+    Ok(Prediction::assemble(mean, var, &hyp.noise, cov, status, jitter, opts))
 }
 
 fn member_predict<T: Float>(
@@ -60,12 +70,11 @@ fn member_predict<T: Float>(
     b: usize,
     want_cov: bool,
     par: Par,
-) -> MemberPrediction {
+) -> Result<MemberPrediction> {
     let d = data.n_dims();
     let member = MemberView::new(data, hyp, b);
     let n = member.n();
     let m = z.nrows();
-    let (s, noise, mu) = (hyp.outputscale[b], hyp.noise[b], hyp.mean[b]);
     let failed = |jitter| MemberPrediction {
         mean: vec![f64::NAN; m],
         var: vec![f64::NAN; m],
@@ -76,13 +85,35 @@ fn member_predict<T: Float>(
     // An empty member's posterior is its prior; its status says so.
     let pre = precheck(hyp, b, n);
     if pre == Some(Status::Failed) {
-        return failed(0.0);
+        return Ok(failed(0.0));
     }
     let cov_k = Cov::<T>::of(hyp, b);
     let mut zs = vec![T::from_f64(0.0); m * d];
     scale_points(&member, z, &mut zs);
     T::with_workspace(|ws| {
-        ws.reserve(n, d, m, par);
+        ws.reserve(n, d, m, par)?;
+        let out = member_posterior(ws, &member, &zs, m, cov_k, want_cov, pre, par);
+        ws.release_if_large();
+        Ok(out.unwrap_or_else(|jitter| failed(jitter)))
+    })
+}
+
+/// The posterior of a member in a reserved workspace; Err(jitter) when its Gram cannot be
+/// factorised.
+#[allow(clippy::too_many_arguments)]
+fn member_posterior<T: Float>(
+    ws: &mut Workspace<T>,
+    member: &MemberView,
+    zs: &[T],
+    m: usize,
+    cov_k: Cov<T>,
+    want_cov: bool,
+    pre: Option<Status>,
+    par: Par,
+) -> std::result::Result<MemberPrediction, f64> {
+    let (n, d) = (member.n(), member.lengthscale().len());
+    let (s, noise, mu) = (member.outputscale(), member.noise(), member.mean());
+    {
         let Workspace { xs, alpha, kf, chol, inv, dv, mem, .. } = ws;
         let mut status = pre.unwrap_or(Status::Ok);
         let mut jitter = 0.0;
@@ -92,7 +123,7 @@ fn member_predict<T: Float>(
         if n > 0 {
             let yvar = member.has_yvar().then_some(&mut dv[..n]);
             let has_yvar = yvar.is_some();
-            load_member::<T>(&member, xs, alpha, yvar);
+            load_member::<T>(member, xs, alpha, yvar);
             // chol is free until the factorisation fills it: scratch for the packed Gram.
             fill_kf(xs, n, d, cov_k, kf, chol, None);
             let noise_t = T::from_f64(noise);
@@ -114,12 +145,12 @@ fn member_predict<T: Float>(
                 },
             );
             if status == Status::Failed {
-                return failed(jitter);
+                return Err(jitter);
             }
             let l = MatRef::from_column_major_slice(&chol[..n * n], n, n);
             let rhs = MatMut::from_column_major_slice_mut(&mut alpha[..n], n, 1);
             faer::linalg::cholesky::llt::solve::solve_in_place(l, rhs, par, Workspace::<T>::stack(mem));
-            fill_cross(xs, n, &zs, m, d, cov_k, cross);
+            fill_cross(xs, n, zs, m, d, cov_k, cross);
             for j in 0..m {
                 let col = &cross[j * n..(j + 1) * n];
                 mean[j] = mu + dot(col, &alpha[..n]).to_f64();
@@ -134,7 +165,7 @@ fn member_predict<T: Float>(
         let cov = want_cov.then(|| {
             let mut c = vec![T::from_f64(0.0); m * m];
             let mut scratch = vec![T::from_f64(0.0); m * m];
-            fill_kf(&zs, m, d, cov_k, &mut c, &mut scratch, None);
+            fill_kf(zs, m, d, cov_k, &mut c, &mut scratch, None);
             for j in 0..m {
                 for i in 0..j {
                     c[j * m + i] = c[i * m + j];
@@ -147,8 +178,8 @@ fn member_predict<T: Float>(
             }
             c.iter().map(|v| v.to_f64()).collect()
         });
-        MemberPrediction { mean, var, cov, status, jitter }
-    })
+        Ok(MemberPrediction { mean, var, cov, status, jitter })
+    }
 }
 
 fn precision_of<T: Float>() -> Precision {
