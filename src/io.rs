@@ -342,13 +342,12 @@ pub fn read_params_with_kernel(path: &str, b: usize, d: usize, kernel: Option<Ke
         Some(a) => Some(dim::<Ix1>(a, "log_alpha", &format!("({b},)"))?),
         None => None,
     };
+    let contradiction = |k: Kernel, fk: Kernel| {
+        let reason = format!("--kernel {k} contradicts {path}, which holds kernel {fk}");
+        Error::option("kernel", format!("{reason} (drop --kernel or pass --kernel {fk})"))
+    };
     let kernel = match (file_kernel, kernel) {
-        (Some(fk), Some(k)) if fk != k => {
-            return Err(Error::option(
-                "kernel",
-                format!("--kernel {k} contradicts {path}, which holds kernel {fk} (drop --kernel or pass --kernel {fk})"),
-            ))
-        }
+        (Some(fk), Some(k)) if fk != k => return Err(contradiction(k, fk)),
         (Some(fk), _) => fk,
         (None, Some(k)) => k,
         (None, None) if log_alpha.is_some() => Kernel::Rq,
