@@ -325,7 +325,8 @@ pub enum Status {
     Ok = 0,
     /// 1: factorised after adding jitter (reported per member).
     Jitter = 1,
-    /// 2: the optimiser stopped at its iteration limit.
+    /// 2: the optimiser stopped before converging: at its iteration limit, or in a line search
+    /// that stalled above the tolerance (the fit's reason says which).
     MaxIter = 2,
     /// 3: not positive definite at the largest jitter, or non-finite values; numbers are NaN.
     Failed = 3,
@@ -357,7 +358,7 @@ impl Status {
         match self {
             Status::Ok => "ok",
             Status::Jitter => "ok (jitter)",
-            Status::MaxIter => "iteration limit",
+            Status::MaxIter => "not converged",
             Status::Failed => "failed",
             Status::Empty => "empty",
             Status::Degenerate => "degenerate",

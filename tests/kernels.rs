@@ -6,7 +6,7 @@
 
 mod common;
 use batchgp::backend::PredictOptions;
-use batchgp::{Backend, Dataset, FitRequest, Hyperparameters, Inputs, Kernel, Layout, MllRequest, Precision, Status, Target};
+use batchgp::{Dataset, FitRequest, Hyperparameters, Inputs, Kernel, Layout, MllRequest, Precision, Status, Target};
 use common::*;
 use ndarray::{Array1, Array2, Array3, Axis};
 

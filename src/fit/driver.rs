@@ -4,7 +4,7 @@
 
 use super::objective::BatchObjective;
 use super::{FitObserver, FitProgress, Termination};
-use crate::data::{Hyperparameters, Status};
+use crate::data::Hyperparameters;
 use crate::error::{Error, Result};
 
 /// One member's optimiser, as the driver sees it (L-BFGS and Adam implement it).
@@ -22,26 +22,20 @@ pub(crate) trait MemberOptimizer: Send {
     fn termination(&self) -> Option<Termination>;
 }
 
-/// What the driver keeps of a member: its status and jitter at the current iterate.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct Accepted {
-    pub status: Status,
-    pub jitter: f64,
-}
+/// Every member's optimiser.
+pub(crate) type Members = [Box<dyn MemberOptimizer>];
 
-/// Runs every member to its stop; returns the evaluation rounds, and per member the status
-/// and jitter of the evaluation at its final iterate.
+/// Runs every member to its stop; returns the evaluation rounds.
 ///
 /// # Errors
 /// A failure of the objective, or [`Error::Interrupted`] when the observer asks to stop.
 pub(crate) fn drive(
     objective: &mut dyn BatchObjective,
-    states: &mut [Box<dyn MemberOptimizer>],
+    states: &mut Members,
     mut observer: Option<&mut (dyn FitObserver + '_)>,
-    snapshot: &dyn Fn(&[Box<dyn MemberOptimizer>]) -> Hyperparameters,
-) -> Result<(usize, Vec<Accepted>)> {
+    snapshot: &dyn Fn(&Members) -> Hyperparameters,
+) -> Result<usize> {
     let e_total = objective.members();
-    let mut accepted = vec![Accepted { status: Status::Failed, jitter: 0.0 }; e_total];
     let mut objective_now = vec![f64::NAN; e_total];
     if let Some(o) = observer.as_deref_mut() {
         o.init(e_total);
@@ -56,7 +50,6 @@ pub(crate) fn drive(
         let evals = objective.evaluate(&active, &points)?;
         for (&e, ev) in active.iter().zip(evals) {
             if states[e].observe(ev.f, &ev.grad) {
-                accepted[e] = Accepted { status: ev.status, jitter: ev.jitter };
                 objective_now[e] = -ev.f;
             }
         }
@@ -77,5 +70,5 @@ pub(crate) fn drive(
             }
         }
     }
-    Ok((rounds, accepted))
+    Ok(rounds)
 }

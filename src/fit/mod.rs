@@ -41,6 +41,10 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use transform::Map;
 
+/// rq's alpha is fitted within (0, ALPHA_MAX]: there rq differs from rbf by at most
+/// r^4 exp(-r^2 / 2) / (8 alpha) < 1e-7 of the outputscale.
+pub const ALPHA_MAX: f64 = 1e6;
+
 /// Fewer observed points than this make a member degenerate: with a free mean, the MLL of one
 /// or two points grows without bound as the noise and the outputscale shrink.
 pub const MIN_POINTS: usize = 3;
@@ -475,7 +479,7 @@ impl<'a> FitRequest<'a> {
             .collect();
         let opts = MllOptions { max_memory: self.max_memory, ..MllOptions::new(self.precision) };
         let mut objective = ExactObjective::new(be, data_e, layout, &maps, priors_e, units, gp, opts);
-        let snapshot = |states: &[Box<dyn MemberOptimizer>]| {
+        let snapshot = |states: &driver::Members| {
             let mut h = Hyperparameters::broadcast(e_total, &vec![1.0; d], 1.0, 1.0, 0.0).with_kernel(self.kernel);
             for (e, s) in states.iter().enumerate() {
                 layout.write(&mut h, e, &theta_of(&maps[e], s.point().0));
@@ -483,7 +487,7 @@ impl<'a> FitRequest<'a> {
             h
         };
         let observer = self.observer.take();
-        let (rounds, _) = driver::drive(&mut objective, &mut states, observer.map(|o| &mut *o), &snapshot)?;
+        let rounds = driver::drive(&mut objective, &mut states, observer.map(|o| &mut *o), &snapshot)?;
         let res = self.fold(&mut objective, &states, &degeneracy, rounds)?;
         if let Some(o) = self.observer.as_deref_mut() {
             o.finish(&res);
@@ -541,6 +545,11 @@ impl<'a> FitRequest<'a> {
                             Some((lo, hi)) => ((lo / scale).ln(), (hi / scale).ln()),
                             None => (f64::NEG_INFINITY, f64::INFINITY),
                         };
+                        if t == Target::Alpha {
+                            // Past ALPHA_MAX rq is rbf to 1e-7: the MLL keeps rising by less than
+                            // any tolerance, and an unbounded alpha would walk to infinity.
+                            hi = hi.min((ALPHA_MAX / scale).ln());
+                        }
                         if degeneracy[gp[e]].is_some() {
                             let (dlo, dhi) = match t {
                                 Target::Lengthscale => (1e-3f64.ln(), 1e3f64.ln()),

@@ -150,7 +150,7 @@ impl<T: Float> Workspace<T> {
         };
         if !fits {
             self.mem = None;
-            let buf = MemBuffer::try_new(req).map_err(|_| out_of_memory::<T>(n, req.size_bytes()))?;
+            let buf = MemBuffer::try_new(req).map_err(|_| out_of_memory(n, req.size_bytes()))?;
             self.mem = Some(buf);
             self.mem_req = Some(req);
         }
@@ -181,14 +181,14 @@ impl<T: Float> Workspace<T> {
 /// Workspaces above this size are freed after use (see [`Workspace::release_if_large`]).
 const KEEP_BYTES: usize = 256 << 20;
 
-fn out_of_memory<T>(n: usize, bytes: usize) -> Error {
+fn out_of_memory(n: usize, bytes: usize) -> Error {
     Error::OutOfMemory { n, needed: bytes as u64, budget: crate::backend::memory::available().unwrap_or(0) }
 }
 
 /// Grows `v` to `len` entries without aborting when the allocation fails.
 fn grow<T: Float>(v: &mut Vec<T>, len: usize, n: usize) -> Result<()> {
     if v.len() < len {
-        v.try_reserve_exact(len - v.len()).map_err(|_| out_of_memory::<T>(n, len * std::mem::size_of::<T>()))?;
+        v.try_reserve_exact(len - v.len()).map_err(|_| out_of_memory(n, len * std::mem::size_of::<T>()))?;
         v.resize(len, T::from_f64(0.0));
     }
     Ok(())

@@ -94,7 +94,7 @@ fn member_predict<T: Float>(
         ws.reserve(n, d, m, par)?;
         let out = member_posterior(ws, &member, &zs, m, cov_k, want_cov, pre, par);
         ws.release_if_large();
-        Ok(out.unwrap_or_else(|jitter| failed(jitter)))
+        Ok(out.unwrap_or_else(failed))
     })
 }
 
