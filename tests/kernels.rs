@@ -252,3 +252,35 @@ fn fits_do_not_depend_on_units() {
         }
     }
 }
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 24, ..Default::default() })]
+    /// The same invariance over random scales and offsets: log10 c in [-10, 10], an offset of up
+    /// to 1e6 sd(y), x scaled by 10^[-4, 4] and shifted by up to 1e4 of its spread.
+    #[test]
+    fn fits_do_not_depend_on_units_property(
+        log_c in -10.0f64..10.0,
+        a_sd in -1e6f64..1e6,
+        log_xs in -4.0f64..4.0,
+        xo_sd in -1e4f64..1e4,
+        k in 0usize..5,
+    ) {
+        let kernel = Kernel::ALL[k];
+        let (data, _) = batch(kernel, 2, 30, 2, 77, false);
+        let Inputs::Batched(x) = data.x().clone() else { unreachable!() };
+        let (c, xs) = (10f64.powf(log_c), 10f64.powf(log_xs));
+        let sd_y = data.y_moments(0).1.sqrt();
+        let y2 = data.y().mapv(|v| c * v + a_sd * c * sd_y);
+        let x2: Array3<f64> = x.mapv(|v| xs * v + xo_sd * xs * 0.3);
+        let d2 = Dataset::new(x2, y2).unwrap();
+        let cpu = batchgp::BackendChoice::Cpu;
+        let base = FitRequest::new(&data).kernel(kernel).backend(cpu).run().unwrap();
+        let f = FitRequest::new(&d2).kernel(kernel).backend(cpu).run().unwrap();
+        for m in 0..2 {
+            let n = data.n_observed(m) as f64;
+            let what = format!("{kernel} member {m}: c {c:e}, a {a_sd:e} sd, x * {xs:e} + {xo_sd:e} spreads");
+            proptest::prop_assert_eq!(f.status[m], base.status[m], "{}", what);
+            assert_close(f.mll[m], base.mll[m] - n * c.ln(), 1e-6, &what);
+        }
+    }
+}
