@@ -1,0 +1,284 @@
+"""Result types: numpy arrays per member, a readable repr, and summary() tables in natural units."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from . import _batchgp as _native
+from .params import Params
+
+STATUS_TEXT: tuple = tuple(_native.STATUS_TEXT)
+"""Status codes in words, by code: 0 ok, 1 ok (jitter), 2 iteration limit, 3 failed, 4 empty,
+5 degenerate (DESIGN.md sections 4 and 14)."""
+
+
+def _short(a: np.ndarray, edge: int = 3) -> str:
+    """[v0, v1, v2, ..., v-1] of a 1-d array, 6 significant digits."""
+    a = np.asarray(a).ravel()
+    if len(a) <= 2 * edge + 1:
+        return "[" + ", ".join(_num(v) for v in a) + "]"
+    return "[" + ", ".join([_num(v) for v in a[:edge]] + ["..."] + [_num(v) for v in a[-edge:]]) + "]"
+
+
+def _status_counts(status: np.ndarray) -> str:
+    codes, counts = np.unique(status, return_counts=True)
+    return ", ".join(f"{n} {STATUS_TEXT[c] if 0 <= c < len(STATUS_TEXT) else c}" for c, n in zip(codes, counts))
+
+
+def _num(v: Any) -> str:
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    v = float(v)
+    if np.isnan(v):
+        return "nan"
+    return f"{v:.6g}"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], max_rows: int | None) -> str:
+    """Right-aligned columns; with more than max_rows rows, the first and last halves."""
+    rows = [list(r) for r in rows]
+    skipped = 0
+    if max_rows is not None and len(rows) > max_rows:
+        head = max_rows - max_rows // 2
+        skipped = len(rows) - max_rows
+        rows = rows[:head] + [["..."] * len(headers)] + rows[len(rows) - max_rows // 2 :]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths)).rstrip()
+    out = [line(headers)] + [line(r) for r in rows]
+    if skipped:
+        out.append(f"({skipped} members not shown; summary(max_rows=None) shows all)")
+    return "\n".join(out)
+
+
+class _Result:
+    _fields: tuple = ()
+    _optional: tuple = ()
+
+    def __init__(self, arrays: dict) -> None:
+        for k in self._fields:
+            setattr(self, k, arrays[k])
+        for k in self._optional:
+            setattr(self, k, arrays.get(k))
+
+    def _dict(self) -> dict:
+        return {k: getattr(self, k) for k in self._fields + self._optional if getattr(self, k) is not None}
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        a, b = self._dict(), other._dict()  # type: ignore[attr-defined]
+        return a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=_nan_ok(a[k])) for k in a)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _nan_ok(a: Any) -> bool:
+    return isinstance(a, np.ndarray) and a.dtype.kind == "f"
+
+
+class MllResult(_Result):
+    """The MAP objective at given hyperparameters, per member (as the CLI's mll output).
+
+    Attributes
+    ----------
+    mll, log_prior, objective : (B,)
+        Exact marginal log-likelihood (a total over the observed points), sum of log prior
+        densities, and their sum.
+    status : (B,) int
+        0 ok, 1 ok with jitter, 3 failed (numbers NaN), 4 empty, 5 degenerate.
+    jitter : (B,)
+        Jitter added to each member's diagonal.
+    grad_log_lengthscale : (B, D); grad_log_outputscale, grad_log_noise, grad_mean : (B,)
+        Gradient of the objective with respect to log lengthscale, log outputscale, log noise
+        and the mean.
+    grad_log_alpha : (B,) or None
+        For the rq kernel.
+    """
+
+    _fields = (
+        "mll",
+        "log_prior",
+        "objective",
+        "status",
+        "jitter",
+        "grad_log_lengthscale",
+        "grad_log_outputscale",
+        "grad_log_noise",
+        "grad_mean",
+    )
+    _optional = ("grad_log_alpha",)
+
+    def __repr__(self) -> str:
+        b, d = self.grad_log_lengthscale.shape
+        return (
+            f"MllResult(B={b}, D={d}, mll={_short(self.mll)}, objective={_short(self.objective)}, "
+            f"status: {_status_counts(self.status)})"
+        )
+
+    def summary(self, max_rows: int | None = 50) -> str:
+        """A table per member: status, mll, log prior, objective, jitter, largest |gradient|."""
+        grads = [self.grad_log_lengthscale, self.grad_log_outputscale[:, None], self.grad_log_noise[:, None]]
+        grads += [self.grad_mean[:, None]]
+        if self.grad_log_alpha is not None:
+            grads.append(self.grad_log_alpha[:, None])
+        gmax = np.max(np.abs(np.hstack(grads)), axis=1)
+        rows = [
+            [
+                str(b),
+                STATUS_TEXT[self.status[b]],
+                _num(self.mll[b]),
+                _num(self.log_prior[b]),
+                _num(self.objective[b]),
+                _num(self.jitter[b]),
+                _num(gmax[b]),
+            ]
+            for b in range(len(self.mll))
+        ]
+        head = f"MllResult: {len(self.mll)} members; {_status_counts(self.status)}"
+        table = _table(["member", "status", "mll", "log_prior", "objective", "jitter", "max|grad|"], rows, max_rows)
+        return head + "\n" + table
+
+
+class Prediction(_Result):
+    """Posterior at M test points per member; arrays are (B, M).
+
+    Attributes
+    ----------
+    mean : (B, M)
+        Posterior mean of f (and of y).
+    var, var_y : (B, M)
+        Posterior variance of f, and of y = f + noise.
+    lower, upper : (B, M)
+        mean -/+ 2 sd(y) (GPyTorch's confidence_region).
+    status : (B,) int; jitter : (B,)
+    samples : (S, B, M) or None
+        Posterior samples of f, when asked for.
+    covariance : (B, M, M) or None
+        Posterior covariance of f, when asked for.
+    """
+
+    _fields = ("mean", "var", "var_y", "lower", "upper", "status", "jitter")
+    _optional = ("samples", "covariance")
+
+    def __repr__(self) -> str:
+        b, m = self.mean.shape
+        arrays = "mean, var, var_y, lower, upper (B, M)"
+        if self.samples is not None:
+            arrays += f", samples {self.samples.shape}"
+        if self.covariance is not None:
+            arrays += f", covariance {self.covariance.shape}"
+        return f"Prediction(B={b}, M={m}: {arrays}; status: {_status_counts(self.status)})"
+
+    def summary(self, max_rows: int | None = 50) -> str:
+        """A table per member: status, jitter, range of the mean, average and largest sd(y)."""
+        sd = np.sqrt(self.var_y)
+        rows = [
+            [
+                str(b),
+                STATUS_TEXT[self.status[b]],
+                _num(self.jitter[b]),
+                _num(np.min(self.mean[b])) if self.mean.shape[1] else "-",
+                _num(np.max(self.mean[b])) if self.mean.shape[1] else "-",
+                _num(np.mean(sd[b])) if self.mean.shape[1] else "-",
+                _num(np.max(sd[b])) if self.mean.shape[1] else "-",
+            ]
+            for b in range(self.mean.shape[0])
+        ]
+        b, m = self.mean.shape
+        head = f"Prediction: {b} members at {m} points; {_status_counts(self.status)}"
+        headers = ["member", "status", "jitter", "min mean", "max mean", "mean sd(y)", "max sd(y)"]
+        return head + "\n" + _table(headers, rows, max_rows)
+
+
+class FitResult(_Result):
+    """A fit, per GP (restarts folded in: the best kept). Arrays are (B,) unless noted.
+
+    Attributes
+    ----------
+    lengthscale : (B, D); outputscale, noise, mean : (B,); alpha : (B,) or None
+        Fitted hyperparameters in the data's units (NaN for a failed or empty member).
+    mll, log_prior, objective : (B,)
+        At the fitted point; objective = mll + log_prior.
+    status : (B,) int
+        0/1 converged (1: with jitter), 2 not converged (see reason), 3 failed, 4 empty,
+        5 degenerate.
+    reason : (B,) str
+        Why each member's optimiser stopped ("converged", "iteration limit", ...).
+    outcome : (B,) str
+        The status and reason in words, as summary() prints them.
+    jitter : (B,); iterations : (B,) int
+        Jitter at the fitted point; optimiser iterations of the kept run.
+    restart : (B,) int
+        Which start was kept (0 = the initial point).
+    rounds : int
+        Batched evaluation rounds in all.
+    kernel : str
+    params : Params
+        The fitted hyperparameters, ready for predict/mll or as another fit's init.
+    """
+
+    _fields = (
+        "kernel",
+        "lengthscale",
+        "outputscale",
+        "noise",
+        "mean",
+        "mll",
+        "log_prior",
+        "objective",
+        "status",
+        "reason",
+        "outcome",
+        "jitter",
+        "iterations",
+        "restart",
+        "rounds",
+    )
+    _optional = ("alpha",)
+
+    def __init__(self, arrays: dict) -> None:
+        arrays = dict(arrays)
+        arrays["reason"] = np.array(arrays["reason"], dtype=str)
+        arrays["outcome"] = np.array(arrays["outcome"], dtype=str)
+        super().__init__(arrays)
+        self.params = Params(self.lengthscale, self.outputscale, self.noise, self.mean, self.alpha, self.kernel)
+
+    def __repr__(self) -> str:
+        b, d = self.lengthscale.shape
+        return (
+            f"FitResult(kernel={self.kernel!r}, B={b}, D={d}, objective={_short(self.objective)}, "
+            f"status: {_status_counts(self.status)})"
+        )
+
+    def summary(self, max_rows: int | None = 50) -> str:
+        """A table per member in natural units: outcome, objective, mll, log prior, every
+        hyperparameter, iterations (and the restart kept, when there were restarts)."""
+        b, d = self.lengthscale.shape
+        headers = ["member", "outcome", "objective", "mll", "log_prior"]
+        headers += [f"lengthscale[{k}]" for k in range(d)] + ["outputscale", "noise", "mean"]
+        if self.alpha is not None:
+            headers.append("alpha")
+        headers.append("iters")
+        restarts = bool(np.any(self.restart))
+        if restarts:
+            headers.append("restart")
+        rows = []
+        for m in range(b):
+            row = [str(m), str(self.outcome[m]), _num(self.objective[m]), _num(self.mll[m]), _num(self.log_prior[m])]
+            row += [_num(v) for v in self.lengthscale[m]]
+            row += [_num(self.outputscale[m]), _num(self.noise[m]), _num(self.mean[m])]
+            if self.alpha is not None:
+                row.append(_num(self.alpha[m]))
+            row.append(str(self.iterations[m]))
+            if restarts:
+                row.append(str(self.restart[m]))
+            rows.append(row)
+        converged = int(np.sum((self.status == 0) | (self.status == 1)))
+        head = (
+            f"FitResult: {b} GPs, {self.kernel} kernel, D = {d}; converged {converged} of {b}"
+            f" ({_status_counts(self.status)}); {self.rounds} evaluation rounds"
+        )
+        return head + "\n" + _table(headers, rows, max_rows)
