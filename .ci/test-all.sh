@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Every test: the Rust tests of the whole workspace (the core crate and the Python binding
+# crate), then the Python package built into a virtualenv and its tests (python/tests, which
+# compare the package with the CLI built by the first step and with scikit-learn), then the
+# command line's fit parity with scikit-learn for every kernel.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+cargo test --release --workspace
+
+# The Python tests compare against this CLI; with the variable set, a missing CLI fails them
+# instead of skipping them.
+export BATCHGP_CLI="$PWD/target/release/batchgp"
+[ -x "$BATCHGP_CLI" ] || cargo build --release --bin batchgp
+
+[ -x .venv/bin/python ] || python3 -m venv .venv
+pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
+"${pip[@]}" numpy scipy scikit-learn pytest
+# maturin (fetched by pip as the build backend) compiles the extension into the workspace's target/.
+"${pip[@]}" ./python
+.venv/bin/python -m pytest python/tests -q
+
+# Parity with scikit-learn for every kernel: MLL and gradient, and fits from the same start.
+.venv/bin/python tests/python/sklearn_parity.py "$BATCHGP_CLI"
