@@ -270,3 +270,25 @@ fn box_bounds_hold_and_bind_where_the_optimum_lies_outside() {
     let bad = fit(&data).bounds(2.0, 1.0).run();
     assert!(matches!(bad, Err(batchgp::Error::InvalidOption { .. })));
 }
+
+/// Restarts spread every GP from its own random stream: a batch split into chunks (each told
+/// its first member) fits exactly as a whole (what a chunked, distributed fit relies on).
+#[test]
+fn restarts_do_not_depend_on_the_rest_of_the_batch() {
+    let (data, _) = random_batch(6, 25, 2, 31);
+    let whole = FitRequest::new(&data).restarts(3).seed(7).backend(BackendChoice::Cpu).run().unwrap();
+    for rows in [vec![0, 1, 2], vec![3, 4, 5], vec![4]] {
+        let part = FitRequest::new(&data.select(&rows))
+            .restarts(3)
+            .seed(7)
+            .first_member(rows[0] as u64)
+            .backend(BackendChoice::Cpu)
+            .run()
+            .unwrap();
+        for (i, &m) in rows.iter().enumerate() {
+            assert_eq!(part.objective[i], whole.objective[m], "member {m}");
+            assert_eq!(part.restart[i], whole.restart[m], "member {m}");
+            assert_eq!(part.hyperparameters.lengthscale.row(i), whole.hyperparameters.lengthscale.row(m));
+        }
+    }
+}

@@ -136,8 +136,10 @@ fn ragged_batch_loop_and_isolation_per_kernel() {
                     x.index_axis_mut(Axis(0), m).row_mut(i).fill(f64::NAN);
                 }
             }
-            let ragged =
-                Dataset::with_mask(x.clone(), y.clone(), Some(mask.clone())).unwrap().with_yvar(data.yvar().unwrap().clone()).unwrap();
+            let ragged = Dataset::with_mask(x.clone(), y.clone(), Some(mask.clone()))
+                .unwrap()
+                .with_yvar(data.yvar().unwrap().clone())
+                .unwrap();
             hyp.outputscale[2] = f64::INFINITY; // member 2 fails, the others must not notice
             let all = MllRequest::new(&ragged, &hyp).on(be).run().unwrap();
             assert_eq!(all.status[2], Status::Failed, "{kernel}");
@@ -226,7 +228,9 @@ fn fits_do_not_depend_on_units() {
         let (data, _) = batch(kernel, 3, 40, 2, 21, false);
         let Inputs::Batched(x) = data.x().clone() else { unreachable!() };
         let base = FitRequest::new(&data).kernel(kernel).backend(batchgp::BackendChoice::Cpu).run().unwrap();
-        for (c, a, xs, xo) in [(1e6, 3e8, 1e-3, 5e4), (1e-6, -2.0, 1e4, -1e6), (1e10, 0.0, 1.0, 0.0), (1e-10, 1e-3, 1.0, 0.0)] {
+        for (c, a, xs, xo) in
+            [(1e6, 3e8, 1e-3, 5e4), (1e-6, -2.0, 1e4, -1e6), (1e10, 0.0, 1.0, 0.0), (1e-10, 1e-3, 1.0, 0.0)]
+        {
             let y2 = data.y().mapv(|v| c * v + a);
             let x2: Array3<f64> = x.mapv(|v| xs * v + xo);
             let d2 = Dataset::new(x2, y2).unwrap();
@@ -246,7 +250,12 @@ fn fits_do_not_depend_on_units() {
                 // Past alpha ~ 1e4 rq equals rbf to working precision: alpha is not identified.
                 let (a1, a0) = (h.get(Target::Alpha, m, 0), h0.get(Target::Alpha, m, 0));
                 if kernel.has_alpha() && a0.min(a1) < 1e4 {
-                    assert_close(h.get(Target::Alpha, m, 0), h0.get(Target::Alpha, m, 0), 1e-4, &format!("{what}: alpha"));
+                    assert_close(
+                        h.get(Target::Alpha, m, 0),
+                        h0.get(Target::Alpha, m, 0),
+                        1e-4,
+                        &format!("{what}: alpha"),
+                    );
                 }
             }
         }

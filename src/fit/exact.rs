@@ -133,19 +133,9 @@ impl<'a> ExactObjective<'a> {
         opts: MllOptions,
     ) -> Self {
         let e = gp.len();
-        let blank = Hyperparameters::broadcast(e, &vec![1.0; layout.n_dims()], 1.0, 1.0, 0.0).with_kernel(layout.kernel());
-        ExactObjective {
-            backend,
-            data,
-            layout,
-            maps,
-            priors,
-            units,
-            gp,
-            opts,
-            natural: blank.clone(),
-            internal: blank,
-        }
+        let blank =
+            Hyperparameters::broadcast(e, &vec![1.0; layout.n_dims()], 1.0, 1.0, 0.0).with_kernel(layout.kernel());
+        ExactObjective { backend, data, layout, maps, priors, units, gp, opts, natural: blank.clone(), internal: blank }
     }
 
     /// The natural values (data units) of member e at u.
@@ -230,7 +220,12 @@ impl BatchObjective for ExactObjective<'_> {
                         -self.maps[e][c].grad_u(t.positive(), theta, g_mll + pri.grad(t, i, k))
                     })
                     .collect();
-                MemberEval { f: -(raw.mll[i] + pri.log_prior[i]), grad: g, status: raw.status[i], jitter: raw.jitter[i] }
+                MemberEval {
+                    f: -(raw.mll[i] + pri.log_prior[i]),
+                    grad: g,
+                    status: raw.status[i],
+                    jitter: raw.jitter[i],
+                }
             })
             .collect())
     }

@@ -210,7 +210,8 @@ impl FitResult {
 /// | standardize | false                   | kept for compatibility: every fit runs on y standardised per member, with results in the data's units |       |
 /// | bounds      | none                    | box (low, high) on positive hyperparameters, as scikit-learn's; L-BFGS then runs as L-BFGS-B on a boxed problem | 0 < low < high |
 /// | learning_rate | 0.1                   | Adam's step                                              | > 0   |
-/// | seed        | 0                       | restarts' spread                                          |       |
+/// | seed        | 0                       | restarts' spread (one random stream per GP)               |       |
+/// | first_member | 0                      | index of the first GP in a larger batch split into chunks |       |
 /// | backend     | auto                    | where to compute                                         |       |
 /// | precision   | f64                     | arithmetic inside the backend                            |       |
 /// | max_memory  | the memory available    | budget in bytes: members run in chunks that fit it        | >= 1  |
@@ -239,6 +240,7 @@ pub struct FitRequest<'a> {
     backend: Option<&'a dyn Backend>,
     precision: Precision,
     max_memory: Option<u64>,
+    first_member: u64,
     observer: Option<&'a mut dyn FitObserver>,
 }
 
@@ -265,6 +267,7 @@ impl<'a> FitRequest<'a> {
             backend: None,
             precision: Precision::F64,
             max_memory: None,
+            first_member: 0,
             observer: None,
         }
     }
@@ -342,6 +345,13 @@ impl<'a> FitRequest<'a> {
         self.precision = p;
         self
     }
+    /// The index of this batch's first member in a larger batch that was split into chunks:
+    /// with the same seed, each chunk's restarts then start where the whole batch's would, so
+    /// the chunks fit exactly as the whole (default 0).
+    pub fn first_member(mut self, index: u64) -> Self {
+        self.first_member = index;
+        self
+    }
     /// Memory budget in bytes (default: the memory available); see [`crate::backend::memory`].
     pub fn max_memory(mut self, bytes: u64) -> Self {
         self.max_memory = Some(bytes);
@@ -387,7 +397,10 @@ impl<'a> FitRequest<'a> {
         }
         for t in self.fixed_kinds.iter().chain(self.fixed_members.iter().map(|(t, _)| t)) {
             if *t == Target::Alpha && !self.kernel.has_alpha() {
-                return Err(Error::option("fix", format!("alpha is not a hyperparameter of the {} kernel", self.kernel)));
+                return Err(Error::option(
+                    "fix",
+                    format!("alpha is not a hyperparameter of the {} kernel", self.kernel),
+                ));
             }
         }
         if self.priors.alpha.is_some() && !self.kernel.has_alpha() {
@@ -568,6 +581,9 @@ impl<'a> FitRequest<'a> {
 
     /// Starting points: the init's, and for restarts spread by N(0, 1) in every free
     /// scale-free coordinate (a factor of e^N(0,1) on positive values, N(0, sd(y)) on the mean).
+    /// GP m draws from its own ChaCha8 stream (seed, stream first_member + m), restart r taking
+    /// the r-th P draws, so a GP's restarts do not depend on which other GPs share the batch (a
+    /// batch split into chunks fits exactly as a whole).
     fn starts(
         &self,
         layout: Layout,
@@ -578,16 +594,23 @@ impl<'a> FitRequest<'a> {
         gp: &[usize],
     ) -> Vec<Vec<f64>> {
         let b = self.data.batch_size();
-        let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+        let p = layout.len();
         (0..gp.len())
             .map(|e| {
-                (0..layout.len())
+                let spread: Vec<f64> = if e >= b {
+                    let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+                    rng.set_stream(self.first_member + gp[e] as u64);
+                    let draws: Vec<f64> = (0..(e / b) * p).map(|_| StandardNormal.sample(&mut rng)).collect();
+                    draws[draws.len() - p..].to_vec()
+                } else {
+                    vec![0.0; p]
+                };
+                (0..p)
                     .map(|c| {
                         let (t, k) = layout.coordinate(c);
                         let mut u = maps[e][c].u(init.get(t, gp[e], k));
-                        if e >= b && maps[e][c].free() {
-                            let z: f64 = StandardNormal.sample(&mut rng);
-                            u += z;
+                        if maps[e][c].free() {
+                            u += spread[c];
                         }
                         u.clamp(lower[e][c], upper[e][c])
                     })

@@ -85,16 +85,15 @@ fn evaluate<T: Float>(
             .then(|| GradWeights { psi: &mut kg[..n * n], dalpha: kernel.has_alpha().then(|| &mut ka[..n * n]) });
         fill_kf(xs, n, d, cov, kf, inv, weights);
         let noise_t = T::from_f64(noise);
-        let (status, jitter) =
-            factor_with_jitter::<T>(chol, n, member.mean_diag(), opts.jitter, par, mem, |a, jit| {
-                for j in 0..n {
-                    a[j * n + j..(j + 1) * n].copy_from_slice(&kf[j * n + j..(j + 1) * n]);
-                    a[j * n + j] += noise_t + jit;
-                    if has_yvar {
-                        a[j * n + j] += dv[j];
-                    }
+        let (status, jitter) = factor_with_jitter::<T>(chol, n, member.mean_diag(), opts.jitter, par, mem, |a, jit| {
+            for j in 0..n {
+                a[j * n + j..(j + 1) * n].copy_from_slice(&kf[j * n + j..(j + 1) * n]);
+                a[j * n + j] += noise_t + jit;
+                if has_yvar {
+                    a[j * n + j] += dv[j];
                 }
-            });
+            }
+        });
         if status == Status::Failed {
             return failed(grad, status, jitter);
         }

@@ -29,7 +29,9 @@ pub(crate) mod simd;
 
 pub use predict::draw_samples;
 
-use super::{memory, Backend, CholeskyBatch, JitterPolicy, MllBatch, MllGradient, MllOptions, PredictOptions, Prediction};
+use super::{
+    memory, Backend, CholeskyBatch, JitterPolicy, MllBatch, MllGradient, MllOptions, PredictOptions, Prediction,
+};
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
@@ -288,7 +290,8 @@ impl Backend for CpuBackend {
         let (n, d) = (data.n_points(), data.n_dims());
         let layout = Layout::of(hyp);
         let per = memory::cpu_mll_bytes(n, d, hyp.kernel, opts.precision, opts.gradient);
-        let in_flight = memory::in_flight(per, (k * (layout.len() + 3) * 8) as u64, memory::budget(opts.max_memory), n)?;
+        let in_flight =
+            memory::in_flight(per, (k * (layout.len() + 3) * 8) as u64, memory::budget(opts.max_memory), n)?;
         let mut grad = Array2::<f64>::zeros((k, layout.len()));
         let eval = |i: usize, row: ndarray::ArrayViewMut1<f64>, par: Par| {
             let row = row.into_slice().expect("rows of a standard-layout array are contiguous");
@@ -301,7 +304,9 @@ impl Backend for CpuBackend {
             Schedule::Members => {
                 grad.axis_iter_mut(Axis(0)).into_par_iter().enumerate().map(|(i, r)| eval(i, r, Par::Seq)).collect()
             }
-            Schedule::OneAtATime(par) => grad.axis_iter_mut(Axis(0)).enumerate().map(|(i, r)| eval(i, r, par)).collect(),
+            Schedule::OneAtATime(par) => {
+                grad.axis_iter_mut(Axis(0)).enumerate().map(|(i, r)| eval(i, r, par)).collect()
+            }
         };
         let res = res.into_iter().collect::<Result<Vec<_>>>()?;
         Ok(MllBatch {

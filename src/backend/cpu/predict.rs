@@ -4,13 +4,13 @@
 //! V = L^-1 K*: mean = m + K*^T alpha, var f = s - colsum(V^2), cov f = K** - V^T V.
 
 use super::gram::{fill_cross, fill_kf, load_member, scale_points, Cov};
-use crate::backend::member::{precheck, MemberView};
 use super::simd::dot;
 use super::{cholesky::factor_with_jitter, for_members, schedule, Float, Workspace};
+use crate::backend::member::{precheck, MemberView};
 use crate::backend::memory;
-use crate::error::Result;
 use crate::backend::{JitterPolicy, PredictOptions, Prediction};
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
+use crate::error::Result;
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use ndarray::{Array1, Array2, Array3, ArrayView2, ArrayView3, Axis};
