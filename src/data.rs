@@ -472,8 +472,19 @@ impl Hyperparameters {
         }
     }
 
+    /// Whether every hyperparameter of member `m` is NaN: how a fit reports a member that
+    /// failed or was empty. Such a member is accepted everywhere and gets status Failed.
+    pub fn is_failed(&self, m: usize) -> bool {
+        self.lengthscale.row(m).iter().all(|v| v.is_nan())
+            && self.outputscale[m].is_nan()
+            && self.noise[m].is_nan()
+            && self.mean[m].is_nan()
+            && self.alpha.as_ref().is_none_or(|a| a[m].is_nan())
+    }
+
     /// Checks shapes against (B, D) and domains: lengthscale, outputscale, noise, alpha > 0,
-    /// mean not NaN; alpha present exactly when the kernel has it. An infinite value (exp(800),
+    /// mean not NaN; alpha present exactly when the kernel has it. A member whose values are
+    /// all NaN (a failed member of a fit) is accepted: every backend reports it as failed. An infinite value (exp(800),
     /// say) is not rejected: it makes that member fail with status 3 while the others go on.
     ///
     /// # Errors
@@ -509,12 +520,12 @@ impl Hyperparameters {
             value,
         };
         for ((m, k), v) in self.lengthscale.indexed_iter() {
-            if v.is_nan() || *v <= 0.0 {
+            if (v.is_nan() || *v <= 0.0) && !self.is_failed(m) {
                 return Err(bad("lengthscale", "> 0", m, k, *v));
             }
         }
         for (name, a) in &vectors {
-            for (m, v) in a.iter().enumerate() {
+            for (m, v) in a.iter().enumerate().filter(|(m, _)| !self.is_failed(*m)) {
                 if *name == "mean" {
                     if v.is_nan() {
                         return Err(bad(name, "a number", m, 0, *v));

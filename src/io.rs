@@ -378,11 +378,14 @@ pub fn read_params_with_kernel(path: &str, b: usize, d: usize, kernel: Option<Ke
             return Err(Error::shape(name, format!("({b},)"), a.shape()));
         }
     }
-    if let Some(((m, k), v)) = ll.indexed_iter().find(|(_, v)| v.is_nan()) {
+    // A member whose values are all NaN is a failed member of a fit (F.npz): it is passed on and
+    // reported as failed; a NaN anywhere else is an error.
+    let failed = |m: usize| ll.row(m).iter().all(|v| v.is_nan()) && vectors.iter().all(|(_, a)| a[m].is_nan());
+    if let Some(((m, k), v)) = ll.indexed_iter().find(|((m, _), v)| v.is_nan() && !failed(*m)) {
         return Err(Error::NonFinite { array: "log_lengthscale".into(), member: m, index: k, value: *v });
     }
     for (name, a) in vectors.iter().filter(|(n, _)| *n != "mean") {
-        if let Some((m, v)) = a.indexed_iter().find(|(_, v)| v.is_nan()) {
+        if let Some((m, v)) = a.indexed_iter().find(|(m, v)| v.is_nan() && !failed(*m)) {
             return Err(Error::NonFinite { array: name.to_string(), member: m, index: 0, value: *v });
         }
     }

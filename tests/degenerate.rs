@@ -45,6 +45,16 @@ fn empty_member_is_flagged_and_not_fitted() {
     assert!(b.mll[2].is_nan() && b.hyperparameters.outputscale[2].is_nan(), "no made-up numbers");
     assert_eq!(b.iterations[2], 0);
     others_unchanged(&a, &b, 2);
+    // The fit's result feeds predict and mll: the member it could not fit (all NaN) is
+    // reported, not rejected, and the others are predicted as usual.
+    let test = batchgp::Inputs::Shared(Array2::from_shape_fn((4, 2), |(i, k)| 0.2 * (i + k) as f64));
+    let be = batchgp::select(BackendChoice::Cpu).unwrap();
+    let p = batchgp::predict(be.as_ref(), &spoiled, &b.hyperparameters, &test, &Default::default()).unwrap();
+    assert!(!p.status[2].is_ok() && p.mean.row(2).iter().all(|v| v.is_nan()));
+    assert!(p.status.iter().enumerate().all(|(m, s)| m == 2 || s.is_ok()));
+    assert!(p.mean.row(0).iter().all(|v| v.is_finite()));
+    let r = MllRequest::new(&spoiled, &b.hyperparameters).run().unwrap();
+    assert!(r.mll[2].is_nan() && r.mll[0].is_finite());
     // The MLL of an empty member is flagged too.
     let hyp = Hyperparameters::broadcast(5, &[0.3, 0.3], 1.0, 0.1, 0.0);
     let r = MllRequest::new(&spoiled, &hyp).run().unwrap();

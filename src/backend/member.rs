@@ -102,12 +102,14 @@ impl<'a> MemberView<'a> {
 }
 
 /// The status a member gets before any arithmetic, when it cannot be evaluated: Empty with no
-/// observed point, Failed when its outputscale, noise, mean or alpha is not finite.
+/// observed point, Failed when its outputscale, noise, mean or alpha is not finite or a
+/// lengthscale is NaN (a failed member of a fit).
 pub(crate) fn precheck(hyp: &Hyperparameters, b: usize, n_observed: usize) -> Option<Status> {
     if n_observed == 0 {
         return Some(Status::Empty);
     }
     let finite = hyp.outputscale[b].is_finite()
+        && hyp.lengthscale.row(b).iter().all(|l| !l.is_nan())
         && hyp.noise[b].is_finite()
         && hyp.mean[b].is_finite()
         && hyp.alpha_of(b).is_finite();

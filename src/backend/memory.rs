@@ -72,18 +72,21 @@ pub fn format_bytes(b: u64) -> String {
     }
 }
 
-/// The budget of a request: its own limit, else what is available.
-pub(crate) fn budget(max_memory: Option<u64>) -> Option<u64> {
-    max_memory.or_else(available)
-}
+/// Requests that need less than this with every thread busy run without asking the system
+/// what is available (reading /proc costs more than a small evaluation).
+const SMALL_REQUEST: u64 = 256 << 20;
 
 /// How many members may be in flight at once: each needs `per_member` bytes beyond the
-/// `fixed` bytes of the request (its outputs).
+/// `fixed` bytes of the request (its outputs), within `max_memory` or else what is available.
 ///
 /// # Errors
 /// [`Error::OutOfMemory`] naming N and the bytes needed when one member does not fit.
-pub(crate) fn in_flight(per_member: u64, fixed: u64, budget: Option<u64>, n: usize) -> Result<usize> {
-    let Some(budget) = budget else { return Ok(usize::MAX) };
+pub(crate) fn in_flight(per_member: u64, fixed: u64, max_memory: Option<u64>, n: usize) -> Result<usize> {
+    let threads = rayon::current_num_threads() as u64;
+    if max_memory.is_none() && per_member.saturating_mul(threads).saturating_add(fixed) <= SMALL_REQUEST {
+        return Ok(usize::MAX);
+    }
+    let Some(budget) = max_memory.or_else(available) else { return Ok(usize::MAX) };
     let need = per_member.saturating_add(fixed);
     if need > budget {
         return Err(Error::OutOfMemory { n, needed: need, budget });
@@ -148,5 +151,6 @@ mod tests {
         assert!(e.to_string().contains("N = 200000"), "{e}");
         assert_eq!(in_flight(100, 50, Some(1050), 10).unwrap(), 10);
         assert_eq!(in_flight(100, 0, None, 10).unwrap(), usize::MAX);
+        assert!(in_flight(per, 0, None, 200_000).is_err() || available().is_none());
     }
 }

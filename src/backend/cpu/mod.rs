@@ -249,7 +249,7 @@ impl Backend for CpuBackend {
     fn gram(&self, data: &Dataset, hyp: &Hyperparameters, precision: Precision) -> Result<Array3<f64>> {
         let (b, n, d) = (data.batch_size(), data.n_points(), data.n_dims());
         let per = memory::cpu_mll_bytes(n, d, hyp.kernel, precision, false);
-        memory::in_flight(per, (b * n * n * 8) as u64, memory::budget(None), n)?;
+        memory::in_flight(per, (b * n * n * 8) as u64, None, n)?;
         let mut out = Array3::<f64>::zeros((b, n, n));
         out.axis_iter_mut(Axis(0)).into_par_iter().enumerate().for_each(|(m, mut k)| match precision {
             Precision::F64 => gram::padded_gram::<f64>(data, hyp, m, k.view_mut()),
@@ -261,7 +261,7 @@ impl Backend for CpuBackend {
     fn cholesky(&self, a: &Array3<f64>, precision: Precision, jitter: JitterPolicy) -> Result<CholeskyBatch> {
         let (b, n, _) = a.dim();
         let per = memory::cpu_mll_bytes(n, 1, crate::Kernel::Rbf, precision, false);
-        let in_flight = memory::in_flight(per, (b * n * n * 8) as u64, memory::budget(None), n)?;
+        let in_flight = memory::in_flight(per, (b * n * n * 8) as u64, None, n)?;
         let mut factor = Array3::<f64>::zeros((b, n, n));
         let f = |m: usize, l, par| cholesky::factor_dense(a.index_axis(Axis(0), m), l, precision, jitter, par);
         let res: Vec<Result<(Status, f64)>> = match schedule(b, n, in_flight) {
@@ -291,7 +291,7 @@ impl Backend for CpuBackend {
         let layout = Layout::of(hyp);
         let per = memory::cpu_mll_bytes(n, d, hyp.kernel, opts.precision, opts.gradient);
         let in_flight =
-            memory::in_flight(per, (k * (layout.len() + 3) * 8) as u64, memory::budget(opts.max_memory), n)?;
+            memory::in_flight(per, (k * (layout.len() + 3) * 8) as u64, opts.max_memory, n)?;
         let mut grad = Array2::<f64>::zeros((k, layout.len()));
         let eval = |i: usize, row: ndarray::ArrayViewMut1<f64>, par: Par| {
             let row = row.into_slice().expect("rows of a standard-layout array are contiguous");

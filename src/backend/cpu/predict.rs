@@ -38,7 +38,7 @@ pub(crate) fn predict(
     let want_cov = opts.full_covariance || opts.samples.is_some();
     let per = memory::cpu_predict_bytes(n, d, m, opts.precision, want_cov);
     let outputs = b * m * (5 + if want_cov { m } else { 0 } + opts.samples.map_or(0, |s| s.0)) * 8;
-    let in_flight = memory::in_flight(per, outputs as u64, memory::budget(opts.max_memory), n)?;
+    let in_flight = memory::in_flight(per, outputs as u64, opts.max_memory, n)?;
     let res = for_members(b, schedule(b, n.max(m), in_flight), |k, par| match opts.precision {
         Precision::F64 => member_predict::<f64>(data, hyp, test.member(k), k, want_cov, par),
         Precision::F32 => member_predict::<f32>(data, hyp, test.member(k), k, want_cov, par),
