@@ -39,6 +39,7 @@ pub mod model;
 #[cfg(feature = "cli")]
 pub mod plot;
 pub mod prior;
+pub mod sample;
 mod special;
 
 pub use backend::{
@@ -47,13 +48,14 @@ pub use backend::{
 };
 pub use data::{Dataset, Hyperparameters, Inputs, Precision, Status};
 pub use error::{Error, Result};
-pub use kernel::Kernel;
-pub use layout::{Layout, Target};
 #[cfg(feature = "cli")]
 pub use fit::ProgressBarObserver;
 pub use fit::{Degeneracy, FitObserver, FitProgress, FitRequest, FitResult, Optimizer, Termination};
-pub use model::{predict, sample_prior, MllReport, MllRequest};
+pub use kernel::Kernel;
+pub use layout::{Layout, Target};
+pub use model::{predict, MllReport, MllRequest};
 pub use prior::{Prior, PriorFamily, Priors};
+pub use sample::{draw_samples, sample_prior};
 
 /// The README's code blocks, compiled and run as doctests.
 #[cfg(doctest)]

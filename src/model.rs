@@ -1,12 +1,12 @@
 //! The public entry points on a whole batch: the MAP objective (MLL plus log prior) with its
-//! gradient, posterior prediction and prior sampling. Each validates its request once, then
+//! gradient and posterior prediction (prior sampling: `crate::sample`). Each validates its request once, then
 //! hands the numbers to a [`Backend`].
 
 use crate::backend::{self, Backend, BackendChoice, MllGradient, MllOptions, PredictOptions, Prediction};
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
 use crate::error::{Error, Result};
 use crate::prior::{Priors, ResolvedPriors};
-use ndarray::{Array1, Array2, Array3};
+use ndarray::Array1;
 
 /// The MAP objective of a batch: `mll + log_prior`, with its gradient.
 ///
@@ -76,8 +76,7 @@ impl<'a> MllRequest<'a> {
     }
     /// Arithmetic precision (resets the jitter policy to that precision's default).
     pub fn precision(mut self, p: Precision) -> Self {
-        self.opts =
-            MllOptions { gradient: self.opts.gradient, max_memory: self.opts.max_memory, ..MllOptions::new(p) };
+        self.opts = MllOptions { gradient: self.opts.gradient, max_memory: self.opts.max_memory, ..MllOptions::new(p) };
         self
     }
     /// Memory budget in bytes (default: the memory available); a member that cannot fit alone
@@ -151,37 +150,4 @@ pub fn predict(
         }
     }
     be.predict(data, hyp, test, opts)
-}
-
-/// Draws `count` samples from the prior of every member at inputs `x` ((M, D) or (B, M, D)):
-/// f ~ N(m, Kf(x, x)), plus independent N(0, noise) when `with_noise` (then they are draws of
-/// y, as a teacher GP would generate training data). Returns (count, B, M) and a status per
-/// member. Reproducible for a seed (one stream per member).
-///
-/// # Errors
-/// Hyperparameter shapes or domains, inputs of the wrong shape or non-finite.
-pub fn sample_prior(
-    be: &dyn Backend,
-    x: &Inputs,
-    hyp: &Hyperparameters,
-    count: usize,
-    seed: u64,
-    with_noise: bool,
-    precision: Precision,
-) -> Result<(Array3<f64>, Vec<Status>)> {
-    let (b, d) = (hyp.batch_size(), hyp.n_dims());
-    hyp.validate(b, d)?;
-    x.validate_test("x", b, d)?;
-    let m = x.n_points();
-    let data = Dataset::new(x.clone(), Array2::zeros((b, m)))?;
-    let mut gram = be.gram(&data, hyp, precision)?;
-    if !with_noise {
-        for k in 0..b {
-            for i in 0..m {
-                gram[[k, i, i]] -= hyp.noise[k];
-            }
-        }
-    }
-    let mean = Array2::from_shape_fn((b, m), |(k, _)| hyp.mean[k]);
-    Ok(backend::cpu::draw_samples(mean.view(), gram.view(), count, seed))
 }

@@ -321,7 +321,7 @@ impl Prediction {
         let sd = var_y.mapv(f64::sqrt);
         let samples = match (opts.samples, cov.as_ref()) {
             (Some((count, seed)), Some(c)) => {
-                let (s, st) = cpu::draw_samples(mean.view(), c.view(), count, seed);
+                let (s, st) = crate::sample::draw_samples(mean.view(), c.view(), count, seed);
                 for (a, b) in status.iter_mut().zip(st) {
                     *a = (*a).max(b);
                 }

@@ -27,7 +27,7 @@ mod small;
 #[macro_use]
 pub(crate) mod simd;
 
-pub use predict::draw_samples;
+pub(crate) use cholesky::factor_with_jitter;
 
 use super::{
     memory, Backend, CholeskyBatch, JitterPolicy, MllBatch, MllGradient, MllOptions, PredictOptions, Prediction,
@@ -290,8 +290,7 @@ impl Backend for CpuBackend {
         let (n, d) = (data.n_points(), data.n_dims());
         let layout = Layout::of(hyp);
         let per = memory::cpu_mll_bytes(n, d, hyp.kernel, opts.precision, opts.gradient);
-        let in_flight =
-            memory::in_flight(per, (k * (layout.len() + 3) * 8) as u64, opts.max_memory, n)?;
+        let in_flight = memory::in_flight(per, (k * (layout.len() + 3) * 8) as u64, opts.max_memory, n)?;
         let mut grad = Array2::<f64>::zeros((k, layout.len()));
         let eval = |i: usize, row: ndarray::ArrayViewMut1<f64>, par: Par| {
             let row = row.into_slice().expect("rows of a standard-layout array are contiguous");
