@@ -6,7 +6,7 @@
 # then the exports do not reach the caller. Idempotent: when the pinned wheels are already in the
 # virtualenv, it only checks nvcc and exports its path (well under a second).
 #
-# The four wheels are pinned together (DESIGN.md section 8): an unpinned nvvm is newer than the
+# The four wheels are pinned together (docs/design.md section 8): an unpinned nvvm is newer than the
 # 13.0 ptxas and emits PTX it rejects.
 
 _batchgp_install_nvcc() {

@@ -1,7 +1,7 @@
 //! Batch-shaped inputs: the training data of every member and its hyperparameters.
 //!
 //! Shapes: x is (B, N, D) per member or (N, D) shared by all members; y is (B, N); the optional
-//! mask is (B, N) with 1 for an observed point and 0 for padding (DESIGN.md section 3). Masked
+//! mask is (B, N) with 1 for an observed point and 0 for padding (docs/design.md section 3). Masked
 //! entries of x and y may hold anything, NaN included.
 
 use crate::error::{Error, Result};

@@ -1,4 +1,4 @@
-//! The command line's .npz files (DESIGN.md sections 7 and 10): arrays may be stored as f64,
+//! The command line's .npz files (docs/design.md sections 7 and 10): arrays may be stored as f64,
 //! f32 or (for the mask) integers or booleans; everything is read as f64 and written as f64.
 //! The one non-numeric entry is `kernel`, a 0-d numpy unicode string (`np.array('matern52')`,
 //! dtype `<U8`), which ndarray-npy cannot read or write: [`npy_string`] and
@@ -266,7 +266,7 @@ fn dim<D: ndarray::Dimension>(a: ArrayD<f64>, name: &str, expected: &str) -> Res
 }
 
 /// Reads a data file: x (B, N, D) or (N, D), y (B, N), optional mask (B, N), optional known
-/// noise variances yvar (B, N) (DESIGN.md section 10).
+/// noise variances yvar (B, N) (docs/design.md section 10).
 ///
 /// # Errors
 /// Missing arrays, shapes that disagree, non-finite values outside the mask.

@@ -1,4 +1,4 @@
-//! The `batchgp` command line: a thin shell over the library on .npz files (DESIGN.md sections 7,
+//! The `batchgp` command line: a thin shell over the library on .npz files (docs/design.md sections 7,
 //! 10 and 14). Exit status 0 when the request ran (failed members are in `status`), 2 for a
 //! rejected request, with one line on stderr. Output paths are checked before any work, and an
 //! output never overwrites an input.

@@ -1,4 +1,4 @@
-//! Priors on hyperparameters, with parameters per GP and per dimension (DESIGN.md section 2).
+//! Priors on hyperparameters, with parameters per GP and per dimension (docs/design.md section 2).
 //!
 //! A prior is a density on the natural value (the lengthscale, not its log), as in GPyTorch
 //! and Pyro; the MAP objective is mll + sum log p(theta), with no Jacobian. A uniform prior is

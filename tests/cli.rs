@@ -1,4 +1,4 @@
-//! The `batchgp` command line round-trips its files (DESIGN.md section 7), exits 2 with one
+//! The `batchgp` command line round-trips its files (docs/design.md section 7), exits 2 with one
 //! line on a rejected request, and reports failed members in `status` with exit 0.
 
 mod common;
@@ -273,7 +273,7 @@ fn demo_runs_on_its_embedded_default_and_writes_its_plot() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Kernels, yvar, show, output checks and value messages (DESIGN.md sections 7, 10, 14).
+// Kernels, yvar, show, output checks and value messages (docs/design.md sections 7, 10, 14).
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()

@@ -1,4 +1,4 @@
-//! Every class of rejected input (DESIGN.md section 4) returns its typed error, naming the
+//! Every class of rejected input (docs/design.md section 4) returns its typed error, naming the
 //! array, the shape or the (member, index); nothing panics.
 
 use batchgp::io::{read_data, NpzOut};

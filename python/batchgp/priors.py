@@ -1,4 +1,4 @@
-"""Priors on hyperparameters (DESIGN.md section 2): densities on the natural value.
+"""Priors on hyperparameters (docs/design.md section 2): densities on the natural value.
 
 Each parameter broadcasts over the batch: a number (every member, every dimension); for the
 lengthscale a list of D numbers (per dimension) or B lists of D numbers, shape (B, D) (per

@@ -12,7 +12,7 @@ from .params import Params
 
 STATUS_TEXT: tuple = tuple(_native.STATUS_TEXT)
 """Status codes in words, by code: 0 ok, 1 ok (jitter), 2 iteration limit, 3 failed, 4 empty,
-5 degenerate (DESIGN.md sections 4 and 14)."""
+5 degenerate (docs/design.md sections 4 and 14)."""
 
 
 def _short(a: np.ndarray, edge: int = 3) -> str:

@@ -65,7 +65,7 @@ def test_the_request_as_asked(data):
 
 
 def test_as_the_cli_fits_it(data, run_cli):
-    """The same request through DESIGN.md's priors file gives the same fit."""
+    """The same request through docs/design.md's priors file gives the same fit."""
     x, y = data
     toml = run_cli.path("pyro") + ".toml"
     with open(toml, "w") as f:

@@ -1,4 +1,4 @@
-//! Cholesky factorisation with per-member jitter escalation (DESIGN.md section 4).
+//! Cholesky factorisation with per-member jitter escalation (docs/design.md section 4).
 //!
 //! Attempt 0 factorises K as given; after a non-positive or non-finite pivot, attempt k adds
 //! `policy.jitter(k, mean diag K)` to the diagonal, for k = 1..=retries. The status says which
