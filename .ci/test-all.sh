@@ -15,7 +15,7 @@ export BATCHGP_CLI="$PWD/target/release/batchgp"
 
 [ -x .venv/bin/python ] || python3 -m venv .venv
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
-"${pip[@]}" numpy scipy scikit-learn pytest
+"${pip[@]}" numpy scipy scikit-learn pytest "dask[distributed]"
 # maturin (fetched by pip as the build backend) compiles the extension into the workspace's target/.
 "${pip[@]}" ./python
 .venv/bin/python -m pytest python/tests -q
