@@ -44,20 +44,22 @@ pub fn sample_prior(
         }
     }
     let mean = Array2::from_shape_fn((b, m), |(k, _)| hyp.mean[k]);
-    Ok(draw_samples(mean.view(), gram.view(), count, seed))
+    Ok(draw_samples(mean.view(), gram.view(), count, seed, 0))
 }
 
 /// Draws `count` samples from N(mean_b, cov_b) for every member: mean (B, M), cov (B, M, M)
 /// -> (count, B, M), with a status per member (Jitter when the covariance needed jitter to
 /// factorise, Failed with NaN samples when it could not be).
 ///
-/// Reproducible: member b draws from its own ChaCha8 stream (seed, stream b), so the samples
-/// do not depend on the thread count or on the backend that computed the covariance.
+/// Reproducible: member b draws from its own ChaCha8 stream (seed, stream first_member + b), so
+/// the samples do not depend on the thread count, on the backend that computed the covariance,
+/// or (given each chunk's first member) on how a batch was split into chunks.
 pub fn draw_samples(
     mean: ArrayView2<f64>,
     cov: ArrayView3<f64>,
     count: usize,
     seed: u64,
+    first_member: u64,
 ) -> (Array3<f64>, Vec<Status>) {
     let (b, m) = mean.dim();
     let mut out = Array3::<f64>::zeros((count, b, m));
@@ -83,7 +85,7 @@ pub fn draw_samples(
                 }
             });
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
-            rng.set_stream(k as u64);
+            rng.set_stream(first_member + k as u64);
             let mut draws = vec![0.0; count * m];
             let mut zbuf = vec![0.0; m];
             for sidx in 0..count {

@@ -60,6 +60,7 @@ def predict(
     full_covariance: bool,
     backend: str,
     precision: str,
+    first_member: int = 0,
 ) -> dict[str, NDArray[Any]]:
     """mean, var, var_y, lower, upper (B, M); status, jitter (B,); [covariance (B, M, M)],
     [samples (S, B, M)]."""
@@ -94,6 +95,7 @@ def fit(
     backend: str,
     precision: str,
     progress: _Progress | None,
+    first_member: int = 0,
 ) -> dict[str, Any]:
     """kernel (str); lengthscale (B, D), outputscale, noise, mean, [alpha] (B,); mll,
     log_prior, objective, status, jitter, iterations, restart (B,); reason, outcome (lists of B

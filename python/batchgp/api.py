@@ -91,6 +91,7 @@ def fit(
     backend: str = "auto",
     precision: str = "f64",
     progress: bool = False,
+    first_member: int = 0,
 ) -> FitResult:
     """Fit every member's hyperparameters by maximum likelihood, or MAP with priors.
 
@@ -135,6 +136,9 @@ def fit(
         ``"f64"`` or ``"f32"``.
     progress : bool
         Show progress (a tqdm bar when tqdm is installed, else lines on stderr).
+    first_member : int
+        Index of the first member in a larger batch split into chunks: restarts then start
+        where the whole batch's would (``batchgp.dask`` passes it per chunk).
 
     Returns
     -------
@@ -168,6 +172,7 @@ def fit(
             as_str("backend", backend),
             as_str("precision", precision),
             rep,
+            as_int("first_member", first_member),
         )
         result = FitResult(out)
         converged = int(np.sum(result.status <= 1))
@@ -243,6 +248,7 @@ def predict(
     full_covariance: bool = False,
     backend: str = "auto",
     precision: str = "f64",
+    first_member: int = 0,
 ) -> Prediction:
     """The posterior of every member at test points.
 
@@ -264,6 +270,9 @@ def predict(
         Also return the posterior covariance of f, (B, M, M).
     backend, precision : str
         As in :func:`fit`.
+    first_member : int
+        Index of the first member in a larger batch split into chunks: samples then equal the
+        whole batch's (``batchgp.dask`` passes it per chunk).
 
     Returns
     -------
@@ -285,6 +294,7 @@ def predict(
             bool(full_covariance),
             as_str("backend", backend),
             as_str("precision", precision),
+            as_int("first_member", first_member),
         )
     )
 

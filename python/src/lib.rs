@@ -87,7 +87,7 @@ fn mll<'py>(
 
 /// Posterior at `x_test` ((M, D) or (B, M, D)).
 #[pyfunction]
-#[pyo3(signature = (x, y, params, x_test, mask, yvar, kernel, samples, seed, full_covariance, backend, precision))]
+#[pyo3(signature = (x, y, params, x_test, mask, yvar, kernel, samples, seed, full_covariance, backend, precision, first_member=0))]
 #[allow(clippy::too_many_arguments)]
 fn predict<'py>(
     py: Python<'py>,
@@ -103,6 +103,7 @@ fn predict<'py>(
     full_covariance: bool,
     backend: String,
     precision: String,
+    first_member: u64,
 ) -> PyResult<Bound<'py, PyDict>> {
     let data = data_views(&x, &y, &mask, &yvar);
     let params = params.views();
@@ -117,6 +118,7 @@ fn predict<'py>(
                     precision: precision.parse()?,
                     full_covariance,
                     samples: (samples > 0).then_some((samples, seed)),
+                    first_member,
                     ..Default::default()
                 };
                 let be = runtime::backend(&backend)?;
@@ -183,7 +185,7 @@ fn sample_prior<'py>(
 
 /// Fits every member; see `batchgp.fit`.
 #[pyfunction]
-#[pyo3(signature = (x, y, mask, yvar, kernel, priors, init, fix, optimizer, max_iter, restarts, standardize, bounds, seed, backend, precision, progress))]
+#[pyo3(signature = (x, y, mask, yvar, kernel, priors, init, fix, optimizer, max_iter, restarts, standardize, bounds, seed, backend, precision, progress, first_member=0))]
 #[allow(clippy::too_many_arguments)]
 fn fit<'py>(
     py: Python<'py>,
@@ -204,6 +206,7 @@ fn fit<'py>(
     backend: String,
     precision: String,
     progress: Option<Py<PyAny>>,
+    first_member: u64,
 ) -> PyResult<Bound<'py, PyDict>> {
     let data = data_views(&x, &y, &mask, &yvar);
     let init = init.as_ref().map(|p| p.views());
@@ -223,6 +226,7 @@ fn fit<'py>(
             .restarts(restarts)
             .standardize(standardize)
             .seed(seed)
+            .first_member(first_member)
             .on(be.as_ref())
             .precision(precision);
         if let Some(n) = max_iter {

@@ -162,6 +162,9 @@ pub struct PredictOptions {
     pub samples: Option<(usize, u64)>,
     /// Memory budget in bytes (None: the memory available); see [`memory`].
     pub max_memory: Option<u64>,
+    /// The index of the first member in a larger batch split into chunks: member b samples from
+    /// stream first_member + b, so the chunks draw what the whole batch would (default 0).
+    pub first_member: u64,
 }
 
 /// Posterior at M test points per member (docs/design.md section 6). Arrays are (B, M).
@@ -321,7 +324,7 @@ impl Prediction {
         let sd = var_y.mapv(f64::sqrt);
         let samples = match (opts.samples, cov.as_ref()) {
             (Some((count, seed)), Some(c)) => {
-                let (s, st) = crate::sample::draw_samples(mean.view(), c.view(), count, seed);
+                let (s, st) = crate::sample::draw_samples(mean.view(), c.view(), count, seed, opts.first_member);
                 for (a, b) in status.iter_mut().zip(st) {
                     *a = (*a).max(b);
                 }
