@@ -571,6 +571,7 @@ fn run(cli: Cli) -> batchgp::Result<()> {
                 full_covariance: covariance,
                 samples: samples.map(|s| (s, seed)),
                 max_memory: compute.max_memory,
+                ..Default::default()
             };
             let t = Instant::now();
             let p = batchgp::predict(be.as_ref(), &data, &hyp, &test, &opts)?;
