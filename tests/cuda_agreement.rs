@@ -32,7 +32,6 @@ fn gpu() -> CudaBackend {
     CudaBackend::new().unwrap_or_else(|e| panic!("no usable GPU: {e}"))
 }
 
-
 fn tol(p: Precision) -> f64 {
     match p {
         Precision::F64 => 1e-9,

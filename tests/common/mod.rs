@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use batchgp::backend::{self, Backend};
-use batchgp::{Kernel, Dataset, Hyperparameters, Inputs};
+use batchgp::{Dataset, Hyperparameters, Inputs, Kernel};
 use ndarray::{Array1, Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
