@@ -70,6 +70,10 @@ from .results import FitResult, MllResult, Prediction
 
 __all__ = ["SUPPORTS_FIRST_MEMBER", "LazyPrediction", "fit", "from_npz", "mll", "predict"]
 
+MERGE_BELOW: int = 64
+"""Chunks of fewer members than this are merged with their neighbours into one task by default:
+a task costs dask about a millisecond of scheduling, more than fitting a few small GPs."""
+
 SUPPORTS_FIRST_MEMBER: bool = "first_member" in inspect.signature(_api.fit).parameters
 """Whether this build's :func:`batchgp.fit` takes ``first_member`` (the index of a chunk's first
 GP in the whole batch, which keys the restarts' random streams). Without it, a fit with
@@ -166,7 +170,11 @@ class _Plan:
         return out
 
 
-def _plan(arrays: list[tuple[str, Any]], merge_below: int | None) -> _Plan:
+def _plan(arrays: list[tuple[str, Any]], merge_below: int | str | None) -> _Plan:
+    if merge_below == "auto":
+        merge_below = MERGE_BELOW
+    elif isinstance(merge_below, str):
+        raise BatchGPError(f"merge_below must be a number of members, None or 'auto', got {merge_below!r}")
     """The chunks along the member axis: those of the first dask array among per-member arrays,
     which every other dask array must share."""
     ref_name, ref = None, None
@@ -415,7 +423,7 @@ def fit(
     *,
     mask: Any = None,
     yvar: Any = None,
-    merge_below: int | None = None,
+    merge_below: int | str | None = "auto",
     **options: Any,
 ) -> FitResult:
     """:func:`batchgp.fit` over a batch chunked along its member axis, one task per chunk.
@@ -428,7 +436,10 @@ def fit(
         Chunked like y.
     merge_below : int, optional
         Adjacent chunks are merged into one task until each task holds at least this many
-        members (the last task joins the one before when short). Default: one task per chunk.
+        members (the last task joins the one before when short). ``"auto"`` (the default) is
+        ``batchgp.dask.MERGE_BELOW`` (64): a task per chunk, except that chunks of fewer members
+        than that, too small to repay a task, are merged with their neighbours; ``None`` keeps
+        exactly one task per chunk.
     **options
         The options of :func:`batchgp.fit` (kernel, priors, init, fix, optimizer, max_iter,
         restarts, standardize, bounds, seed, backend, precision, progress). ``init`` and
@@ -496,7 +507,7 @@ def mll(
     *,
     mask: Any = None,
     yvar: Any = None,
-    merge_below: int | None = None,
+    merge_below: int | str | None = "auto",
     **options: Any,
 ) -> MllResult:
     """:func:`batchgp.mll` over a batch chunked along its member axis, one task per chunk.
@@ -556,7 +567,7 @@ def predict(
     *,
     mask: Any = None,
     yvar: Any = None,
-    merge_below: int | None = None,
+    merge_below: int | str | None = "auto",
     **options: Any,
 ) -> LazyPrediction:
     """:func:`batchgp.predict` as dask arrays: nothing runs until they are computed.

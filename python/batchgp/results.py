@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -245,6 +246,27 @@ class FitResult(_Result):
         arrays["outcome"] = np.array(arrays["outcome"], dtype=str)
         super().__init__(arrays)
         self.params = Params(self.lengthscale, self.outputscale, self.noise, self.mean, self.alpha, self.kernel)
+
+    def to_npz(self, path: str | os.PathLike) -> None:
+        """Writes the fit as the command line's F.npz: kernel (a 0-d string), log_lengthscale
+        (B, D), log_outputscale, log_noise, mean, [log_alpha], mll, log_prior, objective, status,
+        jitter, iterations (B,), all f64 but the kernel. ``batchgp show`` prints it,
+        ``batchgp predict --params`` and :meth:`Params.from_log` read it back; with
+        ``batchgp.dask``, one call per shard keeps a job's results out of one machine's memory.
+        """
+        p = self.params
+        arrays = {
+            "kernel": np.array(self.kernel),
+            "log_lengthscale": p.log_lengthscale,
+            "log_outputscale": p.log_outputscale,
+            "log_noise": p.log_noise,
+            "mean": np.asarray(p.mean, dtype=np.float64),
+        }
+        if p.alpha is not None:
+            arrays["log_alpha"] = p.log_alpha
+        for name in ("mll", "log_prior", "objective", "status", "jitter", "iterations"):
+            arrays[name] = np.asarray(getattr(self, name), dtype=np.float64)
+        np.savez(path, **arrays)
 
     def __repr__(self) -> str:
         b, d = self.lengthscale.shape

@@ -194,3 +194,32 @@ def test_sample_prior_moments():
         assert_close(np.cov(sy[:, b].T), k + params.noise[b] * np.eye(4), 0, 0.06 * params.outputscale[b])
     xb = rng.uniform(0, 1, (2, 6, 1))
     assert batchgp.sample_prior(xb, params, samples=3).shape == (3, 2, 6)
+
+
+@pytest.mark.parametrize("kernel", ["rbf", "rq"])
+def test_fit_result_to_npz_is_the_cli_format(run_cli, tmp_path, kernel):
+    """FitResult.to_npz writes the CLI's F.npz: the CLI predicts from it and shows it, and the
+    arrays read back equal the fit's."""
+    x, y, mask, yvar = ragged()
+    fit = batchgp.fit(x, y, mask=mask, yvar=yvar, kernel=kernel, backend="cpu")
+    path = tmp_path / "F.npz"
+    fit.to_npz(path)
+    f = np.load(path)
+    assert str(f["kernel"]) == kernel
+    np.testing.assert_allclose(np.exp(f["log_lengthscale"]), fit.lengthscale, rtol=1e-15)
+    np.testing.assert_array_equal(f["status"], fit.status)
+    np.testing.assert_array_equal(f["objective"], fit.objective)
+    back = batchgp.Params.from_log(
+        f["log_lengthscale"],
+        f["log_outputscale"],
+        f["log_noise"],
+        f["mean"],
+        f.get("log_alpha"),
+        kernel=str(f["kernel"]),
+    )
+    xt = np.linspace(0, 1, 7)[:, None].repeat(2, 1)
+    ours = batchgp.predict(x, y, back, xt, mask=mask, yvar=yvar, backend="cpu")
+    data = run_cli.data(x, y, mask, yvar)
+    np.savez(tmp_path / "T.npz", x=xt)
+    theirs = run_cli.ok("predict", "--data", data, "--params", str(path), "--test", str(tmp_path / "T.npz"))
+    assert_close(ours.mean, theirs["mean"], 1e-12, 1e-12, "mean")

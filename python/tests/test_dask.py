@@ -55,6 +55,22 @@ def chunked(*arrays, chunks=CHUNKS):
     return [None if a is None else da.from_array(a, chunks=(chunks,) + a.shape[1:]) for a in arrays]
 
 
+@pytest.fixture(autouse=True)
+def one_task_per_chunk(monkeypatch):
+    """The tests' batches are small: keep one task per chunk, so that several tasks really run
+    (the default merges chunks under MERGE_BELOW members; see test_small_chunks_merge_by_default)."""
+    monkeypatch.setattr(bd, "MERGE_BELOW", None)
+
+
+def test_small_chunks_merge_by_default(monkeypatch):
+    monkeypatch.setattr(bd, "MERGE_BELOW", 64)
+    x, y, mask, _ = ragged_batch()
+    whole = batchgp.fit(x, y, mask=mask, backend="cpu")
+    dx, dy = chunked(x, y)
+    assert bd.fit(dx, dy, mask=mask, backend="cpu") == whole
+    assert bd._plan([("y", dy)], "auto").groups != bd._plan([("y", dy)], None).groups
+
+
 @pytest.fixture(scope="module")
 def cluster():
     with distributed.LocalCluster(
