@@ -11,14 +11,18 @@
 //! - The jitter policy's mean diagonal is s + noise + mean(yvar) ([`MemberView::mean_diag`]).
 
 use crate::data::{Dataset, Hyperparameters, Status};
-use ndarray::ArrayView1;
+use ndarray::{ArrayView1, ArrayView2};
 
-/// One member of a batch, ready to be loaded into a backend's layout.
+/// One member of a batch, ready to be loaded into a backend's layout. Its rows of x, y and
+/// yvar are viewed once, so that loading a small member costs no more than reading it.
 pub(crate) struct MemberView<'a> {
-    data: &'a Dataset,
     hyp: &'a Hyperparameters,
     /// The hyperparameter row (may differ from the data row when members are selected).
     b: usize,
+    xb: ArrayView2<'a, f64>,
+    yb: ArrayView1<'a, f64>,
+    yvar: Option<ArrayView1<'a, f64>>,
+    mean: f64,
     /// Observed indices into the padded N points.
     obs: Vec<usize>,
     /// Mean of the observed x per dimension (D,).
@@ -37,7 +41,16 @@ impl<'a> MemberView<'a> {
                 *c = obs.iter().map(|&i| xb[[i, k]]).sum::<f64>() / obs.len() as f64;
             }
         }
-        MemberView { data, hyp, b, obs, centre }
+        MemberView {
+            hyp,
+            b,
+            xb,
+            yb: data.y().row(b),
+            yvar: data.yvar().map(|v| v.row(b)),
+            mean: hyp.mean[b],
+            obs,
+            centre,
+        }
     }
     /// n_b, the observed points.
     pub fn n(&self) -> usize {
@@ -54,21 +67,21 @@ impl<'a> MemberView<'a> {
     /// Centred x of padded point `i`, dimension `k`.
     #[inline]
     pub fn x(&self, i: usize, k: usize) -> f64 {
-        self.data.x().member(self.b)[[i, k]] - self.centre[k]
+        self.xb[[i, k]] - self.centre[k]
     }
     /// Residual y_i - m of padded point `i`.
     #[inline]
     pub fn residual(&self, i: usize) -> f64 {
-        self.data.y()[[self.b, i]] - self.hyp.mean[self.b]
+        self.yb[i] - self.mean
     }
     /// Known noise variance of padded point `i` (0 without yvar).
     #[inline]
     pub fn yvar(&self, i: usize) -> f64 {
-        self.data.yvar_at(self.b, i)
+        self.yvar.map_or(0.0, |v| v[i])
     }
     /// Whether the data carries known noise.
     pub fn has_yvar(&self) -> bool {
-        self.data.yvar().is_some()
+        self.yvar.is_some()
     }
     /// s + noise + mean of the observed yvar: the scale of the jitter policy.
     pub fn mean_diag(&self) -> f64 {
