@@ -95,16 +95,16 @@ impl MllGradient {
             log_alpha: layout.has(Target::Alpha).then(|| Array1::zeros(k)),
         }
     }
-    /// From rows in layout order (K, P).
+    /// From rows in layout order (K, P): one column copy per kind.
     pub fn from_rows(rows: &Array2<f64>, layout: Layout) -> Self {
-        let mut g = MllGradient::zeros(rows.nrows(), layout);
-        for (i, row) in rows.outer_iter().enumerate() {
-            for (c, v) in row.iter().enumerate() {
-                let (t, k) = layout.coordinate(c);
-                *g.get_mut(t, i, k) = *v;
-            }
+        let col = |t: Target| rows.column(layout.index(t, 0)).to_owned();
+        MllGradient {
+            log_lengthscale: rows.slice(ndarray::s![.., ..layout.n_dims()]).to_owned(),
+            log_outputscale: col(Target::Outputscale),
+            log_noise: col(Target::Noise),
+            mean: col(Target::Mean),
+            log_alpha: layout.has(Target::Alpha).then(|| col(Target::Alpha)),
         }
-        g
     }
     /// The entry of kind `t` (index `k`) of row `i`.
     pub fn get(&self, t: Target, i: usize, k: usize) -> f64 {
