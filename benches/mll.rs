@@ -1,25 +1,33 @@
 //! Criterion benchmarks of the batched numerical core (DESIGN.md section 9).
 //!
 //! Groups are named `<op>/<backend>/b{B}_n{N}_d{D}` (Cholesky: `b{B}_n{N}`), with the precision
-//! as the function name, so an id reads `mll_grad/cpu/b100_n264_d3/f64`. Throughput is counted
-//! in elements = B, so criterion prints GP evaluations (factorisations, predictions) per second.
+//! as the function name. The MLL + gradient groups carry the kernel in the op, one group per
+//! kernel, so an id reads `mll_rbf/cpu/b100_n264_d3/f64` or `mll_matern52/cpu/b100_n264_d3/f64`.
+//! Throughput is counted in elements = B, so criterion prints GP evaluations (factorisations,
+//! predictions) per second.
 //!
-//! - every available backend: mll_grad, gram, cholesky and predict on the CPU shapes
-//!   (b100_n264_d3, b1000_n50_d3), f64;
-//! - the CUDA backend only: mll_grad b1000_n256_d8 and b100000_n32_d3, cholesky b10000_n64 and
-//!   b64_n2048, each in f64 and f32. The backend methods return host arrays, so every timed
-//!   call has synchronised the device before the clock stops.
+//! - every available backend: mll_rbf and mll_matern52 on the CPU shapes (b100_n264_d3,
+//!   b1000_n50_d3, b4_n264_d3, b10000_n32_d3), mll_matern12, mll_matern32 and mll_rq on the
+//!   first two; gram, cholesky and predict (rbf) on the first two; all f64;
+//! - the CUDA backend only: mll_rbf and mll_matern52 b1000_n256_d8 and b100000_n32_d3,
+//!   cholesky b10000_n64 and b64_n2048, each in f64 and f32. The backend methods return host
+//!   arrays, so every timed call has synchronised the device before the clock stops.
 //!
-//! After the criterion run, a summary line per mll_grad/cholesky benchmark gives the median
-//! time per batch, GP evaluations per second and GFLOP/s counting N^3 per member (a nominal
-//! count, for comparing shapes and machines, not a tally of the flops done).
+//! Every kernel sees the same data and hyperparameters (rq with alpha = 1), and a shape's
+//! kernels run one after another, so their ratios are taken under the same machine load.
+//!
+//! After the criterion run, a summary line per mll/cholesky benchmark gives the median time
+//! per batch, GP evaluations per second and GFLOP/s counting N^3 per member (a nominal count,
+//! for comparing shapes and machines, not a tally of the flops done), and each kernel's time as
+//! a multiple of rbf's at the same shape.
 //!
 //! Run: `cargo bench --bench mll` (a few minutes on 2 cores); a subset:
-//! `cargo bench --bench mll -- mll_grad/cpu`. The side-by-side comparison with GPyTorch and
+//! `cargo bench --bench mll -- mll_rbf/cpu`, `cargo bench --bench mll -- 'mll_(rbf|matern52)/cpu'`
+//! (the filter is a regular expression). The side-by-side comparison with GPyTorch and
 //! scikit-learn is benches/peers/compare.py.
 
 use batchgp::backend::{self, Backend, JitterPolicy, PredictOptions};
-use batchgp::{Dataset, Hyperparameters, Inputs, MllOptions, Precision};
+use batchgp::{Dataset, Hyperparameters, Inputs, Kernel, MllOptions, Precision};
 use criterion::{BenchmarkId, Criterion, Throughput};
 use ndarray::{Array1, Array2, Array3};
 use rand::{Rng, SeedableRng};
@@ -27,7 +35,16 @@ use rand_chacha::ChaCha8Rng;
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
-/// A batch of B smooth 1-output problems in [0, 1]^D with per-member hyperparameters.
+/// The kernels of the MLL groups: every shape runs the first two, the two main CPU shapes all.
+const KERNELS: [Kernel; 5] = [Kernel::Rbf, Kernel::Matern52, Kernel::Matern32, Kernel::Matern12, Kernel::Rq];
+const MAIN_KERNELS: usize = 2;
+
+/// `hyp` with the kernel `k` (rq gets alpha = 1 for every member).
+fn set_kernel(hyp: &Hyperparameters, k: Kernel) -> Hyperparameters {
+    hyp.clone().with_kernel(k)
+}
+
+/// A batch of B smooth 1-output problems in [0, 1]^D with per-member hyperparameters (rbf).
 fn problem(b: usize, n: usize, d: usize, seed: u64) -> (Dataset, Hyperparameters) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let x = Array3::from_shape_fn((b, n, d), |_| rng.random::<f64>());
@@ -41,7 +58,7 @@ fn problem(b: usize, n: usize, d: usize, seed: u64) -> (Dataset, Hyperparameters
     let noise = Array1::from_shape_fn(b, |_| 0.01 + 0.05 * rng.random::<f64>());
     let mean = Array1::from_shape_fn(b, |_| 0.2 * (rng.random::<f64>() - 0.5));
     let data = Dataset::new(x, y).expect("valid data");
-    (data, Hyperparameters { kernel: batchgp::Kernel::Rbf, lengthscale, outputscale, noise, mean, alpha: None })
+    (data, Hyperparameters { kernel: Kernel::Rbf, lengthscale, outputscale, noise, mean, alpha: None })
 }
 
 fn name(p: Precision) -> &'static str {
@@ -70,13 +87,34 @@ impl Summary {
             return;
         }
         println!("\nsummary (median per batch; GFLOP/s counts N^3 per member):");
-        for (id, b, n, times) in &self.rows {
-            let mut t = times.clone();
+        let median = |times: &[f64]| {
+            let mut t = times.to_vec();
             t.sort_by(f64::total_cmp);
-            let med = t[t.len() / 2];
+            t[t.len() / 2]
+        };
+        for (id, b, n, times) in &self.rows {
+            let med = median(times);
             let evals = *b as f64 / med;
             let gflops = *b as f64 * (*n as f64).powi(3) / med / 1e9;
             println!("  {id:<40} {:>10.3} ms  {evals:>12.0} GP/s  {gflops:>8.2} GFLOP/s", med * 1e3);
+        }
+        // mll_<kernel>/<backend>/<shape>/<precision> against mll_rbf/<backend>/<shape>/<precision>.
+        let mut ratios = Vec::new();
+        for (id, _, _, times) in &self.rows {
+            let Some((kernel, rest)) = id.strip_prefix("mll_").and_then(|r| r.split_once('/')) else { continue };
+            if kernel == "rbf" {
+                continue;
+            }
+            let rbf = format!("mll_rbf/{rest}");
+            if let Some(r) = self.rows.iter().find(|r| r.0 == rbf) {
+                ratios.push(format!("  {id:<40} {:>6.2}x rbf", median(times) / median(&r.3)));
+            }
+        }
+        if !ratios.is_empty() {
+            println!("\nMLL + gradient time relative to rbf at the same shape (medians):");
+            for line in ratios {
+                println!("{line}");
+            }
         }
     }
 }
@@ -117,24 +155,28 @@ fn group<'a>(
     g
 }
 
-fn bench_mll_grad(
+fn bench_mll(
     c: &mut Criterion,
     be: &dyn Backend,
     s: &RefCell<Summary>,
     (b, n, d): (usize, usize, usize),
+    kernels: &[Kernel],
     precisions: &[Precision],
 ) {
-    let (data, hyp) = problem(b, n, d, 1);
-    let id = format!("mll_grad/{}/b{b}_n{n}_d{d}", be.name());
-    let mut g = group(c, &id, b);
-    for &p in precisions {
-        let opts = MllOptions::new(p);
-        timed(&mut g, s, id.clone(), name(p), (b, n), || {
-            let r = be.mll(&data, &hyp, None, &opts).expect("mll");
-            std::hint::black_box(r);
-        });
+    let (data, rbf) = problem(b, n, d, 1);
+    for &k in kernels {
+        let hyp = set_kernel(&rbf, k);
+        let id = format!("mll_{}/{}/b{b}_n{n}_d{d}", k.name(), be.name());
+        let mut g = group(c, &id, b);
+        for &p in precisions {
+            let opts = MllOptions::new(p);
+            timed(&mut g, s, id.clone(), name(p), (b, n), || {
+                let r = be.mll(&data, &hyp, None, &opts).expect("mll");
+                std::hint::black_box(r);
+            });
+        }
+        g.finish();
     }
-    g.finish();
 }
 
 fn bench_gram(c: &mut Criterion, be: &dyn Backend, (b, n, d): (usize, usize, usize)) {
@@ -186,14 +228,17 @@ fn main() {
             println!("backend: {}", be.describe());
         }
         for shape in [(100, 264, 3), (1000, 50, 3)] {
-            bench_mll_grad(&mut c, be, &summary, shape, &f64_only);
+            bench_mll(&mut c, be, &summary, shape, &KERNELS, &f64_only);
             bench_gram(&mut c, be, shape);
             bench_cholesky(&mut c, be, &summary, (shape.0, shape.1), &f64_only);
             bench_predict(&mut c, be, shape, 100);
         }
+        for shape in [(4, 264, 3), (10_000, 32, 3)] {
+            bench_mll(&mut c, be, &summary, shape, &KERNELS[..MAIN_KERNELS], &f64_only);
+        }
         if be.name() == "cuda" {
             for shape in [(1000, 256, 8), (100_000, 32, 3)] {
-                bench_mll_grad(&mut c, be, &summary, shape, &both);
+                bench_mll(&mut c, be, &summary, shape, &KERNELS[..MAIN_KERNELS], &both);
             }
             for shape in [(10_000, 64), (64, 2048)] {
                 bench_cholesky(&mut c, be, &summary, shape, &both);

@@ -4,7 +4,8 @@
 For every shape (B, N, D) it generates one data set (seeded numpy), checks that the three
 libraries agree on the exact MLL and its gradient at the same hyperparameters, then times one
 batched evaluation of MLL plus gradient in each, and (unless --skip-fit) times fits to
-convergence and compares the final objectives. It writes a markdown table, a JSON file with
+convergence and compares the final objectives. --kernel picks the covariance kernel (rbf,
+matern12, matern32 or matern52) for every system; the data are the same for every kernel. It writes a markdown table, a JSON file with
 every number, and a PNG plot under --out-dir (benches/results by default).
 
 Not part of CI. See README.md beside this file for the set-up and the GPU machine.
@@ -30,6 +31,10 @@ CPU_SHAPES = [(4, 264, 3), (100, 264, 3), (1000, 50, 3), (10, 1000, 3), (10000, 
 GPU_SHAPES = [(1000, 256, 8), (100000, 32, 3)]
 QUICK_SHAPES = [(4, 64, 3), (50, 32, 2)]
 
+# --kernel: batchgp's name -> (GPyTorch base kernel, Matérn nu or None for rbf). rq is left out:
+# scikit-learn's RationalQuadratic has one length scale, not one per dimension.
+KERNELS = {"rbf": None, "matern12": 0.5, "matern32": 1.5, "matern52": 2.5}
+
 MLL_RTOL = 1e-8
 GRAD_RTOL = 1e-6
 FIT_RTOL = 1e-6
@@ -39,6 +44,10 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--shapes", help="comma-separated BxNxD list, e.g. 100x264x3,1000x50x3 "
                    "(default: the CPU list, plus the GPU list when torch sees a GPU)")
+    p.add_argument("--kernel", default="rbf", choices=sorted(KERNELS),
+                   help="covariance kernel for every system: batchgp --kernel K (and the kernel in P.npz), "
+                   "GPyTorch ScaleKernel(RBFKernel or MaternKernel(nu), ARD), scikit-learn "
+                   "ConstantKernel * (RBF or Matern(nu)) with one length scale per dimension (default rbf)")
     p.add_argument("--repeats", type=int, default=7, help="timed evaluations per system and shape "
                    "(median reported; fewer for big shapes, see --budget)")
     p.add_argument("--budget", type=float, default=20.0,
@@ -50,7 +59,8 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="small shapes and 3 repeats: a smoke run")
     p.add_argument("--skip-fit", action="store_true", help="time evaluations only, no fits")
     p.add_argument("--out-dir", default=os.path.join(ROOT, "benches", "results"))
-    p.add_argument("--tag", default=None, help="file name prefix (default cpu or gpu, then the date)")
+    p.add_argument("--tag", default=None, help="file name prefix (default cpu or gpu, then the kernel unless "
+                   "rbf, then the date)")
     p.add_argument("--batchgp", default=os.path.join(ROOT, "target", "release", "batchgp"),
                    help="path of the batchgp binary (default target/release/batchgp)")
     p.add_argument("--no-batchgp", action="store_true", help="leave batchgp out (Python side only)")
@@ -124,8 +134,10 @@ def make_problem(shape, seed):
 
 
 def save_npz(path, **arrays):
+    """f64 arrays; a str value becomes a 0-d numpy string (the CLI reads `kernel` that way)."""
     import numpy as np
-    np.savez(path, **{k: np.ascontiguousarray(v, dtype=np.float64) for k, v in arrays.items()})
+    np.savez(path, **{k: (np.array(v) if isinstance(v, str) else np.ascontiguousarray(v, dtype=np.float64))
+                      for k, v in arrays.items()})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,6 +148,17 @@ class CliError(RuntimeError):
     pass
 
 
+def cli_kernel_args(exe, kernel):
+    """`--kernel K` when the binary has the option; a binary from before kernels existed computes
+    rbf only, so for rbf it gets no option (and P.npz no kernel entry), otherwise it is refused."""
+    r = subprocess.run([exe, "mll", "--help"], capture_output=True, text=True)
+    if "--kernel" in r.stdout:
+        return ["--kernel", kernel]
+    if kernel != "rbf":
+        raise SystemExit(f"{exe} has no --kernel option (built before kernels existed); it can run rbf only")
+    return []
+
+
 def run_cli(args, threads):
     env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
     r = subprocess.run(args, env=env, capture_output=True, text=True)
@@ -144,10 +167,10 @@ def run_cli(args, threads):
     return r
 
 
-def batchgp_mll(exe, dpath, ppath, opath, backend, repeat, threads):
+def batchgp_mll(exe, dpath, ppath, opath, backend, repeat, threads, kernel_args):
     import numpy as np
     run_cli([exe, "mll", "--data", dpath, "--params", ppath, "--out", opath, "--backend", backend,
-             "--repeat", str(repeat)], threads)
+             "--repeat", str(repeat)] + kernel_args, threads)
     with np.load(opath) as z:
         out = {k: z[k] for k in z.files}
     if "seconds" not in out:
@@ -160,9 +183,9 @@ def batchgp_mll(exe, dpath, ppath, opath, backend, repeat, threads):
 SK_BOUNDS = (1e-12, 1e12)
 
 
-def batchgp_fit(exe, dpath, ipath, fpath, backend, threads, fix=None, bounds=None):
+def batchgp_fit(exe, dpath, ipath, fpath, backend, threads, kernel_args, fix=None, bounds=None):
     import numpy as np
-    args = [exe, "fit", "--data", dpath, "--init", ipath, "--out", fpath, "--backend", backend]
+    args = [exe, "fit", "--data", dpath, "--init", ipath, "--out", fpath, "--backend", backend] + kernel_args
     if fix:
         args += ["--fix", fix]
     if bounds:
@@ -181,7 +204,15 @@ def batchgp_fit(exe, dpath, ipath, fpath, backend, threads, fix=None, bounds=Non
 # GPyTorch
 
 
-def gpytorch_model(x, y, device, params):
+def gpytorch_base_kernel(kernel, d, bs):
+    import gpytorch
+    nu = KERNELS[kernel]
+    if nu is None:
+        return gpytorch.kernels.RBFKernel(ard_num_dims=d, batch_shape=bs)
+    return gpytorch.kernels.MaternKernel(nu=nu, ard_num_dims=d, batch_shape=bs)
+
+
+def gpytorch_model(x, y, device, params, kernel):
     import torch
     import gpytorch
 
@@ -194,8 +225,7 @@ def gpytorch_model(x, y, device, params):
         def __init__(self, tx, ty, lik):
             super().__init__(tx, ty, lik)
             self.mean_module = gpytorch.means.ConstantMean(batch_shape=bs)
-            self.covar_module = gpytorch.kernels.ScaleKernel(
-                gpytorch.kernels.RBFKernel(ard_num_dims=d, batch_shape=bs), batch_shape=bs)
+            self.covar_module = gpytorch.kernels.ScaleKernel(gpytorch_base_kernel(kernel, d, bs), batch_shape=bs)
 
         def forward(self, xx):
             return gpytorch.distributions.MultivariateNormal(self.mean_module(xx), self.covar_module(xx))
@@ -272,11 +302,11 @@ def gpytorch_grad_log(model):
     )
 
 
-def gpytorch_adam_fit(x, y, init, device, iters, sync):
+def gpytorch_adam_fit(x, y, init, device, iters, sync, kernel):
     import torch
     n = x.shape[1]
     with gpytorch_settings():
-        model, mll, tx, ty = gpytorch_model(x, y, device, init)
+        model, mll, tx, ty = gpytorch_model(x, y, device, init, kernel)
         opt = torch.optim.Adam(model.parameters(), lr=0.1)
         sync()
         t0 = time.perf_counter()
@@ -296,14 +326,17 @@ def gpytorch_adam_fit(x, y, init, device, iters, sync):
 # scikit-learn
 
 
-def sk_kernel(ls, os_, noise):
-    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, WhiteKernel
+def sk_kernel(ls, os_, noise, kernel):
+    """ConstantKernel * (RBF or Matern(nu)) + WhiteKernel, with one length scale per dimension
+    (`ls` is a (D,) array). Matérn's nu is fixed, not a hyperparameter, so theta keeps rbf's order."""
+    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, Matern, WhiteKernel
     wide = SK_BOUNDS
-    return (ConstantKernel(os_, constant_value_bounds=wide) * RBF(ls, length_scale_bounds=wide)
-            + WhiteKernel(noise, noise_level_bounds=wide))
+    nu = KERNELS[kernel]
+    base = RBF(ls, length_scale_bounds=wide) if nu is None else Matern(ls, length_scale_bounds=wide, nu=nu)
+    return ConstantKernel(os_, constant_value_bounds=wide) * base + WhiteKernel(noise, noise_level_bounds=wide)
 
 
-def sk_models(x, y, params, members):
+def sk_models(x, y, params, members, kernel):
     """One GaussianProcessRegressor per member, fitted (optimizer=None) on y - mean; alpha=0 so
     that K is exactly k(X, X) + noise I."""
     import numpy as np
@@ -311,7 +344,7 @@ def sk_models(x, y, params, members):
     gps, thetas = [], []
     for b in members:
         k = sk_kernel(np.exp(params["log_lengthscale"][b]), float(np.exp(params["log_outputscale"][b])),
-                      float(np.exp(params["log_noise"][b])))
+                      float(np.exp(params["log_noise"][b])), kernel)
         gp = GaussianProcessRegressor(k, alpha=0.0, optimizer=None, normalize_y=False, copy_X_train=False)
         gp.fit(x[b], y[b] - params["mean"][b])
         gps.append(gp)
@@ -328,14 +361,14 @@ def sk_grad_to_ours(g, d):
     return dict(grad_log_outputscale=g[0], grad_log_lengthscale=g[1:1 + d], grad_log_noise=g[1 + d])
 
 
-def sk_fit(x, y, init, members):
+def sk_fit(x, y, init, members, kernel):
     import numpy as np
     from sklearn.gaussian_process import GaussianProcessRegressor
     objs, its = [], []
     t0 = time.perf_counter()
     for b in members:
         k = sk_kernel(np.exp(init["log_lengthscale"][b]), float(np.exp(init["log_outputscale"][b])),
-                      float(np.exp(init["log_noise"][b])))
+                      float(np.exp(init["log_noise"][b])), kernel)
         gp = GaussianProcessRegressor(k, alpha=0.0, optimizer="fmin_l_bfgs_b", n_restarts_optimizer=0,
                                       normalize_y=False, copy_X_train=False)
         gp.fit(x[b], y[b] - init["mean"][b])
@@ -475,8 +508,12 @@ def bench_shape(shape, args, ctx, workdir):
     ppath = os.path.join(workdir, f"P_{tag}.npz")
     ipath = os.path.join(workdir, f"I_{tag}.npz")
     save_npz(dpath, x=x, y=y)
-    save_npz(ppath, **params)
-    save_npz(ipath, **init)
+    kernel = args.kernel
+    # The kernel goes into P and I as well as on the command line (they must agree), except for a
+    # binary from before kernels existed (rbf only; see cli_kernel_args).
+    in_files = dict(kernel=kernel) if ctx["kernel_args"] else {}
+    save_npz(ppath, **params, **in_files)
+    save_npz(ipath, **init, **in_files)
     log = ctx["log"]
 
     # --- values for the agreement check (and the first, untimed, evaluations) ---
@@ -486,7 +523,7 @@ def bench_shape(shape, args, ctx, workdir):
         for backend in ctx["backends"]:
             try:
                 o = batchgp_mll(exe, dpath, ppath, os.path.join(workdir, f"O_{tag}_{backend}.npz"), backend, 1,
-                                args.threads)
+                                args.threads, ctx["kernel_args"])
                 ref[f"batchgp-{backend}"] = (o["mll"], grad_matrix(o), o)
                 bad = np.flatnonzero(np.asarray(o.get("status", np.zeros(b))) >= 3)
                 if bad.size:
@@ -498,7 +535,7 @@ def bench_shape(shape, args, ctx, workdir):
     for dev in ctx["torch_devices"]:
         try:
             with gpytorch_settings():
-                model, mll, tx, ty = gpytorch_model(x, y, dev, params)
+                model, mll, tx, ty = gpytorch_model(x, y, dev, params, kernel)
                 tot = gpytorch_eval(model, mll, tx, ty, n, ctx["sync"][dev])
                 ref[f"gpytorch-{dev}"] = (tot.detach().cpu().numpy(), grad_matrix(gpytorch_grad_log(model)), None)
         except Exception as e:  # noqa: BLE001 (report, go on with the other systems)
@@ -506,7 +543,7 @@ def bench_shape(shape, args, ctx, workdir):
             log(f"  gpytorch-{dev} failed: {e}")
     sk_members = list(range(min(b, args.check_members)))
     if not args.no_sklearn:
-        gps, thetas = sk_models(x, y, params, sk_members)
+        gps, thetas = sk_models(x, y, params, sk_members, kernel)
         vals = sk_eval(gps, thetas)
         sk_mll = np.array([v[0] for v in vals])
         sk_grad = np.array([np.concatenate([g[1][1:1 + d], g[1][:1], g[1][1 + d:2 + d]]) for g in vals])
@@ -537,7 +574,7 @@ def bench_shape(shape, args, ctx, workdir):
             r = repeats_for(first, args.repeats, args.budget)
             try:
                 o = batchgp_mll(exe, dpath, ppath, os.path.join(workdir, f"O_{tag}_{backend}.npz"), backend, r,
-                                args.threads)
+                                args.threads, ctx["kernel_args"])
                 res["eval"][f"batchgp-{backend}"] = dict(seconds=[float(s) for s in np.ravel(o["seconds"])])
             except CliError as e:
                 res["notes"].append(f"batchgp-{backend} timing: {e}")
@@ -546,7 +583,7 @@ def bench_shape(shape, args, ctx, workdir):
             continue
         try:
             with gpytorch_settings():
-                model, mll, tx, ty = gpytorch_model(x, y, dev, params)
+                model, mll, tx, ty = gpytorch_model(x, y, dev, params, kernel)
                 sync = ctx["sync"][dev]
                 secs = time_repeats(lambda: gpytorch_eval(model, mll, tx, ty, n, sync), args.repeats, args.budget, sync)
                 res["eval"][f"gpytorch-{dev}"] = dict(seconds=secs)
@@ -557,7 +594,7 @@ def bench_shape(shape, args, ctx, workdir):
             res["notes"].append(f"gpytorch-{dev} timing: {type(e).__name__}: {e}")
     if not args.no_sklearn:
         members = list(range(min(b, args.sklearn_max_members)))
-        gps, thetas = sk_models(x, y, params, members)
+        gps, thetas = sk_models(x, y, params, members, kernel)
         secs = time_repeats(lambda: sk_eval(gps, thetas), args.repeats, args.budget, lambda: None)
         scale = b / len(members)
         res["eval"]["sklearn"] = dict(seconds=[s * scale for s in secs], scaled_from=len(members) if scale > 1 else None)
@@ -589,7 +626,7 @@ def bench_fits(shape, x, y, init, args, ctx, dpath, ipath, workdir, tag, evals):
                 key = f"batchgp-{backend}" + ("-fixmean" if fix else "")
                 try:
                     o = batchgp_fit(exe, dpath, ipath, os.path.join(workdir, f"F_{tag}_{key}.npz"), backend,
-                                    args.threads, fix, SK_BOUNDS if fix else None)
+                                    args.threads, ctx["kernel_args"], fix, SK_BOUNDS if fix else None)
                     st = np.asarray(o.get("status", np.zeros(b)))
                     fit[key] = dict(time=o["time"], wall=o["wall"], objective=o["objective"].tolist(),
                                     iterations=np.asarray(o.get("iterations", [])).tolist(),
@@ -604,7 +641,7 @@ def bench_fits(shape, x, y, init, args, ctx, dpath, ipath, workdir, tag, evals):
             per_member = evals["sklearn"]["median"] / b
             cap = min(cap, max(5, int(args.fit_budget / (40 * per_member))))
         members = list(range(min(b, cap)))
-        t, objs = sk_fit(x, y, init, members)
+        t, objs = sk_fit(x, y, init, members, args.kernel)
         fit["sklearn"] = dict(time=t * b / len(members), scaled_from=len(members) if len(members) < b else None,
                               objective=objs.tolist())
         log(f"  fit sklearn L-BFGS-B       {fit['sklearn']['time']:8.3f} s  (members 0..{len(members) - 1})")
@@ -625,7 +662,7 @@ def bench_fits(shape, x, y, init, args, ctx, dpath, ipath, workdir, tag, evals):
             log(f"  fit gpytorch-{dev} skipped (estimated {est:.0f} s)")
             continue
         try:
-            t, final, _ = gpytorch_adam_fit(x, y, init, dev, args.adam_iters, ctx["sync"][dev])
+            t, final, _ = gpytorch_adam_fit(x, y, init, dev, args.adam_iters, ctx["sync"][dev], args.kernel)
             fit[f"gpytorch-{dev}"] = dict(time=t, objective=final.tolist())
             log(f"  fit gpytorch-{dev} Adam {args.adam_iters:<8} {t:8.3f} s  mean objective {np.nanmean(final):.6g}")
             if dev == "cuda":
@@ -664,7 +701,7 @@ def fmt_ratio(a, b):
 def write_report(results, machine, args, path_md, path_json, path_png):
     lines = []
     now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    lines.append(f"# batchgp vs GPyTorch vs scikit-learn ({now})\n")
+    lines.append(f"# batchgp vs GPyTorch vs scikit-learn, kernel {args.kernel} ({now})\n")
     lines.append("Machine: " + machine["cpu"] + f", {machine['cores']} cores, {machine['threads']} threads used by "
                  "every system (RAYON_NUM_THREADS, torch.set_num_threads, BLAS)"
                  + (f"; GPU: {machine['gpu']}" if machine.get("gpu") else "; no GPU") + ".  ")
@@ -676,10 +713,17 @@ def write_report(results, machine, args, path_md, path_json, path_png):
                                                                            "gpytorch") if k in machine) + ".  ")
     if machine.get("batchgp_info"):
         lines.append("batchgp info: `" + " / ".join(machine["batchgp_info"].splitlines()) + "`\n")
-    lines.append("\n## One MLL + gradient evaluation of the whole batch (f64), median wall time in ms\n")
-    lines.append("batchgp: `batchgp mll --repeat R` (one warm-up, R timed evaluations inside the process, I/O "
-                 "excluded). GPyTorch 1.15 batch mode: forward + `ExactMarginalLogLikelihood` x N + backward, "
-                 "Cholesky forced (`max_cholesky_size(1e9)`). scikit-learn: `log_marginal_likelihood(theta, "
+    nu = KERNELS[args.kernel]
+    gp_kernel = "RBFKernel(ard_num_dims=D)" if nu is None else f"MaternKernel(nu={nu}, ard_num_dims=D)"
+    sk_kernel_name = "RBF" if nu is None else f"Matern(nu={nu})"
+    lines.append(f"\n## One MLL + gradient evaluation of the whole batch (f64, kernel {args.kernel}), median wall "
+                 "time in ms\n")
+    lines.append(f"batchgp: `batchgp mll --repeat R{' ' + ' '.join(args.kernel_args) if args.kernel_args else ''}` "
+                 "(one warm-up, R timed evaluations inside the process, I/O "
+                 f"excluded). GPyTorch 1.15 batch mode: `ScaleKernel({gp_kernel})`, forward + "
+                 "`ExactMarginalLogLikelihood` x N + backward, "
+                 "Cholesky forced (`max_cholesky_size(1e9)`). scikit-learn: `ConstantKernel * "
+                 f"{sk_kernel_name} (one length scale per dimension) + WhiteKernel`, `log_marginal_likelihood(theta, "
                  "eval_gradient=True)` in a loop over members (* = timed on a prefix of members, scaled to B). "
                  "Ratios > 1 mean batchgp is faster. Agreement: every system's MLL within "
                  f"{MLL_RTOL:g} relative and gradient within {GRAD_RTOL:g} (relative to the member's largest "
@@ -833,6 +877,7 @@ def main(argv=None):
     exe = None if args.no_batchgp else os.path.abspath(args.batchgp)
     if exe and not os.access(exe, os.X_OK):
         sys.exit(f"no batchgp binary at {exe}: `cargo build --release`, pass --batchgp PATH, or --no-batchgp")
+    args.kernel_args = cli_kernel_args(exe, args.kernel) if exe else []
     gpu = torch is not None and torch.cuda.is_available() and not args.no_cuda
     backends = ["cpu", "cuda"] if gpu else ["cpu"]
 
@@ -846,8 +891,10 @@ def main(argv=None):
         args.repeats = min(args.repeats, 3)
 
     machine = machine_description(args, torch, exe)
-    log(f"machine: {machine['cpu']}, {machine['threads']} threads" + (f", GPU {machine['gpu']}" if machine.get("gpu") else ""))
-    ctx = dict(log=log, batchgp=exe, backends=backends if exe else [], torch=torch, torch_devices=devices, sync=sync)
+    log(f"machine: {machine['cpu']}, {machine['threads']} threads" + (f", GPU {machine['gpu']}" if machine.get("gpu") else "")
+        + f"; kernel {args.kernel}")
+    ctx = dict(log=log, batchgp=exe, backends=backends if exe else [], torch=torch, torch_devices=devices, sync=sync,
+               kernel_args=args.kernel_args)
     results = []
     workdir = tempfile.mkdtemp(prefix="batchgp-peers-")
     try:
@@ -867,8 +914,8 @@ def main(argv=None):
             shutil.rmtree(workdir, ignore_errors=True)
 
     os.makedirs(args.out_dir, exist_ok=True)
-    tag = args.tag or (("gpu" if machine.get("gpu") else "cpu") + ("-quick" if args.quick else "") + "-"
-                       + datetime.date.today().isoformat())
+    tag = args.tag or (("gpu" if machine.get("gpu") else "cpu") + ("-quick" if args.quick else "")
+                       + ("" if args.kernel == "rbf" else "-" + args.kernel) + "-" + datetime.date.today().isoformat())
     base = os.path.join(args.out_dir, tag)
     if hasattr(os, "getloadavg"):
         machine["load_end"] = os.getloadavg()[0]
