@@ -352,12 +352,7 @@ class LazyPrediction(Prediction):
 
     def __repr__(self) -> str:
         b, m = self.mean.shape
-        arrays = "mean, var, var_y, lower, upper (B, M)"
-        if self.samples is not None:
-            arrays += f", samples {self.samples.shape}"
-        if self.covariance is not None:
-            arrays += f", covariance {self.covariance.shape}"
-        return f"LazyPrediction(B={b}, M={m}: {arrays}; dask arrays in {self.mean.numblocks[0]} chunks)"
+        return f"LazyPrediction(B={b}, M={m}: {self._arrays_text()}; dask arrays in {self.mean.numblocks[0]} chunks)"
 
     def summary(self, max_rows: int | None = 50) -> str:
         """The eager Prediction's summary (computes it)."""

@@ -164,14 +164,18 @@ class Prediction(_Result):
     _fields = ("mean", "var", "var_y", "lower", "upper", "status", "jitter")
     _optional = ("samples", "covariance")
 
-    def __repr__(self) -> str:
-        b, m = self.mean.shape
+    def _arrays_text(self) -> str:
+        """The arrays it holds, for repr."""
         arrays = "mean, var, var_y, lower, upper (B, M)"
         if self.samples is not None:
             arrays += f", samples {self.samples.shape}"
         if self.covariance is not None:
             arrays += f", covariance {self.covariance.shape}"
-        return f"Prediction(B={b}, M={m}: {arrays}; status: {_status_counts(self.status)})"
+        return arrays
+
+    def __repr__(self) -> str:
+        b, m = self.mean.shape
+        return f"Prediction(B={b}, M={m}: {self._arrays_text()}; status: {_status_counts(self.status)})"
 
     def summary(self, max_rows: int | None = 50) -> str:
         """A table per member: status, jitter, range of the mean, average and largest sd(y)."""
