@@ -207,6 +207,246 @@ __device__ void gp_mll_member(const G& g, const MllArgs<T>& p, int b, T* a, int 
     }
 }
 
+// The warp variant (N <= 32), register resident: lane i owns row i of K, of L, of L^-1 and of
+// K^-1 in turn, in `row[j]` (j = 0..31, indexed only by unrolled loop counters, so the array
+// stays in registers), and a column moves between lanes by shuffles instead of shared-memory
+// round trips and warp barriers. Loops over columns stop at N (uniform across the warp); lanes
+// >= N and masked points are identity rows, exactly as in the group version, so the numbers are
+// the same up to rounding. Shared memory (N x (N + 1) elements of this warp's region) is used
+// once, to transpose L^-1 for K^-1 = L^-T L^-1 and for the backward solve.
+template <typename T>
+__device__ __forceinline__ T lane_shfl(T v, int src) { return __shfl_sync(0xffffffffu, v, src); }
+
+template <class Cov, typename T>
+__device__ void gp_mll_warp_member(const MllArgs<T>& p, int b, T* sm) {
+    const int lane = threadIdx.x & (BGP_WARP - 1);
+    const int N = p.N, D = p.D, ld = N + 1;
+    const T* xb = p.x + b * p.x_stride;
+    const uint8_t* mb = p.mask + (size_t)b * N;
+    const T* lsb = p.ls + (size_t)b * D;
+    const T s = p.s[b], noise = p.noise[b];
+    const T shape = cov_alpha<Cov>(p.rq_alpha, b);
+    const bool obs = lane < N && mb[lane] != 0;
+    const T* xi = xb + (size_t)(lane < N ? lane : 0) * D;
+    const T yv = (obs && p.yvar) ? p.yvar[(size_t)b * N + lane] : T(0);
+
+    T row[BGP_WARP];
+    T diag = T(1);  // L_ii of this lane's row
+    int used = -1;
+    for (int t = 0; t < p.nattempts; ++t) {
+        const T diag_add = noise + p.jit[(size_t)b * p.nattempts + t];
+        // Row `lane` of K through this lane's own row of shared memory (a run-time loop, so
+        // the kernel function is inlined once), then into registers.
+        if (lane < N) {
+            for (int j = 0; j < N; ++j) {
+                T v = lane == j ? T(1) : T(0);
+                if (obs && mb[j] != 0) {
+                    if (lane == j)
+                        v = p.yvar ? (s + diag_add) + yv : s + diag_add;
+                    else
+                        v = cov_value<Cov>(xi, xb + (size_t)j * D, lsb, s, shape, D);
+                }
+                sm[lane * ld + j] = v;
+            }
+        }
+        #pragma unroll
+        for (int j = 0; j < BGP_WARP; ++j) row[j] = (lane < N && j < N) ? sm[lane * ld + j] : (lane == j ? T(1) : T(0));
+        // Right-looking Cholesky: column k is scaled by its lane's pivot, then every row i > k
+        // updates its entries j in (k, i] with l_ik l_jk (l_jk shuffled from lane j).
+        bool ok = true;
+        #pragma unroll
+        for (int k = 0; k < BGP_WARP; ++k) {
+            if (k >= N) break;
+            const T pv = lane_shfl(row[k], k);
+            if (!(pv > T(0)) || !bgp_finite(pv)) {
+                ok = false;
+                break;
+            }
+            const T dk = sqrt(pv);
+            if (lane == k) {
+                row[k] = dk;
+                diag = dk;
+            } else if (lane > k) {
+                row[k] = row[k] / dk;
+            }
+            const T lik = row[k];
+            #pragma unroll
+            for (int j = k + 1; j < BGP_WARP; ++j) {
+                if (j >= N) break;
+                const T ljk = lane_shfl(lik, j);
+                if (lane >= j) row[j] -= lik * ljk;
+            }
+        }
+        if (ok) {
+            used = t;
+            break;
+        }
+    }
+    if (lane == 0) p.out_attempt[b] = used;
+    const int P = D + 3 + (Cov::has_alpha ? 1 : 0);
+    if (used < 0) {
+        if (lane == 0) p.out_mll[b] = bgp_nan<T>();
+        if (p.flags & BGP_FLAG_GRAD)
+            for (int k = lane; k < P; k += BGP_WARP) p.out_grad[(size_t)b * P + k] = bgp_nan<T>();
+        if (p.flags & BGP_FLAG_FACTOR) {
+            for (int e = lane; e < N * N; e += BGP_WARP) p.out_l[(size_t)b * N * N + e] = bgp_nan<T>();
+            if (lane < N) p.out_alpha[(size_t)b * N + lane] = bgp_nan<T>();
+        }
+        return;
+    }
+
+    const double nobs = warp_sum(obs ? 1.0 : 0.0);
+    const double logdet = 2.0 * warp_sum(obs ? log((double)diag) : 0.0);
+    // Forward substitution L v = r, column by column: lane k finishes v_k, the rows below use it.
+    T v = obs ? p.r[(size_t)b * N + lane] : T(0);
+    #pragma unroll
+    for (int k = 0; k < BGP_WARP; ++k) {
+        if (k >= N) break;
+        const T vk = lane_shfl(v / diag, k);
+        if (lane == k)
+            v = vk;
+        else if (lane > k)
+            v -= row[k] * vk;
+    }
+    const double quad = warp_sum(obs ? (double)v * (double)v : 0.0);
+    const double log2pi = 1.8378770664093454835606594728112;
+    if (lane == 0) p.out_mll[b] = (T)(-0.5 * quad - 0.5 * logdet - 0.5 * nobs * log2pi);
+
+    // L to shared memory (row i by lane i) for the backward solve, which walks rows of L.
+    if (lane < N) {
+        #pragma unroll
+        for (int j = 0; j < BGP_WARP; ++j) {
+            if (j >= N) break;
+            sm[lane * ld + j] = j <= lane ? row[j] : T(0);
+        }
+    }
+    __syncwarp();
+    // Backward substitution L^T a = v: lane k finishes a_k, the rows above subtract l_ki a_k.
+    T al = v;
+    for (int k = N - 1; k >= 0; --k) {
+        const T ak = lane_shfl(al / diag, k);
+        if (lane == k)
+            al = ak;
+        else if (lane < k)
+            al -= sm[k * ld + lane] * ak;
+    }
+    if (p.flags & BGP_FLAG_FACTOR) {
+        if (lane < N) {
+            #pragma unroll
+            for (int j = 0; j < BGP_WARP; ++j) {
+                if (j >= N) break;
+                p.out_l[(size_t)b * N * N + (size_t)lane * N + j] = j <= lane ? row[j] : T(0);
+            }
+            p.out_alpha[(size_t)b * N + lane] = al;
+        }
+    }
+    if (!(p.flags & BGP_FLAG_GRAD)) return;
+    const double gmean = warp_sum(obs ? (double)al : 0.0);
+
+    // M = L^-1 in place, column j by column: m_j = 1 / l_jj, then for k > j lane k finishes
+    // m_k = -(sum_{t=j}^{k-1} l_kt m_t) / l_kk from its running sum (times 1 / l_kk). l_ij is last read at step
+    // j of column j, so row[j] can take m_ij once column j is done.
+    const T inv_diag = T(1) / diag;
+    #pragma unroll
+    for (int j = 0; j < BGP_WARP; ++j) {
+        if (j >= N) break;
+        T acc = T(0);
+        T mine = T(0);
+        #pragma unroll
+        for (int k = j; k < BGP_WARP; ++k) {
+            if (k >= N) break;
+            const T mk = lane_shfl(((lane == j ? T(1) : T(0)) - acc) * inv_diag, k);
+            if (lane == k) mine = mk;
+            if (lane > k) acc += row[k] * mk;
+        }
+        if (lane >= j) row[j] = mine;
+    }
+    __syncwarp();  // every lane has read L from shared memory
+    if (lane < N) {
+        #pragma unroll
+        for (int j = 0; j < BGP_WARP; ++j) {
+            if (j >= N) break;
+            sm[lane * ld + j] = j <= lane ? row[j] : T(0);
+        }
+    }
+    __syncwarp();
+    // Row i of K^-1 = M^T M: (K^-1)_ij = sum_k m_ki m_kj, with m_ki from column i of M in shared
+    // memory and m_kj broadcast (m_kj = 0 for j > k).
+    T kdiag = T(0);
+    #pragma unroll
+    for (int j = 0; j < BGP_WARP; ++j) row[j] = T(0);
+    #pragma unroll
+    for (int k = 0; k < BGP_WARP; ++k) {
+        if (k >= N) break;
+        const T mki = lane < N ? sm[k * ld + lane] : T(0);
+        kdiag += mki * mki;
+        #pragma unroll
+        for (int j = 0; j <= k; ++j) row[j] += mki * sm[k * ld + j];
+    }
+
+    // Row `lane` of K^-1 back to shared memory, for the run-time loop below.
+    __syncwarp();  // every lane has read M
+    if (lane < N) {
+        #pragma unroll
+        for (int j = 0; j < BGP_WARP; ++j) {
+            if (j >= N) break;
+            sm[lane * ld + j] = row[j];
+        }
+    }
+    // W = a a^T - K^-1 over the observed pairs: the diagonal enters the outputscale and noise
+    // sums, each off-diagonal pair (j < i, counted twice) every sum.
+    const double ai = (double)al;
+    for (int d0 = 0; d0 < (D > 0 ? D : 1); d0 += BGP_DCHUNK) {
+        double acc[BGP_DCHUNK];
+        #pragma unroll
+        for (int c = 0; c < BGP_DCHUNK; ++c) acc[c] = 0.0;
+        double acc_s = 0.0, acc_n = 0.0, acc_a = 0.0;
+        if (d0 == 0 && obs) {
+            const double w = ai * ai - (double)kdiag;
+            acc_s += w * (double)s;
+            acc_n += w;
+        }
+        for (int j = 0; j < N; ++j) {
+            const double aj = (double)lane_shfl(al, j);
+            if (j < lane && obs && mb[j] != 0) {
+                const double w = ai * aj - (double)sm[lane * ld + j];
+                const T* xj = xb + (size_t)j * D;
+                const T r2 = scaled_sqdist(xi, xj, lsb, D);
+                const double w2 = 2.0 * w;
+                if (d0 == 0) {
+                    acc_s += w2 * (double)(s * Cov::phi(r2, shape));
+                    if (Cov::has_alpha) acc_a += w2 * (double)(s * Cov::dphi_dlog_alpha(r2, shape));
+                }
+                const double wg = w2 * (double)(s * Cov::psi(r2, shape));
+                #pragma unroll
+                for (int c = 0; c < BGP_DCHUNK; ++c) {
+                    const int d = d0 + c;
+                    if (d < D) {
+                        const T u = (xi[d] - xj[d]) / lsb[d];
+                        acc[c] += wg * (double)(u * u);
+                    }
+                }
+            }
+        }
+        #pragma unroll
+        for (int c = 0; c < BGP_DCHUNK; ++c) {
+            const double tot = warp_sum(acc[c]);
+            if (lane == 0 && d0 + c < D) p.out_grad[(size_t)b * P + d0 + c] = (T)(0.5 * tot);
+        }
+        if (d0 == 0) {
+            const double ts = warp_sum(acc_s);
+            const double tn = warp_sum(acc_n);
+            const double ta = Cov::has_alpha ? warp_sum(acc_a) : 0.0;
+            if (lane == 0) {
+                p.out_grad[(size_t)b * P + D] = (T)(0.5 * ts);
+                p.out_grad[(size_t)b * P + D + 1] = (T)(0.5 * (double)noise * tn);
+                p.out_grad[(size_t)b * P + D + 2] = (T)gmean;
+                if (Cov::has_alpha) p.out_grad[(size_t)b * P + D + 3] = (T)(0.5 * ta);
+            }
+        }
+    }
+}
+
 template <typename T>
 struct CholArgs {
     const T* a;
@@ -258,16 +498,15 @@ __device__ __forceinline__ int warp_elems(int n) {
 
 // gp_mll_{warp,block,global}_<KN>_<DT> for the covariance policy COV in precision T.
 #define BGP_GP(COV, KN, T, DT)                                                                     \
-    extern "C" __global__ void gp_mll_warp_##KN##_##DT(BGP_MLL_PARAMS(T)) {                        \
+    extern "C" __global__ void __launch_bounds__(BGP_WARP * BGP_WARPS_PER_BLOCK, 4)                 \
+        gp_mll_warp_##KN##_##DT(BGP_MLL_PARAMS(T)) {                                               \
         BGP_DYNAMIC_SHARED double bgp_smem[];                                                      \
         const int w = threadIdx.x / BGP_WARP;                                                      \
         const int b = blockIdx.x * BGP_WARPS_PER_BLOCK + w;                                        \
         if (b >= B) return;                                                                        \
         const MllArgs<T> p{BGP_MLL_ARGS};                                                          \
         T* base = reinterpret_cast<T*>(bgp_smem) + (size_t)w * warp_elems(N);                      \
-        const int ld = N + 1;                                                                      \
-        gp_mll_member<COV, T>(WarpGroup{}, p, b, base, ld, base + (size_t)N * ld,                  \
-                              base + (size_t)N * ld + N, nullptr, nullptr);                        \
+        gp_mll_warp_member<COV, T>(p, b, base);                                                    \
     }                                                                                              \
     extern "C" __global__ void gp_mll_block_##KN##_##DT(BGP_MLL_PARAMS(T)) {                       \
         BGP_DYNAMIC_SHARED double bgp_smem[];                                                      \

@@ -604,7 +604,14 @@ fn run(cli: Cli) -> batchgp::Result<()> {
             println!("driver: {}", backend::cuda::probe());
             match backend::cuda::CudaBackend::new() {
                 Ok(c) => println!("cuda: usable: {}", c.describe()),
-                Err(e) => println!("cuda: not usable: {e}"),
+                Err(e) => {
+                    println!("cuda: not usable: {e}");
+                    // Where a GPU is expected (a lent GPU machine, a GPU CI runner), its absence
+                    // is an error, not a fallback.
+                    if std::env::var_os("BATCHGP_REQUIRE_CUDA").is_some_and(|v| !v.is_empty() && v != "0") {
+                        return Err(e.into());
+                    }
+                }
             }
             let chosen = backend::select(common.backend.parse()?)?;
             println!("selected backend: {}", chosen.name());

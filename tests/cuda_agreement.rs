@@ -1,9 +1,9 @@
 //! CPU-vs-CUDA agreement: gram, cholesky, mll + gradient and predict of the CUDA backend against
 //! the CPU backend, to 1e-9 relative in f64 and 1e-4 in f32, for every covariance kernel (rbf,
 //! matern12, matern32, matern52, rq with alpha per member), with and without known noise (yvar),
-//! over N in {1, 7, 32, 33, 64, 160, 161, 500, 2048} (the three kernel variants and their
-//! boundaries), D in {1, 3, 8}, shared and per-member x, with and without a mask (NaN in the
-//! masked entries), a fully masked member (status Empty) and a member forced to fail
+//! over N in {1, 7, 32, 33, 64, 168, 169, 239, 240, 500, 2048} (the three kernel variants and
+//! their boundaries on a 227 KiB opt-in GPU: f64 block up to 168, f32 up to 239), D in {1, 3, 8},
+//! shared and per-member x, with and without a mask (NaN in the masked entries), a fully masked member (status Empty) and a member forced to fail
 //! (outputscale = exp(800) = inf).
 //!
 //! The GPU tests are ignored by default, so cargo's output says "ignored, needs a GPU" for each;
@@ -80,6 +80,23 @@ fn close_arr<D: ndarray::Dimension>(what: &str, cpu: &ndarray::Array<f64, D>, gp
     let a: Vec<f64> = cpu.iter().copied().collect();
     let b: Vec<f64> = gpu.iter().copied().collect();
     assert_close(what, cpu.shape(), &a, &b, tol, floor_of(&a, tol));
+}
+
+/// Runs `f` on every item and panics at the end with every failure, so that one run on a lent
+/// GPU reports all the cases that disagree, not only the first.
+fn each<I: IntoIterator>(items: I, mut f: impl FnMut(I::Item)) {
+    let mut failed = Vec::new();
+    for it in items {
+        if let Err(p) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(it))) {
+            let msg = p
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic without a message".into());
+            failed.push(msg);
+        }
+    }
+    assert!(failed.is_empty(), "{} case(s) failed:\n{}", failed.len(), failed.join("\n"));
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -176,18 +193,22 @@ fn dress(data: Dataset, hyp: Hyperparameters, kernel: Kernel, yvar: bool, seed: 
 }
 
 /// In f32 the two backends round differently (faer's blocked factorisation against the kernels'
-/// unblocked one), so the difference grows with the condition number: keep it near 1e3.
-fn well_conditioned_for(p: Precision, hyp: &mut Hyperparameters) {
+/// unblocked one), so the difference grows with the condition number and with N (sums of N^2
+/// terms in the gradient): keep the condition number near 1e3, and lower it for large N, where
+/// the noise is raised to the outputscale's order (at N = 2048 and noise 5x, the outputscale
+/// gradient differed by 5e-4 relative on an H200).
+fn well_conditioned_for(p: Precision, n: usize, hyp: &mut Hyperparameters) {
     if p == Precision::F32 {
-        hyp.noise.mapv_inplace(|v| 5.0 * v);
+        let f = if n > 200 { 40.0 } else { 5.0 };
+        hyp.noise.mapv_inplace(|v| f * v);
     }
 }
 
 fn cases(p: Precision) -> Vec<Case> {
     let mut v = Vec::new();
     let ns: &[usize] = match p {
-        Precision::F64 => &[1, 7, 32, 33, 64, 160, 161],
-        Precision::F32 => &[1, 7, 32, 33, 64, 161],
+        Precision::F64 => &[1, 7, 32, 33, 64, 168, 169],
+        Precision::F32 => &[1, 7, 32, 33, 64, 239, 240],
     };
     for &n in ns {
         for d in [1, 3, 8] {
@@ -199,10 +220,12 @@ fn cases(p: Precision) -> Vec<Case> {
         }
     }
     if p == Precision::F64 {
-        v.push(Case { b: 3, n: 500, d: 3, shared: false, masked: true });
-        v.push(Case { b: 2, n: 500, d: 8, shared: true, masked: false });
-        v.push(Case { b: 2, n: 2048, d: 3, shared: false, masked: true });
+        v.push(Case { b: 3, n: 239, d: 3, shared: false, masked: true });
+        v.push(Case { b: 3, n: 240, d: 2, shared: true, masked: false });
     }
+    v.push(Case { b: 3, n: 500, d: 3, shared: false, masked: true });
+    v.push(Case { b: 2, n: 500, d: 8, shared: true, masked: false });
+    v.push(Case { b: 2, n: 2048, d: 3, shared: false, masked: true });
     v
 }
 
@@ -229,10 +252,10 @@ fn rows(g: &MllGradient, layout: Layout) -> Array2<f64> {
 
 fn check_mll(gpu: &CudaBackend, p: Precision) {
     let cpu = CpuBackend::new();
-    for (kernel, k, case, yvar) in combos(p) {
+    each(combos(p), |(kernel, k, case, yvar)| {
         let (data, hyp) = make(case, 100 + k as u64);
         let (data, mut hyp) = dress(data, hyp, kernel, yvar, k as u64);
-        well_conditioned_for(p, &mut hyp);
+        well_conditioned_for(p, case.n, &mut hyp);
         let opts = MllOptions::new(p);
         let a = cpu.mll(&data, &hyp, None, &opts).expect("cpu mll");
         let g = gpu.mll(&data, &hyp, None, &opts).unwrap_or_else(|e| panic!("{case:?}: cuda mll: {e}"));
@@ -241,7 +264,7 @@ fn check_mll(gpu: &CudaBackend, p: Precision) {
         if case.b >= 2 {
             assert_eq!(g.status[1], Status::Failed, "{}", what("forced failure"));
         }
-        if case.masked && case.b >= 3 {
+        if case.masked && case.b >= 3 && case.n > 1 {
             assert_eq!(g.status[2], Status::Empty, "{}", what("empty member"));
         }
         close_arr(&what("jitter"), &a.jitter, &g.jitter, tol(p));
@@ -255,7 +278,7 @@ fn check_mll(gpu: &CudaBackend, p: Precision) {
             let col = |r: &Array2<f64>| r.column(c).to_owned();
             close_arr(&what(&format!("d/d {}[{j}]", t.name())), &col(&ra), &col(&rg), tol(p));
         }
-    }
+    });
 }
 
 #[test]
@@ -303,7 +326,7 @@ fn gram_agrees() {
     let g = gpu();
     let cpu = CpuBackend::new();
     for p in [Precision::F64, Precision::F32] {
-        for (kernel, k, case, yvar) in combos(p).into_iter().filter(|c| c.2.n <= 500) {
+        each(combos(p).into_iter().filter(|c| c.2.n <= 500), |(kernel, k, case, yvar)| {
             let (data, hyp) = make(case, 300 + k as u64);
             let (data, mut hyp) = dress(data, hyp, kernel, yvar, k as u64);
             if case.b >= 2 {
@@ -312,7 +335,7 @@ fn gram_agrees() {
             let a = cpu.gram(&data, &hyp, p).expect("cpu gram");
             let b = g.gram(&data, &hyp, p).unwrap_or_else(|e| panic!("{case:?}: cuda gram: {e}"));
             close_arr(&format!("{kernel} yvar={yvar} {case:?} {p:?} gram"), &a, &b, tol(p));
-        }
+        });
     }
 }
 
@@ -322,9 +345,9 @@ fn cholesky_agrees() {
     let g = gpu();
     let cpu = CpuBackend::new();
     for p in [Precision::F64, Precision::F32] {
-        for (k, case) in cases(p).into_iter().enumerate() {
+        each(cases(p).into_iter().enumerate(), |(k, case)| {
             let (data, mut hyp) = make(case, 500 + k as u64);
-            well_conditioned_for(p, &mut hyp);
+            well_conditioned_for(p, case.n, &mut hyp);
             if case.b >= 2 {
                 hyp.outputscale[1] = 1.0;
             }
@@ -345,19 +368,21 @@ fn cholesky_agrees() {
             let y = g.cholesky(&a, p, policy).unwrap_or_else(|e| panic!("{case:?}: cuda cholesky: {e}"));
             let what = format!("{case:?} {p:?} cholesky");
             assert_eq!(x.status, y.status, "{what} status");
-            assert_eq!(y.status[0], Status::Jitter, "{what} member 0");
+            // (At n = 1 member 0 is the zero matrix, whose relative jitter is 0: it fails.)
+            let expect0 = if n == 1 { Status::Failed } else { Status::Jitter };
+            assert_eq!(y.status[0], expect0, "{what} member 0");
             close_arr(&format!("{what} jitter"), &x.jitter, &y.jitter, tol(p));
             close_arr(&format!("{what} factor"), &x.factor, &y.factor, tol(p));
-        }
+        });
     }
 }
 
 fn check_predict(g: &CudaBackend, p: Precision) {
     let cpu = CpuBackend::new();
-    for (kernel, k, case, yvar) in combos(p).into_iter().filter(|c| c.2.n <= 500) {
+    each(combos(p).into_iter().filter(|c| c.2.n <= 500), |(kernel, k, case, yvar)| {
         let (data, hyp) = make(case, 700 + k as u64);
         let (data, mut hyp) = dress(data, hyp, kernel, yvar, k as u64);
-        well_conditioned_for(p, &mut hyp);
+        well_conditioned_for(p, case.n, &mut hyp);
         let m = 17;
         let mut rng = ChaCha8Rng::seed_from_u64(900 + k as u64);
         let test = if k % 2 == 0 {
@@ -375,7 +400,7 @@ fn check_predict(g: &CudaBackend, p: Precision) {
         let b = g.predict(&data, &hyp, &test, &opts).unwrap_or_else(|e| panic!("{case:?}: cuda predict: {e}"));
         let what = |s: &str| format!("{kernel} yvar={yvar} {case:?} {p:?} predict {s}");
         assert_eq!(a.status, b.status, "{}", what("status"));
-        if case.masked && case.b >= 3 {
+        if case.masked && case.b >= 3 && case.n > 1 {
             assert_eq!(b.status[2], Status::Empty, "{}", what("empty member"));
         }
         close_arr(&what("jitter"), &a.jitter, &b.jitter, tol(p));
@@ -390,11 +415,19 @@ fn check_predict(g: &CudaBackend, p: Precision) {
             b.covariance.as_ref().expect("cuda cov"),
             tol(p),
         );
-        if let (Some(x), Some(y)) = (&a.samples, &b.samples) {
-            // Samples go through a Cholesky of a nearly singular covariance: looser.
-            close_arr(&what("samples"), x, y, 1e-6);
+        if let (Some(x), Some(y), Some(cov)) = (&a.samples, &b.samples, &b.covariance) {
+            // The samples are drawn on the host from the backend's mean and covariance (checked
+            // above against the CPU's to 1e-9): from the CUDA ones they must be exactly what
+            // draw_samples gives. They are not compared with the CPU's draws: a posterior
+            // covariance of 17 test points is singular to working precision, and its jittered
+            // Cholesky factor is not a continuous function of it (on an H200, a 1e-9 difference
+            // in the covariance moved some draws by 1e-2 while L L^T agreed).
+            let (again, _) = batchgp::draw_samples(b.mean.view(), cov.view(), 3, 42, 0);
+            let bits = |v: &Array3<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(y), bits(&again), "{}", what("samples drawn from the CUDA covariance"));
+            assert_eq!(x.dim(), y.dim(), "{}", what("samples shape"));
         }
-    }
+    });
 }
 
 #[test]
@@ -453,6 +486,27 @@ fn chunking_does_not_change_results() {
 }
 
 #[test]
+#[ignore = "needs a GPU: cargo test --release --test cuda_agreement -- --include-ignored where one is lent"]
+fn a_hundred_thousand_members_agree() {
+    let g = gpu();
+    let cpu = CpuBackend::new();
+    for (kernel, p) in [(Kernel::Rbf, Precision::F64), (Kernel::Matern52, Precision::F64), (Kernel::Rbf, Precision::F32)] {
+        let (data, hyp) = make(Case { b: 100_000, n: 32, d: 3, shared: false, masked: true }, 11);
+        let (data, mut hyp) = dress(data, hyp, kernel, true, 11);
+        well_conditioned_for(p, 32, &mut hyp);
+        let opts = MllOptions::new(p);
+        let a = cpu.mll(&data, &hyp, None, &opts).expect("cpu mll");
+        let b = g.mll(&data, &hyp, None, &opts).expect("cuda mll");
+        let what = format!("{kernel} {p:?} B = 100000");
+        assert_eq!(a.status, b.status, "{what} status");
+        close_arr(&format!("{what} mll"), &a.mll, &b.mll, tol(p));
+        let layout = Layout::of(&hyp);
+        let (ga, gb) = (a.gradient.expect("gradient"), b.gradient.expect("gradient"));
+        close_arr(&format!("{what} gradient"), &rows(&ga, layout), &rows(&gb, layout), tol(p));
+    }
+}
+
+#[test]
 fn info_strings_do_not_panic() {
     let info = batchgp::backend::cuda::build_info();
     let probe = batchgp::backend::cuda::probe();
@@ -463,7 +517,7 @@ fn info_strings_do_not_panic() {
 /// The host emulation harness (C++20): see the comment at its top.
 const EMULATION_HARNESS: &str = r##"// Host emulation of the batchgp kernels (generated by tests/cuda_agreement.rs). Each CUDA
 // thread of a block is a std::thread; __syncthreads and __syncwarp are barriers over the block,
-// __shfl_xor_sync goes through a shared array. Checks the kernels' math for every covariance
+// __shfl_xor_sync and __shfl_sync go through a shared array. Checks the kernels' math for every covariance
 // kernel, precision and variant (Gram, MLL, gradient incl. rq's alpha, prediction, jitter)
 // against a naive dense reference with its own kernel functions and central differences, with
 // known noise (yvar) on some launches, coincident points and fully masked members, and, with
@@ -488,6 +542,7 @@ using std::sqrt;
 #define __global__
 #define __device__
 #define __forceinline__ inline
+#define __launch_bounds__(...)
 #define __restrict__
 #define __shared__ static
 struct dim3_ { unsigned x = 0, y = 0, z = 0; };
@@ -501,6 +556,13 @@ inline double __shfl_xor_sync(unsigned, double v, int off) {
     g_shfl[threadIdx.x] = v;
     g_bar->arrive_and_wait();
     double r = g_shfl[threadIdx.x ^ off];
+    g_bar->arrive_and_wait();
+    return r;
+}
+template <typename V> inline V __shfl_sync(unsigned, V v, int src) {
+    g_shfl[threadIdx.x] = (double)v;
+    g_bar->arrive_and_wait();
+    V r = (V)g_shfl[(threadIdx.x & ~31u) | (unsigned)src];
     g_bar->arrive_and_wait();
     return r;
 }

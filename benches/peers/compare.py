@@ -67,6 +67,7 @@ def parse_args(argv=None):
     p.add_argument("--no-gpytorch", action="store_true")
     p.add_argument("--no-sklearn", action="store_true")
     p.add_argument("--no-cuda", action="store_true", help="CPU only even when a GPU is there")
+    p.add_argument("--gpu-only", action="store_true", help="time batchgp and GPyTorch on the GPU alone (no CPU runs)")
     p.add_argument("--sklearn-max-members", type=int, default=2000,
                    help="time scikit-learn's per-member loop on at most this many members and scale "
                    "the time to B (marked * in the table)")
@@ -864,7 +865,7 @@ def main(argv=None):
         import gpytorch  # noqa: F401
         torch = torch_mod
         torch.set_num_threads(args.threads)
-        devices = ["cpu"]
+        devices = [] if args.gpu_only else ["cpu"]
         if torch.cuda.is_available() and not args.no_cuda:
             devices.append("cuda")
             sync["cuda"] = torch.cuda.synchronize
@@ -880,6 +881,10 @@ def main(argv=None):
     args.kernel_args = cli_kernel_args(exe, args.kernel) if exe else []
     gpu = torch is not None and torch.cuda.is_available() and not args.no_cuda
     backends = ["cpu", "cuda"] if gpu else ["cpu"]
+    if args.gpu_only:
+        if not gpu:
+            sys.exit("--gpu-only: no usable GPU (torch.cuda.is_available() is false, or --no-cuda)")
+        backends = ["cuda"]
 
     if args.shapes:
         shapes = parse_shapes(args.shapes)

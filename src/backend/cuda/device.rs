@@ -6,7 +6,7 @@ use super::launch::{Dtype, KernelId, SMEM_DEFAULT};
 use crate::error::{Error, Result};
 use cudarc::driver::{
     result as cures, sys, CudaContext, CudaFunction, CudaSlice, CudaStream, DeviceRepr, DriverError, LaunchArgs,
-    PushKernelArg, ValidAsZeroBits,
+    LaunchConfig, PushKernelArg, ValidAsZeroBits,
 };
 use std::collections::HashMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -160,6 +160,23 @@ pub(super) struct Device {
     pub smem_optin: usize,
     /// Upper bound on members per launch (from BATCHGP_CUDA_MAX_CHUNK or with_max_chunk).
     pub max_chunk: usize,
+    /// BATCHGP_CUDA_TIMING set: every launch is timed with device events and reported on
+    /// stderr (the stream waits for each kernel, so use it to measure, not in production).
+    timing: bool,
+    /// Set by [`CudaBackend::with_kernel_times`](super::CudaBackend::with_kernel_times): every
+    /// launch is timed and kept here until taken.
+    pub times: Option<std::cell::RefCell<Vec<KernelTime>>>,
+}
+
+/// One timed kernel launch (device events around it).
+#[derive(Clone, Debug)]
+pub struct KernelTime {
+    /// The entry point, e.g. `gp_mll_global_rbf_f64`.
+    pub kernel: String,
+    /// Members the launch processed.
+    pub members: usize,
+    /// Milliseconds between the events recorded before and after it.
+    pub ms: f64,
 }
 
 impl Device {
@@ -216,7 +233,8 @@ impl Device {
             .and_then(|v| v.parse::<usize>().ok())
             .filter(|&v| v > 0)
             .unwrap_or(usize::MAX);
-        Ok((Device { ctx, stream, funcs, smem_optin, max_chunk }, desc))
+        let timing = std::env::var_os("BATCHGP_CUDA_TIMING").is_some_and(|v| !v.is_empty() && v != "0");
+        Ok((Device { ctx, stream, funcs, smem_optin, max_chunk, timing, times: None }, desc))
     }
 
     /// The loaded entry point `id`.
@@ -225,6 +243,36 @@ impl Device {
             what: format!("kernel {id} not loaded"),
             source: DriverError(sys::CUresult::CUDA_ERROR_NOT_FOUND),
         })
+    }
+
+    /// Launches kernel `id` for `members` members with the arguments in `lb`. With
+    /// BATCHGP_CUDA_TIMING set, waits for it and prints one line to stderr:
+    /// `batchgp-cuda-timing <id> members=<c> grid=<g> block=<t> smem=<bytes> ms=<time>`.
+    ///
+    /// # Safety
+    /// As [`LaunchArgs::launch`]: the arguments pushed into `lb` must match the kernel's
+    /// signature in order and type, and every buffer must hold what the kernel indexes under `cfg`.
+    pub unsafe fn launch(&self, lb: &mut LaunchArgs<'_>, cfg: LaunchConfig, id: KernelId, members: usize) -> Result<()> {
+        if self.timing || self.times.is_some() {
+            lb.record_kernel_launch(sys::CUevent_flags::CU_EVENT_DEFAULT);
+        }
+        let what = |source| Error::Cuda { what: format!("launch of {id}"), source };
+        // SAFETY: the caller's contract.
+        let events = unsafe { lb.launch(cfg) }.map_err(what)?;
+        if let Some((start, end)) = events {
+            end.synchronize().map_err(|source| Error::Cuda { what: format!("execution of {id}"), source })?;
+            let ms = start.elapsed_ms(&end).map_err(what)?;
+            if self.timing {
+                eprintln!(
+                    "batchgp-cuda-timing {id} members={members} grid={} block={} smem={} ms={ms:.4}",
+                    cfg.grid_dim.0, cfg.block_dim.0, cfg.shared_mem_bytes
+                );
+            }
+            if let Some(t) = &self.times {
+                t.borrow_mut().push(KernelTime { kernel: id.to_string(), members, ms: ms as f64 });
+            }
+        }
+        Ok(())
     }
 
     /// Members per launch when one member needs `per_member` bytes of device memory.

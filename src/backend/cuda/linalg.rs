@@ -1,7 +1,7 @@
 //! The batched Gram matrices (gram_<kernel>_<T>) and the Cholesky factorisation of given
 //! matrices with jitter (chol_<variant>_<T>) on the GPU.
 
-use super::device::{arg_opt, cuda_err, Real};
+use super::device::{arg_opt, Real};
 use super::launch::{stride_launch, KernelId, Op, Variant};
 use super::mll::{attempt_status, DeviceInputs, MemberInputs};
 use super::CudaBackend;
@@ -9,7 +9,8 @@ use crate::backend::{CholeskyBatch, JitterPolicy};
 use crate::data::{Dataset, Hyperparameters, Status};
 use crate::error::Result;
 use cudarc::driver::PushKernelArg;
-use ndarray::{Array1, Array3, Axis};
+use ndarray::{Array1, Array3};
+use rayon::prelude::*;
 
 impl CudaBackend {
     pub(super) fn gram_t<T: Real>(&self, data: &Dataset, hyp: &Hyperparameters) -> Result<Array3<f64>> {
@@ -27,7 +28,8 @@ impl CudaBackend {
             let inp = MemberInputs::<T>::new(data, hyp, part, policy);
             let dinp = DeviceInputs::upload(&dev, &inp)?;
             let k = dev.zeros::<T>(c * n * n)?;
-            let f = dev.func(KernelId::new(Op::Gram, hyp.kernel, T::DTYPE))?;
+            let id = KernelId::new(Op::Gram, hyp.kernel, T::DTYPE);
+            let f = dev.func(id)?;
             let total = c * n * n;
             let (x_stride, bb, nn, dd) = ((n * d) as i64, c as i32, n as i32, d as i32);
             let mut lb = dev.stream.launch_builder(f);
@@ -40,12 +42,10 @@ impl CudaBackend {
             // int N, int D, T* out): in order and type; x holds c*N*D, mask c*N, ls c*D, s,
             // noise and rq_alpha c, yvar c*N elements (rq_alpha null for a kernel that never
             // reads it, yvar null when absent, which the kernel tests), out c*N*N elements.
-            unsafe { lb.launch(stride_launch(total)) }.map_err(cuda_err("gram launch"))?;
+            unsafe { dev.launch(&mut lb, stride_launch(total), id, c) }?;
             let host = dev.down(&k, total)?;
-            for (q, v) in host.iter().enumerate() {
-                let (m, r) = (start + q / (n * n), q % (n * n));
-                out[[m, r / n, r % n]] = v.f64();
-            }
+            let dst = &mut out.as_slice_mut().expect("a new array is contiguous")[start * n * n..(start + c) * n * n];
+            dst.par_iter_mut().zip(host.par_iter()).for_each(|(o, v)| *o = v.f64());
         }
         Ok(out)
     }
@@ -64,14 +64,15 @@ impl CudaBackend {
         let v = Variant::select(n, sz, dev.smem_optin);
         let per = sz * (2 * n * n + na + v.work_per_member(n)) + 4;
         let chunk = dev.chunk(per, b.max(1))?;
+        let a = a.as_standard_layout();
+        let a_flat = a.as_slice().expect("standard layout");
         let mean_diag: Vec<f64> = (0..b).map(|m| (0..n).map(|i| a[[m, i, i]]).sum::<f64>() / n as f64).collect();
         for start in (0..b).step_by(chunk) {
             let end = (start + chunk).min(b);
             let c = end - start;
-            let mut host = Vec::with_capacity(c * n * n);
+            let host: Vec<T> = a_flat[start * n * n..end * n * n].par_iter().map(|&v| T::of(v)).collect();
             let mut jit = Vec::with_capacity(c * na);
-            for (m, &md) in mean_diag.iter().enumerate().take(end).skip(start) {
-                host.extend(a.index_axis(Axis(0), m).iter().map(|&v| T::of(v)));
+            for &md in &mean_diag[start..end] {
                 for t in 0..na {
                     jit.push(T::of(policy.jitter(t as u32, md)));
                 }
@@ -81,7 +82,8 @@ impl CudaBackend {
             let l = dev.zeros::<T>(c * n * n)?;
             let att = dev.zeros::<i32>(c)?;
             let work = dev.zeros::<T>(c * v.work_per_member(n))?;
-            let f = dev.func(KernelId::chol(v, T::DTYPE))?;
+            let id = KernelId::chol(v, T::DTYPE);
+            let f = dev.func(id)?;
             let (nat, bb, nn) = (na as i32, c as i32, n as i32);
             let mut lb = dev.stream.launch_builder(f);
             lb.arg(&da).arg(&djit).arg(&nat).arg(&bb).arg(&nn).arg(&l).arg(&att);
@@ -92,9 +94,10 @@ impl CudaBackend {
             // T* out_l, int* out_attempt[, T* work]): in order and type; a and out_l hold c*N*N,
             // jit c*nattempts, out_attempt c, work c*(N*N+2N) elements for the global variant;
             // the launch shape and shared memory are the variant's.
-            unsafe { lb.launch(v.launch(n, sz, c)) }.map_err(cuda_err("chol launch"))?;
+            unsafe { dev.launch(&mut lb, v.launch(n, sz, c), id, c) }?;
             let lh = dev.down(&l, c * n * n)?;
             let ah = dev.down(&att, c)?;
+            let mut ok = vec![false; c];
             for q in 0..c {
                 let m = start + q;
                 if !mean_diag[m].is_finite() {
@@ -103,13 +106,14 @@ impl CudaBackend {
                 let (st, j) = attempt_status(ah[q], policy, mean_diag[m]);
                 status[m] = st;
                 jitter[m] = j;
-                if st == Status::Failed {
-                    continue;
-                }
-                for (dst, src) in factor.index_axis_mut(Axis(0), m).iter_mut().zip(&lh[q * n * n..(q + 1) * n * n]) {
-                    *dst = src.f64();
-                }
+                ok[q] = st != Status::Failed;
             }
+            let dst = &mut factor.as_slice_mut().expect("a new array is contiguous")[start * n * n..end * n * n];
+            dst.par_chunks_mut(n * n).zip(lh.par_chunks(n * n)).zip(ok.par_iter()).for_each(|((o, l), &ok)| {
+                if ok {
+                    o.iter_mut().zip(l).for_each(|(o, v)| *o = v.f64());
+                }
+            });
         }
         Ok(CholeskyBatch { factor, status, jitter })
     }

@@ -1,7 +1,7 @@
 //! The MLL and its gradient on the GPU: member preparation (shared with the CPU backend through
 //! [`MemberView`]), the fused gp_mll kernel, and the status rules of the CPU backend.
 
-use super::device::{arg_opt, cuda_err, Device, Real};
+use super::device::{arg_opt, Device, Real};
 use super::launch::{KernelId, Op, Variant, FLAG_FACTOR, FLAG_GRAD};
 use super::CudaBackend;
 use crate::backend::member::{finite_or_failed, precheck, MemberView};
@@ -11,6 +11,7 @@ use crate::kernel::Kernel;
 use crate::layout::Layout;
 use cudarc::driver::{CudaSlice, PushKernelArg};
 use ndarray::{Array1, Array2};
+use rayon::prelude::*;
 
 /// Host copies of the inputs of a chunk of members, prepared as the CPU backend prepares them
 /// (`backend::member`): x centred per member on its observed points, residuals and known noise
@@ -49,44 +50,68 @@ pub(super) struct Dims {
 
 impl<T: Real> MemberInputs<T> {
     /// The members `rows` of `data` (with the same rows of `hyp`); jitter from `policy` scaled
-    /// by each member's mean diagonal.
+    /// by each member's mean diagonal. Members are prepared in parallel (rayon), each into its
+    /// own slices of the chunk's arrays.
     pub fn new(data: &Dataset, hyp: &Hyperparameters, rows: &[usize], policy: JitterPolicy) -> Self {
         let (n, d) = (data.n_points(), data.n_dims());
         let na = policy.retries as usize + 1;
         let c = rows.len();
+        let mut x = vec![T::of(0.0); c * n * d];
+        let mut r = vec![T::of(0.0); c * n];
+        let mut mask = vec![0u8; c * n];
+        let mut yvar = data.yvar().is_some().then(|| vec![T::of(0.0); c * n]);
+        // One (x, r, mask, yvar) set of slices per member, split off sequentially (c steps).
+        let mut parts = Vec::with_capacity(c);
+        {
+            let (mut xs, mut rs, mut ms) = (&mut x[..], &mut r[..], &mut mask[..]);
+            let mut ys = yvar.as_deref_mut();
+            for &b in rows {
+                let (xk, xt) = std::mem::take(&mut xs).split_at_mut(n * d);
+                let (rk, rt) = std::mem::take(&mut rs).split_at_mut(n);
+                let (mk, mt) = std::mem::take(&mut ms).split_at_mut(n);
+                let yk = ys.take().map(|y| {
+                    let (yk, yt) = y.split_at_mut(n);
+                    ys = Some(yt);
+                    yk
+                });
+                (xs, rs, ms) = (xt, rt, mt);
+                parts.push((b, xk, rk, mk, yk));
+            }
+        }
+        // Per member: lengthscales, centre, s, noise, alpha, jitter of every attempt.
+        let scalars: Vec<(Vec<f64>, Vec<f64>, f64)> = parts
+            .into_par_iter()
+            .map(|(b, xk, rk, mk, mut yk)| {
+                let member = MemberView::new(data, hyp, b);
+                for &i in member.observed() {
+                    mk[i] = 1;
+                    rk[i] = T::of(member.residual(i));
+                    for (j, v) in xk[i * d..(i + 1) * d].iter_mut().enumerate() {
+                        *v = T::of(member.x(i, j));
+                    }
+                    if let Some(yv) = yk.as_deref_mut() {
+                        yv[i] = T::of(member.yvar(i));
+                    }
+                }
+                (member.lengthscale().to_vec(), member.centre().to_vec(), member.mean_diag())
+            })
+            .collect();
         let mut inp = MemberInputs {
-            x: vec![T::of(0.0); c * n * d],
-            r: vec![T::of(0.0); c * n],
-            mask: vec![0u8; c * n],
+            x,
+            r,
+            mask,
             ls: Vec::with_capacity(c * d),
-            s: Vec::with_capacity(c),
-            noise: Vec::with_capacity(c),
-            alpha: hyp.kernel.has_alpha().then(|| Vec::with_capacity(c)),
-            yvar: data.yvar().is_some().then(|| vec![T::of(0.0); c * n]),
+            s: rows.iter().map(|&b| T::of(hyp.outputscale[b])).collect(),
+            noise: rows.iter().map(|&b| T::of(hyp.noise[b])).collect(),
+            alpha: hyp.kernel.has_alpha().then(|| rows.iter().map(|&b| T::of(hyp.alpha_of(b))).collect()),
+            yvar,
             jit: Vec::with_capacity(c * na),
             centre: Vec::with_capacity(c * d),
             dims: Dims { c, n, d },
         };
-        for (k, &b) in rows.iter().enumerate() {
-            let member = MemberView::new(data, hyp, b);
-            for &i in member.observed() {
-                inp.mask[k * n + i] = 1;
-                inp.r[k * n + i] = T::of(member.residual(i));
-                for j in 0..d {
-                    inp.x[(k * n + i) * d + j] = T::of(member.x(i, j));
-                }
-                if let Some(yv) = inp.yvar.as_mut() {
-                    yv[k * n + i] = T::of(member.yvar(i));
-                }
-            }
-            inp.ls.extend(member.lengthscale().iter().map(|&l| T::of(l)));
-            inp.centre.extend_from_slice(member.centre());
-            inp.s.push(T::of(hyp.outputscale[b]));
-            inp.noise.push(T::of(hyp.noise[b]));
-            if let Some(a) = inp.alpha.as_mut() {
-                a.push(T::of(hyp.alpha_of(b)));
-            }
-            let md = member.mean_diag();
+        for (ls, centre, md) in scalars {
+            inp.ls.extend(ls.iter().map(|&l| T::of(l)));
+            inp.centre.extend_from_slice(&centre);
             inp.jit.extend((0..na).map(|t| T::of(policy.jitter(t as u32, md))));
         }
         inp
@@ -203,7 +228,7 @@ pub(super) fn run_fused<T: Real>(
     // noise and rq_alpha c, jit c*nattempts, grad c*P with P = D+3(+1 for rq), l c*N*N and
     // alpha c*N when their flag is set, work c*(N*N+2N) for the global variant), and the launch
     // shape and shared memory are the variant's.
-    unsafe { lb.launch(cfg) }.map_err(cuda_err("gp_mll launch"))?;
+    unsafe { dev.launch(&mut lb, cfg, id, c) }?;
     Ok(out)
 }
 
@@ -237,12 +262,18 @@ impl CudaBackend {
         let mut mean_diag = vec![0.0; k];
         // Members that reach the kernel, as indices into `rows`.
         let mut live = Vec::with_capacity(k);
-        for (i, &b) in rows.iter().enumerate() {
-            let member = MemberView::new(data, hyp, b);
-            match screen(hyp, &member, b) {
+        let screened: Vec<(Option<Status>, f64)> = rows
+            .par_iter()
+            .map(|&b| {
+                let member = MemberView::new(data, hyp, b);
+                (screen(hyp, &member, b), member.mean_diag())
+            })
+            .collect();
+        for (i, (st, md)) in screened.into_iter().enumerate() {
+            match st {
                 Some(st) => status[i] = st,
                 None => {
-                    mean_diag[i] = member.mean_diag();
+                    mean_diag[i] = md;
                     live.push(i);
                 }
             }

@@ -44,7 +44,7 @@ mod linalg;
 mod mll;
 mod predict;
 
-pub use device::{build_info, embedded_targets, probe};
+pub use device::{build_info, embedded_targets, probe, KernelTime};
 
 use super::{Backend, CholeskyBatch, JitterPolicy, MllBatch, MllOptions, PredictOptions, Prediction};
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision};
@@ -76,6 +76,19 @@ impl CudaBackend {
     pub fn with_max_chunk(self, members: usize) -> Self {
         self.lock().max_chunk = members.max(1);
         self
+    }
+
+    /// Times every kernel launch with device events (each launch then waits for its kernel);
+    /// [`CudaBackend::take_kernel_times`] returns them. For benchmarks: kernel time without the
+    /// host's preparation and copies.
+    pub fn with_kernel_times(self) -> Self {
+        self.lock().times = Some(Default::default());
+        self
+    }
+
+    /// The launches timed since the last call (empty unless [`CudaBackend::with_kernel_times`]).
+    pub fn take_kernel_times(&self) -> Vec<KernelTime> {
+        self.lock().times.as_ref().map(|t| t.take()).unwrap_or_default()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Device> {

@@ -2,7 +2,7 @@
 //! predict_<kernel>_<T> forms the mean, the variance and V = L^-1 K* without another Cholesky,
 //! and predict_cov_<kernel>_<T> the covariance K** - V^T V when asked for.
 
-use super::device::{arg_opt, cuda_err, Real};
+use super::device::{arg_opt, Real};
 use super::launch::{predict_launch, predict_tiles, stride_launch, KernelId, Op, Variant, FLAG_FACTOR};
 use super::mll::{attempt_status, fused_bytes, run_fused, screen, DeviceInputs, MemberInputs};
 use super::CudaBackend;
@@ -82,7 +82,8 @@ impl CudaBackend {
             let (x_stride, xt_stride, bb, nn, mm, dd) =
                 ((n * d) as i64, (m * d) as i64, c as i32, n as i32, m as i32, d as i32);
             if m > 0 {
-                let f = dev.func(KernelId::new(Op::Predict, hyp.kernel, T::DTYPE))?;
+                let id = KernelId::new(Op::Predict, hyp.kernel, T::DTYPE);
+                let f = dev.func(id)?;
                 let mut lb = dev.stream.launch_builder(f);
                 lb.arg(&dinp.x).arg(&x_stride).arg(&dinp.mask).arg(&dxt).arg(&xt_stride).arg(&dinp.ls).arg(&dinp.s);
                 arg_opt(&mut lb, &dinp.alpha);
@@ -106,13 +107,14 @@ impl CudaBackend {
                 // c*N*N and alpha c*N (written by gp_mll with FLAG_FACTOR on this stream),
                 // attempt c, v c*N*M, outputs c*M elements; the grid is ceil(M/128)*c blocks of
                 // 128 threads as the kernel expects.
-                unsafe { lb.launch(predict_launch(m, c)) }.map_err(cuda_err("predict launch"))?;
+                unsafe { dev.launch(&mut lb, predict_launch(m, c), id, c) }?;
             }
             let mut cov_host = Vec::new();
             if want_cov && m > 0 {
                 let total = c * m * m;
                 let oc = dev.zeros::<T>(total)?;
-                let f = dev.func(KernelId::new(Op::PredictCov, hyp.kernel, T::DTYPE))?;
+                let id = KernelId::new(Op::PredictCov, hyp.kernel, T::DTYPE);
+                let f = dev.func(id)?;
                 let mut lb = dev.stream.launch_builder(f);
                 lb.arg(&dxt).arg(&xt_stride).arg(&dinp.ls).arg(&dinp.s);
                 arg_opt(&mut lb, &dinp.alpha);
@@ -122,7 +124,7 @@ impl CudaBackend {
                 // int B, int N, int M, int D, T* out): in order and type; xt c*M*D, ls c*D, s,
                 // rq_alpha (or null, as above) and attempt c, v c*N*M (filled by predict above,
                 // same stream), out c*M*M elements.
-                unsafe { lb.launch(stride_launch(total)) }.map_err(cuda_err("predict_cov launch"))?;
+                unsafe { dev.launch(&mut lb, stride_launch(total), id, c) }?;
                 cov_host = dev.down(&oc, total)?;
             }
             let mh = dev.down(&omean, c * m)?;

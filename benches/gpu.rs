@@ -1,0 +1,148 @@
+//! GPU kernel timings: the CUDA backend's kernels timed with device events, beside the wall time
+//! of the whole backend call (host preparation, copies and the kernels), at the shapes the GPU
+//! targets name (docs/design.md section 9). Not criterion: one warm-up, then R timed calls, and the
+//! median of each. Needs a usable GPU; without one it says why and exits 1.
+//!
+//! Run where a GPU is lent: `cargo bench --bench gpu` (or the carried binary with `--bench`);
+//! `--quick` runs each shape 3 times; `--json PATH` writes every number.
+//!
+//! Lines: `<op> <kernel> <dtype> b<B>_n<N>[_d<D>]  kernel <ms>  wall <ms>  <members/s>`, with the
+//! kernel time the sum over the call's launches (a call can chunk) and members/s from it.
+
+use batchgp::backend::cpu::CpuBackend;
+use batchgp::backend::cuda::CudaBackend;
+use batchgp::backend::{Backend, JitterPolicy};
+use batchgp::{Dataset, Hyperparameters, Kernel, MllOptions, Precision};
+use ndarray::{Array1, Array2, Array3};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::fmt::Write as _;
+use std::time::Instant;
+
+fn problem(b: usize, n: usize, d: usize, seed: u64) -> (Dataset, Hyperparameters) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let x = Array3::from_shape_fn((b, n, d), |_| rng.random::<f64>());
+    let y = Array2::from_shape_fn((b, n), |(m, i)| {
+        let xi = x.slice(ndarray::s![m, i, ..]);
+        let f = (6.0 * xi[0]).sin() + 0.5 * xi.iter().skip(1).map(|v| (3.0 * v).cos()).sum::<f64>();
+        f + 0.1 * (rng.random::<f64>() - 0.5)
+    });
+    let hyp = Hyperparameters {
+        kernel: Kernel::Rbf,
+        alpha: None,
+        lengthscale: Array2::from_shape_fn((b, d), |_| 0.3 + 0.4 * rng.random::<f64>()),
+        outputscale: Array1::from_shape_fn(b, |_| 0.5 + rng.random::<f64>()),
+        noise: Array1::from_shape_fn(b, |_| 0.01 + 0.05 * rng.random::<f64>()),
+        mean: Array1::from_shape_fn(b, |_| 0.2 * (rng.random::<f64>() - 0.5)),
+    };
+    (Dataset::new(x, y).expect("valid data"), hyp)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n == 0 {
+        f64::NAN
+    } else if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        0.5 * (v[n / 2 - 1] + v[n / 2])
+    }
+}
+
+struct Row {
+    what: String,
+    members: usize,
+    kernel_ms: f64,
+    wall_ms: f64,
+    launches: String,
+}
+
+/// Runs `call` once to warm up and `reps` times timed; returns the medians of kernel and wall ms.
+fn measure(gpu: &CudaBackend, reps: usize, mut call: impl FnMut()) -> (f64, f64, String) {
+    call();
+    let warm = gpu.take_kernel_times();
+    let launches = warm.iter().map(|t| t.kernel.clone()).collect::<Vec<_>>().join("+");
+    let (mut k, mut w) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        let t0 = Instant::now();
+        call();
+        w.push(t0.elapsed().as_secs_f64() * 1e3);
+        k.push(gpu.take_kernel_times().iter().map(|t| t.ms).sum::<f64>());
+    }
+    (median(&mut k), median(&mut w), launches)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let json = args.iter().position(|a| a == "--json").and_then(|i| args.get(i + 1)).cloned();
+    let gpu = match CudaBackend::new() {
+        Ok(g) => g.with_kernel_times(),
+        Err(e) => {
+            eprintln!("gpu bench: no usable GPU: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!("backend: {}", gpu.describe());
+    let reps = |b: usize, n: usize| if quick { 3 } else if b * n * n > 50_000_000 { 7 } else { 15 };
+    let mut rows = Vec::new();
+    let mll_shapes = [(1000, 256, 8), (100_000, 32, 3), (10, 1000, 3), (64, 2048, 1), (10_000, 64, 3), (100, 264, 3)];
+    for (b, n, d) in mll_shapes {
+        let (data, hyp) = problem(b, n, d, 7);
+        for kernel in [Kernel::Rbf, Kernel::Matern52] {
+            let hyp = hyp.clone().with_kernel(kernel);
+            for p in [Precision::F64, Precision::F32] {
+                let opts = MllOptions::new(p);
+                let (kernel_ms, wall_ms, launches) = measure(&gpu, reps(b, n), || {
+                    gpu.mll(&data, &hyp, None, &opts).expect("cuda mll");
+                });
+                let what = format!("mll {kernel} {p:?} b{b}_n{n}_d{d}");
+                rows.push(Row { what, members: b, kernel_ms, wall_ms, launches });
+                print_row(rows.last().expect("a row"));
+            }
+        }
+    }
+    let cpu = CpuBackend::new();
+    for (b, n) in [(64, 2048), (10_000, 64), (1000, 256), (100_000, 32)] {
+        let (data, hyp) = problem(b, n, 3, 11);
+        let a = cpu.gram(&data, &hyp, Precision::F64).expect("cpu gram");
+        for p in [Precision::F64, Precision::F32] {
+            let policy = JitterPolicy::for_precision(p);
+            let (kernel_ms, wall_ms, launches) = measure(&gpu, reps(b, n), || {
+                gpu.cholesky(&a, p, policy).expect("cuda cholesky");
+            });
+            let what = format!("cholesky {p:?} b{b}_n{n}");
+            rows.push(Row { what, members: b, kernel_ms, wall_ms, launches });
+            print_row(rows.last().expect("a row"));
+        }
+    }
+    if let Some(path) = json {
+        let mut s = String::from("[\n");
+        for (i, r) in rows.iter().enumerate() {
+            let _ = write!(
+                s,
+                "  {{\"what\": \"{}\", \"members\": {}, \"kernel_ms\": {}, \"wall_ms\": {}, \"launches\": \"{}\"}}{}\n",
+                r.what,
+                r.members,
+                r.kernel_ms,
+                r.wall_ms,
+                r.launches,
+                if i + 1 < rows.len() { "," } else { "" }
+            );
+        }
+        s.push_str("]\n");
+        std::fs::write(&path, s).unwrap_or_else(|e| eprintln!("gpu bench: cannot write {path}: {e}"));
+    }
+}
+
+fn print_row(r: &Row) {
+    println!(
+        "{:<40} kernel {:>10.4} ms  wall {:>10.3} ms  {:>12.3e} members/s (kernel)  [{}]",
+        r.what,
+        r.kernel_ms,
+        r.wall_ms,
+        r.members as f64 / (r.kernel_ms * 1e-3),
+        r.launches
+    );
+}

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Builds everything a lent GPU machine runs (it has no Rust toolchain) with the CUDA kernels
+# embedded, and copies it, stripped, into .carry/gpu/ (gitignored):
+#   batchgp          the CLI (info, mll, fit, predict, demo)
+#   cuda_agreement   tests/cuda_agreement.rs (CPU == CUDA; its GPU tests are #[ignore]d here)
+#   gpu_bench        benches/gpu.rs (kernel times with device events, wall times)
+# Then the device command is scripts/gpu/device.sh, with `.carry` carried:
+#   device run: command "bash scripts/gpu/device.sh all", carry [".carry"]
+# (scripts/gpu/device.sh --help lists the steps; each test runs in its own process with
+# --include-ignored --exact --nocapture, so one sticky kernel fault cannot hide the rest.)
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+# shellcheck source=/dev/null
+source .ci/install-nvcc.sh
+cargo build --release --bin batchgp
+tests=$(cargo test --release --no-run --test cuda_agreement --message-format=json 2>/dev/null |
+    python3 -c 'import json,sys
+for l in sys.stdin:
+    m=json.loads(l)
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="cuda_agreement": print(m["executable"])')
+bench=$(cargo bench --no-run --bench gpu --message-format=json 2>/dev/null |
+    python3 -c 'import json,sys
+for l in sys.stdin:
+    m=json.loads(l)
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="gpu": print(m["executable"])')
+mkdir -p .carry/gpu
+cp target/release/batchgp .carry/gpu/batchgp
+cp "$tests" .carry/gpu/cuda_agreement
+cp "$bench" .carry/gpu/gpu_bench
+strip .carry/gpu/batchgp .carry/gpu/cuda_agreement .carry/gpu/gpu_bench
+.carry/gpu/batchgp info | sed -n 3p
+du -sh .carry/gpu/*
+echo 'device: command "bash scripts/gpu/device.sh all", carry [".carry"]'
