@@ -9,7 +9,8 @@
 // - only the lower triangle of a factor is meaningful;
 // - a masked point (mask[i] == 0) has the identity row and column in K, residual 0, and its x and
 //   y are never read into arithmetic (selected away, never multiplied by 0);
-// - reductions accumulate in double in both precisions, in a fixed order (deterministic).
+// - reductions and the inverse's dot products accumulate in double in both precisions, in a
+//   fixed order (deterministic).
 #pragma once
 
 #include <stdint.h>
@@ -208,25 +209,84 @@ __device__ void group_backward(const G& g, const T* l, int n, int ld, T* v) {
     }
 }
 
-// In place: L (lower) -> K^-1 = L^-T L^-1 (lower triangle). The strict upper triangle of a is
-// used as scratch (nothing else reads it); tmp holds n values.
+// K^-1 = M^T M from M^T stored in the upper triangle (a[i][k] = M_ki for i <= k, the
+// diagonal included): (K^-1)_ij = sum_{k >= i} a[i][k] a[j][k] for j <= i. Tile pairs (ti, tj),
+// tj <= ti, of BGP_NB rows each; for each, the k-tiles from ti on are staged in `tile` (rows i0..
+// and j0.., BGP_NB columns, zero left of the diagonal), and every entry of the pair sums into
+// `kacc` (double, both precisions). Strictly lower entries are written when their pair is done
+// (the lower triangle is not read here); the diagonal waits in tmp until every pair has read
+// the upper triangle's diagonal, then goes into place. One sync per k-tile instead of two per
+// row, and every thread busy on every tile.
 template <typename T, class G>
-__device__ void group_spd_inverse(const G& g, T* a, int n, int ld, T* tmp) {
+__device__ void group_mtm_tiled(const G& g, T* a, int n, int ld, T* tmp, T* tile, double* kacc) {
+    const int TS = BGP_NB, TL = BGP_NB + 1;
+    T* ta = tile;
+    T* tb = tile + TS * TL;
+    const int nt = (n + TS - 1) / TS;
+    for (int ti = 0; ti < nt; ++ti) {
+        for (int tj = 0; tj <= ti; ++tj) {
+            const int i0 = ti * TS, j0 = tj * TS;
+            for (int e = g.rank(); e < TS * TS; e += g.size()) kacc[e] = 0.0;
+            for (int kt = ti; kt < nt; ++kt) {
+                const int k0 = kt * TS;
+                for (int e = g.rank(); e < TS * TS; e += g.size()) {
+                    const int r = e / TS, t = e % TS;
+                    const int i = i0 + r, j = j0 + r, k = k0 + t;
+                    ta[r * TL + t] = (i < n && k < n && k >= i) ? a[(size_t)i * ld + k] : T(0);
+                    tb[r * TL + t] = (j < n && k < n && k >= j) ? a[(size_t)j * ld + k] : T(0);
+                }
+                g.sync();
+                for (int e = g.rank(); e < TS * TS; e += g.size()) {
+                    const int r = e / TS, c = e % TS;
+                    double acc = 0.0;
+                    for (int t = 0; t < TS; ++t) acc += (double)ta[r * TL + t] * (double)tb[c * TL + t];
+                    kacc[e] += acc;
+                }
+                g.sync();
+            }
+            for (int e = g.rank(); e < TS * TS; e += g.size()) {
+                const int r = e / TS, c = e % TS;
+                const int i = i0 + r, j = j0 + c;
+                if (i < n && j < i)
+                    a[(size_t)i * ld + j] = (T)kacc[e];
+                else if (i < n && j == i)
+                    tmp[i] = (T)kacc[e];
+            }
+            // (the next pair's first sync orders these writes before kacc is zeroed again by
+            // the same threads; no other thread touches entry e)
+        }
+    }
+    g.sync();
+    for (int i = g.rank(); i < n; i += g.size()) a[(size_t)i * ld + i] = tmp[i];
+    g.sync();
+}
+
+// In place: L (lower) -> K^-1 = L^-T L^-1 (lower triangle). The strict upper triangle of a is
+// used as scratch (nothing else reads it); tmp holds n values. With `tile` (BGP_TILE_ELEMS
+// elements of T) and `kacc` (BGP_NB * BGP_NB doubles) in shared memory, as the global variant
+// has them, L^-T L^-1 is formed tile by tile (group_mtm_tiled); otherwise row by row.
+template <typename T, class G>
+__device__ void group_spd_inverse(const G& g, T* a, int n, int ld, T* tmp, T* tile = nullptr,
+                                  double* kacc = nullptr) {
     // Triangular inverse M = L^-1, trailing block first: with L = [[l, 0], [c, L2]],
     // M = [[1/l, 0], [-L2^-1 c / l, L2^-1]]. M is kept transposed in the upper triangle
     // (a[k][i] = M[i][k], k <= i) so that the threads, one per row i, read it contiguously;
     // column j of L (below the diagonal) stays intact until step j has used it.
     for (int j = n - 1; j >= 0; --j) {
         for (int i = j + 1 + g.rank(); i < n; i += g.size()) {
-            T acc = T(0);
-            for (int k = j + 1; k <= i; ++k) acc += a[(size_t)k * ld + i] * a[(size_t)k * ld + j];
-            tmp[i] = acc;
+            double acc = 0.0;  // in double in both precisions: these sums run over up to N terms
+            for (int k = j + 1; k <= i; ++k) acc += (double)a[(size_t)k * ld + i] * (double)a[(size_t)k * ld + j];
+            tmp[i] = (T)acc;
         }
         const T inv = T(1) / a[(size_t)j * ld + j];
         g.sync();
         for (int i = j + 1 + g.rank(); i < n; i += g.size()) a[(size_t)j * ld + i] = -tmp[i] * inv;
         if (g.rank() == 0) a[(size_t)j * ld + j] = inv;
         g.sync();
+    }
+    if (tile && kacc) {
+        group_mtm_tiled(g, a, n, ld, tmp, tile, kacc);
+        return;
     }
     // M back to the lower triangle.
     const long long tri = (long long)n * (n - 1) / 2;
@@ -241,16 +301,16 @@ __device__ void group_spd_inverse(const G& g, T* a, int n, int ld, T* tmp) {
     // rows >= i; each row is computed into tmp before any of it is written.
     for (int i = 0; i < n; ++i) {
         for (int j = g.rank(); j < i; j += g.size()) {
-            T acc = T(0);
-            for (int k = i; k < n; ++k) acc += a[(size_t)k * ld + i] * a[(size_t)k * ld + j];
-            tmp[j] = acc;
+            double acc = 0.0;
+            for (int k = i; k < n; ++k) acc += (double)a[(size_t)k * ld + i] * (double)a[(size_t)k * ld + j];
+            tmp[j] = (T)acc;
         }
-        T dacc = T(0);
+        double dacc = 0.0;
         if (g.rank() == 0)
-            for (int k = i; k < n; ++k) dacc += a[(size_t)k * ld + i] * a[(size_t)k * ld + i];
+            for (int k = i; k < n; ++k) dacc += (double)a[(size_t)k * ld + i] * (double)a[(size_t)k * ld + i];
         g.sync();
         for (int j = g.rank(); j < i; j += g.size()) a[(size_t)i * ld + j] = tmp[j];
-        if (g.rank() == 0) a[(size_t)i * ld + i] = dacc;
+        if (g.rank() == 0) a[(size_t)i * ld + i] = (T)dacc;
         g.sync();
     }
 }

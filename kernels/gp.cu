@@ -8,7 +8,7 @@
 // One member is handled by one thread group, in three variants that share the same code:
 //   *_warp_*     N <= 32: one warp per member, BGP_WARPS_PER_BLOCK members per block, the
 //                member's matrix in shared memory (ld = N + 1);
-//   *_block_*    N up to the opt-in shared-memory limit (about 160 in f64 on an H100): one block
+//   *_block_*    N up to the opt-in shared-memory limit (168 in f64, 239 in f32 on an H100/H200): one block
 //                of BGP_BLOCK threads per member, K built, factored, solved and inverted in shared
 //                memory (ld = N + 1), so K never goes to global memory;
 //   *_global_*   any N: one block of BGP_BLOCK threads per member working in a global workspace
@@ -17,8 +17,8 @@
 // block and global variants B blocks of BGP_BLOCK threads. Dynamic shared memory (bytes):
 //   warp   BGP_WARPS_PER_BLOCK * warp_elems(N) * sizeof(T)
 //   block  32 * 8 + (N * (N + 1) + 2 * N) * sizeof(T)
-//   global 0 (static: 32 doubles of reduction scratch and BGP_TILE_ELEMS elements of T for
-//   the blocked Cholesky tiles)
+//   global 0 (static: 32 doubles of reduction scratch, BGP_TILE_ELEMS elements of T for the
+//   tiles of the blocked Cholesky and of L^-T L^-1, and BGP_NB^2 doubles of tile sums)
 // where warp_elems(N) = N * (N + 1) + 2 * N rounded up to even.
 //
 // Inputs of gp_mll (prepared on the host as the CPU backend prepares them, src/backend/member.rs):
@@ -75,7 +75,7 @@ __device__ void write_factor(const G& g, const T* a, int n, int ld, T* out, bool
 
 template <class Cov, typename T, class G>
 __device__ void gp_mll_member(const G& g, const MllArgs<T>& p, int b, T* a, int ld, T* alpha, T* tmp,
-                              double* scratch, T* tile) {
+                              double* scratch, T* tile, double* kacc) {
     const int N = p.N, D = p.D;
     const T* xb = p.x + b * p.x_stride;
     const T* rb = p.r + (size_t)b * N;
@@ -150,7 +150,7 @@ __device__ void gp_mll_member(const G& g, const MllArgs<T>& p, int b, T* a, int 
         if (mb[i] != 0) gmean += (double)alpha[i];
     gmean = group_sum(g, gmean, scratch);
 
-    group_spd_inverse(g, a, N, ld, tmp);  // a (lower) = K^-1
+    group_spd_inverse(g, a, N, ld, tmp, tile, kacc);  // a (lower) = K^-1
 
     // W = alpha alpha^T - K^-1, summed over the observed lower triangle (off-diagonal twice).
     // Diagonal terms enter the outputscale and noise sums only (u = 0 and d phi / d alpha = 0
@@ -516,17 +516,18 @@ __device__ __forceinline__ int warp_elems(int n) {
         T* base = reinterpret_cast<T*>(bgp_smem + BGP_WARP);                                       \
         const int ld = N + 1;                                                                      \
         gp_mll_member<COV, T>(BlockGroup{}, p, b, base, ld, base + (size_t)N * ld,                 \
-                              base + (size_t)N * ld + N, bgp_smem, nullptr);                       \
+                              base + (size_t)N * ld + N, bgp_smem, nullptr, nullptr);              \
     }                                                                                              \
     extern "C" __global__ void gp_mll_global_##KN##_##DT(BGP_MLL_PARAMS(T), T* work) {             \
         __shared__ double scratch[BGP_WARP];                                                       \
         __shared__ T tile[BGP_TILE_ELEMS];                                                         \
+        __shared__ double kacc[BGP_NB * BGP_NB];                                                   \
         const int b = blockIdx.x;                                                                  \
         if (b >= B) return;                                                                        \
         const MllArgs<T> p{BGP_MLL_ARGS};                                                          \
         T* base = work + (size_t)b * ((size_t)N * N + 2 * (size_t)N);                              \
         gp_mll_member<COV, T>(BlockGroup{}, p, b, base, N, base + (size_t)N * N,                   \
-                              base + (size_t)N * N + N, scratch, tile);                            \
+                              base + (size_t)N * N + N, scratch, tile, kacc);                      \
     }
 
 // chol_{warp,block,global}_<DT> in precision T (no covariance kernel involved).

@@ -273,10 +273,31 @@ fn check_mll(gpu: &CudaBackend, p: Precision) {
         let (ga, gg) = (a.gradient.expect("cpu gradient"), g.gradient.expect("cuda gradient"));
         assert_eq!(gg.log_alpha.is_some(), kernel.has_alpha(), "{}", what("alpha gradient present"));
         let (ra, rg) = (rows(&ga, layout), rows(&gg, layout));
+        // f32 at N > 500: sums of N^2 rounded terms. Where the backends differ by more than
+        // 1e-4, the CUDA value must be at least as close to the f64 answer as the CPU's f32
+        // value is, within a factor 2 (at N = 2048 on an H200 they differed by 1.1e-4 to
+        // 1.3e-4 in the outputscale gradient).
+        let r64 = (p == Precision::F32 && case.n > 500).then(|| {
+            let r = cpu.mll(&data, &hyp, None, &MllOptions::new(Precision::F64)).expect("cpu f64 mll");
+            rows(&r.gradient.expect("cpu f64 gradient"), layout)
+        });
         for c in 0..layout.len() {
             let (t, j) = layout.coordinate(c);
             let col = |r: &Array2<f64>| r.column(c).to_owned();
-            close_arr(&what(&format!("d/d {}[{j}]", t.name())), &col(&ra), &col(&rg), tol(p));
+            let name = what(&format!("d/d {}[{j}]", t.name()));
+            match &r64 {
+                None => close_arr(&name, &col(&ra), &col(&rg), tol(p)),
+                Some(r64) => {
+                    let scale = floor_of(col(&ra).as_slice().expect("contiguous"), tol(p));
+                    for m in 0..ra.nrows() {
+                        let (a, g, r) = (ra[[m, c]], rg[[m, c]], r64[[m, c]]);
+                        let ok = (a.is_nan() && g.is_nan())
+                            || (a - g).abs() <= tol(p) * scale.max(a.abs())
+                            || (g - r).abs() <= 2.0 * (a - r).abs();
+                        assert!(ok, "{name} member {m}: cpu f32 {a:e}, cuda f32 {g:e}, cpu f64 {r:e}");
+                    }
+                }
+            }
         }
     });
 }
