@@ -97,6 +97,16 @@ pub struct Dataset {
     mask: Option<Array2<bool>>,
     /// Known noise variance per point (B, N), added to the learned noise on the diagonal.
     yvar: Option<Array2<f64>>,
+    /// Identifies the contents: a fresh number whenever a dataset is built or changed (clones
+    /// share it, as they share the contents), so a backend can keep what it derived from the
+    /// data (the CUDA backend's device copies) across calls.
+    id: u64,
+}
+
+/// A fresh [`Dataset`] id.
+fn next_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 impl Dataset {
@@ -153,7 +163,7 @@ impl Dataset {
                 }
             }
         }
-        Ok(Dataset { x, y, mask, yvar: None })
+        Ok(Dataset { x, y, mask, yvar: None, id: next_id() })
     }
 
     /// Adds known noise variances `yvar` (B, N), >= 0 at every observed point (masked entries
@@ -179,6 +189,7 @@ impl Dataset {
             }
         }
         self.yvar = Some(yvar);
+        self.id = next_id();
         Ok(self)
     }
 
@@ -287,11 +298,16 @@ impl Dataset {
             y: self.y.select(Axis(0), rows),
             mask: self.mask.as_ref().map(|m| m.select(Axis(0), rows)),
             yvar: self.yvar.as_ref().map(|v| v.select(Axis(0), rows)),
+            id: next_id(),
         }
     }
     /// A copy with x, y and yvar replaced (same shapes; used to fit in internal units).
     pub(crate) fn with_values(&self, x: Inputs, y: Array2<f64>, yvar: Option<Array2<f64>>) -> Dataset {
-        Dataset { x, y, mask: self.mask.clone(), yvar }
+        Dataset { x, y, mask: self.mask.clone(), yvar, id: next_id() }
+    }
+    /// The id of the contents (see the field): equal ids, equal contents.
+    pub(crate) fn id(&self) -> u64 {
+        self.id
     }
 }
 

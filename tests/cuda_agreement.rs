@@ -528,6 +528,51 @@ fn a_hundred_thousand_members_agree() {
 }
 
 #[test]
+#[ignore = "needs a GPU: cargo test --release --test cuda_agreement -- --include-ignored where one is lent"]
+fn cached_device_inputs_do_not_change_results() {
+    // One backend evaluates the same data and members again with other hyperparameters (the
+    // second call reuses the device copies of x, mask and yvar); a fresh backend evaluates the
+    // second set from scratch. Bit for bit equal; then data with the same shape but another y,
+    // and the same data with yvar added, must not reuse them.
+    let warm = gpu();
+    let fresh = || gpu();
+    let bits = |v: &Array1<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for (kernel, n, p) in [(Kernel::Rbf, 20, Precision::F64), (Kernel::Rq, 100, Precision::F64), (Kernel::Matern52, 300, Precision::F32)] {
+        let (data, hyp1) = make(Case { b: 6, n, d: 3, shared: false, masked: true }, 40 + n as u64);
+        let (data, hyp1) = dress(data, hyp1, kernel, false, 5);
+        let mut hyp2 = hyp1.clone();
+        hyp2.mean.mapv_inplace(|m| m + 0.25);
+        hyp2.noise.mapv_inplace(|v| 2.0 * v);
+        hyp2.lengthscale.mapv_inplace(|l| 0.8 * l);
+        let opts = MllOptions::new(p);
+        let _ = warm.mll(&data, &hyp1, None, &opts).expect("first call");
+        let a = warm.mll(&data, &hyp2, None, &opts).expect("cached call");
+        let b = fresh().mll(&data, &hyp2, None, &opts).expect("fresh call");
+        assert_eq!(a.status, b.status, "{kernel} n = {n}: status");
+        assert_eq!(bits(&a.mll), bits(&b.mll), "{kernel} n = {n}: mll with cached inputs");
+        let layout = Layout::of(&hyp2);
+        let (ga, gb) = (rows(&a.gradient.expect("gradient"), layout), rows(&b.gradient.expect("gradient"), layout));
+        let bits2 = |v: &Array2<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits2(&ga), bits2(&gb), "{kernel} n = {n}: gradient with cached inputs");
+        // Other data of the same shape (y shifted) and the same data with yvar: fresh answers.
+        let shifted = Dataset::with_mask(data.x().clone(), data.y().mapv(|v| v + 1.0), data.mask().cloned()).expect("data");
+        let a = warm.mll(&shifted, &hyp2, None, &opts).expect("other data");
+        let b = fresh().mll(&shifted, &hyp2, None, &opts).expect("other data, fresh");
+        assert_eq!(bits(&a.mll), bits(&b.mll), "{kernel} n = {n}: other data must not reuse the inputs");
+        let yv = data.y().mapv(|v| if v.is_nan() { f64::NAN } else { 0.05 });
+        let with_yvar = data.clone().with_yvar(yv).expect("yvar");
+        let _ = warm.mll(&data, &hyp2, None, &opts).expect("refill");
+        let a = warm.mll(&with_yvar, &hyp2, None, &opts).expect("yvar");
+        let b = fresh().mll(&with_yvar, &hyp2, None, &opts).expect("yvar, fresh");
+        assert_eq!(bits(&a.mll), bits(&b.mll), "{kernel} n = {n}: added yvar must not reuse the inputs");
+        warm.release_cached_inputs();
+        let a = warm.mll(&data, &hyp1, None, &opts).expect("after release");
+        let b = fresh().mll(&data, &hyp1, None, &opts).expect("fresh");
+        assert_eq!(bits(&a.mll), bits(&b.mll), "{kernel} n = {n}: after release");
+    }
+}
+
+#[test]
 fn info_strings_do_not_panic() {
     let info = batchgp::backend::cuda::build_info();
     let probe = batchgp::backend::cuda::probe();

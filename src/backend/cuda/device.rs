@@ -166,6 +166,31 @@ pub(super) struct Device {
     /// Set by [`CudaBackend::with_kernel_times`](super::CudaBackend::with_kernel_times): every
     /// launch is timed and kept here until taken.
     pub times: Option<std::cell::RefCell<Vec<KernelTime>>>,
+    /// The device inputs of the last single-chunk MLL call, under the key of the data they came
+    /// from (see [`InputKey`]): the evaluations of a fit (and repeated calls) upload only what
+    /// the hyperparameters change.
+    cache: Option<(InputKey, Box<dyn std::any::Any + Send>)>,
+}
+
+/// What device inputs were made from: the dataset's contents (its id), the members in order
+/// (a hash of the list and its length), the extents and the precision (the type of the cached
+/// value). Equal keys, equal data-derived inputs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct InputKey {
+    pub data: u64,
+    pub rows: u64,
+    pub count: usize,
+    pub n: usize,
+    pub d: usize,
+}
+
+impl InputKey {
+    pub fn new(data: &crate::data::Dataset, rows: &[usize]) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        rows.hash(&mut h);
+        InputKey { data: data.id(), rows: h.finish(), count: rows.len(), n: data.n_points(), d: data.n_dims() }
+    }
 }
 
 /// One timed kernel launch (device events around it).
@@ -234,7 +259,7 @@ impl Device {
             .filter(|&v| v > 0)
             .unwrap_or(usize::MAX);
         let timing = std::env::var_os("BATCHGP_CUDA_TIMING").is_some_and(|v| !v.is_empty() && v != "0");
-        Ok((Device { ctx, stream, funcs, smem_optin, max_chunk, timing, times: None }, desc))
+        Ok((Device { ctx, stream, funcs, smem_optin, max_chunk, timing, times: None, cache: None }, desc))
     }
 
     /// The loaded entry point `id`.
@@ -273,6 +298,25 @@ impl Device {
             }
         }
         Ok(())
+    }
+
+    /// Takes the cached value under `key` when it is there and of type V; the cache is then
+    /// empty (a different key empties it too, freeing its device memory).
+    pub fn take_cached<V: 'static>(&mut self, key: InputKey) -> Option<V> {
+        match self.cache.take() {
+            Some((k, v)) if k == key => v.downcast::<V>().ok().map(|b| *b),
+            _ => None,
+        }
+    }
+
+    /// Keeps `v` under `key` for the next call.
+    pub fn put_cached<V: Send + 'static>(&mut self, key: InputKey, v: V) {
+        self.cache = Some((key, Box::new(v)));
+    }
+
+    /// Empties the cache (its device memory is freed).
+    pub fn clear_cache(&mut self) {
+        self.cache = None;
     }
 
     /// Members per launch when one member needs `per_member` bytes of device memory.

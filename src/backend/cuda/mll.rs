@@ -1,7 +1,7 @@
 //! The MLL and its gradient on the GPU: member preparation (shared with the CPU backend through
 //! [`MemberView`]), the fused gp_mll kernel, and the status rules of the CPU backend.
 
-use super::device::{arg_opt, Device, Real};
+use super::device::{arg_opt, Device, InputKey, Real};
 use super::launch::{KernelId, Op, Variant, FLAG_FACTOR, FLAG_GRAD};
 use super::CudaBackend;
 use crate::backend::member::{finite_or_failed, precheck, MemberView};
@@ -118,6 +118,44 @@ impl<T: Real> MemberInputs<T> {
     }
 }
 
+/// The inputs of a chunk that depend on the hyperparameters: residuals y - m (c, N) in f64 then
+/// the working precision (0 at masked points), the real lengthscales, s, noise, rq's alpha and
+/// the jitter of every attempt from each member's mean diagonal (`mean_diag`, one per member).
+pub(super) struct ParamInputs<T> {
+    pub r: Vec<T>,
+    pub ls: Vec<T>,
+    pub s: Vec<T>,
+    pub noise: Vec<T>,
+    pub alpha: Option<Vec<T>>,
+    pub jit: Vec<T>,
+}
+
+impl<T: Real> ParamInputs<T> {
+    pub fn new(data: &Dataset, hyp: &Hyperparameters, rows: &[usize], policy: JitterPolicy, mean_diag: &[f64]) -> Self {
+        let n = data.n_points();
+        let na = policy.retries as usize + 1;
+        let mut r = vec![T::of(0.0); rows.len() * n];
+        if n > 0 {
+            r.par_chunks_mut(n).zip(rows.par_iter()).for_each(|(rk, &b)| {
+                let (y, m) = (data.y().row(b), hyp.mean[b]);
+                for (i, v) in rk.iter_mut().enumerate() {
+                    if data.is_observed(b, i) {
+                        *v = T::of(y[i] - m);
+                    }
+                }
+            });
+        }
+        ParamInputs {
+            r,
+            ls: rows.iter().flat_map(|&b| hyp.lengthscale.row(b).into_iter().map(|&l| T::of(l))).collect(),
+            s: rows.iter().map(|&b| T::of(hyp.outputscale[b])).collect(),
+            noise: rows.iter().map(|&b| T::of(hyp.noise[b])).collect(),
+            alpha: hyp.kernel.has_alpha().then(|| rows.iter().map(|&b| T::of(hyp.alpha_of(b))).collect()),
+            jit: mean_diag.iter().flat_map(|&md| (0..na).map(move |t| T::of(policy.jitter(t as u32, md)))).collect(),
+        }
+    }
+}
+
 /// The inputs on the device.
 pub(super) struct DeviceInputs<T> {
     pub x: CudaSlice<T>,
@@ -146,6 +184,17 @@ impl<T: Real> DeviceInputs<T> {
             jit: dev.up(&inp.jit)?,
             dims: inp.dims,
         })
+    }
+
+    /// Replaces the hyperparameter-dependent inputs (the data's stay: x, mask, yvar).
+    pub fn replace_params(&mut self, dev: &Device, p: &ParamInputs<T>) -> crate::error::Result<()> {
+        self.r = dev.up(&p.r)?;
+        self.ls = dev.up(&p.ls)?;
+        self.s = dev.up(&p.s)?;
+        self.noise = dev.up(&p.noise)?;
+        self.alpha = dev.up_opt(p.alpha.as_deref())?;
+        self.jit = dev.up(&p.jit)?;
+        Ok(())
     }
 }
 
@@ -247,7 +296,7 @@ impl CudaBackend {
         rows: &[usize],
         opts: &MllOptions,
     ) -> crate::error::Result<MllBatch> {
-        let dev = self.lock();
+        let mut dev = self.lock();
         let (n, d) = (data.n_points(), data.n_dims());
         let k = rows.len();
         let layout = Layout::of(hyp);
@@ -280,12 +329,24 @@ impl CudaBackend {
         }
         let v = Variant::select(n, std::mem::size_of::<T>(), dev.smem_optin);
         let per = fused_bytes::<T>(n, d, na, v) + std::mem::size_of::<T>() * (1 + p) + 4;
-        let chunk = dev.chunk(per, live.len().max(1))?;
+        // The data-derived device inputs of the previous call, when it evaluated the same
+        // members of the same data in one chunk (a fit's next evaluation, a repeated call).
+        let live_rows: Vec<usize> = live.iter().map(|&i| rows[i]).collect();
+        let key = InputKey::new(data, &live_rows);
+        let mut cached = dev.take_cached::<DeviceInputs<T>>(key);
+        let chunk = if cached.is_some() { live.len().max(1) } else { dev.chunk(per, live.len().max(1))? };
+        let single = live.len() <= chunk;
         for part in live.chunks(chunk) {
             let c = part.len();
             let members: Vec<usize> = part.iter().map(|&i| rows[i]).collect();
-            let inp = MemberInputs::<T>::new(data, hyp, &members, policy);
-            let dinp = DeviceInputs::upload(&dev, &inp)?;
+            let dinp = match cached.take() {
+                Some(mut d) => {
+                    let md: Vec<f64> = part.iter().map(|&i| mean_diag[i]).collect();
+                    d.replace_params(&dev, &ParamInputs::new(data, hyp, &members, policy, &md))?;
+                    d
+                }
+                None => DeviceInputs::upload(&dev, &MemberInputs::<T>::new(data, hyp, &members, policy))?,
+            };
             let out = run_fused(&dev, hyp.kernel, &dinp, na, flags)?;
             let m = dev.down(&out.mll, c)?;
             let att = dev.down(&out.attempt, c)?;
@@ -306,6 +367,9 @@ impl CudaBackend {
                 for (dst, src) in grad.row_mut(i).iter_mut().zip(gm) {
                     *dst = src.f64();
                 }
+            }
+            if single {
+                dev.put_cached(key, dinp);
             }
         }
         Ok(MllBatch { mll, gradient: opts.gradient.then(|| MllGradient::from_rows(&grad, layout)), status, jitter })

@@ -12,8 +12,8 @@
 //! | entry point                          | what                                     | launch                      |
 //! |--------------------------------------|------------------------------------------|-----------------------------|
 //! | `gram_<k>_<T>`                       | K (B, N, N) with noise, yvar and mask    | grid-stride, 256 threads    |
-//! | `gp_mll_warp_<k>_<T>`                | fused K, Cholesky + jitter, solves, MLL, K^-1, gradient (P = D + 3, + 1 for rq), N <= 32 | a warp per member, 4 per block, shared memory |
-//! | `gp_mll_block_<k>_<T>`               | the same, K in shared memory (N <= ~160 in f64) | a block of 256 per member |
+//! | `gp_mll_warp_<k>_<T>`                | fused K, Cholesky + jitter, solves, MLL, K^-1, gradient (P = D + 3, + 1 for rq), N <= 32 | a warp per member (lane i owns row i in registers), 4 per block |
+//! | `gp_mll_block_<k>_<T>`               | the same, K in shared memory (N <= 168 in f64, 239 in f32 with 227 KiB) | a block of 256 per member |
 //! | `gp_mll_global_<k>_<T>`              | the same in a global workspace, any N    | a block of 256 per member   |
 //! | `chol_{warp,block,global}_<T>`       | Cholesky of given matrices + jitter      | as above                    |
 //! | `predict_<k>_<T>`                    | mean, var of f and V = L^-1 K*           | a thread per test point     |
@@ -31,7 +31,10 @@
 //! # Memory
 //! Members are processed in chunks sized from the free device memory (and
 //! `BATCHGP_CUDA_MAX_CHUNK` when set, which tests use to exercise chunking); results do not
-//! depend on the chunking.
+//! depend on the chunking. An MLL call done in one chunk keeps its data-derived device inputs
+//! (centred x, mask, yvar) under the dataset's id and member list, so the next call on the same
+//! data and members (a fit's next evaluation) uploads only the residuals and hyperparameters;
+//! [`CudaBackend::release_cached_inputs`] frees them.
 //!
 //! # Layout
 //! `device` (driver, context, module, copies, chunking), `launch` (entry point ids, variants,
@@ -89,6 +92,12 @@ impl CudaBackend {
     /// The launches timed since the last call (empty unless [`CudaBackend::with_kernel_times`]).
     pub fn take_kernel_times(&self) -> Vec<KernelTime> {
         self.lock().times.as_ref().map(|t| t.take()).unwrap_or_default()
+    }
+
+    /// Frees the device inputs kept from the last MLL call (the data-derived ones: x, mask and
+    /// yvar of its members), which the next call on the same data and members would reuse.
+    pub fn release_cached_inputs(&self) {
+        self.lock().clear_cache();
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Device> {
