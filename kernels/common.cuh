@@ -209,6 +209,85 @@ __device__ void group_backward(const G& g, const T* l, int n, int ld, T* v) {
     }
 }
 
+// M = L^-1 by block columns of BGP_NB, last first, leaving M^T in the upper triangle (a[k][i] =
+// M_ik for k <= i, the diagonal included) as the unblocked loop of group_spd_inverse does. For
+// block column J = [j0, j1) and every row i >= j0:
+//   m_ij = -(S_ij + sum_{k=j+1}^{min(i, j1-1)} m_ik L_kj) / L_jj,  S_ij = sum_{k=j1}^{i} m_ik L_kj,
+// with m_ii = 1 / L_ii. S is a product of tiles (M rows below J, already inverted, times the
+// L block column below J), staged through `tile` and summed in `kacc` (double), row tiles from
+// the bottom up so that S can take the slots of the L block column it no longer needs; then each
+// thread finishes its own rows across the block's columns with L_JJ in shared memory. One or two
+// syncs per tile product instead of two per column, and the serial chain of a thread is one
+// block's width instead of the matrix's.
+template <typename T, class G>
+__device__ void group_trtri_tiled(const G& g, T* a, int n, int ld, T* tile, double* kacc) {
+    const int TS = BGP_NB, TL = BGP_NB + 1;
+    T* ta = tile;            // M_{I,K}: ta[r * TL + t] = m_{i0 + r, k0 + t}
+    T* tb = tile + TS * TL;  // L_{K,J}: tb[t * TL + c] = L_{k0 + t, j0 + c}; later L_JJ
+    const int nt = (n + TS - 1) / TS;
+    for (int tJ = nt - 1; tJ >= 0; --tJ) {
+        const int j0 = tJ * TS, j1 = n < j0 + TS ? n : j0 + TS, w = j1 - j0;
+        for (int tI = nt - 1; tI > tJ; --tI) {
+            const int i0 = tI * TS;
+            for (int e = g.rank(); e < TS * TS; e += g.size()) kacc[e] = 0.0;
+            for (int tK = tJ + 1; tK <= tI; ++tK) {
+                const int k0 = tK * TS;
+                for (int e = g.rank(); e < TS * TS; e += g.size()) {
+                    const int r = e % TS, t = e / TS;  // consecutive threads: consecutive i
+                    const int i = i0 + r, k = k0 + t;
+                    ta[r * TL + t] = (i < n && k <= i) ? a[(size_t)k * ld + i] : T(0);
+                    const int kk = k0 + e / TS, j = j0 + e % TS;  // consecutive threads: consecutive j
+                    tb[(e / TS) * TL + e % TS] = (kk < n && j < j1) ? a[(size_t)kk * ld + j] : T(0);
+                }
+                g.sync();
+                for (int e = g.rank(); e < TS * TS; e += g.size()) {
+                    const int r = e / TS, c = e % TS;
+                    double acc = 0.0;
+                    for (int t = 0; t < TS; ++t) acc += (double)ta[r * TL + t] * (double)tb[t * TL + c];
+                    kacc[e] += acc;
+                }
+                g.sync();
+            }
+            // S_I into the slots of L_{I,J}: only row tiles below I (done) read those.
+            for (int e = g.rank(); e < TS * TS; e += g.size()) {
+                const int i = i0 + e / TS, j = j0 + e % TS;
+                if (i < n && j < j1) a[(size_t)i * ld + j] = (T)kacc[e];
+            }
+        }
+        g.sync();  // S is written; L_JJ is still in place
+        for (int e = g.rank(); e < TS * TS; e += g.size()) {
+            const int r = e / TS, c = e % TS;
+            tb[r * TL + c] = (r < w && c <= r) ? a[(size_t)(j0 + r) * ld + j0 + c] : T(0);
+        }
+        g.sync();
+        for (int i = j0 + g.rank(); i < n; i += g.size()) {
+            T* row = a + (size_t)i * ld;
+            const bool in_block = i < j1;
+            for (int j = j1 - 1; j >= j0; --j) {
+                if (in_block && j > i) continue;
+                const int c = j - j0;
+                const T ljj = tb[c * TL + c];
+                if (in_block && j == i) {
+                    row[j] = T(1) / ljj;
+                    continue;
+                }
+                double acc = in_block ? 0.0 : (double)row[j];
+                const int kend = in_block ? i : j1 - 1;
+                for (int k = j + 1; k <= kend; ++k) acc += (double)row[k] * (double)tb[(k - j0) * TL + c];
+                row[j] = (T)(-acc / (double)ljj);
+            }
+        }
+        g.sync();
+        // M^T of block column J into the upper triangle (rows J of it).
+        const long long tot = (long long)w * (n - j0);
+        for (long long e = g.rank(); e < tot; e += g.size()) {
+            const int j = j0 + (int)(e % w), i = j0 + (int)(e / w);
+            if (i >= j) a[(size_t)j * ld + i] = a[(size_t)i * ld + j];
+        }
+        g.sync();
+    }
+}
+
 // K^-1 = M^T M from M^T stored in the upper triangle (a[i][k] = M_ki for i <= k, the
 // diagonal included): (K^-1)_ij = sum_{k >= i} a[i][k] a[j][k] for j <= i. Tile pairs (ti, tj),
 // tj <= ti, of BGP_NB rows each; for each, the k-tiles from ti on are staged in `tile` (rows i0..
@@ -264,10 +343,16 @@ __device__ void group_mtm_tiled(const G& g, T* a, int n, int ld, T* tmp, T* tile
 // In place: L (lower) -> K^-1 = L^-T L^-1 (lower triangle). The strict upper triangle of a is
 // used as scratch (nothing else reads it); tmp holds n values. With `tile` (BGP_TILE_ELEMS
 // elements of T) and `kacc` (BGP_NB * BGP_NB doubles) in shared memory, as the global variant
-// has them, L^-T L^-1 is formed tile by tile (group_mtm_tiled); otherwise row by row.
+// has them, both L^-1 and L^-T L^-1 are formed tile by tile (group_trtri_tiled,
+// group_mtm_tiled); otherwise column by column and row by row.
 template <typename T, class G>
 __device__ void group_spd_inverse(const G& g, T* a, int n, int ld, T* tmp, T* tile = nullptr,
                                   double* kacc = nullptr) {
+    if (tile && kacc) {
+        group_trtri_tiled(g, a, n, ld, tile, kacc);
+        group_mtm_tiled(g, a, n, ld, tmp, tile, kacc);
+        return;
+    }
     // Triangular inverse M = L^-1, trailing block first: with L = [[l, 0], [c, L2]],
     // M = [[1/l, 0], [-L2^-1 c / l, L2^-1]]. M is kept transposed in the upper triangle
     // (a[k][i] = M[i][k], k <= i) so that the threads, one per row i, read it contiguously;
@@ -283,10 +368,6 @@ __device__ void group_spd_inverse(const G& g, T* a, int n, int ld, T* tmp, T* ti
         for (int i = j + 1 + g.rank(); i < n; i += g.size()) a[(size_t)j * ld + i] = -tmp[i] * inv;
         if (g.rank() == 0) a[(size_t)j * ld + j] = inv;
         g.sync();
-    }
-    if (tile && kacc) {
-        group_mtm_tiled(g, a, n, ld, tmp, tile, kacc);
-        return;
     }
     // M back to the lower triangle.
     const long long tri = (long long)n * (n - 1) / 2;
