@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs on a lent GPU machine, over the binaries scripts/gpu/bundle.sh put in .carry/gpu/.
-#   bash scripts/gpu/device.sh STEP...     STEP: env tests bench torch peers sanitize profile, or all
+#   bash scripts/gpu/device.sh STEP...     STEP: env tests bench torch peers sanitize profile fit, or all
 # Logs go to $OUT (or ./gpu-out): log.txt (env, tests, sanitizer), bench.json, torch.json and
 # the peers harness's gpu-*.md/json. Each step has its own time limit so that one call of the
 # device tool (10 minutes) ends in time; a test binary that cannot find its GPU fails.
@@ -16,7 +16,7 @@ export BATCHGP_REQUIRE_CUDA=1  # `batchgp info` fails where the GPU cannot be ha
 say() { echo "== $*" | tee -a "$log"; }
 steps=("$@")
 [ "${#steps[@]}" -eq 0 ] || [ "${steps[0]}" = "--help" ] && { sed -n 2,6p "$0"; exit 0; }
-[ "${steps[0]}" = all ] && steps=(env tests bench torch peers sanitize profile)
+[ "${steps[0]}" = all ] && steps=(env tests bench torch peers sanitize profile fit)
 fails=0
 
 step_env() {
@@ -116,6 +116,36 @@ PY
             --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
             "$bin/batchgp" mll --backend cuda --data /tmp/prof$n.npz --params /tmp/profP$n.npz --out /tmp/o.npz 2>&1 |
             grep -vE '^\s*$|^==PROF==|----' | sed -n '/gp_mll/,$p' | tee -a "$log"
+    done
+}
+
+step_fit() {
+    say "demo (backend auto) and fits on the GPU against the CPU"
+    local d=/tmp/fitcheck
+    mkdir -p $d
+    timeout 120 "$bin/batchgp" demo --out-dir $d/demo 2>&1 | grep -iE "backend|cuda|cpu" | head -3 | tee -a "$log"
+    python3 - <<'PY'
+import numpy as np
+rng = np.random.default_rng(3)
+b, n, d = 300, 40, 2
+x = rng.uniform(0, 4, (b, n, d)); f = np.sin(2 * x[..., 0]) * np.cos(x[..., 1])
+y = f + 0.1 * rng.standard_normal((b, n)); mask = rng.uniform(size=(b, n)) > 0.2
+np.savez("/tmp/fitcheck/D.npz", x=x, y=y, mask=mask.astype(np.uint8))
+PY
+    local k be
+    for k in rbf matern52; do
+        for be in cpu cuda; do
+            timeout 120 "$bin/batchgp" fit --data $d/D.npz --kernel $k --backend $be --out $d/F_${k}_$be.npz >/dev/null 2>&1 || echo "fit $k $be failed" | tee -a "$log"
+        done
+        K=$k python3 - <<'PY' 2>&1 | tee -a "$log"
+import os, numpy as np
+k = os.environ["K"]; a = np.load(f"/tmp/fitcheck/F_{k}_cpu.npz"); g = np.load(f"/tmp/fitcheck/F_{k}_cuda.npz")
+oa, og = a["objective"], g["objective"]
+print(f"fit {k}: members {len(oa)}, status equal {np.array_equal(a['status'], g['status'])}, "
+      f"max |objective cpu - cuda| {np.nanmax(np.abs(oa - og)):.2e}, cuda >= cpu - 1e-6|cpu| on {np.sum(og >= oa - 1e-6 * np.abs(oa))}, "
+      f"max |log lengthscale diff| {np.nanmax(np.abs(a['log_lengthscale'] - g['log_lengthscale'])):.2e}, "
+      f"seconds cpu {float(np.sum(a['seconds'])):.2f} cuda {float(np.sum(g['seconds'])):.2f}")
+PY
     done
 }
 
