@@ -12,31 +12,12 @@
 use batchgp::backend::cpu::CpuBackend;
 use batchgp::backend::cuda::CudaBackend;
 use batchgp::backend::{Backend, JitterPolicy};
-use batchgp::{Dataset, Hyperparameters, Kernel, MllOptions, Precision};
-use ndarray::{Array1, Array2, Array3};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+use batchgp::{Kernel, MllOptions, Precision};
 use std::fmt::Write as _;
 use std::time::Instant;
 
-fn problem(b: usize, n: usize, d: usize, seed: u64) -> (Dataset, Hyperparameters) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let x = Array3::from_shape_fn((b, n, d), |_| rng.random::<f64>());
-    let y = Array2::from_shape_fn((b, n), |(m, i)| {
-        let xi = x.slice(ndarray::s![m, i, ..]);
-        let f = (6.0 * xi[0]).sin() + 0.5 * xi.iter().skip(1).map(|v| (3.0 * v).cos()).sum::<f64>();
-        f + 0.1 * (rng.random::<f64>() - 0.5)
-    });
-    let hyp = Hyperparameters {
-        kernel: Kernel::Rbf,
-        alpha: None,
-        lengthscale: Array2::from_shape_fn((b, d), |_| 0.3 + 0.4 * rng.random::<f64>()),
-        outputscale: Array1::from_shape_fn(b, |_| 0.5 + rng.random::<f64>()),
-        noise: Array1::from_shape_fn(b, |_| 0.01 + 0.05 * rng.random::<f64>()),
-        mean: Array1::from_shape_fn(b, |_| 0.2 * (rng.random::<f64>() - 0.5)),
-    };
-    (Dataset::new(x, y).expect("valid data"), hyp)
-}
+mod common;
+use common::problem;
 
 fn median(v: &mut [f64]) -> f64 {
     v.sort_by(f64::total_cmp);

@@ -27,13 +27,16 @@
 //! scikit-learn is benches/peers/compare.py.
 
 use batchgp::backend::{self, Backend, JitterPolicy, PredictOptions};
-use batchgp::{Dataset, Hyperparameters, Inputs, Kernel, MllOptions, Precision};
+use batchgp::{Hyperparameters, Inputs, Kernel, MllOptions, Precision};
 use criterion::{BenchmarkId, Criterion, Throughput};
-use ndarray::{Array1, Array2, Array3};
+use ndarray::Array2;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::cell::RefCell;
 use std::time::{Duration, Instant};
+
+mod common;
+use common::problem;
 
 /// The kernels of the MLL groups: every shape runs the first two, the two main CPU shapes all.
 const KERNELS: [Kernel; 5] = [Kernel::Rbf, Kernel::Matern52, Kernel::Matern32, Kernel::Matern12, Kernel::Rq];
@@ -42,23 +45,6 @@ const MAIN_KERNELS: usize = 2;
 /// `hyp` with the kernel `k` (rq gets alpha = 1 for every member).
 fn set_kernel(hyp: &Hyperparameters, k: Kernel) -> Hyperparameters {
     hyp.clone().with_kernel(k)
-}
-
-/// A batch of B smooth 1-output problems in [0, 1]^D with per-member hyperparameters (rbf).
-fn problem(b: usize, n: usize, d: usize, seed: u64) -> (Dataset, Hyperparameters) {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let x = Array3::from_shape_fn((b, n, d), |_| rng.random::<f64>());
-    let y = Array2::from_shape_fn((b, n), |(m, i)| {
-        let xi = x.slice(ndarray::s![m, i, ..]);
-        let f = (6.0 * xi[0]).sin() + 0.5 * xi.iter().skip(1).map(|v| (3.0 * v).cos()).sum::<f64>();
-        f + 0.1 * (rng.random::<f64>() - 0.5)
-    });
-    let lengthscale = Array2::from_shape_fn((b, d), |_| 0.3 + 0.4 * rng.random::<f64>());
-    let outputscale = Array1::from_shape_fn(b, |_| 0.5 + rng.random::<f64>());
-    let noise = Array1::from_shape_fn(b, |_| 0.01 + 0.05 * rng.random::<f64>());
-    let mean = Array1::from_shape_fn(b, |_| 0.2 * (rng.random::<f64>() - 0.5));
-    let data = Dataset::new(x, y).expect("valid data");
-    (data, Hyperparameters { kernel: Kernel::Rbf, lengthscale, outputscale, noise, mean, alpha: None })
 }
 
 fn name(p: Precision) -> &'static str {

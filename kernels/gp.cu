@@ -73,6 +73,76 @@ __device__ void write_factor(const G& g, const T* a, int n, int ld, T* out, bool
     }
 }
 
+// The gradient sums one thread accumulates in a pass over pairs: BGP_DCHUNK lengthscale
+// dimensions from d0, and (in the pass with d0 = 0) the outputscale, noise and alpha sums.
+struct GradSums {
+    double ls[BGP_DCHUNK];
+    double s, n, a;
+};
+
+__device__ __forceinline__ GradSums grad_sums_zero() {
+    GradSums q;
+    #pragma unroll
+    for (int c = 0; c < BGP_DCHUNK; ++c) q.ls[c] = 0.0;
+    q.s = q.n = q.a = 0.0;
+    return q;
+}
+
+// A diagonal term W_ii: the outputscale and noise sums only (u = 0 and d phi / d alpha = 0 at
+// r = 0).
+template <typename T>
+__device__ __forceinline__ void add_diagonal(GradSums& q, double w, T s) {
+    q.s += w * (double)s;
+    q.n += w;
+}
+
+// An off-diagonal pair (i, j) of observed points with W_ij = w, counted twice (W and the kernel
+// matrices are symmetric): the kernel is evaluated once for every sum of the pass.
+template <class Cov, typename T>
+__device__ __forceinline__ void add_pair(GradSums& q, const T* xi, const T* xj, const T* lsb, int D, int d0, T s,
+                                         T shape, double w) {
+    const T r2 = scaled_sqdist(xi, xj, lsb, D);
+    const double w2 = 2.0 * w;
+    if (d0 == 0) {
+        q.s += w2 * (double)(s * Cov::phi(r2, shape));
+        if (Cov::has_alpha) q.a += w2 * (double)(s * Cov::dphi_dlog_alpha(r2, shape));
+    }
+    const double wg = w2 * (double)(s * Cov::psi(r2, shape));
+    #pragma unroll
+    for (int c = 0; c < BGP_DCHUNK; ++c) {
+        const int d = d0 + c;
+        if (d < D) {
+            const T u = (xi[d] - xj[d]) / lsb[d];
+            q.ls[c] += wg * (double)(u * u);
+        }
+    }
+}
+
+// Sums a pass's GradSums over the group and writes its gradient entries of member b (layout of
+// the file header): the pass's lengthscales, and with d0 = 0 outputscale, noise, mean (gmean,
+// already summed) and alpha.
+template <class Cov, typename T, class G>
+__device__ __forceinline__ void write_gradient(const G& g, const MllArgs<T>& p, int b, int d0, const GradSums& q, double gmean,
+                               T noise, double* scratch) {
+    const int D = p.D, P = D + 3 + (Cov::has_alpha ? 1 : 0);
+    #pragma unroll
+    for (int c = 0; c < BGP_DCHUNK; ++c) {
+        const double tot = group_sum(g, q.ls[c], scratch);
+        if (g.rank() == 0 && d0 + c < D) p.out_grad[(size_t)b * P + d0 + c] = (T)(0.5 * tot);
+    }
+    if (d0 == 0) {
+        const double ts = group_sum(g, q.s, scratch);
+        const double tn = group_sum(g, q.n, scratch);
+        const double ta = Cov::has_alpha ? group_sum(g, q.a, scratch) : 0.0;
+        if (g.rank() == 0) {
+            p.out_grad[(size_t)b * P + D] = (T)(0.5 * ts);
+            p.out_grad[(size_t)b * P + D + 1] = (T)(0.5 * (double)noise * tn);
+            p.out_grad[(size_t)b * P + D + 2] = (T)gmean;
+            if (Cov::has_alpha) p.out_grad[(size_t)b * P + D + 3] = (T)(0.5 * ta);
+        }
+    }
+}
+
 template <class Cov, typename T, class G>
 __device__ void gp_mll_member(const G& g, const MllArgs<T>& p, int b, T* a, int ld, T* alpha, T* tmp,
                               double* scratch, T* tile, double* kacc) {
@@ -156,54 +226,19 @@ __device__ void gp_mll_member(const G& g, const MllArgs<T>& p, int b, T* a, int 
     // Diagonal terms enter the outputscale and noise sums only (u = 0 and d phi / d alpha = 0
     // at r = 0). The kernel is evaluated once per pair and pass of BGP_DCHUNK dimensions.
     for (int d0 = 0; d0 < (D > 0 ? D : 1); d0 += BGP_DCHUNK) {
-        double acc[BGP_DCHUNK];
-        #pragma unroll
-        for (int c = 0; c < BGP_DCHUNK; ++c) acc[c] = 0.0;
-        double acc_s = 0.0, acc_n = 0.0, acc_a = 0.0;
+        GradSums q = grad_sums_zero();
         for (long long idx = g.rank(); idx < tri; idx += g.size()) {
             int i, j;
             tri_index(idx, i, j);
             if (mb[i] == 0 || mb[j] == 0) continue;
             const double w = (double)alpha[i] * (double)alpha[j] - (double)a[(size_t)i * ld + j];
             if (i == j) {
-                acc_s += w * (double)s;
-                acc_n += w;
+                if (d0 == 0) add_diagonal(q, w, s);
                 continue;
             }
-            const T* xi = xb + (size_t)i * D;
-            const T* xj = xb + (size_t)j * D;
-            const T r2 = scaled_sqdist(xi, xj, lsb, D);
-            const double w2 = 2.0 * w;
-            if (d0 == 0) {
-                acc_s += w2 * (double)(s * Cov::phi(r2, shape));
-                if (Cov::has_alpha) acc_a += w2 * (double)(s * Cov::dphi_dlog_alpha(r2, shape));
-            }
-            const double wg = w2 * (double)(s * Cov::psi(r2, shape));
-            #pragma unroll
-            for (int c = 0; c < BGP_DCHUNK; ++c) {
-                const int d = d0 + c;
-                if (d < D) {
-                    const T u = (xi[d] - xj[d]) / lsb[d];
-                    acc[c] += wg * (double)(u * u);
-                }
-            }
+            add_pair<Cov>(q, xb + (size_t)i * D, xb + (size_t)j * D, lsb, D, d0, s, shape, w);
         }
-        #pragma unroll
-        for (int c = 0; c < BGP_DCHUNK; ++c) {
-            const double tot = group_sum(g, acc[c], scratch);
-            if (g.rank() == 0 && d0 + c < D) p.out_grad[(size_t)b * P + d0 + c] = (T)(0.5 * tot);
-        }
-        if (d0 == 0) {
-            const double ts = group_sum(g, acc_s, scratch);
-            const double tn = group_sum(g, acc_n, scratch);
-            const double ta = Cov::has_alpha ? group_sum(g, acc_a, scratch) : 0.0;
-            if (g.rank() == 0) {
-                p.out_grad[(size_t)b * P + D] = (T)(0.5 * ts);
-                p.out_grad[(size_t)b * P + D + 1] = (T)(0.5 * (double)noise * tn);
-                p.out_grad[(size_t)b * P + D + 2] = (T)gmean;
-                if (Cov::has_alpha) p.out_grad[(size_t)b * P + D + 3] = (T)(0.5 * ta);
-            }
-        }
+        write_gradient<Cov>(g, p, b, d0, q, gmean, noise, scratch);
     }
 }
 
@@ -397,53 +432,14 @@ __device__ void gp_mll_warp_member(const MllArgs<T>& p, int b, T* sm) {
     // sums, each off-diagonal pair (j < i, counted twice) every sum.
     const double ai = (double)al;
     for (int d0 = 0; d0 < (D > 0 ? D : 1); d0 += BGP_DCHUNK) {
-        double acc[BGP_DCHUNK];
-        #pragma unroll
-        for (int c = 0; c < BGP_DCHUNK; ++c) acc[c] = 0.0;
-        double acc_s = 0.0, acc_n = 0.0, acc_a = 0.0;
-        if (d0 == 0 && obs) {
-            const double w = ai * ai - (double)kdiag;
-            acc_s += w * (double)s;
-            acc_n += w;
-        }
+        GradSums q = grad_sums_zero();
+        if (d0 == 0 && obs) add_diagonal(q, ai * ai - (double)kdiag, s);
         for (int j = 0; j < N; ++j) {
             const double aj = (double)lane_shfl(al, j);
-            if (j < lane && obs && mb[j] != 0) {
-                const double w = ai * aj - (double)sm[lane * ld + j];
-                const T* xj = xb + (size_t)j * D;
-                const T r2 = scaled_sqdist(xi, xj, lsb, D);
-                const double w2 = 2.0 * w;
-                if (d0 == 0) {
-                    acc_s += w2 * (double)(s * Cov::phi(r2, shape));
-                    if (Cov::has_alpha) acc_a += w2 * (double)(s * Cov::dphi_dlog_alpha(r2, shape));
-                }
-                const double wg = w2 * (double)(s * Cov::psi(r2, shape));
-                #pragma unroll
-                for (int c = 0; c < BGP_DCHUNK; ++c) {
-                    const int d = d0 + c;
-                    if (d < D) {
-                        const T u = (xi[d] - xj[d]) / lsb[d];
-                        acc[c] += wg * (double)(u * u);
-                    }
-                }
-            }
+            if (j < lane && obs && mb[j] != 0)
+                add_pair<Cov>(q, xi, xb + (size_t)j * D, lsb, D, d0, s, shape, ai * aj - (double)sm[lane * ld + j]);
         }
-        #pragma unroll
-        for (int c = 0; c < BGP_DCHUNK; ++c) {
-            const double tot = warp_sum(acc[c]);
-            if (lane == 0 && d0 + c < D) p.out_grad[(size_t)b * P + d0 + c] = (T)(0.5 * tot);
-        }
-        if (d0 == 0) {
-            const double ts = warp_sum(acc_s);
-            const double tn = warp_sum(acc_n);
-            const double ta = Cov::has_alpha ? warp_sum(acc_a) : 0.0;
-            if (lane == 0) {
-                p.out_grad[(size_t)b * P + D] = (T)(0.5 * ts);
-                p.out_grad[(size_t)b * P + D + 1] = (T)(0.5 * (double)noise * tn);
-                p.out_grad[(size_t)b * P + D + 2] = (T)gmean;
-                if (Cov::has_alpha) p.out_grad[(size_t)b * P + D + 3] = (T)(0.5 * ta);
-            }
-        }
+        write_gradient<Cov>(WarpGroup{}, p, b, d0, q, gmean, noise, nullptr);
     }
 }
 
