@@ -252,6 +252,18 @@ __device__ void gp_mll_member(const G& g, const MllArgs<T>& p, int b, T* a, int 
 template <typename T>
 __device__ __forceinline__ T lane_shfl(T v, int src) { return __shfl_sync(0xffffffffu, v, src); }
 
+// Row `lane` (< N) of a lower-triangular matrix held in registers into shared memory (ld), zeros
+// above the diagonal; lanes >= N store nothing.
+template <typename T>
+__device__ __forceinline__ void store_lower_row(T* sm, int ld, int N, int lane, const T (&row)[BGP_WARP]) {
+    if (lane >= N) return;
+    #pragma unroll
+    for (int j = 0; j < BGP_WARP; ++j) {
+        if (j >= N) break;
+        sm[lane * ld + j] = j <= lane ? row[j] : T(0);
+    }
+}
+
 template <class Cov, typename T>
 __device__ void gp_mll_warp_member(const MllArgs<T>& p, int b, T* sm) {
     const int lane = threadIdx.x & (BGP_WARP - 1);
@@ -348,13 +360,7 @@ __device__ void gp_mll_warp_member(const MllArgs<T>& p, int b, T* sm) {
     if (lane == 0) p.out_mll[b] = (T)(-0.5 * quad - 0.5 * logdet - 0.5 * nobs * log2pi);
 
     // L to shared memory (row i by lane i) for the backward solve, which walks rows of L.
-    if (lane < N) {
-        #pragma unroll
-        for (int j = 0; j < BGP_WARP; ++j) {
-            if (j >= N) break;
-            sm[lane * ld + j] = j <= lane ? row[j] : T(0);
-        }
-    }
+    store_lower_row(sm, ld, N, lane, row);
     __syncwarp();
     // Backward substitution L^T a = v: lane k finishes a_k, the rows above subtract l_ki a_k.
     T al = v;
@@ -379,8 +385,8 @@ __device__ void gp_mll_warp_member(const MllArgs<T>& p, int b, T* sm) {
     const double gmean = warp_sum(obs ? (double)al : 0.0);
 
     // M = L^-1 in place, column j by column: m_j = 1 / l_jj, then for k > j lane k finishes
-    // m_k = -(sum_{t=j}^{k-1} l_kt m_t) / l_kk from its running sum (times 1 / l_kk). l_ij is last read at step
-    // j of column j, so row[j] can take m_ij once column j is done.
+    // m_k = -(sum_{t=j}^{k-1} l_kt m_t) / l_kk from its running sum (times 1 / l_kk). l_ij is
+    // last read at step j of column j, so row[j] can take m_ij once column j is done.
     const T inv_diag = T(1) / diag;
     #pragma unroll
     for (int j = 0; j < BGP_WARP; ++j) {
@@ -397,13 +403,7 @@ __device__ void gp_mll_warp_member(const MllArgs<T>& p, int b, T* sm) {
         if (lane >= j) row[j] = mine;
     }
     __syncwarp();  // every lane has read L from shared memory
-    if (lane < N) {
-        #pragma unroll
-        for (int j = 0; j < BGP_WARP; ++j) {
-            if (j >= N) break;
-            sm[lane * ld + j] = j <= lane ? row[j] : T(0);
-        }
-    }
+    store_lower_row(sm, ld, N, lane, row);
     __syncwarp();
     // Row i of K^-1 = M^T M: (K^-1)_ij = sum_k m_ki m_kj, with m_ki from column i of M in shared
     // memory and m_kj broadcast (m_kj = 0 for j > k).
