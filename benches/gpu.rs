@@ -66,7 +66,15 @@ fn main() {
         }
     };
     println!("backend: {}", gpu.describe());
-    let reps = |b: usize, n: usize| if quick { 3 } else if b * n * n > 50_000_000 { 7 } else { 15 };
+    let reps = |b: usize, n: usize| {
+        if quick {
+            3
+        } else if b * n * n > 50_000_000 {
+            7
+        } else {
+            15
+        }
+    };
     let mut rows = Vec::new();
     let mll_shapes = [(1000, 256, 8), (100_000, 32, 3), (10, 1000, 3), (64, 2048, 1), (10_000, 64, 3), (100, 264, 3)];
     for (b, n, d) in mll_shapes {

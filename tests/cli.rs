@@ -264,14 +264,22 @@ fn info_reports_backends() {
 #[test]
 fn info_fails_without_a_usable_gpu_when_one_is_required() {
     let usable = batchgp::backend::cuda::CudaBackend::new().is_ok();
-    let o = Command::new(env!("CARGO_BIN_EXE_batchgp")).arg("info").env("BATCHGP_REQUIRE_CUDA", "1").output().expect("runs");
+    let o = Command::new(env!("CARGO_BIN_EXE_batchgp"))
+        .arg("info")
+        .env("BATCHGP_REQUIRE_CUDA", "1")
+        .output()
+        .expect("runs");
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.success(), usable, "usable GPU: {usable}; stderr: {err}");
     if !usable {
         assert_eq!(o.status.code(), Some(2), "{err}");
         assert!(err.contains("cuda"), "{err}");
     }
-    let o = Command::new(env!("CARGO_BIN_EXE_batchgp")).arg("info").env("BATCHGP_REQUIRE_CUDA", "0").output().expect("runs");
+    let o = Command::new(env!("CARGO_BIN_EXE_batchgp"))
+        .arg("info")
+        .env("BATCHGP_REQUIRE_CUDA", "0")
+        .output()
+        .expect("runs");
     assert!(o.status.success(), "BATCHGP_REQUIRE_CUDA=0 requires nothing");
 }
 

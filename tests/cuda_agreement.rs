@@ -511,7 +511,9 @@ fn chunking_does_not_change_results() {
 fn a_hundred_thousand_members_agree() {
     let g = gpu();
     let cpu = CpuBackend::new();
-    for (kernel, p) in [(Kernel::Rbf, Precision::F64), (Kernel::Matern52, Precision::F64), (Kernel::Rbf, Precision::F32)] {
+    for (kernel, p) in
+        [(Kernel::Rbf, Precision::F64), (Kernel::Matern52, Precision::F64), (Kernel::Rbf, Precision::F32)]
+    {
         let (data, hyp) = make(Case { b: 100_000, n: 32, d: 3, shared: false, masked: true }, 11);
         let (data, mut hyp) = dress(data, hyp, kernel, true, 11);
         well_conditioned_for(p, 32, &mut hyp);
@@ -537,7 +539,9 @@ fn cached_device_inputs_do_not_change_results() {
     let warm = gpu();
     let fresh = || gpu();
     let bits = |v: &Array1<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-    for (kernel, n, p) in [(Kernel::Rbf, 20, Precision::F64), (Kernel::Rq, 100, Precision::F64), (Kernel::Matern52, 300, Precision::F32)] {
+    for (kernel, n, p) in
+        [(Kernel::Rbf, 20, Precision::F64), (Kernel::Rq, 100, Precision::F64), (Kernel::Matern52, 300, Precision::F32)]
+    {
         let (data, hyp1) = make(Case { b: 6, n, d: 3, shared: false, masked: true }, 40 + n as u64);
         let (data, hyp1) = dress(data, hyp1, kernel, false, 5);
         let mut hyp2 = hyp1.clone();
@@ -555,7 +559,8 @@ fn cached_device_inputs_do_not_change_results() {
         let bits2 = |v: &Array2<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
         assert_eq!(bits2(&ga), bits2(&gb), "{kernel} n = {n}: gradient with cached inputs");
         // Other data of the same shape (y shifted) and the same data with yvar: fresh answers.
-        let shifted = Dataset::with_mask(data.x().clone(), data.y().mapv(|v| v + 1.0), data.mask().cloned()).expect("data");
+        let shifted =
+            Dataset::with_mask(data.x().clone(), data.y().mapv(|v| v + 1.0), data.mask().cloned()).expect("data");
         let a = warm.mll(&shifted, &hyp2, None, &opts).expect("other data");
         let b = fresh().mll(&shifted, &hyp2, None, &opts).expect("other data, fresh");
         assert_eq!(bits(&a.mll), bits(&b.mll), "{kernel} n = {n}: other data must not reuse the inputs");

@@ -277,7 +277,13 @@ impl Device {
     /// # Safety
     /// As [`LaunchArgs::launch`]: the arguments pushed into `lb` must match the kernel's
     /// signature in order and type, and every buffer must hold what the kernel indexes under `cfg`.
-    pub unsafe fn launch(&self, lb: &mut LaunchArgs<'_>, cfg: LaunchConfig, id: KernelId, members: usize) -> Result<()> {
+    pub unsafe fn launch(
+        &self,
+        lb: &mut LaunchArgs<'_>,
+        cfg: LaunchConfig,
+        id: KernelId,
+        members: usize,
+    ) -> Result<()> {
         if self.timing || self.times.is_some() {
             lb.record_kernel_launch(sys::CUevent_flags::CU_EVENT_DEFAULT);
         }
