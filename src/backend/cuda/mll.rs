@@ -14,28 +14,21 @@ use ndarray::{Array1, Array2};
 use rayon::prelude::*;
 
 /// Host copies of the inputs of a chunk of members, prepared as the CPU backend prepares them
-/// (`backend::member`): x centred per member on its observed points, residuals and known noise
-/// in f64, then converted to the working precision. Masked entries are 0 (and never read).
+/// (`backend::member`): x centred per member on its observed points and known noise in f64, then
+/// converted to the working precision, with the hyperparameter-dependent part in `params`.
+/// Masked entries are 0 (and never read).
 pub(super) struct MemberInputs<T> {
     /// (c, N, D) centred points.
     pub x: Vec<T>,
-    /// (c, N) residuals y - m.
-    pub r: Vec<T>,
     /// (c, N) 1 observed, 0 padding.
     pub mask: Vec<u8>,
-    /// (c, D) the real lengthscales.
-    pub ls: Vec<T>,
-    pub s: Vec<T>,
-    pub noise: Vec<T>,
-    /// (c,) rq's alpha; None for the other kernels.
-    pub alpha: Option<Vec<T>>,
     /// (c, N) known noise variances; None when the data has none.
     pub yvar: Option<Vec<T>>,
-    /// (c, attempts) absolute jitter of each attempt.
-    pub jit: Vec<T>,
     /// (c, D) the centre subtracted from each member's points, in f64 (test points are centred
     /// on it too).
     pub centre: Vec<f64>,
+    /// Residuals, hyperparameters and jitter.
+    pub params: ParamInputs<T>,
     /// Members c, padded points N, dimensions D.
     pub dims: Dims,
 }
@@ -54,38 +47,34 @@ impl<T: Real> MemberInputs<T> {
     /// own slices of the chunk's arrays.
     pub fn new(data: &Dataset, hyp: &Hyperparameters, rows: &[usize], policy: JitterPolicy) -> Self {
         let (n, d) = (data.n_points(), data.n_dims());
-        let na = policy.retries as usize + 1;
         let c = rows.len();
         let mut x = vec![T::of(0.0); c * n * d];
-        let mut r = vec![T::of(0.0); c * n];
         let mut mask = vec![0u8; c * n];
         let mut yvar = data.yvar().is_some().then(|| vec![T::of(0.0); c * n]);
-        // One (x, r, mask, yvar) set of slices per member, split off sequentially (c steps).
+        // One (x, mask, yvar) set of slices per member, split off sequentially (c steps).
         let mut parts = Vec::with_capacity(c);
         {
-            let (mut xs, mut rs, mut ms) = (&mut x[..], &mut r[..], &mut mask[..]);
+            let (mut xs, mut ms) = (&mut x[..], &mut mask[..]);
             let mut ys = yvar.as_deref_mut();
             for &b in rows {
                 let (xk, xt) = std::mem::take(&mut xs).split_at_mut(n * d);
-                let (rk, rt) = std::mem::take(&mut rs).split_at_mut(n);
                 let (mk, mt) = std::mem::take(&mut ms).split_at_mut(n);
                 let yk = ys.take().map(|y| {
                     let (yk, yt) = y.split_at_mut(n);
                     ys = Some(yt);
                     yk
                 });
-                (xs, rs, ms) = (xt, rt, mt);
-                parts.push((b, xk, rk, mk, yk));
+                (xs, ms) = (xt, mt);
+                parts.push((b, xk, mk, yk));
             }
         }
-        // Per member: lengthscales, centre, s, noise, alpha, jitter of every attempt.
-        let scalars: Vec<(Vec<f64>, Vec<f64>, f64)> = parts
+        // Per member: its centre and mean diagonal (the jitter's scale).
+        let per_member: Vec<(Vec<f64>, f64)> = parts
             .into_par_iter()
-            .map(|(b, xk, rk, mk, mut yk)| {
+            .map(|(b, xk, mk, mut yk)| {
                 let member = MemberView::new(data, hyp, b);
                 for &i in member.observed() {
                     mk[i] = 1;
-                    rk[i] = T::of(member.residual(i));
                     for (j, v) in xk[i * d..(i + 1) * d].iter_mut().enumerate() {
                         *v = T::of(member.x(i, j));
                     }
@@ -93,28 +82,18 @@ impl<T: Real> MemberInputs<T> {
                         yv[i] = T::of(member.yvar(i));
                     }
                 }
-                (member.lengthscale().to_vec(), member.centre().to_vec(), member.mean_diag())
+                (member.centre().to_vec(), member.mean_diag())
             })
             .collect();
-        let mut inp = MemberInputs {
+        let mean_diag: Vec<f64> = per_member.iter().map(|p| p.1).collect();
+        MemberInputs {
             x,
-            r,
             mask,
-            ls: Vec::with_capacity(c * d),
-            s: rows.iter().map(|&b| T::of(hyp.outputscale[b])).collect(),
-            noise: rows.iter().map(|&b| T::of(hyp.noise[b])).collect(),
-            alpha: hyp.kernel.has_alpha().then(|| rows.iter().map(|&b| T::of(hyp.alpha_of(b))).collect()),
             yvar,
-            jit: Vec::with_capacity(c * na),
-            centre: Vec::with_capacity(c * d),
+            centre: per_member.into_iter().flat_map(|p| p.0).collect(),
+            params: ParamInputs::new(data, hyp, rows, policy, &mean_diag),
             dims: Dims { c, n, d },
-        };
-        for (ls, centre, md) in scalars {
-            inp.ls.extend(ls.iter().map(|&l| T::of(l)));
-            inp.centre.extend_from_slice(&centre);
-            inp.jit.extend((0..na).map(|t| T::of(policy.jitter(t as u32, md))));
         }
-        inp
     }
 }
 
@@ -172,16 +151,17 @@ pub(super) struct DeviceInputs<T> {
 
 impl<T: Real> DeviceInputs<T> {
     pub fn upload(dev: &Device, inp: &MemberInputs<T>) -> crate::error::Result<Self> {
+        let p = &inp.params;
         Ok(DeviceInputs {
             x: dev.up(&inp.x)?,
-            r: dev.up(&inp.r)?,
+            r: dev.up(&p.r)?,
             mask: dev.up(&inp.mask)?,
-            ls: dev.up(&inp.ls)?,
-            s: dev.up(&inp.s)?,
-            noise: dev.up(&inp.noise)?,
-            alpha: dev.up_opt(inp.alpha.as_deref())?,
+            ls: dev.up(&p.ls)?,
+            s: dev.up(&p.s)?,
+            noise: dev.up(&p.noise)?,
+            alpha: dev.up_opt(p.alpha.as_deref())?,
             yvar: dev.up_opt(inp.yvar.as_deref())?,
-            jit: dev.up(&inp.jit)?,
+            jit: dev.up(&p.jit)?,
             dims: inp.dims,
         })
     }
