@@ -41,6 +41,7 @@ pub mod plot;
 pub mod prior;
 pub mod sample;
 mod special;
+pub mod svgp;
 
 pub use backend::{
     select, Backend, BackendChoice, CholeskyBatch, JitterPolicy, MllBatch, MllGradient, MllOptions, PredictOptions,

@@ -13,6 +13,7 @@ pub mod memory;
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
 use crate::error::{Error, Result};
 use crate::layout::{Layout, Target};
+use crate::svgp::{ElboBatch, ElboOptions, SvgpParams};
 use ndarray::{Array1, Array2, Array3, Axis};
 use std::borrow::Cow;
 
@@ -226,6 +227,21 @@ pub trait Backend: Send + Sync {
         test: &Inputs,
         opts: &PredictOptions,
     ) -> Result<Prediction>;
+
+    /// SVGP ELBO (and gradient) of the members listed in `members` (all when None), in that
+    /// order (docs/design.md section 11). Row b of `data` goes with row b of `params`. The data
+    /// term of listed member i is scaled by `scale[i]` (1 when None): n_b / S on a mini-batch.
+    fn elbo(
+        &self,
+        data: &Dataset,
+        params: &SvgpParams,
+        members: Option<&[usize]>,
+        scale: Option<&[f64]>,
+        opts: &ElboOptions,
+    ) -> Result<ElboBatch>;
+
+    /// SVGP posterior at test points `test` ((M, D) shared or (B, M, D)); needs no data.
+    fn svgp_predict(&self, params: &SvgpParams, test: &Inputs, opts: &PredictOptions) -> Result<Prediction>;
 }
 
 /// Which backend to use.

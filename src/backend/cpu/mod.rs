@@ -24,6 +24,7 @@ mod gram;
 mod mll;
 mod predict;
 mod small;
+mod svgp;
 #[macro_use]
 pub(crate) mod simd;
 
@@ -35,6 +36,7 @@ use super::{
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
+use crate::svgp::{ElboBatch, ElboOptions, SvgpParams};
 use faer::dyn_stack::{MemBuffer, MemStack, StackReq};
 use faer::Par;
 use ndarray::{Array2, Array3, Axis};
@@ -324,5 +326,21 @@ impl Backend for CpuBackend {
         opts: &PredictOptions,
     ) -> Result<Prediction> {
         predict::predict(data, hyp, test, opts)
+    }
+
+    fn elbo(
+        &self,
+        data: &Dataset,
+        params: &SvgpParams,
+        members: Option<&[usize]>,
+        scale: Option<&[f64]>,
+        opts: &ElboOptions,
+    ) -> Result<ElboBatch> {
+        let rows = super::member_rows(members, data.batch_size())?;
+        svgp::elbo_batch(data, params, &rows, scale, opts)
+    }
+
+    fn svgp_predict(&self, params: &SvgpParams, test: &Inputs, opts: &PredictOptions) -> Result<Prediction> {
+        svgp::predict(params, test, opts)
     }
 }

@@ -1,0 +1,583 @@
+//! The SVGP on the CPU (docs/design.md section 11; the model: `crate::svgp`): rayon over
+//! members, faer for the M x n products inside one.
+//!
+//! # The gradient
+//! Per member, with w_i = c / sigma2_i, e_i = y_i - mu_i, P = A W A^T (M x M), h = A (w e):
+//!
+//! ```text
+//! elbo = -c/2 sum log(2 pi sigma2_i) - 1/2 sum w_i e_i^2 - 1/2 (s sum w - tr P + tr(S P)) - KL
+//! d/d q_mu   = h - q_mu
+//! d/d Q      = tril(-P Q - Q + diag(1 / Q_kk))
+//! d/d A      = q_mu (w e)^T + (I - S) A W                                   =: G_A
+//! d/d Kzx    = L^-T G_A           = (L^-T q_mu) (w e)^T + L^-T (I - S) A W
+//! d/d Kzz    = sym(L^-T Phi(C) L^-1),  C = L^T d/dL = -G_A A^T = -(q_mu h^T + (I - S) P)
+//! ```
+//!
+//! (Phi: the lower triangle with the diagonal halved; the Cholesky rule of Murray 2016). The
+//! hyperparameters and Z then take d/dKzz and d/dKzx through the kernel's per-pair weights
+//! (`crate::kernel`), s also through var_f directly (-1/2 s sum w) and through the jitter eps s.
+//! Only M x n products appear (A, A W A^T, one M x M by M x n product), about 4 M^2 n flops.
+
+use super::Float;
+use crate::backend::member::finite_or_failed;
+use crate::backend::{MllGradient, PredictOptions, Prediction};
+use crate::data::{Dataset, Inputs, Precision, Status};
+use crate::error::Result;
+use crate::kernel::{transform, Kernel};
+use crate::layout::{Layout, Target};
+use crate::svgp::{ElboBatch, ElboOptions, SvgpGradient, SvgpParams};
+use faer::linalg::matmul::matmul;
+use faer::linalg::triangular_solve::{solve_lower_triangular_in_place, solve_upper_triangular_in_place};
+use faer::{Accum, MatMut, MatRef, Par};
+use ndarray::{Array1, Array2, Array3, Axis};
+use rayon::prelude::*;
+
+const LN_2PI: f64 = 1.837_877_066_409_345_5;
+
+/// One member's answer.
+struct MemberElbo {
+    elbo: f64,
+    status: Status,
+    jitter: f64,
+    /// z (M x D, row-major), q_mu (M), q_sqrt (M x M row-major, lower), hyperparameters
+    /// (layout order).
+    grad: Option<(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)>,
+}
+
+/// The ELBO (and gradient) of the members `rows` of `data` and `params`, with data-term scale
+/// `scale[i]` for row i (1 when None).
+pub(crate) fn elbo_batch(
+    data: &Dataset,
+    params: &SvgpParams,
+    rows: &[usize],
+    scale: Option<&[f64]>,
+    opts: &ElboOptions,
+) -> Result<ElboBatch> {
+    let one = |i: usize| scale.map_or(1.0, |s| s[i]);
+    let outs: Vec<MemberElbo> = rows
+        .par_iter()
+        .enumerate()
+        .map(|(i, &b)| match opts.precision {
+            Precision::F64 => member_elbo::<f64>(data, params, b, one(i), opts),
+            Precision::F32 => member_elbo::<f32>(data, params, b, one(i), opts),
+        })
+        .collect();
+    let (k, m, d) = (rows.len(), params.n_inducing(), params.n_dims());
+    let layout = Layout::new(params.kernel(), d);
+    let mut gradient = opts.gradient.then(|| SvgpGradient {
+        z: Array3::zeros((k, m, d)),
+        q_mu: Array2::zeros((k, m)),
+        q_sqrt: Array3::zeros((k, m, m)),
+        hyp: MllGradient::zeros(k, layout),
+    });
+    let mut elbo = Array1::zeros(k);
+    let mut status = Vec::with_capacity(k);
+    let mut jitter = Array1::zeros(k);
+    for (i, o) in outs.into_iter().enumerate() {
+        elbo[i] = o.elbo;
+        status.push(o.status);
+        jitter[i] = o.jitter;
+        if let Some(g) = gradient.as_mut() {
+            match o.grad {
+                Some((gz, gq, gs, gh)) => {
+                    g.z.index_axis_mut(Axis(0), i).iter_mut().zip(gz).for_each(|(a, v)| *a = v);
+                    g.q_mu.row_mut(i).iter_mut().zip(gq).for_each(|(a, v)| *a = v);
+                    g.q_sqrt.index_axis_mut(Axis(0), i).iter_mut().zip(gs).for_each(|(a, v)| *a = v);
+                    for (c, v) in gh.into_iter().enumerate() {
+                        let (t, kk) = layout.coordinate(c);
+                        *g.hyp.get_mut(t, i, kk) = v;
+                    }
+                }
+                None => {
+                    g.z.index_axis_mut(Axis(0), i).fill(f64::NAN);
+                    g.q_mu.row_mut(i).fill(f64::NAN);
+                    g.q_sqrt.index_axis_mut(Axis(0), i).fill(f64::NAN);
+                    for c in 0..layout.len() {
+                        let (t, kk) = layout.coordinate(c);
+                        *g.hyp.get_mut(t, i, kk) = f64::NAN;
+                    }
+                }
+            }
+        }
+    }
+    Ok(ElboBatch { elbo, gradient, status, jitter })
+}
+
+/// The inducing side of member b shared by the ELBO and prediction: the centre (the mean of
+/// Z), Z centred and scaled (D, M), k(Z, Z) (M x M, both triangles) with its gradient weights,
+/// and the jittered factor L (lower triangle), or the status and jitter of a failure.
+struct Inducing<T> {
+    centre: Vec<f64>,
+    zs: Vec<T>,
+    kzz: Vec<T>,
+    /// s psi and s d phi / d log alpha of k(Z, Z) (gradient only; psi = kzz for rbf).
+    wzz: Option<(Vec<T>, Option<Vec<T>>)>,
+    l: Vec<T>,
+    jitter: f64,
+    status: Status,
+}
+
+fn zero<T: Float>() -> T {
+    T::from_f64(0.0)
+}
+
+/// Scaled squared distances between dimension-major point sets a (D, na) and b (D, nb), as an
+/// (na, nb) column-major buffer.
+fn sq_dist<T: Float>(a: &[T], na: usize, b: &[T], nb: usize, d: usize) -> Vec<T> {
+    let mut out = vec![zero::<T>(); na * nb];
+    for j in 0..nb {
+        let col = &mut out[j * na..(j + 1) * na];
+        for k in 0..d {
+            let bj = b[k * nb + j];
+            for (c, ai) in col.iter_mut().zip(&a[k * na..(k + 1) * na]) {
+                let t = *ai - bj;
+                *c += t * t;
+            }
+        }
+    }
+    out
+}
+
+/// k = s phi(r^2) in place of r^2, and when `grad`, the weights s psi (None for rbf, whose
+/// weight is k) and, for rq, s d phi / d log alpha.
+#[allow(clippy::type_complexity)]
+fn kernel_values<T: Float>(
+    kernel: Kernel,
+    v: &mut [T],
+    s: f64,
+    alpha: f64,
+    grad: bool,
+) -> Option<(Option<Vec<T>>, Option<Vec<T>>)> {
+    let mut psi = (grad && kernel != Kernel::Rbf).then(|| vec![zero::<T>(); v.len()]);
+    let mut da = (grad && kernel.has_alpha()).then(|| vec![zero::<T>(); v.len()]);
+    transform(kernel, v, alpha, psi.as_deref_mut(), da.as_deref_mut());
+    let st = T::from_f64(s);
+    for x in v.iter_mut().chain(psi.iter_mut().flatten()).chain(da.iter_mut().flatten()) {
+        *x *= st;
+    }
+    grad.then_some((psi, da))
+}
+
+fn inducing<T: Float>(params: &SvgpParams, b: usize, opts: &ElboOptions, grad: bool) -> Inducing<T> {
+    let hyp = &params.hyp;
+    let (m, d) = (params.n_inducing(), params.n_dims());
+    let zb = params.z.index_axis(Axis(0), b);
+    let centre: Vec<f64> = (0..d).map(|k| zb.column(k).sum() / m as f64).collect();
+    let ls = hyp.lengthscale.row(b);
+    let mut zs = vec![zero::<T>(); d * m];
+    for j in 0..m {
+        for k in 0..d {
+            zs[k * m + j] = T::from_f64((zb[[j, k]] - centre[k]) / ls[k]);
+        }
+    }
+    let (s, alpha) = (hyp.outputscale[b], hyp.alpha_of(b));
+    let mut kzz = sq_dist(&zs, m, &zs, m, d);
+    let w = kernel_values(hyp.kernel, &mut kzz, s, alpha, grad);
+    let wzz = w.map(|(psi, da)| (psi.unwrap_or_else(|| kzz.clone()), da));
+    let mut l = vec![zero::<T>(); m * m];
+    let mut status = Status::Failed;
+    let mut jitter = 0.0;
+    if s.is_finite() && kzz.iter().all(|v| v.is_finite()) {
+        for k in 0..=opts.jitter.retries {
+            jitter = opts.jitter_at(k, s);
+            l.copy_from_slice(&kzz);
+            for j in 0..m {
+                l[j * m + j] += T::from_f64(jitter);
+            }
+            if factor(&mut l, m) {
+                status = if k == 0 { Status::Ok } else { Status::Jitter };
+                break;
+            }
+        }
+    }
+    for j in 0..m {
+        for i in 0..j {
+            l[j * m + i] = zero();
+        }
+    }
+    Inducing { centre, zs, kzz, wzz, l, jitter, status }
+}
+
+/// Cholesky in place (lower triangle of a column-major (m, m)); false when not positive
+/// definite.
+fn factor<T: Float>(a: &mut [T], m: usize) -> bool {
+    let ok = if m <= super::small::SMALL_N {
+        super::small::cholesky(a, m)
+    } else {
+        let req = faer::linalg::cholesky::llt::factor::cholesky_in_place_scratch::<T>(m, Par::Seq, Default::default());
+        let mut mem = faer::dyn_stack::MemBuffer::new(req);
+        let mat = MatMut::from_column_major_slice_mut(a, m, m);
+        faer::linalg::cholesky::llt::factor::cholesky_in_place(
+            mat,
+            Default::default(),
+            Par::Seq,
+            faer::dyn_stack::MemStack::new(&mut mem),
+            Default::default(),
+        )
+        .is_ok()
+    };
+    ok && (0..m).all(|i| {
+        let v = a[i * m + i];
+        v.is_finite() && v > zero()
+    })
+}
+
+/// Centred, scaled points of `x` rows `idx` (D, n), dimension-major.
+fn scaled<T: Float>(
+    x: ndarray::ArrayView2<f64>,
+    idx: &[usize],
+    centre: &[f64],
+    ls: ndarray::ArrayView1<f64>,
+) -> Vec<T> {
+    let n = idx.len();
+    let mut xs = vec![zero::<T>(); ls.len() * n];
+    for (slot, &i) in idx.iter().enumerate() {
+        for (k, l) in ls.iter().enumerate() {
+            xs[k * n + slot] = T::from_f64((x[[i, k]] - centre[k]) / l);
+        }
+    }
+    xs
+}
+
+/// Q (M x M column-major, zeros above the diagonal) from member b's q_sqrt.
+fn q_of<T: Float>(params: &SvgpParams, b: usize) -> Vec<T> {
+    let m = params.n_inducing();
+    let q = params.q_sqrt.index_axis(Axis(0), b);
+    let mut out = vec![zero::<T>(); m * m];
+    for j in 0..m {
+        for i in j..m {
+            out[j * m + i] = T::from_f64(q[[i, j]]);
+        }
+    }
+    out
+}
+
+fn mat<T: Float>(v: &[T], r: usize, c: usize) -> MatRef<'_, T> {
+    MatRef::from_column_major_slice(v, r, c)
+}
+fn mat_mut<T: Float>(v: &mut [T], r: usize, c: usize) -> MatMut<'_, T> {
+    MatMut::from_column_major_slice_mut(v, r, c)
+}
+
+fn member_elbo<T: Float>(data: &Dataset, params: &SvgpParams, b: usize, c: f64, opts: &ElboOptions) -> MemberElbo {
+    let hyp = &params.hyp;
+    let (m, d) = (params.n_inducing(), params.n_dims());
+    let obs = data.observed(b);
+    let n = obs.len();
+    let failed = |jitter| MemberElbo { elbo: f64::NAN, status: Status::Failed, jitter, grad: None };
+    if hyp.is_failed(b) || crate::backend::member::precheck(hyp, b, 1).is_some() {
+        return failed(0.0);
+    }
+    let grad = opts.gradient;
+    let ind = inducing::<T>(params, b, opts, grad);
+    if ind.status == Status::Failed {
+        return failed(ind.jitter);
+    }
+    let (s, noise, mean, alpha) = (hyp.outputscale[b], hyp.noise[b], hyp.mean[b], hyp.alpha_of(b));
+    let ls = hyp.lengthscale.row(b);
+    let xs: Vec<T> = scaled(data.x().member(b), &obs, &ind.centre, ls);
+    // Kzx (M x n) and its weights.
+    let mut kzx = sq_dist(&ind.zs, m, &xs, n, d);
+    let wzx = kernel_values(hyp.kernel, &mut kzx, s, alpha, grad);
+    // A = L^-1 Kzx.
+    let mut a = kzx.clone();
+    let l = mat(&ind.l, m, m);
+    solve_lower_triangular_in_place(l, mat_mut(&mut a, m, n), Par::Seq);
+
+    let q_mu: Vec<f64> = params.q_mu.row(b).to_vec();
+    let q_mu_t: Vec<T> = q_mu.iter().map(|v| T::from_f64(*v)).collect();
+    let yb = data.y().row(b);
+    let mut e = vec![0.0; n];
+    let mut w = vec![0.0; n];
+    let mut sig2 = vec![0.0; n];
+    for (slot, &i) in obs.iter().enumerate() {
+        let col = &a[slot * m..(slot + 1) * m];
+        let f: f64 = col.iter().zip(&q_mu).map(|(x, q)| x.to_f64() * q).sum();
+        e[slot] = yb[i] - mean - f;
+        sig2[slot] = noise + data.yvar_at(b, i);
+        w[slot] = c / sig2[slot];
+    }
+    // AW and P = A W A^T.
+    let mut aw = a.clone();
+    for (slot, wi) in w.iter().enumerate() {
+        let wt = T::from_f64(*wi);
+        aw[slot * m..(slot + 1) * m].iter_mut().for_each(|v| *v *= wt);
+    }
+    let mut p = vec![zero::<T>(); m * m];
+    matmul(
+        mat_mut(&mut p, m, m),
+        Accum::Replace,
+        mat(&aw, m, n),
+        mat(&a, m, n).transpose(),
+        T::from_f64(1.0),
+        Par::Seq,
+    );
+    let q = q_of::<T>(params, b);
+    let mut sm = vec![zero::<T>(); m * m];
+    matmul(
+        mat_mut(&mut sm, m, m),
+        Accum::Replace,
+        mat(&q, m, m),
+        mat(&q, m, m).transpose(),
+        T::from_f64(1.0),
+        Par::Seq,
+    );
+    let tr_p: f64 = (0..m).map(|j| p[j * m + j].to_f64()).sum();
+    let tr_sp: f64 = sm.iter().zip(&p).map(|(x, y)| x.to_f64() * y.to_f64()).sum();
+    let sum_w: f64 = w.iter().sum();
+    let sum_we2: f64 = w.iter().zip(&e).map(|(w, e)| w * e * e).sum();
+    let sum_log: f64 = sig2.iter().map(|v| LN_2PI + v.ln()).sum();
+    let var_term = s * sum_w - tr_p + tr_sp;
+    let data_term = -0.5 * c * sum_log - 0.5 * sum_we2 - 0.5 * var_term;
+    let mut q_sq = 0.0;
+    let mut log_det = 0.0;
+    for j in 0..m {
+        for i in j..m {
+            q_sq += q[j * m + i].to_f64().powi(2);
+        }
+        log_det += 2.0 * q[j * m + j].to_f64().abs().ln();
+    }
+    let kl = 0.5 * (q_sq + q_mu.iter().map(|v| v * v).sum::<f64>() - m as f64 - log_det);
+    let elbo = data_term - kl;
+    let status = finite_or_failed(ind.status, [elbo]);
+    if status == Status::Failed {
+        return failed(ind.jitter);
+    }
+    if !grad {
+        return MemberElbo { elbo, status, jitter: ind.jitter, grad: None };
+    }
+
+    // Gradients.
+    let g_mu: Vec<f64> = w.iter().zip(&e).map(|(w, e)| w * e).collect();
+    let g_mean: f64 = g_mu.iter().sum();
+    let mut h = vec![0.0; m];
+    for (slot, g) in g_mu.iter().enumerate() {
+        for (hj, aj) in h.iter_mut().zip(&a[slot * m..(slot + 1) * m]) {
+            *hj += aj.to_f64() * g;
+        }
+    }
+    let g_qmu: Vec<f64> = h.iter().zip(&q_mu).map(|(h, q)| h - q).collect();
+    let mut pq = vec![zero::<T>(); m * m];
+    matmul(mat_mut(&mut pq, m, m), Accum::Replace, mat(&p, m, m), mat(&q, m, m), T::from_f64(1.0), Par::Seq);
+    let mut g_q = vec![0.0; m * m];
+    for j in 0..m {
+        for i in j..m {
+            let mut v = -pq[j * m + i].to_f64() - q[j * m + i].to_f64();
+            if i == j {
+                v += 1.0 / q[j * m + j].to_f64();
+            }
+            g_q[i * m + j] = v;
+        }
+    }
+    let g_log_noise = if data.yvar().is_some() {
+        // Per-point var_f: s - |a_i|^2 + |Q^T a_i|^2.
+        let mut bq = vec![zero::<T>(); m * n];
+        matmul(
+            mat_mut(&mut bq, m, n),
+            Accum::Replace,
+            mat(&q, m, m).transpose(),
+            mat(&a, m, n),
+            T::from_f64(1.0),
+            Par::Seq,
+        );
+        (0..n)
+            .map(|i| {
+                let a2: f64 = a[i * m..(i + 1) * m].iter().map(|v| v.to_f64().powi(2)).sum();
+                let b2: f64 = bq[i * m..(i + 1) * m].iter().map(|v| v.to_f64().powi(2)).sum();
+                let v = s - a2 + b2;
+                w[i] / (2.0 * sig2[i]) * (e[i] * e[i] + v - sig2[i])
+            })
+            .sum::<f64>()
+            * noise
+    } else {
+        noise / (2.0 * noise) * (sum_we2 + var_term - noise * sum_w)
+    };
+    // C = -(q_mu h^T + (I - S) P), then d/dKzz = sym(L^-T Phi(C) L^-1).
+    let mut sp = vec![zero::<T>(); m * m];
+    matmul(mat_mut(&mut sp, m, m), Accum::Replace, mat(&sm, m, m), mat(&p, m, m), T::from_f64(1.0), Par::Seq);
+    let mut x = vec![zero::<T>(); m * m];
+    for j in 0..m {
+        for i in j..m {
+            let cij = -(q_mu[i] * h[j] + p[j * m + i].to_f64() - sp[j * m + i].to_f64());
+            x[j * m + i] = T::from_f64(if i == j { 0.5 * cij } else { cij });
+        }
+    }
+    solve_upper_triangular_in_place(l.transpose(), mat_mut(&mut x, m, m), Par::Seq);
+    let mut xt = vec![zero::<T>(); m * m];
+    for j in 0..m {
+        for i in 0..m {
+            xt[j * m + i] = x[i * m + j];
+        }
+    }
+    solve_upper_triangular_in_place(l.transpose(), mat_mut(&mut xt, m, m), Par::Seq);
+    // xt = (L^-T Phi L^-1)^T; the symmetric gradient is the mean of it and its transpose.
+    let mut gzz = vec![0.0; m * m];
+    for j in 0..m {
+        for i in 0..m {
+            gzz[j * m + i] = 0.5 * (xt[j * m + i].to_f64() + xt[i * m + j].to_f64());
+        }
+    }
+    // d/dKzx = L^-T (I - S) A W + (L^-T q_mu) (w e)^T.
+    let mut r = vec![zero::<T>(); m * m];
+    for j in 0..m {
+        for i in 0..m {
+            r[j * m + i] = T::from_f64(f64::from(u8::from(i == j))) - sm[j * m + i];
+        }
+    }
+    solve_upper_triangular_in_place(l.transpose(), mat_mut(&mut r, m, m), Par::Seq);
+    let mut gzx = vec![zero::<T>(); m * n];
+    matmul(mat_mut(&mut gzx, m, n), Accum::Replace, mat(&r, m, m), mat(&aw, m, n), T::from_f64(1.0), Par::Seq);
+    let mut lq = q_mu_t.clone();
+    solve_upper_triangular_in_place(l.transpose(), mat_mut(&mut lq, m, 1), Par::Seq);
+    for (slot, g) in g_mu.iter().enumerate() {
+        let gt = T::from_f64(*g);
+        for (v, lqj) in gzx[slot * m..(slot + 1) * m].iter_mut().zip(&lq) {
+            *v += *lqj * gt;
+        }
+    }
+
+    // Through the kernel: per pair weights.
+    let (wzz, dazz) = ind.wzz.as_ref().expect("gradient asked");
+    let (psi_zx, dazx) = wzx.expect("gradient asked");
+    let wzx = psi_zx.as_ref().unwrap_or(&kzx);
+    let mut g_ls = vec![0.0; d];
+    let mut g_z = vec![0.0; m * d];
+    let mut g_log_s = -0.5 * s * sum_w + ind.jitter * (0..m).map(|j| gzz[j * m + j]).sum::<f64>();
+    let mut g_log_alpha = 0.0;
+    for j in 0..m {
+        for i in 0..m {
+            let g = gzz[j * m + i];
+            g_log_s += g * ind.kzz[j * m + i].to_f64();
+            let gw = g * wzz[j * m + i].to_f64();
+            for k in 0..d {
+                let u = ind.zs[k * m + i].to_f64() - ind.zs[k * m + j].to_f64();
+                g_ls[k] += gw * u * u;
+                g_z[j * d + k] += 2.0 * gw * u / ls[k];
+            }
+            if let Some(da) = dazz {
+                g_log_alpha += g * da[j * m + i].to_f64();
+            }
+        }
+    }
+    for i in 0..n {
+        for j in 0..m {
+            let g = gzx[i * m + j].to_f64();
+            g_log_s += g * kzx[i * m + j].to_f64();
+            let gw = g * wzx[i * m + j].to_f64();
+            for k in 0..d {
+                let u = xs[k * n + i].to_f64() - ind.zs[k * m + j].to_f64();
+                g_ls[k] += gw * u * u;
+                g_z[j * d + k] += gw * u / ls[k];
+            }
+            if let Some(da) = &dazx {
+                g_log_alpha += g * da[i * m + j].to_f64();
+            }
+        }
+    }
+    let layout = Layout::new(hyp.kernel, d);
+    let mut g_h = vec![0.0; layout.len()];
+    g_h[..d].copy_from_slice(&g_ls);
+    g_h[layout.index(Target::Outputscale, 0)] = g_log_s;
+    g_h[layout.index(Target::Noise, 0)] = g_log_noise;
+    g_h[layout.index(Target::Mean, 0)] = g_mean;
+    if layout.has(Target::Alpha) {
+        g_h[layout.index(Target::Alpha, 0)] = g_log_alpha;
+    }
+    let all = g_z.iter().chain(&g_qmu).chain(&g_q).chain(&g_h).copied();
+    if finite_or_failed(status, all) == Status::Failed {
+        return failed(ind.jitter);
+    }
+    let status = if n == 0 { Status::Empty } else { status };
+    MemberElbo { elbo, status, jitter: ind.jitter, grad: Some((g_z, g_qmu, g_q, g_h)) }
+}
+
+/// The SVGP posterior at `test` ((M*, D) shared or (B, M*, D)).
+pub(crate) fn predict(params: &SvgpParams, test: &Inputs, opts: &PredictOptions) -> Result<Prediction> {
+    let (b, mt) = (params.batch_size(), test.n_points());
+    let eopts = ElboOptions::new(opts.precision);
+    let want_cov = opts.full_covariance || opts.samples.is_some();
+    let outs: Vec<_> = (0..b)
+        .into_par_iter()
+        .map(|mb| match opts.precision {
+            Precision::F64 => member_posterior::<f64>(params, mb, test, &eopts, want_cov),
+            Precision::F32 => member_posterior::<f32>(params, mb, test, &eopts, want_cov),
+        })
+        .collect();
+    let mut mean = Array2::zeros((b, mt));
+    let mut var = Array2::zeros((b, mt));
+    let mut cov = want_cov.then(|| Array3::zeros((b, mt, mt)));
+    let mut status = Vec::with_capacity(b);
+    let mut jitter = Array1::zeros(b);
+    for (mb, o) in outs.into_iter().enumerate() {
+        mean.row_mut(mb).assign(&Array1::from(o.0));
+        var.row_mut(mb).assign(&Array1::from(o.1));
+        if let (Some(c), Some(oc)) = (cov.as_mut(), o.2) {
+            c.index_axis_mut(Axis(0), mb).iter_mut().zip(oc).for_each(|(a, v)| *a = v);
+        }
+        status.push(o.3);
+        jitter[mb] = o.4;
+    }
+    let noise = params.hyp.noise.clone();
+    Ok(Prediction::assemble(mean, var, &noise, cov, status, jitter, opts))
+}
+
+#[allow(clippy::type_complexity)]
+fn member_posterior<T: Float>(
+    params: &SvgpParams,
+    b: usize,
+    test: &Inputs,
+    opts: &ElboOptions,
+    want_cov: bool,
+) -> (Vec<f64>, Vec<f64>, Option<Vec<f64>>, Status, f64) {
+    let (m, d, mt) = (params.n_inducing(), params.n_dims(), test.n_points());
+    let hyp = &params.hyp;
+    let nan = |jitter| {
+        (vec![f64::NAN; mt], vec![f64::NAN; mt], want_cov.then(|| vec![f64::NAN; mt * mt]), Status::Failed, jitter)
+    };
+    if hyp.is_failed(b) || crate::backend::member::precheck(hyp, b, 1).is_some() {
+        return nan(0.0);
+    }
+    let ind = inducing::<T>(params, b, opts, false);
+    if ind.status == Status::Failed {
+        return nan(ind.jitter);
+    }
+    let (s, alpha) = (hyp.outputscale[b], hyp.alpha_of(b));
+    let idx: Vec<usize> = (0..mt).collect();
+    let ts: Vec<T> = scaled(test.member(b), &idx, &ind.centre, hyp.lengthscale.row(b));
+    let mut a = sq_dist(&ind.zs, m, &ts, mt, d);
+    kernel_values(hyp.kernel, &mut a, s, alpha, false);
+    solve_lower_triangular_in_place(mat(&ind.l, m, m), mat_mut(&mut a, m, mt), Par::Seq);
+    let q = q_of::<T>(params, b);
+    let mut bq = vec![zero::<T>(); m * mt];
+    matmul(
+        mat_mut(&mut bq, m, mt),
+        Accum::Replace,
+        mat(&q, m, m).transpose(),
+        mat(&a, m, mt),
+        T::from_f64(1.0),
+        Par::Seq,
+    );
+    let q_mu = params.q_mu.row(b);
+    let mut mean = vec![hyp.mean[b]; mt];
+    let mut var = vec![s; mt];
+    for i in 0..mt {
+        let col = &a[i * m..(i + 1) * m];
+        mean[i] += col.iter().zip(q_mu.iter()).map(|(x, q)| x.to_f64() * q).sum::<f64>();
+        let a2: f64 = col.iter().map(|v| v.to_f64().powi(2)).sum();
+        let b2: f64 = bq[i * m..(i + 1) * m].iter().map(|v| v.to_f64().powi(2)).sum();
+        var[i] = (s - a2 + b2).max(0.0);
+    }
+    let cov = want_cov.then(|| {
+        let mut c = sq_dist(&ts, mt, &ts, mt, d);
+        kernel_values(hyp.kernel, &mut c, s, alpha, false);
+        let one = T::from_f64(1.0);
+        matmul(mat_mut(&mut c, mt, mt), Accum::Add, mat(&a, m, mt).transpose(), mat(&a, m, mt), -one, Par::Seq);
+        matmul(mat_mut(&mut c, mt, mt), Accum::Add, mat(&bq, m, mt).transpose(), mat(&bq, m, mt), one, Par::Seq);
+        c.iter().map(|v| v.to_f64()).collect::<Vec<f64>>()
+    });
+    let status = finite_or_failed(ind.status, mean.iter().chain(&var).copied());
+    if status == Status::Failed {
+        return nan(ind.jitter);
+    }
+    (mean, var, cov, status, ind.jitter)
+}

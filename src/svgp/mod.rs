@@ -1,0 +1,399 @@
+//! Sparse variational GPs (docs/design.md section 11): the second model of the crate, one per
+//! member, with its own inducing inputs, whitened variational distribution and hyperparameters.
+//!
+//! Member b has M inducing inputs Z_b (M, D) and q(v_b) = N(q_mu_b, S_b), S_b = Q_b Q_b^T with
+//! Q_b = q_sqrt_b lower triangular; u_b = L_b v_b, where L_b L_b^T = k(Z_b, Z_b) + eps s_b I
+//! (eps = 1e-6 in f64, 1e-4 in f32, x10 per retry when the factorisation fails; the eps s_b
+//! used is reported as the member's jitter). With A = L_b^-1 k(Z_b, X_b) and noise variances
+//! sigma2_i = noise_b + yvar_i:
+//!
+//! ```text
+//! mu_i    = m_b + (A^T q_mu)_i
+//! var_f_i = s_b - sum_j A_ji^2 + (A^T S A)_ii
+//! elbo_b  = c sum_i [ -0.5 log(2 pi sigma2_i) - ((y_i - mu_i)^2 + var_f_i) / (2 sigma2_i) ]
+//!           - 0.5 (tr S + q_mu^T q_mu - M - log|S|)
+//! ```
+//!
+//! with c = 1 on the full data and c = n_b / S on a mini-batch of S of the member's n_b points.
+//!
+//! This module is the model's home: its parameters ([`SvgpParams`]), the backend's answer
+//! ([`ElboBatch`]), the public evaluation ([`ElboRequest`]) and prediction ([`predict`]), and
+//! the k-means++ start of the inducing inputs ([`kmeans_pp`]). The arithmetic lives with the
+//! backends (`backend/cpu/svgp.rs`, `backend/cuda/svgp.rs`, `kernels/svgp.cu`), the fit in
+//! `fit/svgp.rs`, the optimiser's vector layout in [`crate::layout::SvgpLayout`].
+
+use crate::backend::{self, Backend, BackendChoice, JitterPolicy, MllGradient, PredictOptions, Prediction};
+use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
+use crate::error::{Error, Result};
+use crate::kernel::Kernel;
+use crate::prior::{Priors, ResolvedPriors};
+use ndarray::{s, Array1, Array2, Array3, ArrayView2, Axis};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// SVGP parameters of B members.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SvgpParams {
+    /// (B, M, D) inducing inputs.
+    pub z: Array3<f64>,
+    /// (B, M) whitened variational mean.
+    pub q_mu: Array2<f64>,
+    /// (B, M, M) lower-triangular factor of the whitened variational covariance (entries above
+    /// the diagonal are ignored).
+    pub q_sqrt: Array3<f64>,
+    /// The kernel's hyperparameters, the noise and the mean.
+    pub hyp: Hyperparameters,
+}
+
+impl SvgpParams {
+    /// Parameters from their parts, checked with [`SvgpParams::validate`].
+    ///
+    /// # Errors
+    /// As [`SvgpParams::validate`].
+    pub fn new(z: Array3<f64>, q_mu: Array2<f64>, q_sqrt: Array3<f64>, hyp: Hyperparameters) -> Result<Self> {
+        let p = SvgpParams { z, q_mu, q_sqrt, hyp };
+        let (b, _, d) = p.z.dim();
+        p.validate(b, d)?;
+        Ok(p)
+    }
+
+    /// The variational prior q = p: q_mu = 0 and q_sqrt = I, at inducing inputs `z`.
+    pub fn whitened_prior(z: Array3<f64>, hyp: Hyperparameters) -> Self {
+        let (b, m, _) = z.dim();
+        let q_sqrt = Array3::from_shape_fn((b, m, m), |(_, i, j)| if i == j { 1.0 } else { 0.0 });
+        SvgpParams { z, q_mu: Array2::zeros((b, m)), q_sqrt, hyp }
+    }
+
+    /// B.
+    pub fn batch_size(&self) -> usize {
+        self.z.shape()[0]
+    }
+    /// M, the inducing points per member.
+    pub fn n_inducing(&self) -> usize {
+        self.z.shape()[1]
+    }
+    /// D.
+    pub fn n_dims(&self) -> usize {
+        self.z.shape()[2]
+    }
+    pub fn kernel(&self) -> Kernel {
+        self.hyp.kernel
+    }
+
+    /// Checks shapes against (B, D), that z, q_mu and the lower triangle of q_sqrt are finite,
+    /// and the hyperparameters ([`Hyperparameters::validate`]). A member whose hyperparameters
+    /// are all NaN (failed in a fit) is accepted and reported as failed.
+    ///
+    /// # Errors
+    /// [`Error::Shape`], [`Error::NonFinite`] naming (member, index), or the hyperparameters'.
+    pub fn validate(&self, b: usize, d: usize) -> Result<()> {
+        let (zb, m, zd) = self.z.dim();
+        if zb != b || zd != d || m == 0 {
+            return Err(Error::shape("z", format!("({b}, M, {d}) with M >= 1"), self.z.shape()));
+        }
+        if self.q_mu.dim() != (b, m) {
+            return Err(Error::shape("q_mu", format!("({b}, {m})"), self.q_mu.shape()));
+        }
+        if self.q_sqrt.dim() != (b, m, m) {
+            return Err(Error::shape("q_sqrt", format!("({b}, {m}, {m})"), self.q_sqrt.shape()));
+        }
+        self.hyp.validate(b, d)?;
+        let non_finite =
+            |array: &str, member, index, value| Error::NonFinite { array: array.into(), member, index, value };
+        for mb in (0..b).filter(|&mb| !self.hyp.is_failed(mb)) {
+            for (i, v) in self.z.index_axis(Axis(0), mb).iter().enumerate() {
+                if !v.is_finite() {
+                    return Err(non_finite("z", mb, i, *v));
+                }
+            }
+            for (i, v) in self.q_mu.row(mb).iter().enumerate() {
+                if !v.is_finite() {
+                    return Err(non_finite("q_mu", mb, i, *v));
+                }
+            }
+            let q = self.q_sqrt.index_axis(Axis(0), mb);
+            for ((i, j), v) in q.indexed_iter() {
+                if j <= i && !v.is_finite() {
+                    return Err(non_finite("q_sqrt", mb, i * m + j, *v));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The members listed in `rows`, in that order (repeats allowed).
+    pub fn select(&self, rows: &[usize]) -> SvgpParams {
+        SvgpParams {
+            z: self.z.select(Axis(0), rows),
+            q_mu: self.q_mu.select(Axis(0), rows),
+            q_sqrt: self.q_sqrt.select(Axis(0), rows),
+            hyp: self.hyp.select(rows),
+        }
+    }
+}
+
+/// Options of one batched ELBO evaluation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ElboOptions {
+    pub precision: Precision,
+    /// Compute the analytic gradient.
+    pub gradient: bool,
+    /// The jitter of k(Z, Z): attempt k (0-based) adds start * 10^k * s (start 1e-6 in f64,
+    /// 1e-4 in f32), for k = 0..=retries.
+    pub jitter: JitterPolicy,
+}
+
+impl ElboOptions {
+    /// Defaults for a precision (gradient on).
+    pub fn new(precision: Precision) -> Self {
+        let start = match precision {
+            Precision::F64 => 1e-6,
+            Precision::F32 => 1e-4,
+        };
+        ElboOptions { precision, gradient: true, jitter: JitterPolicy { start, retries: 4 } }
+    }
+    /// The absolute jitter of attempt k for outputscale s.
+    pub fn jitter_at(&self, k: u32, s: f64) -> f64 {
+        self.jitter.start * 10f64.powi(k as i32) * s
+    }
+}
+
+impl Default for ElboOptions {
+    fn default() -> Self {
+        ElboOptions::new(Precision::F64)
+    }
+}
+
+/// The gradient of an ELBO (or of the MAP objective) of K members.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SvgpGradient {
+    /// (K, M, D)
+    pub z: Array3<f64>,
+    /// (K, M)
+    pub q_mu: Array2<f64>,
+    /// (K, M, M), lower triangle (zeros above).
+    pub q_sqrt: Array3<f64>,
+    /// With respect to log lengthscale, log outputscale, log noise, mean and rq's log alpha.
+    pub hyp: MllGradient,
+}
+
+/// The ELBO of K evaluated members (K = B, or the length of the `members` list).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ElboBatch {
+    /// (K,) NaN for a failed member.
+    pub elbo: Array1<f64>,
+    /// Present when asked for; NaN rows for failed members.
+    pub gradient: Option<SvgpGradient>,
+    pub status: Vec<Status>,
+    /// (K,) absolute jitter added to k(Z, Z).
+    pub jitter: Array1<f64>,
+}
+
+/// The MAP objective of a batch of SVGPs: `elbo + log_prior`, with its gradient.
+///
+/// ```
+/// # use batchgp::*;
+/// # use batchgp::svgp::*;
+/// # use ndarray::*;
+/// let x = Array2::from_shape_fn((50, 1), |(i, _)| i as f64 / 50.0);
+/// let y = Array2::from_shape_fn((2, 50), |(b, i)| (6.0 * i as f64 / 50.0 + b as f64).sin());
+/// let data = Dataset::new(x, y)?;
+/// let hyp = Hyperparameters::broadcast(2, &[0.3], 1.0, 0.1, 0.0);
+/// let z = Array3::from_shape_fn((2, 8, 1), |(_, j, _)| j as f64 / 8.0);
+/// let params = SvgpParams::whitened_prior(z, hyp);
+/// let r = ElboRequest::new(&data, &params).backend(BackendChoice::Cpu).run()?;
+/// assert!(r.elbo.iter().all(|v| v.is_finite()));
+/// # Ok::<(), batchgp::Error>(())
+/// ```
+pub struct ElboRequest<'a> {
+    data: &'a Dataset,
+    params: &'a SvgpParams,
+    priors: Option<&'a Priors>,
+    backend: Option<&'a dyn Backend>,
+    choice: BackendChoice,
+    opts: ElboOptions,
+}
+
+/// The result of an [`ElboRequest`]: arrays over the B members.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ElboReport {
+    pub elbo: Array1<f64>,
+    /// (B,) sum of log prior densities of the hyperparameters (0 without priors).
+    pub log_prior: Array1<f64>,
+    /// (B,) elbo + log_prior.
+    pub objective: Array1<f64>,
+    /// Gradient of the objective.
+    pub gradient: Option<SvgpGradient>,
+    pub status: Vec<Status>,
+    pub jitter: Array1<f64>,
+}
+
+impl<'a> ElboRequest<'a> {
+    pub fn new(data: &'a Dataset, params: &'a SvgpParams) -> Self {
+        ElboRequest {
+            data,
+            params,
+            priors: None,
+            backend: None,
+            choice: BackendChoice::Auto,
+            opts: ElboOptions::default(),
+        }
+    }
+    /// Adds priors on the hyperparameters (MAP objective).
+    pub fn priors(mut self, priors: &'a Priors) -> Self {
+        self.priors = Some(priors);
+        self
+    }
+    pub fn backend(mut self, choice: BackendChoice) -> Self {
+        self.choice = choice;
+        self
+    }
+    /// Uses a backend already made.
+    pub fn on(mut self, backend: &'a dyn Backend) -> Self {
+        self.backend = Some(backend);
+        self
+    }
+    /// Arithmetic precision (resets the jitter to that precision's default).
+    pub fn precision(mut self, p: Precision) -> Self {
+        self.opts = ElboOptions { gradient: self.opts.gradient, ..ElboOptions::new(p) };
+        self
+    }
+    pub fn gradient(mut self, on: bool) -> Self {
+        self.opts.gradient = on;
+        self
+    }
+    /// Evaluates.
+    ///
+    /// # Errors
+    /// Shapes or domains of the parameters, invalid priors, an unavailable backend.
+    pub fn run(self) -> Result<ElboReport> {
+        let (b, d) = (self.data.batch_size(), self.data.n_dims());
+        self.params.validate(b, d)?;
+        let priors = match self.priors {
+            Some(p) => p.resolve(b, d)?,
+            None => ResolvedPriors::flat(b, d),
+        };
+        let mut owned = None;
+        let be = backend::given_or_select(self.backend, self.choice, &mut owned)?;
+        let raw = be.elbo(self.data, self.params, None, None, &self.opts)?;
+        Ok(combine(raw, &priors, &self.params.hyp, None))
+    }
+}
+
+/// Adds the log prior (and its gradient) to a backend's ELBO for the members `rows`.
+pub(crate) fn combine(
+    raw: ElboBatch,
+    priors: &ResolvedPriors,
+    hyp: &Hyperparameters,
+    rows: Option<&[usize]>,
+) -> ElboReport {
+    let p = priors.evaluate(hyp, rows);
+    let objective = &raw.elbo + &p.log_prior;
+    let gradient = raw.gradient.map(|g| SvgpGradient {
+        hyp: MllGradient {
+            log_lengthscale: g.hyp.log_lengthscale + &p.grad_log_lengthscale,
+            log_outputscale: g.hyp.log_outputscale + &p.grad_log_outputscale,
+            log_noise: g.hyp.log_noise + &p.grad_log_noise,
+            mean: g.hyp.mean + &p.grad_mean,
+            log_alpha: g.hyp.log_alpha.map(|a| a + &p.grad_log_alpha),
+        },
+        ..g
+    });
+    ElboReport { elbo: raw.elbo, log_prior: p.log_prior, objective, gradient, status: raw.status, jitter: raw.jitter }
+}
+
+/// The SVGP posterior of every member at test points `test` ((M*, D) shared or (B, M*, D)):
+/// mean m + A*^T q_mu and variance s - |A*|^2 + |Q^T A*|^2 per point, with A* = L^-1 k(Z, x*);
+/// the training data are not needed.
+///
+/// # Errors
+/// Parameter shapes or domains, test points of the wrong shape or non-finite.
+pub fn predict(be: &dyn Backend, params: &SvgpParams, test: &Inputs, opts: &PredictOptions) -> Result<Prediction> {
+    let (b, d) = (params.batch_size(), params.n_dims());
+    params.validate(b, d)?;
+    test.validate_test("test x", b, d)?;
+    if let Some((count, _)) = opts.samples {
+        if count == 0 {
+            return Err(Error::option("samples", "must be >= 1"));
+        }
+    }
+    be.svgp_predict(params, test, opts)
+}
+
+/// k-means++ seeding (Arthur and Vassilvitskii 2007): `m` rows of `x` (n, D), the first drawn
+/// uniformly, each next one with probability proportional to its squared distance to the
+/// nearest row already chosen. With fewer than `m` distinct rows, the rest repeat chosen rows
+/// shifted by a small multiple of the spread so that k(Z, Z) stays positive definite.
+pub fn kmeans_pp(x: ArrayView2<f64>, m: usize, rng: &mut ChaCha8Rng) -> Array2<f64> {
+    let (n, d) = x.dim();
+    let mut z = Array2::zeros((m, d));
+    if n == 0 || m == 0 {
+        return z;
+    }
+    let spread: Vec<f64> = (0..d)
+        .map(|k| {
+            let col = x.column(k);
+            let mean = col.sum() / n as f64;
+            let var = col.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n as f64;
+            if var > 0.0 {
+                var.sqrt()
+            } else {
+                1.0
+            }
+        })
+        .collect();
+    let dist2 = |i: usize, zrow: ndarray::ArrayView1<f64>| -> f64 {
+        (0..d).map(|k| ((x[[i, k]] - zrow[k]) / spread[k]).powi(2)).sum()
+    };
+    let first = rng.random_range(0..n);
+    z.row_mut(0).assign(&x.row(first));
+    let mut near: Vec<f64> = (0..n).map(|i| dist2(i, z.row(0))).collect();
+    for j in 1..m {
+        let total: f64 = near.iter().sum();
+        let pick = if total > 0.0 {
+            let mut t = rng.random::<f64>() * total;
+            let mut pick = n - 1;
+            for (i, w) in near.iter().enumerate() {
+                if t < *w {
+                    pick = i;
+                    break;
+                }
+                t -= w;
+            }
+            Some(pick)
+        } else {
+            None
+        };
+        match pick {
+            Some(i) => z.row_mut(j).assign(&x.row(i)),
+            None => {
+                // Every point coincides with a chosen one: perturb a chosen row.
+                let src = z.row(j % j.max(1)).to_owned();
+                for k in 0..d {
+                    z[[j, k]] = src[k] + 1e-3 * spread[k] * ((j as f64) * 0.618_034).fract();
+                }
+            }
+        }
+        let zj = z.row(j).to_owned();
+        for (i, w) in near.iter_mut().enumerate() {
+            *w = w.min(dist2(i, zj.view()));
+        }
+    }
+    z
+}
+
+/// Inducing inputs for every member by [`kmeans_pp`] on its observed x; member b draws from
+/// ChaCha8 stream `first_member + b` of `seed`, so that it does not depend on the batch around it.
+pub fn init_inducing(data: &Dataset, m: usize, seed: u64, first_member: u64) -> Array3<f64> {
+    let (b, d) = (data.batch_size(), data.n_dims());
+    let mut z = Array3::zeros((b, m, d));
+    for mb in 0..b {
+        let obs = data.observed(mb);
+        let xb = data.x().member(mb);
+        let xo = Array2::from_shape_fn((obs.len(), d), |(i, k)| xb[[obs[i], k]]);
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        rng.set_stream(first_member + mb as u64);
+        z.slice_mut(s![mb, .., ..]).assign(&kmeans_pp(xo.view(), m, &mut rng));
+    }
+    z
+}
