@@ -129,6 +129,77 @@ impl Layout {
     }
 }
 
+/// Where each parameter of an SVGP member sits in its vector (docs/design.md section 11): the
+/// hyperparameters first, in [`Layout`] order, then Z row by row, q_mu, and the lower triangle
+/// of q_sqrt row by row:
+///
+/// ```text
+/// [ hyperparameters (P) | z_11 .. z_1D .. z_MD | q_mu_1 .. q_mu_M | q_11, q_21, q_22, .. q_MM ]
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SvgpLayout {
+    pub hyp: Layout,
+    m: usize,
+}
+
+/// The kinds of entry of an SVGP member's vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SvgpEntry {
+    /// A hyperparameter (kind, index).
+    Hyper(Target, usize),
+    /// Z (inducing point, dimension).
+    Z(usize, usize),
+    /// q_mu (index).
+    QMu(usize),
+    /// q_sqrt (row, column), column <= row.
+    QSqrt(usize, usize),
+}
+
+impl SvgpLayout {
+    /// The layout of M inducing points for a `kernel` in `d` dimensions.
+    pub fn new(kernel: Kernel, d: usize, m: usize) -> Self {
+        SvgpLayout { hyp: Layout::new(kernel, d), m }
+    }
+    /// M.
+    pub fn n_inducing(&self) -> usize {
+        self.m
+    }
+    /// Entries per member: P + M D + M + M (M + 1) / 2.
+    pub fn len(&self) -> usize {
+        self.hyp.len() + self.m * self.hyp.n_dims() + self.m + self.m * (self.m + 1) / 2
+    }
+    /// Never: every layout has hyperparameters.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+    /// What entry c is.
+    pub fn entry(&self, c: usize) -> SvgpEntry {
+        let (p, d, m) = (self.hyp.len(), self.hyp.n_dims(), self.m);
+        if c < p {
+            let (t, k) = self.hyp.coordinate(c);
+            return SvgpEntry::Hyper(t, k);
+        }
+        let c = c - p;
+        if c < m * d {
+            return SvgpEntry::Z(c / d, c % d);
+        }
+        let c = c - m * d;
+        if c < m {
+            return SvgpEntry::QMu(c);
+        }
+        // Row i of the lower triangle starts at i (i + 1) / 2.
+        let c = c - m;
+        let mut i = ((((8 * c + 1) as f64).sqrt() - 1.0) / 2.0) as usize;
+        while i * (i + 1) / 2 > c {
+            i -= 1;
+        }
+        while (i + 1) * (i + 2) / 2 <= c {
+            i += 1;
+        }
+        SvgpEntry::QSqrt(i, c - i * (i + 1) / 2)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +220,19 @@ mod tests {
             assert_eq!(l.read(&h, 1), theta);
             assert_eq!(l.read(&h, 0)[..3], [1.0, 2.0, 3.0]);
         }
+    }
+
+    #[test]
+    fn svgp_entries_cover_the_vector_once() {
+        let l = SvgpLayout::new(Kernel::Rq, 2, 4);
+        assert_eq!(l.len(), 6 + 8 + 4 + 10);
+        let entries: Vec<SvgpEntry> = (0..l.len()).map(|c| l.entry(c)).collect();
+        assert_eq!(entries[6], SvgpEntry::Z(0, 0));
+        assert_eq!(entries[13], SvgpEntry::Z(3, 1));
+        assert_eq!(entries[14], SvgpEntry::QMu(0));
+        let q: Vec<(usize, usize)> =
+            entries.iter().filter_map(|e| if let SvgpEntry::QSqrt(i, j) = e { Some((*i, *j)) } else { None }).collect();
+        let want: Vec<(usize, usize)> = (0..4).flat_map(|i| (0..=i).map(move |j| (i, j))).collect();
+        assert_eq!(q, want);
     }
 }

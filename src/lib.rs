@@ -51,9 +51,11 @@ pub use data::{Dataset, Hyperparameters, Inputs, Precision, Status};
 pub use error::{Error, Result};
 #[cfg(feature = "cli")]
 pub use fit::ProgressBarObserver;
-pub use fit::{Degeneracy, FitObserver, FitProgress, FitRequest, FitResult, Optimizer, Termination};
+pub use fit::{
+    Degeneracy, FitObserver, FitProgress, FitRequest, FitResult, Optimizer, SvgpFitRequest, SvgpFitResult, Termination,
+};
 pub use kernel::Kernel;
-pub use layout::{Layout, Target};
+pub use layout::{Layout, SvgpLayout, Target};
 pub use model::{predict, MllReport, MllRequest};
 pub use prior::{Prior, PriorFamily, Priors};
 pub use sample::{draw_samples, sample_prior};

@@ -503,3 +503,159 @@ fn the_request_adds_priors_and_rejects_bad_shapes() {
     let e = ElboRequest::new(&data, &bad).on(&be).run().unwrap_err();
     assert!(e.to_string().contains("(member 1, index 2)"), "{e}");
 }
+
+mod fitting {
+    use super::*;
+    use batchgp::{FitRequest, Optimizer, SvgpFitRequest, Termination};
+
+    fn sine_batch(b: usize, n: usize, seed: u64) -> Dataset {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let x = Array3::from_shape_fn((b, n, 1), |_| rng.random::<f64>() * 6.0);
+        let y = Array2::from_shape_fn((b, n), |(m, i)| {
+            (x[[m, i, 0]] * (1.0 + 0.3 * m as f64)).sin() + 0.1 * (rng.random::<f64>() - 0.5)
+        });
+        Dataset::new(x, y).unwrap()
+    }
+
+    #[test]
+    fn lbfgs_with_z_at_the_data_reaches_the_exact_optimum() {
+        // Z = X held fixed: the ELBO's maximum over q and the hyperparameters is Titsias' bound
+        // at Z = X, the exact MLL up to the jitter, so the fit lands on the exact GP's optimum.
+        let be = CpuBackend::new();
+        let data = sine_batch(3, 20, 1);
+        let exact = FitRequest::new(&data).on(&be).run().unwrap();
+        let z = match data.x() {
+            Inputs::Batched(x) => x.clone(),
+            Inputs::Shared(_) => unreachable!(),
+        };
+        let start = SvgpParams::whitened_prior(z, FitRequest::default_init(&data));
+        let fit = SvgpFitRequest::new(&data)
+            .on(&be)
+            .init(&start)
+            .fix_inducing(true)
+            .optimizer(Optimizer::Lbfgs)
+            .steps(3000)
+            .run()
+            .unwrap();
+        for b in 0..3 {
+            assert_eq!(fit.reason[b], Termination::Converged, "member {b}: {:?}", fit.reason[b]);
+            assert!(fit.status[b].is_ok());
+            assert!(
+                fit.elbo[b] <= exact.mll[b] + 1e-6,
+                "member {b}: elbo {} above the exact optimum {}",
+                fit.elbo[b],
+                exact.mll[b]
+            );
+            // The gap is the jitter's: O(eps s n / noise) with eps = 1e-6.
+            let (s, noise) = (fit.params.hyp.outputscale[b], fit.params.hyp.noise[b]);
+            let allowed = 1e-4 + 2e-6 * s * 20.0 / noise;
+            assert!(
+                (fit.elbo[b] - exact.mll[b]).abs() < allowed,
+                "member {b}: elbo {} vs exact mll {} (allowed {allowed:e})",
+                fit.elbo[b],
+                exact.mll[b]
+            );
+            let (ls_s, ls_e) = (fit.params.hyp.lengthscale[[b, 0]], exact.hyperparameters.lengthscale[[b, 0]]);
+            assert!((ls_s / ls_e - 1.0).abs() < 1e-2, "member {b}: lengthscale {ls_s} vs {ls_e}");
+        }
+    }
+
+    #[test]
+    fn adam_raises_the_elbo_and_keeps_the_loss_history() {
+        let be = CpuBackend::new();
+        let data = sine_batch(4, 60, 2);
+        let fit = SvgpFitRequest::new(&data).on(&be).num_inducing(8).steps(150).learning_rate(0.05).run().unwrap();
+        assert_eq!(fit.loss.dim(), (151, 4));
+        assert_eq!(fit.params.n_inducing(), 8);
+        for b in 0..4 {
+            let first = fit.loss[[0, b]];
+            let last = fit.loss.column(b).iter().rev().find(|v| v.is_finite()).copied().unwrap();
+            assert!(last < first - 10.0, "member {b}: loss {first} -> {last}");
+            // The final report is the full-data objective at the kept point.
+            assert_close(-fit.objective[b], last, 1e-9, "final loss");
+            assert_eq!(fit.iterations[b], 150);
+            assert_eq!(fit.reason[b], Termination::IterationLimit);
+            assert_eq!(fit.status[b], Status::MaxIter);
+        }
+    }
+
+    #[test]
+    fn batch_fit_equals_member_fits_and_mini_batches_are_reproducible() {
+        let be = CpuBackend::new();
+        let data = sine_batch(3, 40, 3);
+        let run = |d: &Dataset, first: u64| {
+            SvgpFitRequest::new(d)
+                .on(&be)
+                .num_inducing(6)
+                .steps(40)
+                .batch_size(16)
+                .seed(7)
+                .first_member(first)
+                .run()
+                .unwrap()
+        };
+        let all = run(&data, 0);
+        for b in 0..3 {
+            let one = data.select(&[b]);
+            let alone = run(&one, b as u64);
+            assert_eq!(alone.elbo[0], all.elbo[b], "member {b}");
+            assert_eq!(alone.params.z.index_axis(Axis(0), 0), all.params.z.index_axis(Axis(0), b));
+            assert_eq!(alone.loss.column(0), all.loss.column(b));
+        }
+        assert_eq!(run(&data, 0), all);
+    }
+
+    #[test]
+    fn mini_batch_adam_approaches_the_full_batch_fit() {
+        let be = CpuBackend::new();
+        let data = sine_batch(2, 200, 4);
+        let full = SvgpFitRequest::new(&data).on(&be).num_inducing(10).steps(400).learning_rate(0.03).run().unwrap();
+        let mini = SvgpFitRequest::new(&data)
+            .on(&be)
+            .num_inducing(10)
+            .steps(400)
+            .learning_rate(0.03)
+            .batch_size(50)
+            .run()
+            .unwrap();
+        for b in 0..2 {
+            // Both are reported on the full data; mini-batch noise costs a little.
+            let gap = full.elbo[b] - mini.elbo[b];
+            assert!(
+                gap.abs() < 0.05 * full.elbo[b].abs() + 5.0,
+                "member {b}: full {} vs mini {}",
+                full.elbo[b],
+                mini.elbo[b]
+            );
+            // The fitted noise is near the truth (uniform noise of width 0.1: variance 1/1200).
+            let sd = mini.params.hyp.noise[b].sqrt();
+            assert!(sd < 0.1, "member {b}: noise sd {sd}");
+        }
+    }
+
+    #[test]
+    fn ragged_and_empty_members_and_bad_options() {
+        let be = CpuBackend::new();
+        let data = sine_batch(3, 30, 5);
+        let mask = Array2::from_shape_fn((3, 30), |(m, i)| m != 2 && (m == 0 || i < 20));
+        let ragged = Dataset::with_mask(data.x().clone(), data.y().clone(), Some(mask)).unwrap();
+        let fit = SvgpFitRequest::new(&ragged).on(&be).num_inducing(5).steps(30).run().unwrap();
+        assert_eq!(fit.status[2], Status::Empty);
+        assert!(fit.elbo[2].is_nan());
+        // Member 1 fits as its unpadded 20 points would.
+        let x = data.x().member(1).slice(s![..20, ..]).insert_axis(Axis(0)).to_owned();
+        let y = data.y().slice(s![1..2, ..20]).to_owned();
+        let alone = SvgpFitRequest::new(&Dataset::new(x, y).unwrap())
+            .on(&be)
+            .num_inducing(5)
+            .steps(30)
+            .first_member(1)
+            .run()
+            .unwrap();
+        assert_close(alone.elbo[0], fit.elbo[1], 1e-9, "ragged member");
+        let e = SvgpFitRequest::new(&data).on(&be).optimizer(Optimizer::Lbfgs).batch_size(10).run().unwrap_err();
+        assert!(e.to_string().contains("batch_size"), "{e}");
+        let e = SvgpFitRequest::new(&data).on(&be).learning_rate(0.0).run().unwrap_err();
+        assert!(e.to_string().contains("learning_rate"), "{e}");
+    }
+}

@@ -5,7 +5,7 @@
 //! - [`objective`]: the model-agnostic batched objective the optimisers see (per member, an
 //!   unconstrained vector in; a value, a gradient and a status out);
 //! - [`exact`]: the exact GP as such an objective (kernel, layout, coordinate maps, priors,
-//!   units);
+//!   units); [`svgp`]: the sparse variational GP as another, with mini-batches;
 //! - [`transform`]: the scale-free coordinate maps;
 //! - [`lbfgs`], [`adam`]: one member's optimiser each; [`driver`]: the batched loop over them;
 //! - this module: the request, the start points, restarts and the result.
@@ -20,10 +20,12 @@ mod linesearch;
 mod objective;
 #[cfg(feature = "cli")]
 mod progress;
+mod svgp;
 mod transform;
 
 #[cfg(feature = "cli")]
 pub use progress::ProgressBarObserver;
+pub use svgp::{SvgpFitRequest, SvgpFitResult};
 
 use crate::backend::{self, Backend, BackendChoice, MllOptions};
 use crate::data::{Dataset, Hyperparameters, Precision, Status};

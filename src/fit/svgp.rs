@@ -1,0 +1,566 @@
+//! Fitting batched SVGPs (docs/design.md section 11): the SVGP as a [`BatchObjective`], run by
+//! the same batched Adam and L-BFGS as the exact GP, with mini-batches of each member's data.
+//!
+//! # Coordinates
+//! The hyperparameters use the exact GP's scale-free maps (`exact::Units`: log lengthscale in
+//! units of the spread of x, log outputscale and noise in units of var(y), the mean in units of
+//! sd(y) about mean(y), a uniform prior's sigmoid, a fixed value). Z is affine in the spread of
+//! x about its mean, per dimension; q_mu and q_sqrt are whitened, so unit-free already. The ELBO
+//! changes by -n log c when y is multiplied by c, so its gradient in these coordinates, and the
+//! steps, do not depend on the data's units.
+//!
+//! # Mini-batches
+//! With a batch size S, each evaluation of member e draws S of its n_e observed points without
+//! replacement (from its own ChaCha8 stream: seed, stream first_member + e, so a member's
+//! batches do not depend on the batch around it) and scales the data term by n_e / S (Hensman
+//! et al. 2013); a member with n_e <= S uses all its points and c = 1. The estimates are
+//! unbiased, so Adam follows the full ELBO's gradient on average. L-BFGS needs the full data.
+
+use super::driver::{self, MemberOptimizer};
+use super::exact::Units;
+use super::objective::{BatchObjective, MemberEval};
+use super::transform::Map;
+use super::{Adam, AdamState, FitObserver, Lbfgs, LbfgsState, NotRun, Optimizer, Termination, ALPHA_MAX};
+use crate::backend::{self, Backend, BackendChoice};
+use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
+use crate::error::{Error, Result};
+use crate::kernel::Kernel;
+use crate::layout::{SvgpEntry, SvgpLayout, Target};
+use crate::prior::{Priors, ResolvedPriors};
+use crate::svgp::{init_inducing, ElboOptions, SvgpParams};
+use ndarray::{Array1, Array2, Array3, Axis};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// What an SVGP fit returns, per member. Arrays are (B,) unless noted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SvgpFitResult {
+    /// The fitted parameters (NaN hyperparameters for a failed member).
+    pub params: SvgpParams,
+    /// The full-data ELBO at the fitted parameters.
+    pub elbo: Array1<f64>,
+    pub log_prior: Array1<f64>,
+    /// elbo + log_prior.
+    pub objective: Array1<f64>,
+    /// As for exact fits: Ok or Jitter (converged), MaxIter (stopped by the step limit or a
+    /// stalled line search: see `reason`), Failed, Empty.
+    pub status: Vec<Status>,
+    pub reason: Vec<Termination>,
+    pub jitter: Array1<f64>,
+    /// Accepted steps per member.
+    pub iterations: Array1<usize>,
+    /// (T, B): the value minimised (-(elbo + log prior), on the evaluation's mini-batch) at every
+    /// batched evaluation round; NaN once a member has stopped.
+    pub loss: Array2<f64>,
+}
+
+/// A batched SVGP fit.
+///
+/// # Parameters
+/// | name         | default                      | purpose |
+/// |--------------|------------------------------|---------|
+/// | kernel       | rbf                          | the covariance kernel |
+/// | num_inducing | min(N, 64)                   | M, inducing points per member (without `init`) |
+/// | init         | k-means++ Z, q = N(0, I), the exact GP's data-driven hyperparameters | starting parameters |
+/// | priors       | none                         | MAP priors on the hyperparameters |
+/// | fix          | nothing                      | hyperparameter kinds held at their start; [`SvgpFitRequest::fix_inducing`] holds Z |
+/// | optimizer    | Adam                         | Adam (the SVGP notebook's) or L-BFGS (full batch only) |
+/// | steps        | 1000                         | iterations per member |
+/// | learning_rate| 0.05                         | Adam's step |
+/// | batch_size   | none (full data)             | mini-batch size S per member (Adam only) |
+/// | gtol, ftol   | 1e-6, 1e-12                  | convergence tests, as for exact fits |
+/// | seed         | 0                            | k-means++ and mini-batches |
+pub struct SvgpFitRequest<'a> {
+    data: &'a Dataset,
+    kernel: Kernel,
+    num_inducing: Option<usize>,
+    init: Option<SvgpParams>,
+    priors: Priors,
+    fixed: Vec<Target>,
+    fix_inducing: bool,
+    optimizer: Optimizer,
+    steps: usize,
+    learning_rate: f64,
+    batch_size: Option<usize>,
+    gtol: f64,
+    ftol: f64,
+    seed: u64,
+    first_member: u64,
+    choice: BackendChoice,
+    backend: Option<&'a dyn Backend>,
+    precision: Precision,
+    observer: Option<&'a mut dyn FitObserver>,
+}
+
+impl<'a> SvgpFitRequest<'a> {
+    pub fn new(data: &'a Dataset) -> Self {
+        SvgpFitRequest {
+            data,
+            kernel: Kernel::Rbf,
+            num_inducing: None,
+            init: None,
+            priors: Priors::none(),
+            fixed: Vec::new(),
+            fix_inducing: false,
+            optimizer: Optimizer::Adam,
+            steps: 1000,
+            learning_rate: 0.05,
+            batch_size: None,
+            gtol: 1e-6,
+            ftol: 1e-12,
+            seed: 0,
+            first_member: 0,
+            choice: BackendChoice::Auto,
+            backend: None,
+            precision: Precision::F64,
+            observer: None,
+        }
+    }
+    pub fn kernel(mut self, kernel: Kernel) -> Self {
+        self.kernel = kernel;
+        self
+    }
+    pub fn num_inducing(mut self, m: usize) -> Self {
+        self.num_inducing = Some(m);
+        self
+    }
+    pub fn init(mut self, params: &SvgpParams) -> Self {
+        self.init = Some(params.clone());
+        self
+    }
+    pub fn priors(mut self, priors: &Priors) -> Self {
+        self.priors = priors.clone();
+        self
+    }
+    /// Holds one kind of hyperparameter at its starting value.
+    pub fn fix(mut self, target: Target) -> Self {
+        self.fixed.push(target);
+        self
+    }
+    /// Holds the inducing inputs Z at their starting values.
+    pub fn fix_inducing(mut self, on: bool) -> Self {
+        self.fix_inducing = on;
+        self
+    }
+    pub fn optimizer(mut self, o: Optimizer) -> Self {
+        self.optimizer = o;
+        self
+    }
+    pub fn steps(mut self, t: usize) -> Self {
+        self.steps = t;
+        self
+    }
+    pub fn learning_rate(mut self, lr: f64) -> Self {
+        self.learning_rate = lr;
+        self
+    }
+    pub fn batch_size(mut self, s: usize) -> Self {
+        self.batch_size = Some(s);
+        self
+    }
+    pub fn tolerances(mut self, gtol: f64, ftol: f64) -> Self {
+        self.gtol = gtol;
+        self.ftol = ftol;
+        self
+    }
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// The index of this batch's first member in a larger batch split into chunks (k-means++
+    /// and mini-batch streams then match the whole batch's).
+    pub fn first_member(mut self, index: u64) -> Self {
+        self.first_member = index;
+        self
+    }
+    pub fn backend(mut self, choice: BackendChoice) -> Self {
+        self.choice = choice;
+        self
+    }
+    pub fn on(mut self, be: &'a dyn Backend) -> Self {
+        self.backend = Some(be);
+        self
+    }
+    pub fn precision(mut self, p: Precision) -> Self {
+        self.precision = p;
+        self
+    }
+    pub fn observer(mut self, o: &'a mut dyn FitObserver) -> Self {
+        self.observer = Some(o);
+        self
+    }
+
+    fn check_options(&self) -> Result<()> {
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            return Err(Error::option("learning_rate", "must be > 0"));
+        }
+        if self.gtol.is_nan() || self.gtol <= 0.0 || self.ftol.is_nan() || self.ftol < 0.0 {
+            return Err(Error::option("tolerances", "need gtol > 0 and ftol >= 0"));
+        }
+        if self.batch_size == Some(0) {
+            return Err(Error::option("batch_size", "must be >= 1"));
+        }
+        if self.batch_size.is_some() && self.optimizer == Optimizer::Lbfgs {
+            return Err(Error::option(
+                "batch_size",
+                "mini-batches need the adam optimizer (L-BFGS assumes a deterministic objective)",
+            ));
+        }
+        if self.num_inducing == Some(0) {
+            return Err(Error::option("inducing", "must be >= 1"));
+        }
+        if self.fixed.contains(&Target::Alpha) && !self.kernel.has_alpha() {
+            return Err(Error::option("fix", format!("alpha is not a hyperparameter of the {} kernel", self.kernel)));
+        }
+        if self.priors.alpha.is_some() && !self.kernel.has_alpha() {
+            return Err(Error::InvalidPrior {
+                target: "alpha".into(),
+                reason: format!("the {} kernel has no alpha", self.kernel),
+            });
+        }
+        Ok(())
+    }
+
+    /// The starting parameters: `init`, or k-means++ Z, q = N(0, I) and the exact GP's start.
+    fn start(&self) -> Result<SvgpParams> {
+        let (b, n, d) = (self.data.batch_size(), self.data.n_points(), self.data.n_dims());
+        match &self.init {
+            Some(p) => {
+                if p.kernel() != self.kernel {
+                    return Err(Error::option(
+                        "init",
+                        format!("holds {} parameters for a fit of the {} kernel", p.kernel(), self.kernel),
+                    ));
+                }
+                p.validate(b, d)?;
+                Ok(p.clone())
+            }
+            None => {
+                let m = self.num_inducing.unwrap_or(n.min(64)).max(1);
+                let z = init_inducing(self.data, m, self.seed, self.first_member);
+                let hyp = super::FitRequest::default_init(self.data).with_kernel(self.kernel);
+                Ok(SvgpParams::whitened_prior(z, hyp))
+            }
+        }
+    }
+
+    /// Runs the fit.
+    ///
+    /// # Errors
+    /// Invalid init, priors or options; an unavailable backend; [`Error::Interrupted`].
+    pub fn run(mut self) -> Result<SvgpFitResult> {
+        self.check_options()?;
+        let data = self.data;
+        let (b, d) = (data.batch_size(), data.n_dims());
+        let start = self.start()?;
+        let m = start.n_inducing();
+        let layout = SvgpLayout::new(self.kernel, d, m);
+        let mut priors = self.priors.resolve(b, d)?;
+        for t in Target::ALL {
+            priors.hold(t, |_| self.fixed.contains(&t));
+        }
+        let mut owned = None;
+        let be = backend::given_or_select(self.backend, self.choice, &mut owned)?;
+        let units = Units::of(data);
+        let maps: Vec<Vec<Map>> = (0..b).map(|e| self.maps(layout, &start, &priors, &units, e)).collect();
+        let mut states: Vec<Box<dyn MemberOptimizer>> = (0..b)
+            .map(|e| -> Box<dyn MemberOptimizer> {
+                let u: Vec<f64> = (0..layout.len()).map(|c| maps[e][c].u(read(&start, layout, e, c))).collect();
+                if data.n_observed(e) == 0 {
+                    return Box::new(NotRun(u));
+                }
+                let free: Vec<bool> = maps[e].iter().map(|m| m.free()).collect();
+                let lower = vec![f64::NEG_INFINITY; layout.len()];
+                let upper: Vec<f64> = (0..layout.len())
+                    .map(|c| match (layout.entry(c), maps[e][c]) {
+                        (SvgpEntry::Hyper(Target::Alpha, _), Map::Log { scale }) => (ALPHA_MAX / scale).ln(),
+                        _ => f64::INFINITY,
+                    })
+                    .collect();
+                match self.optimizer {
+                    Optimizer::Lbfgs => Box::new(Lbfgs {
+                        state: LbfgsState::new(u, free, 10).with_bounds(lower, upper),
+                        gtol: self.gtol,
+                        ftol: self.ftol,
+                        max_iter: self.steps,
+                    }),
+                    Optimizer::Adam => Box::new(Adam {
+                        state: AdamState::new(u, free, self.learning_rate).with_bounds(lower, upper),
+                        gtol: self.gtol,
+                        max_iter: self.steps,
+                    }),
+                }
+            })
+            .collect();
+        let mut objective = SvgpObjective {
+            backend: be,
+            data,
+            layout,
+            maps: &maps,
+            priors,
+            current: start,
+            opts: ElboOptions::new(self.precision),
+            batch_size: self.batch_size,
+            rngs: (0..b)
+                .map(|e| {
+                    let mut r = ChaCha8Rng::seed_from_u64(self.seed ^ 0x5eed_ba7c);
+                    r.set_stream(self.first_member + e as u64);
+                    r
+                })
+                .collect(),
+            loss: Vec::new(),
+        };
+        let snapshot = |states: &driver::Members| {
+            let mut h = objective_hyp(self.kernel, b, d);
+            for (e, st) in states.iter().enumerate() {
+                let u = st.point().0;
+                for c in 0..layout.hyp.len() {
+                    let (t, k) = layout.hyp.coordinate(c);
+                    h.set(t, e, k, maps[e][c].theta(u[c]));
+                }
+            }
+            h
+        };
+        let observer = self.observer.take();
+        driver::drive(&mut objective, &mut states, observer.map(|o| &mut *o), &snapshot)?;
+        objective.fold(&states)
+    }
+
+    /// Member e's coordinate maps.
+    fn maps(
+        &self,
+        layout: SvgpLayout,
+        start: &SvgpParams,
+        priors: &ResolvedPriors,
+        units: &Units,
+        e: usize,
+    ) -> Vec<Map> {
+        (0..layout.len())
+            .map(|c| match layout.entry(c) {
+                SvgpEntry::Hyper(t, k) => {
+                    if self.fixed.contains(&t) {
+                        Map::Fixed { value: start.hyp.get(t, e, k) }
+                    } else if let Some((low, high)) = priors.bounds(t, e, k) {
+                        Map::Sigmoid { low, high }
+                    } else {
+                        units.map(t, e, k)
+                    }
+                }
+                SvgpEntry::Z(j, k) => {
+                    if self.fix_inducing {
+                        Map::Fixed { value: start.z[[e, j, k]] }
+                    } else {
+                        let mean = self.data.observed(e).iter().map(|&i| self.data.x().member(e)[[i, k]]).sum::<f64>()
+                            / self.data.n_observed(e).max(1) as f64;
+                        Map::Affine { offset: if mean.is_finite() { mean } else { 0.0 }, scale: units.x_scale[[e, k]] }
+                    }
+                }
+                SvgpEntry::QMu(_) | SvgpEntry::QSqrt(..) => Map::Affine { offset: 0.0, scale: 1.0 },
+            })
+            .collect()
+    }
+}
+
+fn objective_hyp(kernel: Kernel, b: usize, d: usize) -> Hyperparameters {
+    Hyperparameters::broadcast(b, &vec![1.0; d], 1.0, 1.0, 0.0).with_kernel(kernel)
+}
+
+/// The natural value of entry c of member e.
+fn read(p: &SvgpParams, layout: SvgpLayout, e: usize, c: usize) -> f64 {
+    match layout.entry(c) {
+        SvgpEntry::Hyper(t, k) => p.hyp.get(t, e, k),
+        SvgpEntry::Z(j, k) => p.z[[e, j, k]],
+        SvgpEntry::QMu(j) => p.q_mu[[e, j]],
+        SvgpEntry::QSqrt(i, j) => p.q_sqrt[[e, i, j]],
+    }
+}
+
+/// Writes the natural value of entry c of member e.
+fn write(p: &mut SvgpParams, layout: SvgpLayout, e: usize, c: usize, v: f64) {
+    match layout.entry(c) {
+        SvgpEntry::Hyper(t, k) => p.hyp.set(t, e, k, v),
+        SvgpEntry::Z(j, k) => p.z[[e, j, k]] = v,
+        SvgpEntry::QMu(j) => p.q_mu[[e, j]] = v,
+        SvgpEntry::QSqrt(i, j) => p.q_sqrt[[e, i, j]] = v,
+    }
+}
+
+/// The SVGP objective of every member.
+struct SvgpObjective<'a> {
+    backend: &'a dyn Backend,
+    data: &'a Dataset,
+    layout: SvgpLayout,
+    maps: &'a [Vec<Map>],
+    priors: ResolvedPriors,
+    /// Natural values of every member at its last evaluated point.
+    current: SvgpParams,
+    opts: ElboOptions,
+    batch_size: Option<usize>,
+    rngs: Vec<ChaCha8Rng>,
+    /// One row per evaluation round.
+    loss: Vec<Vec<f64>>,
+}
+
+impl SvgpObjective<'_> {
+    fn load(&mut self, active: &[usize], points: &[&[f64]]) {
+        for (&e, u) in active.iter().zip(points) {
+            for (c, (ui, map)) in u.iter().zip(&self.maps[e]).enumerate() {
+                write(&mut self.current, self.layout, e, c, map.theta(*ui));
+            }
+        }
+    }
+
+    /// The mini-batch of the listed members: a dataset of their drawn points (padded with a
+    /// mask to the largest draw) and each one's scale n / S.
+    fn mini_batch(&mut self, active: &[usize], s: usize) -> Result<(Dataset, Vec<f64>)> {
+        let (d, data) = (self.data.n_dims(), self.data);
+        let picks: Vec<Vec<usize>> = active
+            .iter()
+            .map(|&e| {
+                let mut obs = data.observed(e);
+                if obs.len() > s {
+                    // Partial Fisher-Yates: the first s entries are a uniform draw.
+                    for i in 0..s {
+                        let j = self.rngs[e].random_range(i..obs.len());
+                        obs.swap(i, j);
+                    }
+                    obs.truncate(s);
+                    obs.sort_unstable();
+                }
+                obs
+            })
+            .collect();
+        let width = picks.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        let k = active.len();
+        let mut x = Array3::zeros((k, width, d));
+        let mut y = Array2::zeros((k, width));
+        let mut mask = Array2::from_elem((k, width), false);
+        let mut yvar = data.yvar().map(|_| Array2::zeros((k, width)));
+        let mut scale = Vec::with_capacity(k);
+        for (r, (&e, pick)) in active.iter().zip(&picks).enumerate() {
+            let xe = data.x().member(e);
+            for (slot, &i) in pick.iter().enumerate() {
+                x.index_axis_mut(Axis(0), r).row_mut(slot).assign(&xe.row(i));
+                y[[r, slot]] = data.y()[[e, i]];
+                mask[[r, slot]] = true;
+                if let Some(v) = yvar.as_mut() {
+                    v[[r, slot]] = data.yvar_at(e, i);
+                }
+            }
+            let n = data.n_observed(e);
+            scale.push(if pick.is_empty() { 1.0 } else { n as f64 / pick.len() as f64 });
+        }
+        let mut sub = Dataset::with_mask(Inputs::Batched(x), y, Some(mask))?;
+        if let Some(v) = yvar {
+            sub = sub.with_yvar(v)?;
+        }
+        Ok((sub, scale))
+    }
+
+    /// ELBO of the listed members at their loaded values: on a mini-batch when asked and any
+    /// listed member has more points than the batch size.
+    fn elbo(&mut self, active: &[usize], gradient: bool, full: bool) -> Result<crate::svgp::ElboReport> {
+        let opts = ElboOptions { gradient, ..self.opts };
+        let s = self.batch_size.filter(|&s| !full && active.iter().any(|&e| self.data.n_observed(e) > s));
+        let raw = match s {
+            Some(s) => {
+                let (sub, scale) = self.mini_batch(active, s)?;
+                let params = self.current.select(active);
+                self.backend.elbo(&sub, &params, None, Some(&scale), &opts)?
+            }
+            None => self.backend.elbo(self.data, &self.current, Some(active), None, &opts)?,
+        };
+        Ok(crate::svgp::combine(raw, &self.priors, &self.current.hyp, Some(active)))
+    }
+
+    /// The kept point of every member, reported on the full data.
+    fn fold(&mut self, states: &[Box<dyn MemberOptimizer>]) -> Result<SvgpFitResult> {
+        let b = states.len();
+        let all: Vec<usize> = (0..b).collect();
+        let points: Vec<&[f64]> = states.iter().map(|s| s.point().0).collect();
+        self.load(&all, &points);
+        let r = self.elbo(&all, false, true)?;
+        let mut params = self.current.clone();
+        let nan = f64::NAN;
+        let mut res = SvgpFitResult {
+            params: params.clone(),
+            elbo: r.elbo.clone(),
+            log_prior: r.log_prior.clone(),
+            objective: r.objective.clone(),
+            status: r.status.clone(),
+            reason: vec![Termination::Failed; b],
+            jitter: r.jitter.clone(),
+            iterations: Array1::zeros(b),
+            loss: Array2::from_shape_fn((self.loss.len(), b), |(t, e)| self.loss[t][e]),
+        };
+        for e in 0..b {
+            let reason = states[e].termination().unwrap_or(Termination::Failed);
+            res.reason[e] = reason;
+            res.iterations[e] = states[e].iterations();
+            res.status[e] = match (r.status[e], reason) {
+                (Status::Empty, _) | (_, Termination::NoData) => Status::Empty,
+                (Status::Failed, _) | (_, Termination::Failed) => Status::Failed,
+                (_, Termination::IterationLimit | Termination::LineSearchStalled) => Status::MaxIter,
+                (st, _) => st,
+            };
+            if res.status[e] == Status::Failed || res.status[e] == Status::Empty {
+                for t in Target::ALL {
+                    for k in 0..self.layout.hyp.width(t) {
+                        if self.layout.hyp.has(t) {
+                            params.hyp.set(t, e, k, nan);
+                        }
+                    }
+                }
+                res.elbo[e] = nan;
+                res.objective[e] = nan;
+                res.log_prior[e] = nan;
+            }
+        }
+        res.params = params;
+        Ok(res)
+    }
+}
+
+impl BatchObjective for SvgpObjective<'_> {
+    fn members(&self) -> usize {
+        self.current.batch_size()
+    }
+
+    fn evaluate(&mut self, active: &[usize], points: &[&[f64]]) -> Result<Vec<MemberEval>> {
+        self.load(active, points);
+        let r = self.elbo(active, true, false)?;
+        let g = r.gradient.as_ref().expect("gradient asked");
+        let p = self.layout.len();
+        let mut row = vec![f64::NAN; self.members()];
+        let evals = active
+            .iter()
+            .enumerate()
+            .map(|(i, &e)| {
+                if r.status[i] == Status::Failed {
+                    return MemberEval {
+                        f: f64::INFINITY,
+                        grad: vec![f64::NAN; p],
+                        status: Status::Failed,
+                        jitter: r.jitter[i],
+                    };
+                }
+                let grad: Vec<f64> = (0..p)
+                    .map(|c| {
+                        let map = self.maps[e][c];
+                        let theta = read(&self.current, self.layout, e, c);
+                        match self.layout.entry(c) {
+                            SvgpEntry::Hyper(t, k) => -map.grad_u(t.positive(), theta, g.hyp.get(t, i, k)),
+                            SvgpEntry::Z(j, k) => -map.grad_u(false, theta, g.z[[i, j, k]]),
+                            SvgpEntry::QMu(j) => -map.grad_u(false, theta, g.q_mu[[i, j]]),
+                            SvgpEntry::QSqrt(a, bb) => -map.grad_u(false, theta, g.q_sqrt[[i, a, bb]]),
+                        }
+                    })
+                    .collect();
+                row[e] = -r.objective[i];
+                MemberEval { f: -r.objective[i], grad, status: r.status[i], jitter: r.jitter[i] }
+            })
+            .collect();
+        self.loss.push(row);
+        Ok(evals)
+    }
+}
