@@ -7,6 +7,7 @@
 use crate::data::{Dataset, Hyperparameters, Inputs};
 use crate::error::{Error, Result};
 use crate::kernel::Kernel;
+use crate::svgp::SvgpParams;
 use ndarray::{Array1, Array2, Array3, ArrayD, Ix1, Ix2, Ix3};
 use ndarray_npy::npy::header::Header;
 use ndarray_npy::{ReadNpyError, ReadNpyExt, WriteNpyExt};
@@ -398,6 +399,34 @@ pub fn read_params_with_kernel(path: &str, b: usize, d: usize, kernel: Option<Ke
     Ok(h)
 }
 
+/// Whether a parameters file holds SVGP parameters (it has `z`).
+pub fn is_svgp_params(path: &str) -> Result<bool> {
+    Ok(Npz::open(path)?.has("z"))
+}
+
+/// Reads SVGP parameters (docs/design.md section 11): z (B, M, D), q_mu (B, M), q_sqrt
+/// (B, M, M; entries above the diagonal ignored) and the hyperparameters in log form, as
+/// [`read_params_with_kernel`] reads them. B and D come from z; `expect` (B, D), when given,
+/// is checked against them (the data's).
+///
+/// # Errors
+/// Missing arrays, shapes that disagree, non-finite values (naming the member and index).
+pub fn read_svgp_params(path: &str, expect: Option<(usize, usize)>, kernel: Option<Kernel>) -> Result<SvgpParams> {
+    let mut f = Npz::open(path)?;
+    let z: Array3<f64> = dim::<Ix3>(f.get("z")?, "z", "(B, M, D)")?;
+    let (b, m, d) = z.dim();
+    if let Some((eb, ed)) = expect {
+        if (eb, ed) != (b, d) {
+            return Err(Error::shape("z", format!("({eb}, M, {ed}) (the data's B and D)"), z.shape()));
+        }
+    }
+    let q_mu: Array2<f64> = dim::<Ix2>(f.get("q_mu")?, "q_mu", &format!("({b}, {m})"))?;
+    let q_sqrt: Array3<f64> = dim::<Ix3>(f.get("q_sqrt")?, "q_sqrt", &format!("({b}, {m}, {m})"))?;
+    drop(f);
+    let hyp = read_params_with_kernel(path, b, d, kernel)?;
+    SvgpParams::new(z, q_mu, q_sqrt, hyp)
+}
+
 /// One entry of an [`NpzOut`].
 enum Entry {
     Array(ArrayD<f64>),
@@ -443,6 +472,15 @@ impl NpzOut {
             self.add1("log_alpha", a.mapv(f64::ln));
         }
         self
+    }
+    /// Adds SVGP parameters: the hyperparameters as [`NpzOut::add_params`], then z, q_mu and
+    /// q_sqrt (its lower triangle; zeros above).
+    pub fn add_svgp(&mut self, p: &SvgpParams) -> &mut Self {
+        self.add_params(&p.hyp);
+        self.add3("z", p.z.clone());
+        self.add2("q_mu", p.q_mu.clone());
+        let q = Array3::from_shape_fn(p.q_sqrt.dim(), |(b, i, j)| if j <= i { p.q_sqrt[[b, i, j]] } else { 0.0 });
+        self.add3("q_sqrt", q)
     }
     /// Writes the file (uncompressed, as `np.savez`).
     pub fn write(&self, path: &str) -> Result<()> {

@@ -4,9 +4,14 @@
 //! output never overwrites an input.
 
 use batchgp::backend::{self, Backend, BackendChoice, PredictOptions};
-use batchgp::io::{read_data, read_params_with_kernel as read_params, read_test, status_array, Npz, NpzOut};
+use batchgp::io::{
+    is_svgp_params, read_data, read_params_with_kernel as read_params, read_svgp_params, read_test, status_array, Npz,
+    NpzOut,
+};
+use batchgp::svgp::ElboRequest;
 use batchgp::{
-    Error, FitRequest, FitResult, Kernel, MllRequest, Optimizer, Precision, Priors, ProgressBarObserver, Status, Target,
+    Error, FitRequest, FitResult, Kernel, MllRequest, Optimizer, Precision, Priors, ProgressBarObserver, Status,
+    SvgpFitRequest, Target,
 };
 use clap::{Args, CommandFactory, Parser, Subcommand};
 use ndarray::ArrayD;
@@ -85,6 +90,31 @@ enum Command {
         #[command(flatten)]
         compute: Compute,
     },
+    /// SVGP ELBO, log prior, objective and its gradient at given SVGP parameters
+    /// (docs/design.md section 11).
+    #[command(allow_negative_numbers = true)]
+    Elbo {
+        /// Training data: x (B, N, D) or (N, D), y (B, N), optional mask (B, N) of 0/1, optional
+        /// known noise variances yvar (B, N).
+        #[arg(long, value_name = "D.npz")]
+        data: String,
+        /// SVGP parameters: z (B, M, D), q_mu (B, M), q_sqrt (B, M, M) and the hyperparameters
+        /// in log form, as `fit --model svgp` writes them.
+        #[arg(long, value_name = "S.npz")]
+        params: String,
+        /// Priors (TOML) on the hyperparameters, as for mll.
+        #[arg(long, value_name = "P.toml")]
+        priors: Option<String>,
+        /// Output: elbo, log_prior, objective, status, jitter and the objective's gradient
+        /// (grad_z, grad_q_mu, grad_q_sqrt, grad_log_lengthscale, ...).
+        #[arg(long, value_name = "O.npz")]
+        out: String,
+        /// Time R evaluations after one warm-up; their wall times go to `seconds` (R,).
+        #[arg(long, default_value_t = 0, value_name = "R", value_parser = parse_count)]
+        repeat: usize,
+        #[command(flatten)]
+        compute: Compute,
+    },
     /// Fit every member (MAP with priors, else maximum likelihood).
     #[command(allow_negative_numbers = true)]
     Fit {
@@ -101,12 +131,30 @@ enum Command {
         #[arg(long, value_name = "P.toml")]
         priors: Option<String>,
         /// Hyperparameters held at their initial value, comma-separated: lengthscale,
-        /// outputscale, noise, mean, alpha.
+        /// outputscale, noise, mean, alpha, and z (the inducing inputs) for --model svgp.
         #[arg(long, value_delimiter = ',', value_name = "KINDS")]
         fix: Vec<String>,
-        /// Optimiser: lbfgs (batched L-BFGS) or adam.
-        #[arg(long, default_value = "lbfgs", value_parser = ["lbfgs", "adam"])]
-        optimizer: String,
+        /// The model: exact (exact GPs) or svgp (sparse variational GPs; --init then takes an
+        /// S.npz and the output is one).
+        #[arg(long, default_value = "exact", value_parser = ["exact", "svgp"])]
+        model: String,
+        /// svgp: inducing points per member, chosen by k-means++ on each member's x (without
+        /// --init). Default min(N, 64).
+        #[arg(long, value_name = "M", value_parser = parse_count)]
+        inducing: Option<usize>,
+        /// svgp: mini-batch size per member and step (Adam only); the data term is scaled by
+        /// n / S. Default: the full data.
+        #[arg(long, value_name = "S", value_parser = parse_count)]
+        batch_size: Option<usize>,
+        /// svgp: optimiser steps per member (default 1000).
+        #[arg(long, value_name = "T", value_parser = parse_count)]
+        steps: Option<usize>,
+        /// Adam's learning rate (default 0.1 for exact, 0.05 for svgp).
+        #[arg(long, value_name = "R")]
+        lr: Option<f64>,
+        /// Optimiser: lbfgs (batched L-BFGS) or adam. Default lbfgs for exact, adam for svgp.
+        #[arg(long, value_parser = ["lbfgs", "adam"])]
+        optimizer: Option<String>,
         /// Iterations per member, a whole number >= 0.
         #[arg(long, default_value_t = 1000, value_name = "N", value_parser = parse_count)]
         max_iter: usize,
@@ -120,11 +168,13 @@ enum Command {
         /// HIGH), as scikit-learn's; L-BFGS then runs as L-BFGS-B on a boxed problem.
         #[arg(long, value_name = "LOW,HIGH", allow_hyphen_values = true)]
         bounds: Option<String>,
-        /// Seed of the restarts' spread, a whole number >= 0.
+        /// Seed of the restarts' spread (svgp: of k-means++ and the mini-batches), a whole
+        /// number >= 0.
         #[arg(long, default_value_t = 0, value_name = "SEED", value_parser = parse_seed)]
         seed: u64,
         /// Output: kernel, the parameters (log form), mll, log_prior, objective, status,
-        /// jitter, iterations, seconds.
+        /// jitter, iterations, seconds. svgp: z, q_mu, q_sqrt and the hyperparameters, elbo
+        /// instead of mll, and loss (T, B).
         #[arg(long, value_name = "F.npz")]
         out: String,
         #[command(flatten)]
@@ -134,11 +184,12 @@ enum Command {
     #[command(allow_negative_numbers = true)]
     Predict {
         /// Training data: x (B, N, D) or (N, D), y (B, N), optional mask (B, N) of 0/1, optional
-        /// known noise variances yvar (B, N).
+        /// known noise variances yvar (B, N). Not needed for SVGP parameters.
         #[arg(long, value_name = "D.npz")]
-        data: String,
+        data: Option<String>,
         /// Hyperparameters: log_lengthscale (B, D), log_outputscale (B,), log_noise (B,), mean
-        /// (B,), log_alpha (B,) for rq, optional kernel (a fit's output is one).
+        /// (B,), log_alpha (B,) for rq, optional kernel (a fit's output is one); or SVGP
+        /// parameters (an S.npz, with z), whose posterior needs no data.
         #[arg(long, value_name = "P.npz")]
         params: String,
         /// Test inputs: x (M, D) shared by every member, or (B, M, D).
@@ -472,11 +523,58 @@ fn run(cli: Cli) -> batchgp::Result<()> {
             eprintln!("{line}");
             Ok(())
         }
+        Command::Elbo { data, params, priors, out, repeat, compute } => {
+            check_out(&out, &[("--data", Some(&data)), ("--params", Some(&params)), ("--priors", priors.as_deref())])?;
+            let kernel = compute.kernel()?;
+            let (be, precision) = setup(&compute.common)?;
+            let data = read_data(&data)?;
+            let params = read_svgp_params(&params, Some((data.batch_size(), data.n_dims())), kernel)?;
+            let priors = read_priors(&priors)?;
+            let request = || ElboRequest::new(&data, &params).priors(&priors).on(be.as_ref()).precision(precision);
+            let t = Instant::now();
+            let r = request().run()?;
+            let secs = t.elapsed().as_secs_f64();
+            let mut seconds = Vec::with_capacity(repeat);
+            for _ in 0..repeat {
+                let t = Instant::now();
+                std::hint::black_box(request().run()?);
+                seconds.push(t.elapsed().as_secs_f64());
+            }
+            let line = one_line("elbo", &r.status, secs, be.as_ref(), precision, params.kernel());
+            let g = r.gradient.expect("gradient requested");
+            let mut o = NpzOut::new();
+            o.add1("elbo", r.elbo)
+                .add1("log_prior", r.log_prior)
+                .add1("objective", r.objective)
+                .add1("status", status_array(&r.status))
+                .add1("jitter", r.jitter)
+                .add3("grad_z", g.z)
+                .add2("grad_q_mu", g.q_mu)
+                .add3("grad_q_sqrt", g.q_sqrt)
+                .add2("grad_log_lengthscale", g.hyp.log_lengthscale)
+                .add1("grad_log_outputscale", g.hyp.log_outputscale)
+                .add1("grad_log_noise", g.hyp.log_noise)
+                .add1("grad_mean", g.hyp.mean);
+            if let Some(a) = g.hyp.log_alpha {
+                o.add1("grad_log_alpha", a);
+            }
+            if repeat > 0 {
+                o.add1("seconds", seconds.into());
+            }
+            o.write(&out)?;
+            eprintln!("{line}");
+            Ok(())
+        }
         Command::Fit {
             data,
             init,
             priors,
             fix,
+            model,
+            inducing,
+            batch_size,
+            steps,
+            lr,
             optimizer,
             max_iter,
             restarts,
@@ -488,10 +586,34 @@ fn run(cli: Cli) -> batchgp::Result<()> {
         } => {
             check_out(&out, &[("--data", Some(&data)), ("--init", init.as_deref()), ("--priors", priors.as_deref())])?;
             let kernel = compute.kernel()?;
-            let optimizer_name = optimizer.clone();
-            let optimizer: Optimizer = optimizer.parse()?;
+            let svgp = model == "svgp";
+            let optimizer_name = optimizer.unwrap_or_else(|| if svgp { "adam" } else { "lbfgs" }.to_string());
+            let optimizer: Optimizer = optimizer_name.parse()?;
+            if let Some(lr) = lr {
+                if !(lr > 0.0 && lr.is_finite()) {
+                    return Err(option_error("lr", format!("must be > 0, got {lr}")));
+                }
+            }
+            if !svgp {
+                for (flag, given) in [
+                    ("--inducing", inducing.is_some()),
+                    ("--batch-size", batch_size.is_some()),
+                    ("--steps", steps.is_some()),
+                ] {
+                    if given {
+                        return Err(option_error(
+                            &flag[2..],
+                            format!("{flag} needs --model svgp (exact fits take --max-iter)"),
+                        ));
+                    }
+                }
+            }
+            let fix_z = fix.iter().any(|f| f.trim() == "z");
+            if fix_z && !svgp {
+                return Err(option_error("fix", "z (the inducing inputs) needs --model svgp"));
+            }
             let mut fixed = Vec::new();
-            for f in fix.iter().map(|f| f.trim()).filter(|f| !f.is_empty()) {
+            for f in fix.iter().map(|f| f.trim()).filter(|f| !f.is_empty() && *f != "z") {
                 fixed.push(Target::from_name(f).ok_or_else(|| {
                     option_error(
                         "fix",
@@ -514,6 +636,65 @@ fn run(cli: Cli) -> batchgp::Result<()> {
             let (be, precision) = setup(&compute.common)?;
             let data = read_data(&data)?;
             let priors = read_priors(&priors)?;
+            if svgp {
+                if restarts > 0 || bounds.is_some() || standardize {
+                    return Err(option_error("model", "--restarts, --bounds and --standardize are for exact fits"));
+                }
+                let init = match &init {
+                    Some(p) => Some(read_svgp_params(p, Some((data.batch_size(), data.n_dims())), kernel)?),
+                    None => None,
+                };
+                let kernel = init.as_ref().map(|p| p.kernel()).or(kernel).unwrap_or_default();
+                let mut observer = ProgressBarObserver::new();
+                let mut req = SvgpFitRequest::new(&data)
+                    .kernel(kernel)
+                    .priors(&priors)
+                    .optimizer(optimizer)
+                    .steps(steps.unwrap_or(1000))
+                    .fix_inducing(fix_z)
+                    .seed(seed)
+                    .on(be.as_ref())
+                    .precision(precision);
+                for t in fixed {
+                    req = req.fix(t);
+                }
+                if let Some(p) = &init {
+                    req = req.init(p);
+                }
+                if let Some(m) = inducing {
+                    req = req.num_inducing(m);
+                }
+                if let Some(sz) = batch_size {
+                    req = req.batch_size(sz);
+                }
+                if let Some(lr) = lr {
+                    req = req.learning_rate(lr);
+                }
+                let t = Instant::now();
+                let r = req.observer(&mut observer).run()?;
+                let secs = t.elapsed().as_secs_f64();
+                let mut o = NpzOut::new();
+                o.add_svgp(&r.params)
+                    .add1("elbo", r.elbo.clone())
+                    .add1("log_prior", r.log_prior.clone())
+                    .add1("objective", r.objective.clone())
+                    .add1("status", status_array(&r.status))
+                    .add1("jitter", r.jitter.clone())
+                    .add1("iterations", r.iterations.mapv(|v| v as f64))
+                    .add2("loss", r.loss.clone())
+                    .add1("seconds", ndarray::arr1(&[secs]));
+                o.write(&out)?;
+                eprintln!(
+                    "batchgp fit --model svgp: {} members, M = {}, {}; {} on {} ({}), kernel {kernel}, {optimizer_name}; wrote {out}",
+                    r.status.len(),
+                    r.params.n_inducing(),
+                    status_counts(&r.status),
+                    duration(secs),
+                    be.name(),
+                    precision_name(precision),
+                );
+                return Ok(());
+            }
             let init = match &init {
                 Some(p) => Some(read_params(p, data.batch_size(), data.n_dims(), kernel)?),
                 None => None,
@@ -522,6 +703,7 @@ fn run(cli: Cli) -> batchgp::Result<()> {
             let mut observer = ProgressBarObserver::new();
             let mut req = FitRequest::new(&data)
                 .kernel(kernel)
+                .learning_rate(lr.unwrap_or(0.1))
                 .priors(&priors)
                 .optimizer(optimizer)
                 .max_iter(max_iter)
@@ -560,11 +742,10 @@ fn run(cli: Cli) -> batchgp::Result<()> {
             Ok(())
         }
         Command::Predict { data, params, test, samples, seed, covariance, out, compute } => {
-            check_out(&out, &[("--data", Some(&data)), ("--params", Some(&params)), ("--test", Some(&test))])?;
+            check_out(&out, &[("--data", data.as_deref()), ("--params", Some(&params)), ("--test", Some(&test))])?;
             let kernel = compute.kernel()?;
             let (be, precision) = setup(&compute.common)?;
-            let data = read_data(&data)?;
-            let hyp = read_params(&params, data.batch_size(), data.n_dims(), kernel)?;
+            let svgp = is_svgp_params(&params)?;
             let test = read_test(&test)?;
             let opts = PredictOptions {
                 precision,
@@ -574,9 +755,30 @@ fn run(cli: Cli) -> batchgp::Result<()> {
                 ..Default::default()
             };
             let t = Instant::now();
-            let p = batchgp::predict(be.as_ref(), &data, &hyp, &test, &opts)?;
+            let (p, kernel) = if svgp {
+                // The SVGP posterior needs no data; when given, its B and D must agree.
+                let expect = match &data {
+                    Some(d) => {
+                        let d = read_data(d)?;
+                        Some((d.batch_size(), d.n_dims()))
+                    }
+                    None => None,
+                };
+                let params = read_svgp_params(&params, expect, kernel)?;
+                (batchgp::svgp::predict(be.as_ref(), &params, &test, &opts)?, params.kernel())
+            } else {
+                let data = data.as_deref().ok_or_else(|| Error::Missing {
+                    array: "--data".into(),
+                    context: format!(
+                        " ({params} holds exact GP hyperparameters, whose posterior needs the training data)"
+                    ),
+                })?;
+                let data = read_data(data)?;
+                let hyp = read_params(&params, data.batch_size(), data.n_dims(), kernel)?;
+                (batchgp::predict(be.as_ref(), &data, &hyp, &test, &opts)?, hyp.kernel)
+            };
             let secs = t.elapsed().as_secs_f64();
-            let line = one_line("predict", &p.status, secs, be.as_ref(), precision, hyp.kernel);
+            let line = one_line("predict", &p.status, secs, be.as_ref(), precision, kernel);
             let mut o = NpzOut::new();
             o.add2("mean", p.mean)
                 .add2("var", p.var)

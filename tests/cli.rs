@@ -646,3 +646,98 @@ fn string_entries_match_numpy() {
     zip.finish().unwrap();
     assert_eq!(Npz::open(s(&path)).unwrap().get_string("kernel").unwrap().as_deref(), Some("matern12"));
 }
+
+#[test]
+fn svgp_fit_elbo_predict_round_trip() {
+    let d = dir("svgp");
+    let (data, _) = write_case(&d, None);
+    let (dp, sp, op, pp) = (d.join("D.npz"), d.join("S.npz"), d.join("O.npz"), d.join("P.npz"));
+    let mut t = NpzOut::new();
+    t.add2("x", Array2::from_shape_fn((5, 2), |(i, k)| 0.2 * i as f64 + 0.1 * k as f64));
+    t.write(d.join("T.npz").to_str().unwrap()).unwrap();
+    let o = run(&[
+        "fit",
+        "--model",
+        "svgp",
+        "--data",
+        s(&dp),
+        "--inducing",
+        "4",
+        "--steps",
+        "25",
+        "--lr",
+        "0.02",
+        "--seed",
+        "3",
+        "--fix",
+        "z",
+        "--kernel",
+        "matern32",
+        "--backend",
+        "cpu",
+        "--out",
+        s(&sp),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let params = batchgp::io::read_svgp_params(s(&sp), Some((3, 2)), None).unwrap();
+    assert_eq!(params.kernel(), Kernel::Matern32);
+    assert_eq!(get(&sp, "loss").shape(), &[26, 3]);
+    // z fixed: the k-means++ start of the library with the same seed.
+    let z0 = batchgp::svgp::init_inducing(&data, 4, 3, 0);
+    assert_eq!(params.z, z0);
+    // elbo on the fitted file equals the library and the fit's own report.
+    let o = run(&["elbo", "--data", s(&dp), "--params", s(&sp), "--backend", "cpu", "--out", s(&op)]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lib = batchgp::svgp::ElboRequest::new(&data, &params).backend(BackendChoice::Cpu).run().unwrap();
+    let elbo = get(&op, "elbo");
+    for b in 0..3 {
+        assert_eq!(elbo[b], lib.elbo[b]);
+        assert_close(elbo[b], get(&sp, "elbo")[b], 1e-12, "fit report");
+    }
+    let gq = get(&op, "grad_q_sqrt");
+    assert_eq!(gq.shape(), &[3, 4, 4]);
+    assert_eq!(gq[[0, 0, 3]], 0.0);
+    // predict needs no data for SVGP parameters.
+    let o = run(&[
+        "predict",
+        "--params",
+        s(&sp),
+        "--test",
+        d.join("T.npz").to_str().unwrap(),
+        "--out",
+        s(&pp),
+        "--backend",
+        "cpu",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let test = batchgp::Inputs::Shared(get(&d.join("T.npz"), "x").into_dimensionality().unwrap());
+    let be = batchgp::backend::cpu::CpuBackend::new();
+    let p = batchgp::svgp::predict(&be, &params, &test, &Default::default()).unwrap();
+    assert_eq!(get(&pp, "mean").into_dimensionality::<ndarray::Ix2>().unwrap(), p.mean);
+    // Options that need --model svgp, and an exact predict without data, exit 2.
+    assert_rejected(
+        &run(&["fit", "--data", s(&dp), "--inducing", "4", "--out", s(&op)]),
+        &["--inducing needs --model svgp"],
+    );
+    assert_rejected(
+        &run(&[
+            "fit",
+            "--model",
+            "svgp",
+            "--data",
+            s(&dp),
+            "--batch-size",
+            "4",
+            "--optimizer",
+            "lbfgs",
+            "--out",
+            s(&op),
+        ]),
+        &["batch_size", "adam"],
+    );
+    NpzOut::new().add_params(&params.hyp).write(s(&d.join("H.npz"))).unwrap();
+    assert_rejected(
+        &run(&["predict", "--params", s(&d.join("H.npz")), "--test", s(&d.join("T.npz")), "--out", s(&pp)]),
+        &["--data"],
+    );
+}
