@@ -459,19 +459,36 @@ fn member_elbo<T: Float>(data: &Dataset, params: &SvgpParams, b: usize, c: f64, 
             }
         }
     }
-    for i in 0..n {
+    // The data pairs, a dimension at a time with the inducing index innermost (contiguous):
+    // gw = d/dKzx * s psi, then per dimension sum gw u^2 (lengthscale) and sum_i gw u (z).
+    let mut gw = vec![0.0; m * n];
+    for ((o, g), (w, k)) in gw.iter_mut().zip(&gzx).zip(wzx.iter().zip(&kzx)) {
+        let g = g.to_f64();
+        g_log_s += g * k.to_f64();
+        *o = g * w.to_f64();
+    }
+    if let Some(da) = &dazx {
+        g_log_alpha += gzx.iter().zip(da).map(|(g, a)| g.to_f64() * a.to_f64()).sum::<f64>();
+    }
+    let mut gz_k = vec![0.0; m];
+    let mut ls_k = vec![0.0; m];
+    for k in 0..d {
+        let zk: Vec<f64> = ind.zs[k * m..(k + 1) * m].iter().map(|v| v.to_f64()).collect();
+        gz_k.fill(0.0);
+        ls_k.fill(0.0);
+        for i in 0..n {
+            let xi = xs[k * n + i].to_f64();
+            let gwi = &gw[i * m..(i + 1) * m];
+            for (((gz, lsum), w), z) in gz_k.iter_mut().zip(ls_k.iter_mut()).zip(gwi).zip(&zk) {
+                let u = xi - z;
+                let wu = w * u;
+                *gz += wu;
+                *lsum += wu * u;
+            }
+        }
+        g_ls[k] += ls_k.iter().sum::<f64>();
         for j in 0..m {
-            let g = gzx[i * m + j].to_f64();
-            g_log_s += g * kzx[i * m + j].to_f64();
-            let gw = g * wzx[i * m + j].to_f64();
-            for k in 0..d {
-                let u = xs[k * n + i].to_f64() - ind.zs[k * m + j].to_f64();
-                g_ls[k] += gw * u * u;
-                g_z[j * d + k] += gw * u / ls[k];
-            }
-            if let Some(da) = &dazx {
-                g_log_alpha += g * da[i * m + j].to_f64();
-            }
+            g_z[j * d + k] += gz_k[j] / ls[k];
         }
     }
     let layout = Layout::new(hyp.kernel, d);
