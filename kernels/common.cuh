@@ -15,12 +15,16 @@
 
 #include <stdint.h>
 
-// Dynamic shared memory declaration; the host emulation in tests/cuda_agreement.rs compiles
-// these kernels as C++ with BGP_HOST_EMULATION defined.
+// Shared memory declarations. The host emulation (tests/emulation/harness.cpp, run by
+// tests/cuda_agreement.rs) compiles these kernels as C++ with BGP_HOST_EMULATION defined and
+// defines BGP_STATIC_SHARED itself, giving each emulated block its own bounds-checked copy of
+// every static array (and each block an exactly sized dynamic region behind bgp_smem).
 #ifdef BGP_HOST_EMULATION
 #define BGP_DYNAMIC_SHARED extern
 #else
 #define BGP_DYNAMIC_SHARED extern __shared__
+// A static shared array `T name[count]` of the block.
+#define BGP_STATIC_SHARED(T, name, count) __shared__ T name[count]
 #endif
 
 #define BGP_WARP 32

@@ -515,9 +515,9 @@ __device__ __forceinline__ int warp_elems(int n) {
                               base + (size_t)N * ld + N, bgp_smem, nullptr, nullptr);              \
     }                                                                                              \
     extern "C" __global__ void gp_mll_global_##KN##_##DT(BGP_MLL_PARAMS(T), T* work) {             \
-        __shared__ double scratch[BGP_WARP];                                                       \
-        __shared__ T tile[BGP_TILE_ELEMS];                                                         \
-        __shared__ double kacc[BGP_NB * BGP_NB];                                                   \
+        BGP_STATIC_SHARED(double, scratch, BGP_WARP);                                              \
+        BGP_STATIC_SHARED(T, tile, BGP_TILE_ELEMS);                                                \
+        BGP_STATIC_SHARED(double, kacc, BGP_NB * BGP_NB);                                          \
         const int b = blockIdx.x;                                                                  \
         if (b >= B) return;                                                                        \
         const MllArgs<T> p{BGP_MLL_ARGS};                                                          \
@@ -549,7 +549,7 @@ __device__ __forceinline__ int warp_elems(int n) {
     }                                                                                              \
     extern "C" __global__ void chol_global_##DT(const T* a, const T* jit, int nattempts, int B,    \
                                                 int N, T* out_l, int* out_attempt, T* work) {      \
-        __shared__ T tile[BGP_TILE_ELEMS];                                                         \
+        BGP_STATIC_SHARED(T, tile, BGP_TILE_ELEMS);                                                \
         const int b = blockIdx.x;                                                                  \
         if (b >= B) return;                                                                        \
         const CholArgs<T> p{a, jit, nattempts, B, N, out_l, out_attempt};                          \

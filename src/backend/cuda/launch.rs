@@ -243,6 +243,61 @@ pub(super) fn predict_tiles(m: usize) -> usize {
     m.div_ceil(PREDICT_THREADS as usize).max(1)
 }
 
+/// The launch shapes of the backend, for the host emulation of the kernels
+/// (tests/cuda_agreement.rs, `kernels_in_host_emulation`): it runs every kernel with the grid,
+/// block and exactly the dynamic shared memory these functions give, so that the emulation and
+/// the launches cannot drift apart. Not an API.
+#[doc(hidden)]
+pub mod emulation {
+    use super::{predict_launch, stride_launch, LaunchConfig, Variant};
+
+    /// (grid.x, block.x, dynamic shared memory bytes) of a launch.
+    pub type Shape = (u32, u32, u32);
+
+    fn shape(c: LaunchConfig) -> Shape {
+        (c.grid_dim.0, c.block_dim.0, c.shared_mem_bytes)
+    }
+
+    fn variant(name: &str) -> Variant {
+        match name {
+            "warp" => Variant::Warp,
+            "block" => Variant::Block,
+            "global" => Variant::Global,
+            _ => panic!("no variant {name:?}"),
+        }
+    }
+
+    /// The variant (`warp`, `block` or `global`) the backend picks for order n in elements of
+    /// `sz` bytes on a device with `smem_optin` bytes of opt-in shared memory per block.
+    pub fn select(n: usize, sz: usize, smem_optin: usize) -> &'static str {
+        match Variant::select(n, sz, smem_optin) {
+            Variant::Warp => "warp",
+            Variant::Block => "block",
+            Variant::Global => "global",
+        }
+    }
+
+    /// The launch of a variant's per-member kernels (gp_mll_*, chol_*) for `count` members.
+    pub fn member_launch(name: &str, n: usize, sz: usize, count: usize) -> Shape {
+        shape(variant(name).launch(n, sz, count))
+    }
+
+    /// Elements of the global workspace per member of a variant.
+    pub fn work_per_member(name: &str, n: usize) -> usize {
+        variant(name).work_per_member(n)
+    }
+
+    /// The launch of a grid-stride kernel (gram, predict_cov) over `total` entries.
+    pub fn stride(total: usize) -> Shape {
+        shape(stride_launch(total))
+    }
+
+    /// The launch of predict for `m` test points and `count` members.
+    pub fn predict(m: usize, count: usize) -> Shape {
+        shape(predict_launch(m, count))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -48,6 +48,8 @@ mod mll;
 mod predict;
 
 pub use device::{build_info, embedded_targets, probe, KernelTime};
+#[doc(hidden)]
+pub use launch::emulation;
 
 use super::{Backend, CholeskyBatch, JitterPolicy, MllBatch, MllOptions, PredictOptions, Prediction};
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision};

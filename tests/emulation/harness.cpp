@@ -1,0 +1,872 @@
+// Host emulation of the batchgp CUDA kernels, compiled and run by tests/cuda_agreement.rs
+// (kernels_in_host_emulation). It #includes kernels/*.cu as C++ (BGP_HOST_EMULATION) and runs
+// the launches a plan file lists (argv[1], written by the test from the launch shapes of
+// src/backend/cuda/launch.rs: grid, block and dynamic shared memory bytes), checking every
+// result against a naive dense reference and central differences.
+//
+// Execution model:
+// - every CUDA thread of a block is a fiber (its own stack, switched in user space); the blocks
+//   of a grid run one after another, all threads of a block together;
+// - __syncthreads is a barrier over the block, __syncwarp a barrier over the 32 lanes of the
+//   caller's warp only, and __shfl_sync / __shfl_xor_sync exchange values within the warp only
+//   (one warp barrier each). Every barrier checks that all its participants arrive at the same
+//   kind of sync (a lane at __syncwarp while another is in a shuffle fails), a warp-wide sync or
+//   shuffle (full mask, the only one the kernels use) fails if a lane of the warp has exited,
+//   __syncthreads fails if a thread of the block has exited, and a block whose threads wait at
+//   barriers no one else can reach fails as a deadlock;
+// - between barriers a fiber runs until it blocks; which ready fiber runs next follows the
+//   launch's schedule: the lowest ready thread index first (so warp 0 runs ahead of the others
+//   as far as the barriers let it, and within a warp lane 0 first), the highest first, or seeded
+//   random. The fused kernels run twice under different schedules and must give bit-identical
+//   outputs (they are deterministic by design), and every output is checked against the
+//   reference, so a missing barrier between two threads shows as a difference;
+// - dynamic shared memory (extern bgp_smem) is a fresh allocation of exactly the launch's
+//   shared_mem_bytes per block, static shared arrays (BGP_STATIC_SHARED) are per block as well;
+//   both are filled with NaN bytes first (a read before a write shows as a NaN). Bounds: compiled
+//   with -fsanitize=address (when the compiler has it) every allocation, the global buffers
+//   (exactly sized std::vectors) included, is checked on both sides; without it, shared memory
+//   ends at a PROT_NONE page (reads and writes past the end fault) and the bytes before it are
+//   a canary checked after the block.
+#define BGP_HOST_EMULATION 1
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdarg>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+#include <signal.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#ifdef __SANITIZE_ADDRESS__
+#include <sanitizer/common_interface_defs.h>
+#define BGP_ASAN 1
+#else
+#define BGP_ASAN 0
+#endif
+#if !defined(__x86_64__)
+#include <ucontext.h>
+#endif
+
+using std::exp;
+using std::isfinite;
+using std::log;
+using std::log1p;
+using std::sqrt;
+#define __global__
+#define __device__
+#define __forceinline__ inline
+#define __launch_bounds__(...)
+#define __restrict__
+
+struct dim3_ { unsigned x = 0, y = 0, z = 0; };
+dim3_ threadIdx, blockIdx, blockDim, gridDim;
+
+static std::string g_launch = "(none)";  // what is running, for error messages
+
+[[noreturn]] static void emu_fail(const char* fmt, ...) {
+    fflush(stdout);
+    fprintf(stdout, "EMULATION ERROR in %s, block %u, thread %u: ", g_launch.c_str(), blockIdx.x, threadIdx.x);
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stdout, fmt, ap);
+    va_end(ap);
+    fprintf(stdout, "\n");
+    fflush(stdout);
+    _exit(3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checked memory for shared arrays: exactly `bytes` usable bytes, NaN-filled.
+struct Region {
+    char* ptr = nullptr;
+    size_t bytes = 0;
+    char* base = nullptr;  // mapping (guard-page mode)
+    size_t len = 0;
+};
+static const unsigned char CANARY = 0xA5;
+
+static Region region_alloc(size_t bytes) {
+    Region r;
+    r.bytes = bytes;
+#if BGP_ASAN
+    r.ptr = (char*)malloc(bytes);  // ASan: redzones on both sides, malloc(0) has no usable byte
+    if (!r.ptr) emu_fail("out of memory");
+#else
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    const size_t body = (bytes + page - 1) / page * page + page;  // at least one canary page
+    r.len = body + page;
+    void* m = mmap(nullptr, r.len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) emu_fail("mmap failed");
+    r.base = (char*)m;
+    if (mprotect(r.base + body, page, PROT_NONE) != 0) emu_fail("mprotect failed");
+    r.ptr = (char*)(((uintptr_t)(r.base + body - bytes)) & ~(uintptr_t)7);  // ends at the guard page
+    memset(r.base, CANARY, (size_t)(r.ptr - r.base));
+#endif
+    memset(r.ptr, 0xff, bytes);  // NaN in f32 and f64
+    return r;
+}
+
+static void region_free(Region& r, const char* what) {
+#if BGP_ASAN
+    (void)what;
+    free(r.ptr);
+#else
+    for (char* p = r.base; p < r.ptr; ++p)
+        if ((unsigned char)*p != CANARY) emu_fail("write %td bytes before the start of %s", r.ptr - p, what);
+    munmap(r.base, r.len);
+#endif
+    r = Region{};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Fibers: x86-64 switches stacks with a few instructions, other targets use ucontext.
+#if defined(__x86_64__)
+extern "C" void bgp_emu_switch(void** save_sp, void* to_sp);
+asm(R"(
+    .text
+    .globl bgp_emu_switch
+    .type bgp_emu_switch,@function
+bgp_emu_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size bgp_emu_switch,.-bgp_emu_switch
+)");
+struct Ctx { void* sp = nullptr; };
+static void ctx_make(Ctx& c, char* stack, size_t size, void (*fn)()) {
+    void** sp = (void**)(((uintptr_t)(stack + size)) & ~(uintptr_t)15);
+    *--sp = nullptr;      // return address of fn (never returns)
+    *--sp = (void*)fn;    // popped by ret
+    for (int i = 0; i < 6; ++i) *--sp = nullptr;  // rbp rbx r12..r15
+    c.sp = sp;
+}
+static inline void ctx_swap(Ctx& from, Ctx& to) { bgp_emu_switch(&from.sp, to.sp); }
+#else
+struct Ctx { ucontext_t uc; };
+static void ctx_make(Ctx& c, char* stack, size_t size, void (*fn)()) {
+    getcontext(&c.uc);
+    c.uc.uc_stack.ss_sp = stack;
+    c.uc.uc_stack.ss_size = size;
+    c.uc.uc_link = nullptr;
+    makecontext(&c.uc, fn, 0);
+}
+static inline void ctx_swap(Ctx& from, Ctx& to) { swapcontext(&from.uc, &to.uc); }
+#endif
+
+static const size_t STACK = (BGP_ASAN ? 512 : 128) * 1024;
+static std::vector<char*> g_stacks;  // pool, a guard page below each
+static char* stack_of(unsigned t) {
+    while (g_stacks.size() <= t) {
+        const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        void* m = mmap(nullptr, STACK + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) emu_fail("mmap of a fiber stack failed");
+        mprotect(m, page, PROT_NONE);
+        g_stacks.push_back((char*)m + page);
+    }
+    return g_stacks[t];
+}
+
+enum SyncKind { SYNCTHREADS, SYNCWARP, SHFL_XOR, SHFL_IDX };
+static const char* SYNC_NAME[] = {"__syncthreads", "__syncwarp", "__shfl_xor_sync", "__shfl_sync"};
+
+struct Barrier {
+    unsigned arrived = 0;
+    int kind = -1;
+    std::vector<unsigned> waiting;
+};
+
+struct Fiber {
+    Ctx ctx;
+    void* asan_fake = nullptr;
+    bool exited = false;
+    unsigned shfl_count = 0;
+};
+
+enum Order { ASCENDING, DESCENDING, RANDOM };
+static const char* ORDER_NAME[] = {"lowest thread first", "highest thread first", "random"};
+
+struct BlockRun {
+    unsigned n = 0, nwarps = 0, live = 0;
+    std::vector<Fiber> f;
+    std::vector<Barrier> bar;  // [0] the block, [1 + w] warp w
+    std::vector<unsigned> live_warp, warp_size;
+    std::vector<std::array<uint64_t, 64>> shfl;  // per warp: two buffers of 32 lanes
+    // Ready threads: a bit set for the lowest- and highest-first schedules, a list for random.
+    std::array<uint64_t, 16> ready_bits{};
+    std::vector<unsigned> ready_list;
+    unsigned nready = 0;
+    Order order = ASCENDING;
+    std::mt19937_64 rng;
+    unsigned cur = 0;
+    const std::function<void()>* body = nullptr;
+    Ctx sched;
+    std::map<std::string, Region> statics;
+};
+static BlockRun g_run;
+static const void* g_main_bottom = nullptr;
+static size_t g_main_size = 0;
+static unsigned long long g_switches = 0;
+static void* g_sched_fake = nullptr;  // ASan's fake stack of the scheduler's context
+
+static inline void asan_start(void** fake, const void* bottom, size_t size) {
+#if BGP_ASAN
+    __sanitizer_start_switch_fiber(fake, bottom, size);
+#else
+    (void)fake, (void)bottom, (void)size;
+#endif
+}
+static inline void asan_finish(void* fake, const void** bottom, size_t* size) {
+#if BGP_ASAN
+    __sanitizer_finish_switch_fiber(fake, bottom, size);
+#else
+    (void)fake, (void)bottom, (void)size;
+#endif
+}
+
+// From a fiber back to the scheduler.
+static void to_scheduler(bool exiting) {
+    Fiber& f = g_run.f[g_run.cur];
+    asan_start(exiting ? nullptr : &f.asan_fake, g_main_bottom, g_main_size);
+    ctx_swap(f.ctx, g_run.sched);
+    asan_finish(f.asan_fake, nullptr, nullptr);
+}
+
+static void make_ready(unsigned t) {
+    BlockRun& r = g_run;
+    if (r.order == RANDOM) r.ready_list.push_back(t);
+    else r.ready_bits[t / 64] |= 1ull << (t % 64);
+    r.nready++;
+}
+
+static unsigned next_ready() {
+    BlockRun& r = g_run;
+    r.nready--;
+    if (r.order == RANDOM) {
+        const size_t k = r.rng() % r.ready_list.size();
+        const unsigned t = r.ready_list[k];
+        r.ready_list[k] = r.ready_list.back();
+        r.ready_list.pop_back();
+        return t;
+    }
+    for (unsigned i = 0; i < 16; ++i) {
+        const unsigned w = r.order == ASCENDING ? i : 15 - i;
+        const uint64_t m = r.ready_bits[w];
+        if (!m) continue;
+        const unsigned bit = r.order == ASCENDING ? (unsigned)__builtin_ctzll(m) : 63u - (unsigned)__builtin_clzll(m);
+        r.ready_bits[w] &= ~(1ull << bit);
+        return w * 64 + bit;
+    }
+    abort();
+}
+
+static void release(Barrier& b) {
+    for (unsigned t : b.waiting) make_ready(t);
+    b.waiting.clear();
+    b.arrived = 0;
+    b.kind = -1;
+}
+
+// The calling thread arrives at barrier `scope` (0: block, 1 + w: warp w) and waits.
+static void arrive(unsigned scope, SyncKind kind) {
+    BlockRun& r = g_run;
+    const unsigned t = r.cur;
+    Barrier& b = r.bar[scope];
+    if (scope == 0 && r.live != r.n) emu_fail("__syncthreads after a thread of the block exited");
+    if (scope > 0 && r.live_warp[scope - 1] != r.warp_size[scope - 1])
+        emu_fail("%s with a full mask after a lane of warp %u exited", SYNC_NAME[kind], scope - 1);
+    if (b.arrived == 0)
+        b.kind = kind;
+    else if (b.kind != kind)
+        emu_fail("reaches %s while thread %u of its %s waits at %s", SYNC_NAME[kind], b.waiting[0],
+                 scope == 0 ? "block" : "warp", SYNC_NAME[b.kind]);
+    b.arrived++;
+    b.waiting.push_back(t);
+    const unsigned expected = scope == 0 ? r.live : r.live_warp[scope - 1];
+    if (b.arrived == expected) release(b);
+    to_scheduler(false);
+}
+
+static void thread_exit() {
+    BlockRun& r = g_run;
+    const unsigned t = r.cur, w = t / 32;
+    r.f[t].exited = true;
+    r.live--;
+    r.live_warp[w]--;
+    if (r.bar[1 + w].arrived > 0)
+        emu_fail("exits while lane %u of its warp waits at %s", r.bar[1 + w].waiting[0], SYNC_NAME[r.bar[1 + w].kind]);
+    if (r.bar[0].arrived > 0)
+        emu_fail("exits while thread %u of its block waits at __syncthreads", r.bar[0].waiting[0]);
+}
+
+static void fiber_main() {
+    asan_finish(nullptr, &g_main_bottom, &g_main_size);
+    (*g_run.body)();
+    thread_exit();
+    to_scheduler(true);
+    abort();  // never resumed
+}
+
+static void run_block(unsigned nthreads, Order order, uint64_t seed, const std::function<void()>& body) {
+    BlockRun& r = g_run;
+    r.n = nthreads;
+    r.nwarps = (nthreads + 31) / 32;
+    r.live = nthreads;
+    r.f.assign(nthreads, Fiber{});
+    r.bar.assign(1 + r.nwarps, Barrier{});
+    r.live_warp.assign(r.nwarps, 0);
+    r.warp_size.assign(r.nwarps, 0);
+    for (unsigned t = 0; t < nthreads; ++t) r.live_warp[t / 32]++, r.warp_size[t / 32]++;
+    r.shfl.assign(r.nwarps, {});
+    r.order = order;
+    r.rng.seed(seed);
+    r.body = &body;
+    r.ready_bits = {};
+    r.ready_list.clear();
+    r.nready = 0;
+    for (unsigned t = 0; t < nthreads; ++t) {
+        ctx_make(r.f[t].ctx, stack_of(t), STACK, fiber_main);
+        make_ready(t);
+    }
+    while (r.live > 0) {
+        if (r.nready == 0) {
+            std::string w;
+            for (unsigned s = 0; s < r.bar.size(); ++s)
+                if (r.bar[s].arrived)
+                    w += " " + std::to_string(r.bar[s].arrived) + " at " + SYNC_NAME[r.bar[s].kind] +
+                         (s ? " (warp " + std::to_string(s - 1) + ")" : std::string(" (block)"));
+            emu_fail("deadlock: %u threads live, waiting:%s", r.live, w.c_str());
+        }
+        const unsigned t = next_ready();
+        r.cur = t;
+        threadIdx.x = t;
+        ++g_switches;
+        asan_start(&g_sched_fake, stack_of(t), STACK);
+        ctx_swap(r.sched, r.f[t].ctx);
+        asan_finish(g_sched_fake, nullptr, nullptr);
+    }
+}
+
+// The CUDA intrinsics the kernels use.
+inline void __syncthreads() { arrive(0, SYNCTHREADS); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) {
+    if (mask != 0xffffffffu) emu_fail("__syncwarp with a partial mask is not emulated");
+    arrive(1 + g_run.cur / 32, SYNCWARP);
+}
+template <typename V> static V warp_exchange(unsigned mask, V v, unsigned src, SyncKind kind) {
+    static_assert(sizeof(V) <= 8, "shuffle of more than 8 bytes");
+    if (mask != 0xffffffffu) emu_fail("%s with a partial mask is not emulated", SYNC_NAME[kind]);
+    BlockRun& r = g_run;
+    const unsigned t = r.cur, w = t / 32, lane = t % 32;
+    Fiber& f = r.f[t];
+    // Two buffers: the next shuffle's writes cannot reach this one's before every lane has
+    // passed the next barrier, i.e. has read this one.
+    uint64_t* buf = r.shfl[w].data() + 32 * (f.shfl_count & 1);
+    uint64_t bits = 0;
+    memcpy(&bits, &v, sizeof(V));
+    buf[lane] = bits;
+    arrive(1 + w, kind);
+    if (src >= r.warp_size[w]) emu_fail("%s from lane %u outside the warp", SYNC_NAME[kind], src);
+    V out;
+    memcpy(&out, &buf[src], sizeof(V));
+    f.shfl_count++;
+    return out;
+}
+inline double __shfl_xor_sync(unsigned mask, double v, int off) {
+    return warp_exchange(mask, v, (g_run.cur % 32) ^ (unsigned)off, SHFL_XOR);
+}
+template <typename V> inline V __shfl_sync(unsigned mask, V v, int src) {
+    return warp_exchange(mask, v, (unsigned)src & 31u, SHFL_IDX);
+}
+inline double __longlong_as_double(long long v) { double d; memcpy(&d, &v, 8); return d; }
+inline float __int_as_float(int v) { float d; memcpy(&d, &v, 4); return d; }
+
+// Dynamic shared memory: the kernels' `extern double bgp_smem[]` names this block's region.
+double (*bgp_dyn_smem)[] = nullptr;
+#define bgp_smem (*bgp_dyn_smem)
+// Static shared arrays: one exactly sized region per block and name.
+template <typename T> static T* static_shared(const char* name, size_t count) {
+    auto it = g_run.statics.find(name);
+    if (it == g_run.statics.end()) it = g_run.statics.emplace(name, region_alloc(count * sizeof(T))).first;
+    else if (it->second.bytes != count * sizeof(T)) emu_fail("static shared %s declared with two sizes", name);
+    return reinterpret_cast<T*>(it->second.ptr);
+}
+#define BGP_STATIC_SHARED(T, name, count) T* const name = static_shared<T>(#name, (size_t)(count))
+
+#include "gram.cu"
+#include "gp.cu"
+#include "predict.cu"
+
+// (grid.x, block.x, dynamic shared memory bytes) of a launch.
+struct Shape { unsigned grid = 0, block = 0, smem = 0; };
+static unsigned long long g_launches = 0, g_blocks = 0;
+
+// Runs `body` as the grid of `s`: blocks one after another, each with its own shared memory.
+static void launch(const std::string& what, Shape s, Order order, uint64_t seed, const std::function<void()>& body) {
+    if (s.grid == 0 || s.block == 0 || s.block > 1024) {
+        g_launch = what;
+        emu_fail("bad launch shape grid %u block %u", s.grid, s.block);
+    }
+    g_launch = what + " <<<" + std::to_string(s.grid) + ", " + std::to_string(s.block) + ", " +
+               std::to_string(s.smem) + ">>> " + ORDER_NAME[order];
+    ++g_launches;
+    gridDim.x = s.grid;
+    blockDim.x = s.block;
+    for (unsigned b = 0; b < s.grid; ++b) {
+        blockIdx.x = b;
+        Region dyn = region_alloc(s.smem);
+        bgp_dyn_smem = reinterpret_cast<double (*)[]>(dyn.ptr);
+        run_block(s.block, order, seed * 1000003 + b, body);
+        region_free(dyn, "dynamic shared memory");
+        for (auto& [name, reg] : g_run.statics) region_free(reg, name.c_str());
+        g_run.statics.clear();
+        bgp_dyn_smem = nullptr;
+        ++g_blocks;
+    }
+    g_launch = "(between launches)";
+}
+
+// ---------------------------------------------------------------------------------------------
+// The entry points of one covariance kernel and precision, by the names the macros emit.
+template <class Cov, typename T> struct K;
+#define BGP_HARNESS_ENTRIES(COV, KN, T, DT)                                                       \
+    template <> struct K<COV, T> {                                                                \
+        static constexpr auto warp = gp_mll_warp_##KN##_##DT;                                     \
+        static constexpr auto block = gp_mll_block_##KN##_##DT;                                   \
+        static constexpr auto global = gp_mll_global_##KN##_##DT;                                 \
+        static constexpr auto gram = gram_##KN##_##DT;                                            \
+        static constexpr auto predict = predict_##KN##_##DT;                                      \
+        static constexpr auto cov = predict_cov_##KN##_##DT;                                      \
+        static constexpr const char* name = #KN "_" #DT;                                          \
+    };
+BGP_FOR_EACH_COVARIANCE(BGP_HARNESS_ENTRIES, double, f64)
+BGP_FOR_EACH_COVARIANCE(BGP_HARNESS_ENTRIES, float, f32)
+template <typename T> struct Chol;
+template <> struct Chol<double> {
+    static constexpr auto warp = chol_warp_f64;
+    static constexpr auto block = chol_block_f64;
+    static constexpr auto global = chol_global_f64;
+};
+template <> struct Chol<float> {
+    static constexpr auto warp = chol_warp_f32;
+    static constexpr auto block = chol_block_f32;
+    static constexpr auto global = chol_global_f32;
+};
+
+// The reference's own kernel functions (src/kernel.rs), by kind.
+enum Kind { RBF, M12, M32, M52, RQ };
+template <class Cov> constexpr Kind kind_of();
+template <> constexpr Kind kind_of<RbfCov>() { return RBF; }
+template <> constexpr Kind kind_of<Matern12Cov>() { return M12; }
+template <> constexpr Kind kind_of<Matern32Cov>() { return M32; }
+template <> constexpr Kind kind_of<Matern52Cov>() { return M52; }
+template <> constexpr Kind kind_of<RqCov>() { return RQ; }
+static double ref_phi(Kind k, double r2, double a) {
+    const double r = sqrt(r2);
+    switch (k) {
+        case RBF: return exp(-0.5 * r2);
+        case M12: return exp(-r);
+        case M32: return (1 + sqrt(3.0) * r) * exp(-sqrt(3.0) * r);
+        case M52: return (1 + sqrt(5.0) * r + 5.0 / 3.0 * r2) * exp(-sqrt(5.0) * r);
+        default: return std::pow(1 + r2 / (2 * a), -a);
+    }
+}
+
+// One member's hyperparameters in natural units.
+struct Hyp { std::vector<double> ls; double s, noise, mu, alpha; };
+
+// Naive dense reference on the observed points of one member (raw, uncentred x): mll, and
+// optionally k*^T K^-1 k* and k*^T K^-1 r for one test point z. yv is the member's known noise
+// (N,) or null.
+struct Ref { double mll, quad_z, mean_z; };
+static Ref reference(Kind kind, int n, int d, const double* x, const double* y, const uint8_t* m, const double* yv,
+                     const Hyp& h, const double* z) {
+    std::vector<int> o;
+    for (int i = 0; i < n; ++i) if (m[i]) o.push_back(i);
+    const int k = (int)o.size();
+    auto kern = [&](const double* a, const double* b) {
+        double q = 0;
+        for (int t = 0; t < d; ++t) { double u = (a[t] - b[t]) / h.ls[t]; q += u * u; }
+        return h.s * ref_phi(kind, q, h.alpha);
+    };
+    std::vector<double> K(k * k), r(k), kz(k);
+    for (int a = 0; a < k; ++a) {
+        r[a] = y[o[a]] - h.mu;
+        if (z) kz[a] = kern(x + o[a] * d, z);
+        for (int b = 0; b <= a; ++b)
+            K[a * k + b] = kern(x + o[a] * d, x + o[b] * d) + (a == b ? h.noise + (yv ? yv[o[a]] : 0.0) : 0.0);
+    }
+    for (int j = 0; j < k; ++j) {
+        double p = K[j * k + j];
+        for (int t = 0; t < j; ++t) p -= K[j * k + t] * K[j * k + t];
+        if (!(p > 0)) return {NAN, NAN, NAN};
+        const double lj = sqrt(p);
+        K[j * k + j] = lj;
+        for (int i = j + 1; i < k; ++i) {
+            double v = K[i * k + j];
+            for (int t = 0; t < j; ++t) v -= K[i * k + t] * K[j * k + t];
+            K[i * k + j] = v / lj;
+        }
+    }
+    auto fwd = [&](std::vector<double>& v) {
+        for (int i = 0; i < k; ++i) {
+            double a = v[i];
+            for (int t = 0; t < i; ++t) a -= K[i * k + t] * v[t];
+            v[i] = a / K[i * k + i];
+        }
+    };
+    std::vector<double> u = r, w = kz;
+    fwd(u);
+    if (z) fwd(w);
+    double ld = 0, qd = 0, qz = 0, mz = 0;
+    for (int i = 0; i < k; ++i) { qd += u[i] * u[i]; ld += 2 * log(K[i * k + i]); qz += w[i] * w[i]; mz += w[i] * u[i]; }
+    return {-0.5 * qd - 0.5 * ld - 0.5 * k * log(2 * M_PI), qz, mz};
+}
+
+// Dense lower Cholesky (double) of an n x n matrix, for the chol_* check; false if not SPD.
+static bool dense_cholesky(int n, std::vector<double>& a) {
+    for (int j = 0; j < n; ++j) {
+        double p = a[j * n + j];
+        for (int t = 0; t < j; ++t) p -= a[j * n + t] * a[j * n + t];
+        if (!(p > 0)) return false;
+        const double lj = sqrt(p);
+        a[j * n + j] = lj;
+        for (int i = j + 1; i < n; ++i) {
+            double v = a[i * n + j];
+            for (int t = 0; t < j; ++t) v -= a[i * n + t] * a[j * n + t];
+            a[i * n + j] = v / lj;
+        }
+        for (int i = 0; i < j; ++i) a[i * n + j] = 0;
+    }
+    return true;
+}
+
+static int fails = 0, cases = 0;
+static std::string g_case;
+static void check(bool ok, const char* what, int b, int idx, double got, double want) {
+    if (ok) return;
+    if (fails < 40) printf("FAIL %s: %s member=%d idx=%d got %.12g want %.12g\n", g_case.c_str(), what, b, idx, got, want);
+    ++fails;
+}
+template <typename V> static void same_bits(const char* what, const std::vector<V>& a, const std::vector<V>& b) {
+    for (size_t i = 0; i < a.size(); ++i)
+        if (memcmp(&a[i], &b[i], sizeof(V)) != 0) {
+            check(false, what, -1, (int)i, (double)a[i], (double)b[i]);
+            return;
+        }
+}
+
+// One plan line: key=value tokens.
+struct Plan {
+    std::map<std::string, std::string> kv;
+    std::string str(const std::string& k) const {
+        auto it = kv.find(k);
+        if (it == kv.end()) { fprintf(stdout, "plan line lacks %s\n", k.c_str()); exit(2); }
+        return it->second;
+    }
+    long num(const std::string& k) const { return std::stol(str(k)); }
+    Shape shape(const std::string& k) const {
+        Shape s;
+        if (sscanf(str(k).c_str(), "%u,%u,%u", &s.grid, &s.block, &s.smem) != 3) { printf("bad shape %s\n", k.c_str()); exit(2); }
+        return s;
+    }
+};
+
+// One case: B members of n points in d dimensions through one variant of kernel Cov in precision
+// T, every launch with the plan's shape. Member 0 has a coincident pair of points (rows 0 and 1);
+// with `empty`, member 2 has no observed point; with `yvar`, known noise is passed (member 1 all
+// zeros), else a null pointer.
+template <class Cov, typename T> static void run_case(const Plan& pl) {
+    const Kind kind = kind_of<Cov>();
+    const std::string variant = pl.str("variant");
+    const int n = (int)pl.num("n"), d = (int)pl.num("d"), B = (int)pl.num("b"), M = (int)pl.num("m");
+    const bool with_yvar = pl.num("yvar") != 0, empty = pl.num("empty") != 0;
+    const Order order = (Order)pl.num("order"), order2 = (Order)pl.num("order2");
+    const double tol = sizeof(T) == 8 ? 1e-10 : 2e-3;
+    const Shape member = pl.shape("member"), gram_s = pl.shape("gram"), pred_s = pl.shape("predict"),
+                cov_s = pl.shape("cov");
+    const size_t work_per = (size_t)pl.num("work");
+    g_case = std::string(K<Cov, T>::name) + " " + variant + " n=" + std::to_string(n) + " d=" + std::to_string(d) +
+             " B=" + std::to_string(B) + (with_yvar ? " yvar" : "") + (empty ? " empty" : "");
+    ++cases;
+    std::mt19937_64 rng(pl.num("seed"));
+    std::uniform_real_distribution<double> U(0, 1);
+    const int na = 3, P = d + 3 + (Cov::has_alpha ? 1 : 0);
+    std::vector<double> x(B * n * d), y(B * n), yv(B * n);
+    std::vector<uint8_t> mask(B * n);
+    std::vector<Hyp> hyp(B);
+    for (auto& v : x) v = 3 * U(rng) + 10;  // an offset that the centring removes
+    for (auto& v : y) v = U(rng);
+    for (int i = 0; i < B * n; ++i) mask[i] = (i % n == 0) || U(rng) > 0.2;
+    for (int i = 0; i < B * n; ++i) yv[i] = (i / n == 1) ? 0.0 : 0.2 * U(rng);
+    if (n >= 2) {
+        mask[1] = 1;
+        for (int t = 0; t < d; ++t) x[d + t] = x[t];
+    }
+    if (empty && B >= 3) for (int i = 0; i < n; ++i) mask[2 * n + i] = 0;
+    for (int i = 0; i < B * n; ++i)
+        if (!mask[i]) { y[i] = NAN; yv[i] = NAN; for (int t = 0; t < d; ++t) x[i * d + t] = NAN; }
+    for (auto& h : hyp) {
+        h.ls.resize(d);
+        for (auto& l : h.ls) l = 0.5 + U(rng);
+        h.s = 0.5 + U(rng); h.noise = 0.05 + 0.1 * U(rng); h.mu = U(rng) - 0.5; h.alpha = 0.3 + 2 * U(rng);
+    }
+    // Host preparation as in src/backend/cuda/mll.rs: x centred on each member's observed
+    // points (0 when masked), residuals, real lengthscales, yvar at observed points.
+    std::vector<double> centre(B * d, 0.0);
+    std::vector<T> xs(B * n * d, T(0)), r(B * n, T(0)), lt(B * d), st(B), nt_(B), mt(B), at(B), yt(B * n, T(0)),
+        jit(B * na, T(0));
+    for (int b = 0; b < B; ++b) {
+        int cnt = 0;
+        for (int i = 0; i < n; ++i)
+            if (mask[b * n + i]) { ++cnt; for (int t = 0; t < d; ++t) centre[b * d + t] += x[(b * n + i) * d + t]; }
+        for (int t = 0; t < d; ++t) centre[b * d + t] = cnt ? centre[b * d + t] / cnt : 0.0;
+        for (int i = 0; i < n; ++i) {
+            if (!mask[b * n + i]) continue;
+            r[b * n + i] = T(y[b * n + i] - hyp[b].mu);
+            yt[b * n + i] = T(yv[b * n + i]);
+            for (int t = 0; t < d; ++t) xs[(b * n + i) * d + t] = T(x[(b * n + i) * d + t] - centre[b * d + t]);
+        }
+        for (int t = 0; t < d; ++t) lt[b * d + t] = T(hyp[b].ls[t]);
+        st[b] = T(hyp[b].s); nt_[b] = T(hyp[b].noise); mt[b] = T(hyp[b].mu); at[b] = T(hyp[b].alpha);
+    }
+    // Exactly sized inputs: null for rq's alpha and yvar where the host passes null.
+    std::vector<T> at_exact = Cov::has_alpha ? at : std::vector<T>();
+    const T* ap = Cov::has_alpha ? at_exact.data() : nullptr;
+    const T* yp = with_yvar ? yt.data() : nullptr;
+    auto yv_of = [&](int b) { return with_yvar ? yv.data() + b * n : nullptr; };
+    const std::string kn = K<Cov, T>::name;
+
+    // Gram.
+    std::vector<T> G(B * n * n);
+    launch("gram_" + kn, gram_s, order, 1, [&] {
+        K<Cov, T>::gram(xs.data(), n * d, mask.data(), lt.data(), st.data(), nt_.data(), ap, yp, B, n, d, G.data());
+    });
+    for (int b = 0; b < B; ++b)
+        for (int i = 0; i < n; ++i)
+            for (int j = 0; j < n; ++j) {
+                const bool oi = mask[b * n + i], oj = mask[b * n + j];
+                double want;
+                if (!oi || !oj) want = i == j ? 1.0 : 0.0;
+                else {
+                    double q = 0;
+                    for (int t = 0; t < d; ++t) { double u = (x[(b * n + i) * d + t] - x[(b * n + j) * d + t]) / hyp[b].ls[t]; q += u * u; }
+                    want = hyp[b].s * ref_phi(kind, q, hyp[b].alpha);
+                    if (i == j) want += hyp[b].noise + (with_yvar ? yv[b * n + i] : 0.0);
+                }
+                const double got = G[(b * n + i) * n + j];
+                check(std::fabs(got - want) <= tol * (1 + std::fabs(want)), "gram", b, i * n + j, got, want);
+            }
+
+    // Cholesky of the Gram matrices through the same variant (chol_*), no jitter needed.
+    {
+        std::vector<T> Lc(B * n * n), work(B * work_per);
+        std::fill(work.begin(), work.end(), T(NAN));
+        std::vector<int> att(B, -7);
+        launch(std::string("chol_") + variant + (sizeof(T) == 8 ? "_f64" : "_f32"), member, order2, 2, [&] {
+            if (variant == "warp") Chol<T>::warp(G.data(), jit.data(), na, B, n, Lc.data(), att.data());
+            else if (variant == "block") Chol<T>::block(G.data(), jit.data(), na, B, n, Lc.data(), att.data());
+            else Chol<T>::global(G.data(), jit.data(), na, B, n, Lc.data(), att.data(), work.data());
+        });
+        for (int b = 0; b < B; ++b) {
+            std::vector<double> a(G.begin() + b * n * n, G.begin() + (b + 1) * n * n);
+            const bool ok = dense_cholesky(n, a);
+            check(ok && att[b] == 0, "chol attempt", b, 0, att[b], 0);
+            for (int e = 0; e < n * n; ++e)
+                check(std::fabs(double(Lc[b * n * n + e]) - a[e]) <= tol * 10 * (1 + std::fabs(a[e])), "chol factor", b, e, Lc[b * n * n + e], a[e]);
+        }
+    }
+
+    std::vector<T> mll(B), grad(B * P), L(B * n * n), alpha(B * n), work(B * work_per);
+    std::vector<int> att(B, -7);
+    auto fused = [&](int flags, Order o, uint64_t seed) {
+        std::fill(work.begin(), work.end(), T(NAN));
+        std::fill(mll.begin(), mll.end(), T(NAN));
+        std::fill(grad.begin(), grad.end(), T(NAN));
+        std::fill(att.begin(), att.end(), -7);
+        launch("gp_mll_" + variant + "_" + kn + " flags=" + std::to_string(flags), member, o, seed, [&] {
+            if (variant == "warp")
+                K<Cov, T>::warp(xs.data(), n * d, r.data(), mask.data(), lt.data(), st.data(), nt_.data(), ap, yp, jit.data(), na, B, n, d, flags, mll.data(), grad.data(), att.data(), L.data(), alpha.data());
+            else if (variant == "block")
+                K<Cov, T>::block(xs.data(), n * d, r.data(), mask.data(), lt.data(), st.data(), nt_.data(), ap, yp, jit.data(), na, B, n, d, flags, mll.data(), grad.data(), att.data(), L.data(), alpha.data());
+            else
+                K<Cov, T>::global(xs.data(), n * d, r.data(), mask.data(), lt.data(), st.data(), nt_.data(), ap, yp, jit.data(), na, B, n, d, flags, mll.data(), grad.data(), att.data(), L.data(), alpha.data(), work.data());
+        });
+    };
+    // Under two schedules: bit-identical outputs.
+    fused(3, order2, 3);
+    const auto mll2 = mll, grad2 = grad, L2 = L, alpha2 = alpha;
+    const auto att2 = att;
+    fused(3, order, 4);
+    same_bits("mll under two schedules", mll, mll2);
+    same_bits("gradient under two schedules", grad, grad2);
+    same_bits("factor under two schedules", L, L2);
+    same_bits("alpha under two schedules", alpha, alpha2);
+    same_bits("attempt under two schedules", att, att2);
+    for (int b = 0; b < B; ++b) {
+        const double* xb = x.data() + b * n * d;
+        auto ref = [&](const Hyp& h) { return reference(kind, n, d, xb, y.data() + b * n, mask.data() + b * n, yv_of(b), h, nullptr).mll; };
+        const double want = ref(hyp[b]);
+        check(att[b] == 0, "attempt", b, 0, att[b], 0);
+        check(std::fabs(double(mll[b]) - want) <= tol * (1 + std::fabs(want)), "mll", b, 0, mll[b], want);
+        const double h = 1e-5;
+        for (int p = 0; p < P; ++p) {
+            auto f = [&](double e) {
+                Hyp h2 = hyp[b];
+                if (p < d) h2.ls[p] *= exp(e);
+                else if (p == d) h2.s *= exp(e);
+                else if (p == d + 1) h2.noise *= exp(e);
+                else if (p == d + 2) h2.mu += e;
+                else h2.alpha *= exp(e);
+                return ref(h2);
+            };
+            const double fd = (f(h) - f(-h)) / (2 * h);
+            const double g = grad[b * P + p];
+            check(std::fabs(g - fd) <= std::max(tol, 1e-5) * 10 * (1 + std::fabs(fd)), "gradient", b, p, g, fd);
+        }
+    }
+    // Prediction from the factor and alpha the fused kernel writes (factor flag only); test
+    // points centred as the member's training points.
+    fused(2, order2, 5);
+    std::vector<double> z(M * d);
+    for (auto& v : z) v = 3 * U(rng) + 10;
+    std::vector<T> zt(B * M * d), V(B * n * M), om(B * M), ov(B * M), oc(B * M * M);
+    std::fill(V.begin(), V.end(), T(NAN));
+    for (int b = 0; b < B; ++b)
+        for (int t = 0; t < M * d; ++t) zt[b * M * d + t] = T(z[t] - centre[b * d + t % d]);
+    launch("predict_" + kn, pred_s, order, 6, [&] {
+        K<Cov, T>::predict(xs.data(), n * d, mask.data(), zt.data(), M * d, lt.data(), st.data(), ap, mt.data(), L.data(), alpha.data(), att.data(), B, n, M, d, V.data(), om.data(), ov.data());
+    });
+    launch("predict_cov_" + kn, cov_s, order2, 7, [&] {
+        K<Cov, T>::cov(zt.data(), M * d, lt.data(), st.data(), ap, att.data(), V.data(), B, n, M, d, oc.data());
+    });
+    for (int b = 0; b < B; ++b) {
+        const double s = hyp[b].s;
+        for (int t = 0; t < M; ++t) {
+            Ref rf = reference(kind, n, d, x.data() + b * n * d, y.data() + b * n, mask.data() + b * n, yv_of(b), hyp[b], z.data() + t * d);
+            const double wm = hyp[b].mu + rf.mean_z, wv = std::max(s - rf.quad_z, 0.0);
+            check(std::fabs(double(om[b * M + t]) - wm) <= tol * (1 + std::fabs(wm)), "predict mean", b, t, om[b * M + t], wm);
+            check(std::fabs(double(ov[b * M + t]) - wv) <= tol * (1 + s), "predict var", b, t, ov[b * M + t], wv);
+            check(std::fabs(double(oc[(b * M + t) * M + t]) - (s - rf.quad_z)) <= tol * (1 + s), "predict cov diag", b, t, oc[(b * M + t) * M + t], s - rf.quad_z);
+        }
+        // An off-diagonal entry of the covariance of an empty member is the prior's.
+        if (empty && b == 2 && M >= 2) {
+            double q = 0;
+            for (int t = 0; t < d; ++t) { double u = (z[t] - z[d + t]) / hyp[b].ls[t]; q += u * u; }
+            const double want = s * ref_phi(kind, q, hyp[b].alpha);
+            check(std::fabs(double(oc[(b * M) * M + 1]) - want) <= tol * (1 + s), "prior cov", b, 1, oc[(b * M) * M + 1], want);
+        }
+    }
+}
+
+// Jitter through chol_<variant>: member 0 has a zero last row and column (attempt 0 meets a
+// zero pivot, attempt 1 succeeds with pivot sqrt(jitter)); member 1 is a plain SPD matrix.
+template <typename T> static void run_jitter(const Plan& pl) {
+    const std::string variant = pl.str("variant");
+    const int n = (int)pl.num("n"), B = (int)pl.num("b"), na = 3;
+    const Shape member = pl.shape("member");
+    const size_t work_per = (size_t)pl.num("work");
+    g_case = std::string("jitter chol_") + variant + (sizeof(T) == 8 ? "_f64" : "_f32") + " n=" + std::to_string(n);
+    ++cases;
+    std::vector<T> A(B * n * n, T(0)), jit(B * na), L(B * n * n), work(B * work_per);
+    std::fill(work.begin(), work.end(), T(NAN));
+    std::vector<int> att(B, -7);
+    for (int b = 0; b < B; ++b) {
+        jit[b * na] = T(0), jit[b * na + 1] = T(1e-8), jit[b * na + 2] = T(1e-7);
+        for (int i = 0; i < n; ++i) A[b * n * n + i * n + i] = (b == 0 && i == n - 1) ? T(0) : T(2);
+    }
+    A[n * n + 2 * n + 1] = A[n * n + n + 2] = T(1);
+    launch(g_case, member, (Order)pl.num("order"), 8, [&] {
+        if (variant == "warp") Chol<T>::warp(A.data(), jit.data(), na, B, n, L.data(), att.data());
+        else if (variant == "block") Chol<T>::block(A.data(), jit.data(), na, B, n, L.data(), att.data());
+        else Chol<T>::global(A.data(), jit.data(), na, B, n, L.data(), att.data(), work.data());
+    });
+    const double tl = sizeof(T) == 8 ? 1e-12 : 1e-6;
+    check(att[0] == 1 && att[1] == 0, "chol attempts", 0, 0, att[0], att[1]);
+    check(std::fabs(double(L[n * n - 1]) - 1e-4) < tl, "chol jitter pivot", 0, n * n - 1, L[n * n - 1], 1e-4);
+    check(std::fabs(double(L[n * n + 2 * n + 1]) - 1 / sqrt(2.0)) < tl && L[n * n + n + 2] == T(0), "chol values", 1, 0, L[n * n + 2 * n + 1], 1 / sqrt(2.0));
+}
+
+template <typename T> static void dispatch_kernel(const Plan& pl) {
+    const std::string k = pl.str("kernel");
+    if (k == "rbf") run_case<RbfCov, T>(pl);
+    else if (k == "matern12") run_case<Matern12Cov, T>(pl);
+    else if (k == "matern32") run_case<Matern32Cov, T>(pl);
+    else if (k == "matern52") run_case<Matern52Cov, T>(pl);
+    else if (k == "rq") run_case<RqCov, T>(pl);
+    else { printf("unknown kernel %s\n", k.c_str()); exit(2); }
+}
+
+// An access to a guard page (past the end of a shared array, or a fiber's stack overflowing).
+static void on_segv(int) {
+    static const char msg[] = "EMULATION ERROR: out-of-bounds access (SIGSEGV) in ";
+    (void)!write(1, msg, sizeof msg - 1);
+    (void)!write(1, g_launch.data(), g_launch.size());
+    (void)!write(1, "\n", 1);
+    _exit(3);
+}
+
+int main(int argc, char** argv) {
+    if (argc < 2) { printf("usage: harness PLAN\n"); return 2; }
+#if BGP_ASAN
+    __sanitizer_set_death_callback(+[] { printf("EMULATION ERROR: AddressSanitizer report in %s\n", g_launch.c_str()); });
+#else
+    static char altstack[1 << 16];
+    stack_t ss{};
+    ss.ss_sp = altstack;
+    ss.ss_size = sizeof altstack;
+    sigaltstack(&ss, nullptr);
+    struct sigaction sa {};
+    sa.sa_handler = on_segv;
+    sa.sa_flags = SA_ONSTACK;
+    sigaction(SIGSEGV, &sa, nullptr);
+    sigaction(SIGBUS, &sa, nullptr);
+#endif
+    alarm(900);  // a hang (a barrier the emulation does not see through) fails rather than blocks CI
+    std::ifstream in(argv[1]);
+    std::string line;
+    std::map<std::string, int> per_variant;
+    while (std::getline(in, line)) {
+        if (line.empty() || line[0] == '#') continue;
+        std::istringstream ss(line);
+        Plan pl;
+        std::string tok, what;
+        ss >> what;
+        while (ss >> tok) {
+            const auto eq = tok.find('=');
+            if (eq == std::string::npos) { printf("bad plan token %s\n", tok.c_str()); return 2; }
+            pl.kv[tok.substr(0, eq)] = tok.substr(eq + 1);
+        }
+        const bool f64 = pl.str("dtype") == "f64";
+        if (what == "case") f64 ? dispatch_kernel<double>(pl) : dispatch_kernel<float>(pl);
+        else if (what == "jitter") f64 ? run_jitter<double>(pl) : run_jitter<float>(pl);
+        else { printf("unknown plan line %s\n", what.c_str()); return 2; }
+        per_variant[pl.str("variant") + "/" + pl.str("dtype")]++;
+        fflush(stdout);
+    }
+    std::string pv;
+    for (auto& [k, v] : per_variant) pv += " " + k + ":" + std::to_string(v);
+    printf("%d cases (variant/dtype:%s), %llu launches, %llu blocks, %llu thread switches, bounds checked by %s, %d failures\n",
+           cases, pv.c_str(), g_launches, g_blocks, g_switches, BGP_ASAN ? "AddressSanitizer" : "guard pages", fails);
+    return fails != 0;
+}
