@@ -109,9 +109,9 @@ fn main() {
     if let Some(path) = json {
         let mut s = String::from("[\n");
         for (i, r) in rows.iter().enumerate() {
-            let _ = write!(
+            let _ = writeln!(
                 s,
-                "  {{\"what\": \"{}\", \"members\": {}, \"kernel_ms\": {}, \"wall_ms\": {}, \"launches\": \"{}\"}}{}\n",
+                "  {{\"what\": \"{}\", \"members\": {}, \"kernel_ms\": {}, \"wall_ms\": {}, \"launches\": \"{}\"}}{}",
                 r.what,
                 r.members,
                 r.kernel_ms,

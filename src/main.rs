@@ -811,7 +811,7 @@ fn run(cli: Cli) -> batchgp::Result<()> {
                     // Where a GPU is expected (a lent GPU machine, a GPU CI runner), its absence
                     // is an error, not a fallback.
                     if std::env::var_os("BATCHGP_REQUIRE_CUDA").is_some_and(|v| !v.is_empty() && v != "0") {
-                        return Err(e.into());
+                        return Err(e);
                     }
                 }
             }

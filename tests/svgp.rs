@@ -5,6 +5,9 @@
 //! batch == loop, ragged == unpadded, isolation of a failing member, f32 against f64, and the
 //! posterior against the dense formula.
 
+// Members are indexed into several arrays at once: index loops read better here.
+#![allow(clippy::needless_range_loop)]
+
 mod common;
 
 use batchgp::backend::cpu::CpuBackend;
@@ -72,12 +75,12 @@ fn dense_elbo(data: &Dataset, p: &SvgpParams, b: usize, c: f64) -> f64 {
     let sm = q.dot(&q.t());
     let q_mu = p.q_mu.row(b).to_owned();
     let mut total = 0.0;
-    for i in 0..n {
+    for (i, &oi) in obs.iter().enumerate() {
         let ai = a.column(i);
         let mu = mean + ai.dot(&q_mu);
         let var = s - ai.dot(&ai) + ai.dot(&sm.dot(&ai));
-        let sig2 = noise + data.yvar_at(b, obs[i]);
-        let y = data.y()[[b, obs[i]]];
+        let sig2 = noise + data.yvar_at(b, oi);
+        let y = data.y()[[b, oi]];
         total += -0.5 * (2.0 * std::f64::consts::PI * sig2).ln() - ((y - mu).powi(2) + var) / (2.0 * sig2);
     }
     let ls_s = dense_cholesky(&sm).expect("S SPD");
@@ -128,6 +131,9 @@ fn elbo_matches_the_dense_reference_for_every_kernel() {
     }
 }
 
+/// Moves one coordinate of the parameters by a step.
+type Shift = Box<dyn Fn(&mut SvgpParams, f64)>;
+
 /// Central differences of the ELBO in every coordinate of member b, against the gradient.
 fn check_gradient(be: &dyn Backend, data: &Dataset, p: &SvgpParams, scale: &[f64], what: &str) {
     check_gradient_except(be, data, p, scale, what, &|_| false)
@@ -147,7 +153,7 @@ fn check_gradient_except(
     let (bsz, m, d) = (p.batch_size(), p.n_inducing(), p.n_dims());
     let h = 1e-5;
     for b in 0..bsz {
-        let mut checks: Vec<(String, f64, Box<dyn Fn(&mut SvgpParams, f64)>)> = Vec::new();
+        let mut checks: Vec<(String, f64, Shift)> = Vec::new();
         for j in 0..m {
             for k in 0..d {
                 checks.push((format!("z[{j},{k}]"), g.z[[b, j, k]], Box::new(move |q, e| q.z[[b, j, k]] += e)));

@@ -493,10 +493,10 @@ impl SvgpObjective<'_> {
             iterations: Array1::zeros(b),
             loss: Array2::from_shape_fn((self.loss.len(), b), |(t, e)| self.loss[t][e]),
         };
-        for e in 0..b {
-            let reason = states[e].termination().unwrap_or(Termination::Failed);
+        for (e, state) in states.iter().enumerate() {
+            let reason = state.termination().unwrap_or(Termination::Failed);
             res.reason[e] = reason;
-            res.iterations[e] = states[e].iterations();
+            res.iterations[e] = state.iterations();
             res.status[e] = match (r.status[e], reason) {
                 (Status::Empty, _) | (_, Termination::NoData) => Status::Empty,
                 (Status::Failed, _) | (_, Termination::Failed) => Status::Failed,

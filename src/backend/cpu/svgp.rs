@@ -39,9 +39,18 @@ struct MemberElbo {
     elbo: f64,
     status: Status,
     jitter: f64,
-    /// z (M x D, row-major), q_mu (M), q_sqrt (M x M row-major, lower), hyperparameters
-    /// (layout order).
-    grad: Option<(Vec<f64>, Vec<f64>, Vec<f64>, Vec<f64>)>,
+    grad: Option<MemberGrad>,
+}
+
+/// One member's gradient.
+struct MemberGrad {
+    /// (M x D, row-major)
+    z: Vec<f64>,
+    q_mu: Vec<f64>,
+    /// (M x M row-major, lower triangle)
+    q_sqrt: Vec<f64>,
+    /// The hyperparameters, in layout order.
+    hyp: Vec<f64>,
 }
 
 /// The ELBO (and gradient) of the members `rows` of `data` and `params`, with data-term scale
@@ -79,11 +88,11 @@ pub(crate) fn elbo_batch(
         jitter[i] = o.jitter;
         if let Some(g) = gradient.as_mut() {
             match o.grad {
-                Some((gz, gq, gs, gh)) => {
-                    g.z.index_axis_mut(Axis(0), i).iter_mut().zip(gz).for_each(|(a, v)| *a = v);
-                    g.q_mu.row_mut(i).iter_mut().zip(gq).for_each(|(a, v)| *a = v);
-                    g.q_sqrt.index_axis_mut(Axis(0), i).iter_mut().zip(gs).for_each(|(a, v)| *a = v);
-                    for (c, v) in gh.into_iter().enumerate() {
+                Some(mg) => {
+                    g.z.index_axis_mut(Axis(0), i).iter_mut().zip(mg.z).for_each(|(a, v)| *a = v);
+                    g.q_mu.row_mut(i).iter_mut().zip(mg.q_mu).for_each(|(a, v)| *a = v);
+                    g.q_sqrt.index_axis_mut(Axis(0), i).iter_mut().zip(mg.q_sqrt).for_each(|(a, v)| *a = v);
+                    for (c, v) in mg.hyp.into_iter().enumerate() {
                         let (t, kk) = layout.coordinate(c);
                         *g.hyp.get_mut(t, i, kk) = v;
                     }
@@ -505,7 +514,12 @@ fn member_elbo<T: Float>(data: &Dataset, params: &SvgpParams, b: usize, c: f64, 
         return failed(ind.jitter);
     }
     let status = if n == 0 { Status::Empty } else { status };
-    MemberElbo { elbo, status, jitter: ind.jitter, grad: Some((g_z, g_qmu, g_q, g_h)) }
+    MemberElbo {
+        elbo,
+        status,
+        jitter: ind.jitter,
+        grad: Some(MemberGrad { z: g_z, q_mu: g_qmu, q_sqrt: g_q, hyp: g_h }),
+    }
 }
 
 /// The SVGP posterior at `test` ((M*, D) shared or (B, M*, D)).
