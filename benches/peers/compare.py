@@ -93,11 +93,15 @@ def set_threads(n):
         os.environ[var] = str(n)
 
 
-def parse_shapes(s):
+def parse_shapes(s, fields=3):
+    """'100x264x3,1000x50x3' -> [(100, 264, 3), (1000, 50, 3)]; `fields` numbers per shape
+    (3 here: B x N x D; svgp.py passes 4: B x N x M x D)."""
     out = []
     for item in s.split(","):
-        b, n, d = (int(v) for v in item.lower().strip().split("x"))
-        out.append((b, n, d))
+        shape = tuple(int(v) for v in item.lower().strip().split("x"))
+        if len(shape) != fields:
+            raise ValueError(f"shape {item.strip()!r}: expected {fields} numbers separated by x")
+        out.append(shape)
     return out
 
 
@@ -699,6 +703,18 @@ def fmt_ratio(a, b):
     return f"{r:.3g}x"
 
 
+def compact_json(o):
+    """Per-member lists longer than 200 become a summary, so the file stays small."""
+    if isinstance(o, dict):
+        return {k: compact_json(v) for k, v in o.items()}
+    if isinstance(o, list) and len(o) > 200 and all(isinstance(v, (int, float)) for v in o):
+        v = sorted(o)
+        return dict(n=len(o), min=v[0], median=v[len(v) // 2], max=v[-1], first=o[:20])
+    if isinstance(o, list):
+        return [compact_json(v) for v in o]
+    return o
+
+
 def write_report(results, machine, args, path_md, path_json, path_png):
     lines = []
     now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -802,18 +818,8 @@ def write_report(results, machine, args, path_md, path_json, path_png):
     lines.append(f"\nCommand: `{' '.join(sys.argv)}`\n")
     with open(path_md, "w") as f:
         f.write("\n".join(lines) + "\n")
-    def compact(o):
-        """Per-member lists longer than 200 become a summary, so the file stays small."""
-        if isinstance(o, dict):
-            return {k: compact(v) for k, v in o.items()}
-        if isinstance(o, list) and len(o) > 200 and all(isinstance(v, (int, float)) for v in o):
-            v = sorted(o)
-            return dict(n=len(o), min=v[0], median=v[len(v) // 2], max=v[-1], first=o[:20])
-        if isinstance(o, list):
-            return [compact(v) for v in o]
-        return o
     with open(path_json, "w") as f:
-        json.dump(compact(dict(machine=machine, results=results, args=vars(args))), f, indent=1, default=float)
+        json.dump(compact_json(dict(machine=machine, results=results, args=vars(args))), f, indent=1, default=float)
     plot(results, machine, path_png)
 
 
