@@ -251,7 +251,10 @@ impl Dataset {
     }
     /// Indices of the observed points of member b, in order.
     pub fn observed(&self, b: usize) -> Vec<usize> {
-        (0..self.n_points()).filter(|&i| self.is_observed(b, i)).collect()
+        match &self.mask {
+            None => (0..self.n_points()).collect(),
+            Some(m) => m.row(b).iter().enumerate().filter_map(|(i, &v)| v.then_some(i)).collect(),
+        }
     }
     /// n_b, the number of observed points of member b.
     pub fn n_observed(&self, b: usize) -> usize {

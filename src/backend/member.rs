@@ -37,9 +37,25 @@ impl<'a> MemberView<'a> {
         let xb = data.x().member(b);
         let mut centre = vec![0.0; d];
         if !obs.is_empty() {
-            for (k, c) in centre.iter_mut().enumerate() {
-                *c = obs.iter().map(|&i| xb[[i, k]]).sum::<f64>() / obs.len() as f64;
+            match xb.as_slice() {
+                // Rows of x are contiguous (the usual case): one pass over the observed rows.
+                Some(flat) => {
+                    for &i in &obs {
+                        for (c, v) in centre.iter_mut().zip(&flat[i * d..(i + 1) * d]) {
+                            *c += v;
+                        }
+                    }
+                }
+                None => {
+                    for &i in &obs {
+                        for (k, c) in centre.iter_mut().enumerate() {
+                            *c += xb[[i, k]];
+                        }
+                    }
+                }
             }
+            let inv = 1.0 / obs.len() as f64;
+            centre.iter_mut().for_each(|c| *c *= inv);
         }
         MemberView {
             hyp,
@@ -68,6 +84,11 @@ impl<'a> MemberView<'a> {
     #[inline]
     pub fn x(&self, i: usize, k: usize) -> f64 {
         self.xb[[i, k]] - self.centre[k]
+    }
+    /// The uncentred padded points (N, D) as one row-major slice, when contiguous in memory.
+    #[inline]
+    pub fn raw_rows(&self) -> Option<&[f64]> {
+        self.xb.as_slice()
     }
     /// Residual y_i - m of padded point `i`.
     #[inline]

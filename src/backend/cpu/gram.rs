@@ -20,11 +20,27 @@ use ndarray::{ArrayView2, ArrayViewMut2};
 pub(crate) fn load_member<T: Float>(member: &MemberView, xs: &mut [T], r: &mut [T], yvar: Option<&mut [T]>) {
     let n = member.n();
     let ls = member.lengthscale();
-    for (slot, &i) in member.observed().iter().enumerate() {
-        for (k, l) in ls.iter().enumerate() {
-            xs[k * n + slot] = T::from_f64(member.x(i, k) / l);
+    let centre = member.centre();
+    let d = centre.len();
+    match (member.raw_rows(), ls.as_slice()) {
+        // Contiguous rows (the usual case): no per-element index arithmetic.
+        (Some(flat), Some(ls)) => {
+            for (slot, &i) in member.observed().iter().enumerate() {
+                let row = &flat[i * d..(i + 1) * d];
+                for (k, ((v, c), l)) in row.iter().zip(centre).zip(ls).enumerate() {
+                    xs[k * n + slot] = T::from_f64((v - c) / l);
+                }
+                r[slot] = T::from_f64(member.residual(i));
+            }
         }
-        r[slot] = T::from_f64(member.residual(i));
+        _ => {
+            for (slot, &i) in member.observed().iter().enumerate() {
+                for (k, l) in ls.iter().enumerate() {
+                    xs[k * n + slot] = T::from_f64(member.x(i, k) / l);
+                }
+                r[slot] = T::from_f64(member.residual(i));
+            }
+        }
     }
     if let Some(yv) = yvar {
         for (slot, &i) in member.observed().iter().enumerate() {

@@ -155,9 +155,41 @@ dispatch_avx2! {
     fn gradient_pass<T: Float>(n: usize, d: usize, alpha: &[T], inv: &[T], kf: &[T], kg: Option<&[T]>, ka: Option<&[T]>, xs: &[T], col: &mut [T], st: T, g_ls: &mut [f64]) -> (f64, f64, f64) => gradient_pass_body
 }
 
+/// w_i = (alpha_i a_j - inv_i) by_i over one column's tail.
+#[inline(always)]
+fn weigh<T: Float>(w: &mut [T], alpha: &[T], inv: &[T], by: &[T], aj: T) {
+    for (((wi, a), iv), k) in w.iter_mut().zip(alpha).zip(inv).zip(by) {
+        *wi = (*a * aj - *iv) * *k;
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn gradient_pass_body<T: Float>(
+    n: usize,
+    d: usize,
+    alpha: &[T],
+    inv: &[T],
+    kf: &[T],
+    kg: Option<&[T]>,
+    ka: Option<&[T]>,
+    xs: &[T],
+    col: &mut [T],
+    st: T,
+    g_ls: &mut [f64],
+) -> (f64, f64, f64) {
+    // rbf reads Kf alone: its loop carries no test for the other kernels' weights.
+    if kg.is_none() && ka.is_none() {
+        gradient_columns::<T, true>(n, d, alpha, inv, kf, None, None, xs, col, st, g_ls)
+    } else {
+        gradient_columns::<T, false>(n, d, alpha, inv, kf, kg, ka, xs, col, st, g_ls)
+    }
+}
+
+/// The column loop of [`gradient_pass`]; `KF_ONLY` when the lengthscale weights are Kf (rbf).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn gradient_columns<T: Float, const KF_ONLY: bool>(
     n: usize,
     d: usize,
     alpha: &[T],
@@ -185,20 +217,17 @@ fn gradient_pass_body<T: Float>(
         }
         let w = &mut col[..len];
         let tail = j * n + j + 1..(j + 1) * n;
-        let weigh = |w: &mut [T], by: &[T]| {
-            for (((wi, a), iv), k) in w.iter_mut().zip(&alpha[j + 1..n]).zip(&inv[tail.clone()]).zip(&by[tail.clone()])
-            {
-                *wi = (*a * aj - *iv) * *k;
-            }
-        };
-        weigh(w, kf);
+        let (a_tail, inv_tail) = (&alpha[j + 1..n], &inv[tail.clone()]);
+        weigh(w, a_tail, inv_tail, &kf[tail.clone()], aj);
         g_s += 2.0 * sum(w).to_f64();
-        if let Some(ka) = ka {
-            weigh(w, ka);
-            g_a += 2.0 * sum(w).to_f64();
-        }
-        if let Some(kg) = kg {
-            weigh(w, kg);
+        if !KF_ONLY {
+            if let Some(ka) = ka {
+                weigh(w, a_tail, inv_tail, &ka[tail.clone()], aj);
+                g_a += 2.0 * sum(w).to_f64();
+            }
+            if let Some(kg) = kg {
+                weigh(w, a_tail, inv_tail, &kg[tail], aj);
+            }
         }
         for (k, g) in g_ls.iter_mut().enumerate() {
             *g += 2.0 * weighted_sq_diff(w, &xs[k * n + j + 1..k * n + n], xs[k * n + j]).to_f64();
