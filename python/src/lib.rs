@@ -8,7 +8,7 @@ mod arrays;
 mod runtime;
 
 use arrays::{prior_views, status_codes, DataViews, FloatArray, ParamsArg, PriorArg, SvgpParamsArg};
-use batchgp::backend::{self, Backend, PredictOptions, Prediction};
+use batchgp::backend::{self, Backend, MllGradient, PredictOptions, Prediction};
 use batchgp::svgp::{ElboRequest, SvgpParams};
 use batchgp::{FitRequest, Hyperparameters, MllRequest, Optimizer, Precision, Status, SvgpFitRequest, Target};
 use ndarray::{Array3, Axis, Ix2, Ix3};
@@ -77,13 +77,7 @@ fn mll<'py>(
     out.set_item("objective", report.objective.into_pyarray(py))?;
     out.set_item("status", status_codes(&report.status).into_pyarray(py))?;
     out.set_item("jitter", report.jitter.into_pyarray(py))?;
-    out.set_item("grad_log_lengthscale", g.log_lengthscale.into_pyarray(py))?;
-    out.set_item("grad_log_outputscale", g.log_outputscale.into_pyarray(py))?;
-    out.set_item("grad_log_noise", g.log_noise.into_pyarray(py))?;
-    out.set_item("grad_mean", g.mean.into_pyarray(py))?;
-    if let Some(a) = g.log_alpha {
-        out.set_item("grad_log_alpha", a.into_pyarray(py))?;
-    }
+    set_hyperparameter_gradient(&out, g)?;
     Ok(out)
 }
 
@@ -276,6 +270,20 @@ fn fix_target(name: &str, expected: &str) -> batchgp::Result<Target> {
         .ok_or_else(|| option_error("fix", format!("unknown hyperparameter `{name}` (expected {expected})")))
 }
 
+/// grad_log_lengthscale, grad_log_outputscale, grad_log_noise, grad_mean and [grad_log_alpha]
+/// into `out`.
+fn set_hyperparameter_gradient(out: &Bound<'_, PyDict>, g: MllGradient) -> PyResult<()> {
+    let py = out.py();
+    out.set_item("grad_log_lengthscale", g.log_lengthscale.into_pyarray(py))?;
+    out.set_item("grad_log_outputscale", g.log_outputscale.into_pyarray(py))?;
+    out.set_item("grad_log_noise", g.log_noise.into_pyarray(py))?;
+    out.set_item("grad_mean", g.mean.into_pyarray(py))?;
+    if let Some(a) = g.log_alpha {
+        out.set_item("grad_log_alpha", a.into_pyarray(py))?;
+    }
+    Ok(())
+}
+
 /// kernel, lengthscale, outputscale, noise, mean and [alpha] into `out`.
 fn set_hyperparameters(out: &Bound<'_, PyDict>, h: &Hyperparameters) -> PyResult<()> {
     let py = out.py();
@@ -342,13 +350,7 @@ fn svgp_elbo<'py>(
     out.set_item("grad_z", g.z.into_pyarray(py))?;
     out.set_item("grad_q_mu", g.q_mu.into_pyarray(py))?;
     out.set_item("grad_q_sqrt", g.q_sqrt.into_pyarray(py))?;
-    out.set_item("grad_log_lengthscale", g.hyp.log_lengthscale.into_pyarray(py))?;
-    out.set_item("grad_log_outputscale", g.hyp.log_outputscale.into_pyarray(py))?;
-    out.set_item("grad_log_noise", g.hyp.log_noise.into_pyarray(py))?;
-    out.set_item("grad_mean", g.hyp.mean.into_pyarray(py))?;
-    if let Some(a) = g.hyp.log_alpha {
-        out.set_item("grad_log_alpha", a.into_pyarray(py))?;
-    }
+    set_hyperparameter_gradient(&out, g.hyp)?;
     Ok(out)
 }
 
