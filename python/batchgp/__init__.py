@@ -14,7 +14,8 @@ by a Rust core (CPU through rayon; CUDA when a GPU is usable), with the GIL rele
 
 Functions: fit, mll, predict, sample_prior, info, set_num_threads. Types: Params, FitResult,
 MllResult, Prediction, the priors Gamma, LogNormal, Normal, HalfCauchy, Uniform, the estimator
-BatchGP, and BatchGPError (a ValueError) for every rejected input.
+BatchGP, and BatchGPError (a ValueError) for every rejected input. Sparse variational GPs:
+batchgp.svgp (fit, elbo, predict; SvgpParams, SvgpResult, ElboResult).
 """
 
 from ._batchgp import BatchGPError, __version__
@@ -23,6 +24,8 @@ from .estimator import BatchGP
 from .params import Params
 from .priors import Gamma, HalfCauchy, LogNormal, Normal, Prior, Uniform
 from .results import STATUS_TEXT, FitResult, MllResult, Prediction
+
+from . import svgp
 
 __all__ = [
     "STATUS_TEXT",
@@ -45,4 +48,5 @@ __all__ = [
     "predict",
     "sample_prior",
     "set_num_threads",
+    "svgp",
 ]

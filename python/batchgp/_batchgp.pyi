@@ -25,6 +25,12 @@ class _ParamsLike(Protocol):
     mean: NDArray[np.floating]  # (B,)
     alpha: NDArray[np.floating] | None  # (B,) for rq
 
+class _SvgpParamsLike(Protocol):
+    z: NDArray[np.floating]  # (B, M, D)
+    q_mu: NDArray[np.floating]  # (B, M)
+    q_sqrt: NDArray[np.floating]  # (B, M, M), lower triangle read
+    hyperparameters: _ParamsLike
+
 class _Progress(Protocol):
     def start(self, total: int) -> None: ...
     def update(self, iteration: int, running: int, converged: int, total: int) -> None: ...
@@ -100,6 +106,59 @@ def fit(
     """kernel (str); lengthscale (B, D), outputscale, noise, mean, [alpha] (B,); mll,
     log_prior, objective, status, jitter, iterations, restart (B,); reason, outcome (lists of B
     str); rounds (int). Ctrl-C stops it with KeyboardInterrupt."""
+
+def svgp_elbo(
+    x: _Array,  # (B, N, D) or (N, D)
+    y: _Array,  # (B, N)
+    params: _SvgpParamsLike,
+    mask: _Array | None,
+    yvar: _Array | None,
+    kernel: str | None,
+    priors: Sequence[_PriorSpec],
+    backend: str,
+    precision: str,
+) -> dict[str, NDArray[Any]]:
+    """elbo, log_prior, objective, status, jitter (B,); grad_z (B, M, D), grad_q_mu (B, M),
+    grad_q_sqrt (B, M, M), grad_log_lengthscale (B, D), grad_log_outputscale, grad_log_noise,
+    grad_mean (B,), [grad_log_alpha (B,)]. backend "auto" is the CPU."""
+
+def svgp_predict(
+    params: _SvgpParamsLike,
+    x_test: _Array,  # (M, D) or (B, M, D)
+    kernel: str | None,
+    samples: int,
+    seed: int,
+    full_covariance: bool,
+    backend: str,
+    precision: str,
+) -> dict[str, NDArray[Any]]:
+    """As predict: mean, var, var_y, lower, upper (B, M); status, jitter (B,); [covariance],
+    [samples]."""
+
+def svgp_fit(
+    x: _Array,  # (B, N, D) or (N, D)
+    y: _Array,  # (B, N)
+    mask: _Array | None,
+    yvar: _Array | None,
+    kernel: str,
+    priors: Sequence[_PriorSpec],
+    init: _SvgpParamsLike | None,
+    z: _Array | None,  # (M, D) or (B, M, D)
+    num_inducing: int | None,
+    fix: Sequence[str],  # hyperparameter names and "z"
+    optimizer: str,
+    steps: int,
+    lr: float,
+    batch_size: int | None,
+    seed: int,
+    backend: str,
+    precision: str,
+    progress: _Progress | None,
+) -> dict[str, Any]:
+    """kernel (str); z (B, M, D), q_mu (B, M), q_sqrt (B, M, M); lengthscale (B, D),
+    outputscale, noise, mean, [alpha] (B,); elbo, log_prior, objective, status, jitter,
+    iterations (B,); loss (T, B); reason, outcome (lists of B str). Ctrl-C stops it with
+    KeyboardInterrupt."""
 
 def parse_kernel(name: str) -> str: ...
 def set_num_threads(n: int) -> None: ...

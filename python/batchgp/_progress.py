@@ -1,12 +1,16 @@
 """Fit progress for ``progress=True``: a tqdm bar when tqdm is installed, else plain lines on
 stderr. The extension calls ``start(total)`` and ``update(iteration, running, converged, total)``
-(at most ten times a second, with the GIL briefly re-acquired); ``fit`` calls ``close``."""
+(at most ten times a second, with the GIL briefly re-acquired); :func:`run_fit` calls ``close``."""
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import Any
+from typing import Any, Callable, TypeVar
+
+import numpy as np
+
+R = TypeVar("R")
 
 
 class _Lines:
@@ -65,3 +69,19 @@ def reporter(progress: Any) -> Any | None:
     except ImportError:
         return _Lines()
     return _Tqdm(tqdm)
+
+
+def run_fit(progress: Any, call: Callable[[Any], dict], wrap: Callable[[dict], R]) -> R:
+    """A fit with progress: ``call(reporter)`` runs the extension's fit, ``wrap`` makes its
+    result (which has ``status``); the reporter, if any, is closed with the count of converged
+    members, or without one when the fit raised."""
+    rep = reporter(progress)
+    done = None
+    try:
+        result = wrap(call(rep))
+        converged = int(np.sum(result.status <= 1))  # type: ignore[attr-defined]
+        done = f"converged {converged} of {len(result.status)} members"  # type: ignore[attr-defined]
+    finally:
+        if rep is not None:
+            rep.close(done)
+    return result

@@ -151,10 +151,9 @@ def fit(
     BatchGPError
         For a rejected request. KeyboardInterrupt (Ctrl-C) stops the fit.
     """
-    rep = _progress.reporter(progress)
-    done = None
-    try:
-        out = _native.fit(
+    return _progress.run_fit(
+        progress,
+        lambda rep: _native.fit(
             as_array(x, "x"),
             as_array(y, "y"),
             as_optional_array(mask, "mask"),
@@ -173,14 +172,9 @@ def fit(
             as_str("precision", precision),
             rep,
             as_int("first_member", first_member),
-        )
-        result = FitResult(out)
-        converged = int(np.sum(result.status <= 1))
-        done = f"converged {converged} of {len(result.status)} members"
-    finally:
-        if rep is not None:
-            rep.close(done)
-    return result
+        ),
+        FitResult,
+    )
 
 
 def mll(

@@ -236,6 +236,15 @@ def _check_params(params: Params | None, name: str, b: int, d: int) -> None:
         raise _shape_error("lengthscale", params.lengthscale.shape, f"({b}, {d})")
 
 
+def _required_params(params: Any, b: int, d: int) -> Params:
+    """``params`` of mll and predict: a Params (or a FitResult) of B members and D dimensions."""
+    p = _as_params(params, "params")
+    if p is None:
+        raise BatchGPError("invalid option `params`: expected a batchgp.Params (or a FitResult), got NoneType")
+    _check_params(p, "params", b, d)
+    return p
+
+
 def _as_params(params: Any, name: str) -> Params | None:
     if params is None or isinstance(params, Params):
         return params
@@ -525,10 +534,7 @@ def mll(
     _api_signature(_api.mll, "mll", options, ("params", "mask", "yvar"))
     x, y, mask, yvar = (_as_local(a) for a in (x, y, mask, yvar))
     b, _, d, shared = _check_data(x, y, mask, yvar)
-    params = _as_params(params, "params")
-    if params is None:
-        raise BatchGPError("invalid option `params`: expected a batchgp.Params (or a FitResult), got NoneType")
-    _check_params(params, "params", b, d)
+    params = _required_params(params, b, d)
     priors = options.pop("priors", None)
     _check_priors(priors, b, d)
     plan = _plan([("x", None if shared else x), ("y", y), ("mask", mask), ("yvar", yvar)], merge_below)
@@ -591,10 +597,7 @@ def predict(
     _api_signature(_api.predict, "predict", options, ("params", "x_test", "mask", "yvar"))
     x, y, mask, yvar, x_test = (_as_local(a) for a in (x, y, mask, yvar, x_test))
     b, _, d, shared = _check_data(x, y, mask, yvar)
-    params = _as_params(params, "params")
-    if params is None:
-        raise BatchGPError("invalid option `params`: expected a batchgp.Params (or a FitResult), got NoneType")
-    _check_params(params, "params", b, d)
+    params = _required_params(params, b, d)
     if x_test is None:
         raise BatchGPError("missing array `test x`")
     _check_known("x_test", x_test)

@@ -179,3 +179,149 @@ class Params:
         if self._alpha is not None:
             parts.append(f"alpha={fmt(self._alpha)}")
         return "Params(" + ", ".join(parts) + ")"
+
+
+class SvgpParams:
+    """Parameters of B sparse variational GPs (docs/design.md section 11), natural units.
+
+    Parameters
+    ----------
+    z : array (B, M, D), or (M, D) shared by every member
+        Inducing inputs.
+    q_mu : array (B, M), optional
+        Whitened variational mean (default 0).
+    q_sqrt : array (B, M, M), optional
+        Lower-triangular factor of the whitened variational covariance S = q_sqrt q_sqrt^T
+        (default the identity). Entries above the diagonal are ignored and held as 0.
+    hyperparameters : Params
+        The kernel's hyperparameters, the noise and the mean of the B members, with the kernel.
+
+    The arrays are copied and read-only; values (finite z, q_mu and q_sqrt, positive
+    hyperparameters) are checked by the call that uses them. ``batchgp.svgp.fit`` returns one
+    as ``.params``; ``batchgp.svgp.elbo`` and ``batchgp.svgp.predict`` take one, and
+    ``batchgp.svgp.fit(init=...)`` starts from one. The hyperparameters are also attributes
+    (``lengthscale``, ``outputscale``, ``noise``, ``mean``, ``alpha``, ``kernel`` and their
+    logs). :meth:`to_npz` / :meth:`from_npz` write and read the CLI's S.npz.
+    """
+
+    __slots__ = ("_hyperparameters", "_q_mu", "_q_sqrt", "_z")
+
+    def __init__(self, z: Any, q_mu: Any = None, q_sqrt: Any = None, *, hyperparameters: Params) -> None:
+        if not isinstance(hyperparameters, Params):
+            raise option_error(
+                "hyperparameters", f"expected a batchgp.Params, got {type(hyperparameters).__name__}"
+            )
+        b, d = hyperparameters.batch_size, hyperparameters.n_dims
+        za = as_array(z, "z")
+        if za.ndim == 2:
+            za = np.broadcast_to(za, (b, *za.shape))
+        if za.ndim != 3 or za.shape[0] != b or za.shape[2] != d or za.shape[1] == 0:
+            raise shape_error("z", za.shape, f"({b}, M, {d}) or (M, {d}) with M >= 1 (the hyperparameters' B and D)")
+        m = za.shape[1]
+        if q_mu is None:
+            qm = np.zeros((b, m))
+        else:
+            qm = as_array(q_mu, "q_mu")
+            if qm.shape != (b, m):
+                raise shape_error("q_mu", qm.shape, f"({b}, {m})")
+        if q_sqrt is None:
+            qs = np.broadcast_to(np.eye(m), (b, m, m))
+        else:
+            qs = as_array(q_sqrt, "q_sqrt")
+            if qs.shape != (b, m, m):
+                raise shape_error("q_sqrt", qs.shape, f"({b}, {m}, {m})")
+            with np.errstate(invalid="ignore"):
+                qs = np.tril(qs)
+        self._z = _frozen(za)
+        self._q_mu = _frozen(qm)
+        self._q_sqrt = _frozen(qs)
+        self._hyperparameters = hyperparameters
+
+    @classmethod
+    def from_npz(cls, path: Any) -> SvgpParams:
+        """Reads the CLI's S.npz (``batchgp fit --model svgp --out``): z, q_mu, q_sqrt and the
+        hyperparameters in log form, with the kernel (rbf when the file has none)."""
+        with np.load(path) as f:
+            kernel = str(f["kernel"]) if "kernel" in f.files else "rbf"
+            hyp = Params.from_log(
+                f["log_lengthscale"],
+                f["log_outputscale"],
+                f["log_noise"],
+                f["mean"],
+                f["log_alpha"] if "log_alpha" in f.files else None,
+                kernel,
+            )
+            return cls(f["z"], f["q_mu"], f["q_sqrt"], hyperparameters=hyp)
+
+    def to_npz(self, path: Any) -> None:
+        """Writes the CLI's S.npz: kernel, z, q_mu, q_sqrt, log_lengthscale, log_outputscale,
+        log_noise, mean, [log_alpha]; ``batchgp elbo --params`` and ``batchgp predict --params``
+        read it."""
+        np.savez(path, **self._npz_arrays())
+
+    def _npz_arrays(self) -> dict:
+        h = self._hyperparameters
+        with np.errstate(divide="ignore", invalid="ignore"):
+            arrays = {
+                "kernel": np.array(h.kernel),
+                "z": self._z,
+                "q_mu": self._q_mu,
+                "q_sqrt": self._q_sqrt,
+                "log_lengthscale": h.log_lengthscale,
+                "log_outputscale": h.log_outputscale,
+                "log_noise": h.log_noise,
+                "mean": h.mean,
+            }
+            if h.alpha is not None:
+                arrays["log_alpha"] = h.log_alpha
+        return arrays
+
+    @property
+    def z(self) -> np.ndarray:
+        """(B, M, D) inducing inputs."""
+        return self._z
+
+    @property
+    def q_mu(self) -> np.ndarray:
+        """(B, M) whitened variational mean."""
+        return self._q_mu
+
+    @property
+    def q_sqrt(self) -> np.ndarray:
+        """(B, M, M) lower-triangular factor of the whitened variational covariance."""
+        return self._q_sqrt
+
+    @property
+    def hyperparameters(self) -> Params:
+        """The hyperparameters (a Params) with the kernel."""
+        return self._hyperparameters
+
+    kernel = property(lambda self: self._hyperparameters.kernel, doc="The kernel's name.")
+    lengthscale = property(lambda self: self._hyperparameters.lengthscale, doc="(B, D)")
+    outputscale = property(lambda self: self._hyperparameters.outputscale, doc="(B,)")
+    noise = property(lambda self: self._hyperparameters.noise, doc="(B,)")
+    mean = property(lambda self: self._hyperparameters.mean, doc="(B,)")
+    alpha = property(lambda self: self._hyperparameters.alpha, doc="(B,) for the rq kernel, else None.")
+    log_lengthscale = property(lambda self: self._hyperparameters.log_lengthscale, doc="(B, D)")
+    log_outputscale = property(lambda self: self._hyperparameters.log_outputscale, doc="(B,)")
+    log_noise = property(lambda self: self._hyperparameters.log_noise, doc="(B,)")
+    log_alpha = property(lambda self: self._hyperparameters.log_alpha, doc="(B,) for rq, else None.")
+
+    @property
+    def batch_size(self) -> int:
+        """B, the number of members."""
+        return self._z.shape[0]
+
+    @property
+    def num_inducing(self) -> int:
+        """M, the inducing points per member."""
+        return self._z.shape[1]
+
+    @property
+    def n_dims(self) -> int:
+        """D, the number of input dimensions."""
+        return self._z.shape[2]
+
+    def __repr__(self) -> str:
+        h = repr(self._hyperparameters)
+        return f"SvgpParams(B={self.batch_size}, M={self.num_inducing}, D={self.n_dims}, hyperparameters={h})"

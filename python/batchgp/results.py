@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import _batchgp as _native
-from .params import Params
+from .params import Params, SvgpParams
 
 STATUS_TEXT: tuple = tuple(_native.STATUS_TEXT)
 """Status codes in words, by code: 0 ok, 1 ok (jitter), 2 iteration limit, 3 failed, 4 empty,
@@ -52,6 +52,24 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]], max_rows: int 
     if skipped:
         out.append(f"({skipped} members not shown; summary(max_rows=None) shows all)")
     return "\n".join(out)
+
+
+def _hyper_headers(d: int, alpha: bool) -> list:
+    """Column names of the hyperparameters in a summary table."""
+    return [f"lengthscale[{k}]" for k in range(d)] + ["outputscale", "noise", "mean"] + (["alpha"] if alpha else [])
+
+
+def _hyper_cells(r: Any, m: int) -> list:
+    """Member m's hyperparameters (attributes of r) as summary cells."""
+    cells = [_num(v) for v in r.lengthscale[m]] + [_num(r.outputscale[m]), _num(r.noise[m]), _num(r.mean[m])]
+    if r.alpha is not None:
+        cells.append(_num(r.alpha[m]))
+    return cells
+
+
+def _with_text_arrays(arrays: dict) -> dict:
+    """A fit's arrays with reason and outcome (lists of str from the extension) as str arrays."""
+    return {**arrays, "reason": np.array(arrays["reason"], dtype=str), "outcome": np.array(arrays["outcome"], dtype=str)}
 
 
 class _Result:
@@ -245,10 +263,7 @@ class FitResult(_Result):
     _optional = ("alpha",)
 
     def __init__(self, arrays: dict) -> None:
-        arrays = dict(arrays)
-        arrays["reason"] = np.array(arrays["reason"], dtype=str)
-        arrays["outcome"] = np.array(arrays["outcome"], dtype=str)
-        super().__init__(arrays)
+        super().__init__(_with_text_arrays(arrays))
         self.params = Params(self.lengthscale, self.outputscale, self.noise, self.mean, self.alpha, self.kernel)
 
     def to_npz(self, path: str | os.PathLike) -> None:
@@ -283,10 +298,7 @@ class FitResult(_Result):
         """A table per member in natural units: outcome, objective, mll, log prior, every
         hyperparameter, iterations (and the restart kept, when there were restarts)."""
         b, d = self.lengthscale.shape
-        headers = ["member", "outcome", "objective", "mll", "log_prior"]
-        headers += [f"lengthscale[{k}]" for k in range(d)] + ["outputscale", "noise", "mean"]
-        if self.alpha is not None:
-            headers.append("alpha")
+        headers = ["member", "outcome", "objective", "mll", "log_prior"] + _hyper_headers(d, self.alpha is not None)
         headers.append("iters")
         restarts = bool(np.any(self.restart))
         if restarts:
@@ -294,10 +306,7 @@ class FitResult(_Result):
         rows = []
         for m in range(b):
             row = [str(m), str(self.outcome[m]), _num(self.objective[m]), _num(self.mll[m]), _num(self.log_prior[m])]
-            row += [_num(v) for v in self.lengthscale[m]]
-            row += [_num(self.outputscale[m]), _num(self.noise[m]), _num(self.mean[m])]
-            if self.alpha is not None:
-                row.append(_num(self.alpha[m]))
+            row += _hyper_cells(self, m)
             row.append(str(self.iterations[m]))
             if restarts:
                 row.append(str(self.restart[m]))
@@ -306,5 +315,165 @@ class FitResult(_Result):
         head = (
             f"FitResult: {b} GPs, {self.kernel} kernel, D = {d}; converged {converged} of {b}"
             f" ({_status_counts(self.status)}); {self.rounds} evaluation rounds"
+        )
+        return head + "\n" + _table(headers, rows, max_rows)
+
+
+class ElboResult(_Result):
+    """The SVGP objective at given parameters, per member (as the CLI's ``batchgp elbo`` output).
+
+    Attributes
+    ----------
+    elbo, log_prior, objective : (B,)
+        Evidence lower bound (docs/design.md section 11, on the full data), sum of log prior
+        densities of the hyperparameters, and their sum.
+    status : (B,) int
+        0 ok, 1 ok with jitter (on k(Z, Z)), 3 failed (numbers NaN), 4 empty.
+    jitter : (B,)
+        Absolute jitter added to the diagonal of k(Z, Z).
+    grad_z : (B, M, D); grad_q_mu : (B, M); grad_q_sqrt : (B, M, M)
+        Gradient of the objective with respect to the inducing inputs and the whitened
+        variational parameters (q_sqrt: lower triangle, zeros above).
+    grad_log_lengthscale : (B, D); grad_log_outputscale, grad_log_noise, grad_mean : (B,)
+        With respect to log lengthscale, log outputscale, log noise and the mean.
+    grad_log_alpha : (B,) or None
+        For the rq kernel.
+    """
+
+    _fields = (
+        "elbo",
+        "log_prior",
+        "objective",
+        "status",
+        "jitter",
+        "grad_z",
+        "grad_q_mu",
+        "grad_q_sqrt",
+        "grad_log_lengthscale",
+        "grad_log_outputscale",
+        "grad_log_noise",
+        "grad_mean",
+    )
+    _optional = ("grad_log_alpha",)
+
+    def __repr__(self) -> str:
+        b, m, d = self.grad_z.shape
+        return (
+            f"ElboResult(B={b}, M={m}, D={d}, elbo={_short(self.elbo)}, objective={_short(self.objective)}, "
+            f"status: {_status_counts(self.status)})"
+        )
+
+    def summary(self, max_rows: int | None = 50) -> str:
+        """A table per member: status, elbo, log prior, objective, jitter, largest |gradient|."""
+        b = len(self.elbo)
+        grads = [self.grad_z.reshape(b, -1), self.grad_q_mu, self.grad_q_sqrt.reshape(b, -1)]
+        grads += [self.grad_log_lengthscale, self.grad_log_outputscale[:, None], self.grad_log_noise[:, None]]
+        grads += [self.grad_mean[:, None]]
+        if self.grad_log_alpha is not None:
+            grads.append(self.grad_log_alpha[:, None])
+        gmax = np.max(np.abs(np.hstack(grads)), axis=1)
+        rows = [
+            [
+                str(k),
+                STATUS_TEXT[self.status[k]],
+                _num(self.elbo[k]),
+                _num(self.log_prior[k]),
+                _num(self.objective[k]),
+                _num(self.jitter[k]),
+                _num(gmax[k]),
+            ]
+            for k in range(b)
+        ]
+        head = f"ElboResult: {b} members, M = {self.grad_z.shape[1]}; {_status_counts(self.status)}"
+        table = _table(["member", "status", "elbo", "log_prior", "objective", "jitter", "max|grad|"], rows, max_rows)
+        return head + "\n" + table
+
+
+class SvgpResult(_Result):
+    """An SVGP fit, per member. Arrays are (B,) unless noted.
+
+    Attributes
+    ----------
+    z : (B, M, D); q_mu : (B, M); q_sqrt : (B, M, M)
+        Fitted inducing inputs and whitened variational parameters (q_sqrt lower triangular).
+    lengthscale : (B, D); outputscale, noise, mean : (B,); alpha : (B,) or None
+        Fitted hyperparameters in the data's units (NaN for a failed or empty member).
+    elbo, log_prior, objective : (B,)
+        At the fitted point, on the full data; objective = elbo + log_prior.
+    status : (B,) int
+        0/1 converged (1: with jitter), 2 stopped by the step limit (see reason), 3 failed,
+        4 empty.
+    reason, outcome : (B,) str
+        Why each member's optimiser stopped; the status and reason in words.
+    jitter : (B,); iterations : (B,) int
+        Jitter on k(Z, Z) at the fitted point; accepted optimiser steps.
+    loss : (T, B)
+        The value minimised, -(elbo + log prior) (on that step's mini-batch), at every batched
+        evaluation round; NaN once a member has stopped. Adam without early convergence:
+        T = steps + 1 (the start, then one row per step).
+    kernel : str
+    params : SvgpParams
+        The fitted parameters, ready for :func:`batchgp.svgp.predict` / :func:`batchgp.svgp.elbo`
+        or as another fit's ``init``.
+    """
+
+    _fields = (
+        "kernel",
+        "z",
+        "q_mu",
+        "q_sqrt",
+        "lengthscale",
+        "outputscale",
+        "noise",
+        "mean",
+        "elbo",
+        "log_prior",
+        "objective",
+        "status",
+        "reason",
+        "outcome",
+        "jitter",
+        "iterations",
+        "loss",
+    )
+    _optional = ("alpha",)
+
+    def __init__(self, arrays: dict) -> None:
+        super().__init__(_with_text_arrays(arrays))
+        hyp = Params(self.lengthscale, self.outputscale, self.noise, self.mean, self.alpha, self.kernel)
+        self.params = SvgpParams(self.z, self.q_mu, self.q_sqrt, hyperparameters=hyp)
+
+    def to_npz(self, path: str | os.PathLike) -> None:
+        """Writes the fit as ``batchgp fit --model svgp`` does: the S.npz arrays (see
+        :meth:`SvgpParams.to_npz`) plus elbo, log_prior, objective, status, jitter, iterations
+        (B,) and loss (T, B), all f64 but the kernel."""
+        arrays = self.params._npz_arrays()
+        for name in ("elbo", "log_prior", "objective", "status", "jitter", "iterations", "loss"):
+            arrays[name] = np.asarray(getattr(self, name), dtype=np.float64)
+        np.savez(path, **arrays)
+
+    def __repr__(self) -> str:
+        b, m, d = self.z.shape
+        return (
+            f"SvgpResult(kernel={self.kernel!r}, B={b}, M={m}, D={d}, elbo={_short(self.elbo)}, "
+            f"status: {_status_counts(self.status)})"
+        )
+
+    def summary(self, max_rows: int | None = 50) -> str:
+        """A table per member in natural units: outcome, objective, elbo, log prior, every
+        hyperparameter, and the optimiser steps."""
+        b, m, d = self.z.shape
+        headers = ["member", "outcome", "objective", "elbo", "log_prior"] + _hyper_headers(d, self.alpha is not None)
+        headers.append("iters")
+        rows = []
+        for k in range(b):
+            row = [str(k), str(self.outcome[k]), _num(self.objective[k]), _num(self.elbo[k]), _num(self.log_prior[k])]
+            row += _hyper_cells(self, k)
+            row.append(str(self.iterations[k]))
+            rows.append(row)
+        converged = int(np.sum((self.status == 0) | (self.status == 1)))
+        head = (
+            f"SvgpResult: {b} GPs, {self.kernel} kernel, M = {m}, D = {d}; converged {converged} of {b}"
+            f" ({_status_counts(self.status)}); {self.loss.shape[0]} evaluation rounds"
         )
         return head + "\n" + _table(headers, rows, max_rows)

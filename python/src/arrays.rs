@@ -6,6 +6,7 @@
 //! Rejected input is a `batchgp::Error`, so its message is the CLI's.
 
 use batchgp::prior::PriorParam;
+use batchgp::svgp::SvgpParams;
 use batchgp::{Dataset, Error, Hyperparameters, Inputs, Kernel, Prior, PriorFamily, Priors, Result, Target};
 use ndarray::{Array1, ArrayD, ArrayViewD, Dimension, Ix1, Ix2, Ix3, Zip};
 use numpy::PyReadonlyArrayDyn;
@@ -221,4 +222,45 @@ pub fn priors(spec: &PriorViews<'_>) -> Result<Priors> {
 /// Status codes as numbers, as in the CLI's files.
 pub fn status_codes(status: &[batchgp::Status]) -> Array1<i64> {
     status.iter().map(|s| s.code() as i64).collect()
+}
+
+/// A `batchgp.svgp.SvgpParams` as the binding reads it: z, q_mu, q_sqrt and its
+/// `hyperparameters` (a `batchgp.Params`).
+#[derive(FromPyObject)]
+pub struct SvgpParamsArg<'py> {
+    pub z: FloatArray<'py>,
+    pub q_mu: FloatArray<'py>,
+    pub q_sqrt: FloatArray<'py>,
+    pub hyperparameters: ParamsArg<'py>,
+}
+
+impl<'py> SvgpParamsArg<'py> {
+    pub fn views(&self) -> SvgpParamsViews<'_> {
+        SvgpParamsViews {
+            z: self.z.view(),
+            q_mu: self.q_mu.view(),
+            q_sqrt: self.q_sqrt.view(),
+            hyp: self.hyperparameters.views(),
+        }
+    }
+}
+
+pub struct SvgpParamsViews<'a> {
+    pub z: View<'a>,
+    pub q_mu: View<'a>,
+    pub q_sqrt: View<'a>,
+    pub hyp: ParamsViews<'a>,
+}
+
+impl SvgpParamsViews<'_> {
+    /// The core's SVGP parameters, checked ([`SvgpParams::new`]: shapes, finite z, q_mu and
+    /// lower triangle of q_sqrt, the hyperparameters' domains); `kernel` as in
+    /// [`ParamsViews::hyperparameters`].
+    pub fn params(&self, kernel: Option<&str>) -> Result<SvgpParams> {
+        let z = self.z.to::<Ix3>("z", "(B, M, D)")?;
+        let (b, m, _) = z.dim();
+        let q_mu = self.q_mu.to::<Ix2>("q_mu", &format!("({b}, {m})"))?;
+        let q_sqrt = self.q_sqrt.to::<Ix3>("q_sqrt", &format!("({b}, {m}, {m})"))?;
+        SvgpParams::new(z, q_mu, q_sqrt, self.hyp.hyperparameters(kernel)?)
+    }
 }

@@ -8,7 +8,7 @@
 //! core reads through `FitObserver::stop` after every batched evaluation.
 
 use batchgp::backend::{self, Backend, BackendChoice};
-use batchgp::{Error, FitObserver, FitProgress, FitResult, Result};
+use batchgp::{Error, FitObserver, FitProgress, Result};
 use pyo3::prelude::*;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -89,6 +89,15 @@ pub fn backend(choice: &str) -> Result<Arc<dyn Backend>> {
     }
 }
 
+/// The backend of SVGP work: as [`backend`], but auto is the CPU, since the CUDA backend has
+/// no SVGP kernels yet (docs/design.md section 11); "cuda" says so when asked for.
+pub fn svgp_backend(choice: &str) -> Result<Arc<dyn Backend>> {
+    match choice.parse::<BackendChoice>()? {
+        BackendChoice::Auto => Ok(cpu()),
+        _ => backend(choice),
+    }
+}
+
 /// Why CUDA is not usable, or None when it is.
 pub fn cuda_status() -> (Option<String>, Option<String>) {
     match cuda() {
@@ -98,21 +107,21 @@ pub fn cuda_status() -> (Option<String>, Option<String>) {
 }
 
 /// What the fit job tells the waiting thread.
-enum Msg {
+enum Msg<R> {
     Start(usize),
     Progress { iteration: usize, running: usize, converged: usize, total: usize },
-    Done(Box<Result<FitResult>>),
+    Done(Box<Result<R>>),
 }
 
 /// The observer the core calls on the worker: it only sends messages and reads the stop flag.
-struct ChannelObserver<'s> {
-    tx: mpsc::Sender<Msg>,
+struct ChannelObserver<'s, R> {
+    tx: mpsc::Sender<Msg<R>>,
     stop: &'s AtomicBool,
     progress: bool,
     last: Option<Instant>,
 }
 
-impl FitObserver for ChannelObserver<'_> {
+impl<R: Send> FitObserver for ChannelObserver<'_, R> {
     fn init(&mut self, members: usize) {
         if self.progress {
             let _ = self.tx.send(Msg::Start(members));
@@ -137,18 +146,20 @@ impl FitObserver for ChannelObserver<'_> {
 /// Runs a fit without the GIL, interruptible by Ctrl-C, drawing progress through `progress`
 /// (a Python object with `start(total)` and `update(iteration, running, converged, total)`).
 ///
-/// `job` builds and runs the request with the observer it is given. The result is the fit's,
-/// or the KeyboardInterrupt (or the progress object's exception) that stopped it.
-pub fn fit_interruptible<J>(py: Python<'_>, progress: Option<Py<PyAny>>, job: J) -> PyResult<Result<FitResult>>
+/// `job` builds and runs the request (an exact or an SVGP fit) with the observer it is given.
+/// The result is the fit's, or the KeyboardInterrupt (or the progress object's exception) that
+/// stopped it.
+pub fn fit_interruptible<R, J>(py: Python<'_>, progress: Option<Py<PyAny>>, job: J) -> PyResult<Result<R>>
 where
-    J: FnOnce(&mut dyn FitObserver) -> Result<FitResult> + Send,
+    R: Send,
+    J: FnOnce(&mut dyn FitObserver) -> Result<R> + Send,
 {
     let stop = AtomicBool::new(false);
     let mut raised: Option<PyErr> = None;
     let wants_progress = progress.is_some();
     let outcome = py.detach(|| {
-        let (tx, rx) = mpsc::channel::<Msg>();
-        in_place_scope(|scope| -> Option<Result<FitResult>> {
+        let (tx, rx) = mpsc::channel::<Msg<R>>();
+        in_place_scope(|scope| -> Option<Result<R>> {
             let stop_ref = &stop;
             scope.spawn(move |_| {
                 let mut obs = ChannelObserver { tx: tx.clone(), stop: stop_ref, progress: wants_progress, last: None };

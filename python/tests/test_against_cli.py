@@ -19,17 +19,7 @@ PRIORS = {
 }
 
 
-MLL_FIELDS = (
-    "mll",
-    "log_prior",
-    "objective",
-    "status",
-    "jitter",
-    "grad_log_lengthscale",
-    "grad_log_outputscale",
-    "grad_log_noise",
-    "grad_mean",
-)
+MLL_FIELDS = batchgp.MllResult._fields  # every array of the CLI's mll output but grad_log_alpha
 
 
 def ragged():
