@@ -278,6 +278,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             lines: traces(&plain, &all, 1),
             hlines: all.iter().map(|&k| (String::new(), TEACHER_LENGTHSCALES[k], TEACHER_COLORS[k])).collect(),
             keys: lengthscale_keys.clone(),
+            ..Default::default()
         }),
     ];
     if let Some(run) = &retry {
@@ -300,6 +301,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             lines: traces(run, &missed, 1),
             hlines: missed.iter().map(|&k| (String::new(), TEACHER_LENGTHSCALES[k], TEACHER_COLORS[k])).collect(),
             keys: lengthscale_keys,
+            ..Default::default()
         }));
     }
     // Posteriors on a window of about 25 teacher lengthscales, so the wiggles are visible; the

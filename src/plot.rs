@@ -97,8 +97,23 @@ pub struct PosteriorPanel {
     pub y_range: Option<(f64, f64)>,
     /// The x interval the training data covers: x outside it is shaded (see [`region_key`]).
     pub data_region: Option<(f64, f64)>,
+    /// x intervals inside the data's span without training data (gaps), shaded the same way.
+    pub gaps: Vec<(f64, f64)>,
+    /// Sets of marked points drawn over everything else (inducing inputs, say).
+    pub markers: Vec<Markers>,
+    /// Thin grey segments drawn under the markers (how each inducing input moved, say).
+    pub links: Vec<((f64, f64), (f64, f64))>,
     /// This panel's legend, drawn under its title (none when empty).
     pub keys: Vec<(Key, String)>,
+}
+
+/// Points drawn as triangles on a [`PosteriorPanel`] (legend: [`Key::Marker`]).
+#[derive(Debug, Clone)]
+pub struct Markers {
+    pub points: Vec<(f64, f64)>,
+    pub color: RGBColor,
+    /// Filled (with a dark edge), or an outline only.
+    pub filled: bool,
 }
 
 /// One line of a [`LinePanel`].
@@ -119,6 +134,11 @@ pub struct LinePanel {
     pub log_x: bool,
     /// A logarithmic y axis (values <= 0 are dropped).
     pub log_y: bool,
+    /// A symmetric logarithmic y axis with linear scale `c` (matplotlib's "symlog"; overrides
+    /// `log_y`): v is drawn at sign(v) log10(1 + |v| / c), about linear for |v| < c and
+    /// logarithmic beyond, so values of both signs and many magnitudes fit. Ticks at 0 and
+    /// +-10^k for 10^k >= c, labelled with their values.
+    pub symlog_y: Option<f64>,
     pub lines: Vec<Line>,
     /// Horizontal dashed lines (label, y, colour); the label is for the caller's keys only.
     pub hlines: Vec<(String, f64, RGBColor)>,
@@ -132,6 +152,8 @@ pub fn line_keys(lines: &[Line]) -> Vec<(Key, String)> {
 }
 
 /// One panel of a [`figure`].
+// A figure holds a few panels, built once: boxing the larger variant would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone)]
 pub enum Panel {
     Posterior(PosteriorPanel),
@@ -178,6 +200,8 @@ pub enum Key {
     Dashed(RGBColor),
     /// The shading of x outside the training data.
     Shade,
+    /// A triangle marker ([`Markers`]): colour, filled.
+    Marker(RGBColor, bool),
 }
 
 /// The legend of posterior panels: mean, band, data, and the reference curve when given.
@@ -239,6 +263,8 @@ struct Ranges {
     y: (f64, f64),
     log_x: bool,
     log_y: bool,
+    /// The linear scale c of a symlog y axis.
+    symlog_y: Option<f64>,
 }
 
 fn posterior_ranges(p: &PosteriorPanel) -> Ranges {
@@ -249,9 +275,10 @@ fn posterior_ranges(p: &PosteriorPanel) -> Ranges {
             p.x.iter().zip(p.lower.iter().zip(&p.upper)).filter(|(v, _)| inside(v)).flat_map(|(_, (l, u))| [*l, *u]);
         let points = p.points.iter().filter(|pt| inside(&pt.0)).map(|pt| pt.1);
         let reference = p.reference.iter().flatten().filter(|pt| inside(&pt.0)).map(|pt| pt.1);
-        padded_range(band.chain(points).chain(reference), 0.05)
+        let markers = p.markers.iter().flat_map(|m| &m.points).filter(|pt| inside(&pt.0)).map(|pt| pt.1);
+        padded_range(band.chain(points).chain(reference).chain(markers), 0.05)
     });
-    Ranges { x, y, log_x: false, log_y: false }
+    Ranges { x, y, log_x: false, log_y: false, symlog_y: None }
 }
 
 fn line_ranges(p: &LinePanel) -> Ranges {
@@ -266,7 +293,15 @@ fn line_ranges(p: &LinePanel) -> Ranges {
     let xs: Vec<f64> = p.lines.iter().flat_map(|l| l.points.iter().map(|pt| pt.0)).collect();
     let ys: Vec<f64> =
         p.lines.iter().flat_map(|l| l.points.iter().map(|pt| pt.1)).chain(p.hlines.iter().map(|h| h.1)).collect();
-    Ranges { x: range(xs, p.log_x, 0.0), y: range(ys, p.log_y, 0.05), log_x: p.log_x, log_y: p.log_y }
+    let y = match p.symlog_y {
+        Some(c) => {
+            let (lo, hi) = padded_range(ys.into_iter().map(|v| symlog(v, c)), 0.05);
+            (symlog_inv(lo, c), symlog_inv(hi, c))
+        }
+        None => range(ys, p.log_y, 0.05),
+    };
+    let log_y = p.log_y && p.symlog_y.is_none();
+    Ranges { x: range(xs, p.log_x, 0.0), y, log_x: p.log_x, log_y, symlog_y: p.symlog_y }
 }
 
 /// A panel's title, x label, y label and legend.
@@ -291,12 +326,77 @@ impl Panel {
 }
 
 /// The tick values plotters will label on a range with at most `n` labels.
-fn tick_values(r: (f64, f64), log: bool, n: usize) -> Vec<f64> {
-    if log {
+fn tick_values(r: (f64, f64), log: bool, symlog: Option<f64>, n: usize) -> Vec<f64> {
+    if let Some(c) = symlog {
+        symlog_ticks(r, c, n)
+    } else if log {
         let c: LogCoord<f64> = (r.0..r.1).log_scale().into();
         c.key_points(n)
     } else {
         RangedCoordf64::from(r.0..r.1).key_points(n)
+    }
+}
+
+/// Where a symlog axis of linear scale `c` draws `v`: sign(v) log10(1 + |v| / c).
+fn symlog(v: f64, c: f64) -> f64 {
+    v.signum() * (v.abs() / c).ln_1p() / std::f64::consts::LN_10
+}
+
+/// The value a symlog axis of linear scale `c` draws at `t` (the inverse of [`symlog`]).
+fn symlog_inv(t: f64, c: f64) -> f64 {
+    t.signum() * c * (10f64.powf(t.abs()) - 1.0)
+}
+
+/// Ticks of a symlog axis on `r`: 0 and +-10^k for 10^k >= c inside the range, every second
+/// (third, ...) power dropped until at most `n` remain.
+fn symlog_ticks(r: (f64, f64), c: f64, n: usize) -> Vec<f64> {
+    let top = r.0.abs().max(r.1.abs());
+    if !(top > 0.0 && c > 0.0) {
+        return vec![0.0];
+    }
+    let (k0, k1) = (c.log10().ceil() as i32, top.log10().floor() as i32);
+    let inside = |v: f64| v >= r.0 && v <= r.1;
+    for step in 1.. {
+        let mut ticks: Vec<f64> = (k0..=k1.max(k0))
+            .filter(|k| (k - k0) % step == 0)
+            .flat_map(|k| [-(10f64.powi(k)), 10f64.powi(k)])
+            .chain([0.0])
+            .filter(|v| inside(*v))
+            .collect();
+        if ticks.len() <= n.max(2) || step > 12 {
+            ticks.sort_by(f64::total_cmp);
+            return ticks;
+        }
+    }
+    unreachable!()
+}
+
+/// A symlog axis for plotters (see [`LinePanel::symlog_y`]).
+#[derive(Clone)]
+struct SymlogCoord {
+    range: (f64, f64),
+    c: f64,
+    /// The linear axis of symlog values it draws on.
+    inner: RangedCoordf64,
+}
+
+impl SymlogCoord {
+    fn new(range: (f64, f64), c: f64) -> Self {
+        SymlogCoord { range, c, inner: (symlog(range.0, c)..symlog(range.1, c)).into() }
+    }
+}
+
+impl Ranged for SymlogCoord {
+    type FormatOption = plotters::coord::ranged1d::DefaultFormatting;
+    type ValueType = f64;
+    fn map(&self, value: &f64, limit: (i32, i32)) -> i32 {
+        self.inner.map(&symlog(*value, self.c), limit)
+    }
+    fn key_points<H: plotters::coord::ranged1d::KeyPointHint>(&self, hint: H) -> Vec<f64> {
+        symlog_ticks(self.range, self.c, hint.max_num_points())
+    }
+    fn range(&self) -> std::ops::Range<f64> {
+        self.range.0..self.range.1
     }
 }
 
@@ -326,7 +426,11 @@ struct Frame {
 /// Width of the y label area: tick marks, the widest tick label and the description.
 fn y_area_width(st: Style, r: Ranges, n: usize, desc: bool) -> u32 {
     let font = st.font(TICK_PX);
-    let widest = tick_values(r.y, r.log_y, n).iter().map(|v| text_width(&font, &short_number(*v))).max().unwrap_or(0);
+    let widest = tick_values(r.y, r.log_y, r.symlog_y, n)
+        .iter()
+        .map(|v| text_width(&font, &short_number(*v)))
+        .max()
+        .unwrap_or(0);
     let desc_w = if desc { st.px(LABEL_PX * 1.2 + 2.0) } else { 0.0 };
     2 * st.tick() + widest.max(0) as u32 + st.u(5.0) + desc_w.round() as u32
 }
@@ -340,7 +444,8 @@ fn x_area_height(st: Style, desc: bool) -> u32 {
 /// Room right of the plot for half of the widest x tick label (the last one may sit at the end).
 fn right_margin(st: Style, r: Ranges, n: usize) -> u32 {
     let font = st.font(TICK_PX);
-    let widest = tick_values(r.x, r.log_x, n).iter().map(|v| text_width(&font, &short_number(*v))).max().unwrap_or(0);
+    let widest =
+        tick_values(r.x, r.log_x, None, n).iter().map(|v| text_width(&font, &short_number(*v))).max().unwrap_or(0);
     (widest.max(0) as u32 / 2 + st.u(4.0)).max(st.u(10.0))
 }
 
@@ -583,6 +688,13 @@ fn draw_keys(
                 Key::Line(c) => {
                     area.draw(&PathElement::new(vec![(x, y), (x + swatch, y)], c.stroke_width(line_w))).map_err(e)?
                 }
+                Key::Marker(c, filled) => {
+                    let (corners, fill, edge) = marker_shape(st.i(5.0).max(3), *c, *filled);
+                    let shape = EmptyElement::at((x + swatch / 2, y))
+                        + Polygon::new(corners.clone(), fill.filled())
+                        + PathElement::new(corners, edge.stroke_width(st.u(1.0).max(1)));
+                    area.draw(&shape).map_err(e)?
+                }
                 Key::Dashed(c) => {
                     let d = swatch / 7;
                     for s in [0, 3, 6] {
@@ -769,29 +881,37 @@ fn draw_posterior(
 
     let thin = f.n_x <= 3;
     let stroke = st.u(if thin { 1.3 } else { 1.8 }).max(1);
+    // Shaded x intervals without data (outside the data region, and gaps), dashed edges.
+    let mut shaded: Vec<(f64, f64)> = p.gaps.clone();
+    let mut edges: Vec<f64> = p.gaps.iter().flat_map(|g| [g.0, g.1]).collect();
     if let Some((a, b)) = p.data_region {
-        for (lo, hi) in [(x0, a.min(x1)), (b.max(x0), x1)] {
-            if hi > lo {
-                chart
-                    .draw_series(std::iter::once(Rectangle::new([(lo, y0), (hi, y1)], colors::SHADE.filled())))
-                    .map_err(err)?;
-            }
+        shaded.extend([(x0, a.min(x1)), (b.max(x0), x1)]);
+        edges.extend([a, b]);
+    }
+    for (lo, hi) in shaded {
+        let (lo, hi) = (lo.max(x0), hi.min(x1));
+        if hi > lo {
+            chart
+                .draw_series(std::iter::once(Rectangle::new([(lo, y0), (hi, y1)], colors::SHADE.filled())))
+                .map_err(err)?;
         }
-        for edge in [a, b] {
-            if edge > x0 && edge < x1 {
-                chart
-                    .draw_series(DashedLineSeries::new(
-                        vec![(edge, y0), (edge, y1)],
-                        st.u(4.0),
-                        st.u(3.0),
-                        colors::GRAY.mix(0.7).stroke_width(st.u(1.0).max(1)),
-                    ))
-                    .map_err(err)?;
-            }
+    }
+    for edge in edges {
+        if edge > x0 && edge < x1 {
+            chart
+                .draw_series(DashedLineSeries::new(
+                    vec![(edge, y0), (edge, y1)],
+                    st.u(4.0),
+                    st.u(3.0),
+                    colors::GRAY.mix(0.7).stroke_width(st.u(1.0).max(1)),
+                ))
+                .map_err(err)?;
         }
     }
     let band = band_polygon(&p.x, &p.lower, &p.upper, (x0, x1), (y0, y1));
-    chart.draw_series(std::iter::once(Polygon::new(band, colors::BLUE.mix(0.2).filled()))).map_err(err)?;
+    if band.len() > 2 {
+        chart.draw_series(std::iter::once(Polygon::new(band, colors::BLUE.mix(0.2).filled()))).map_err(err)?;
+    }
     let inside = |pt: &&(f64, f64)| pt.0 >= x0 && pt.0 <= x1 && pt.1 >= y0 && pt.1 <= y1;
     let dense = p.points.len() > 400;
     let dot = st.u(if thin || dense { 1.0 } else { 1.6 }).max(1);
@@ -811,7 +931,37 @@ fn draw_posterior(
     for piece in clip_polyline(&mean, (x0, x1), (y0, y1)) {
         chart.draw_series(LineSeries::new(piece, colors::BLUE.stroke_width(stroke))).map_err(err)?;
     }
+    for &(a, b) in &p.links {
+        for piece in clip_polyline(&[a, b], (x0, x1), (y0, y1)) {
+            chart
+                .draw_series(LineSeries::new(piece, colors::GRAY.mix(0.6).stroke_width(st.u(1.0).max(1))))
+                .map_err(err)?;
+        }
+    }
+    let size = st.i(if thin { 4.0 } else { 5.0 }).max(3);
+    let edge_w = st.u(1.0).max(1);
+    for m in &p.markers {
+        let (corners, fill, edge) = marker_shape(size, m.color, m.filled);
+        let shapes = m.points.iter().filter(inside).map(|&pt| {
+            EmptyElement::at(pt)
+                + Polygon::new(corners.clone(), fill.filled())
+                + PathElement::new(corners.clone(), edge.stroke_width(edge_w))
+        });
+        chart.draw_series(shapes).map_err(err)?;
+    }
     Ok(())
+}
+
+/// The corners of a triangle marker of half-width `size` pixels about its point, closed (the
+/// first corner repeated), and its fill and edge colours.
+fn marker_shape(size: i32, color: RGBColor, filled: bool) -> (Vec<(i32, i32)>, RGBAColor, RGBColor) {
+    let s = size;
+    let corners = vec![(0, -s), (s, s * 7 / 10), (-s, s * 7 / 10), (0, -s)];
+    if filled {
+        (corners, color.mix(1.0), colors::GRAY)
+    } else {
+        (corners, WHITE.mix(0.0), color)
+    }
 }
 
 fn draw_lines(
@@ -824,6 +974,14 @@ fn draw_lines(
     let Ranges { x: (x0, x1), y: (y0, y1), .. } = f.ranges;
     let b = chart_builder;
     let e = |e: DrawingAreaErrorKind<_>| e.to_string();
+    if let Some(c) = p.symlog_y {
+        let y = SymlogCoord::new((y0, y1), c);
+        return if p.log_x {
+            fill_lines(b(&plot, f).build_cartesian_2d((x0..x1).log_scale(), y).map_err(e)?, p, st, f)
+        } else {
+            fill_lines(b(&plot, f).build_cartesian_2d(x0..x1, y).map_err(e)?, p, st, f)
+        };
+    }
     match (p.log_x, p.log_y) {
         (false, false) => fill_lines(b(&plot, f).build_cartesian_2d(x0..x1, y0..y1).map_err(e)?, p, st, f),
         (true, false) => fill_lines(b(&plot, f).build_cartesian_2d((x0..x1).log_scale(), y0..y1).map_err(e)?, p, st, f),
