@@ -307,6 +307,13 @@ fn setup(c: &Common) -> batchgp::Result<(Box<dyn Backend>, Precision)> {
     Ok((backend::select(choice)?, precision))
 }
 
+/// [`setup`] for SVGP work, whose `auto` is the CPU (`batchgp::svgp::backend_choice`).
+fn setup_svgp(c: &Common) -> batchgp::Result<(Box<dyn Backend>, Precision)> {
+    let precision: Precision = c.precision.parse()?;
+    let choice = batchgp::svgp::backend_choice(c.backend.parse()?);
+    Ok((backend::select(choice)?, precision))
+}
+
 fn read_priors(path: &Option<String>) -> batchgp::Result<Priors> {
     match path {
         None => Ok(Priors::none()),
@@ -526,7 +533,7 @@ fn run(cli: Cli) -> batchgp::Result<()> {
         Command::Elbo { data, params, priors, out, repeat, compute } => {
             check_out(&out, &[("--data", Some(&data)), ("--params", Some(&params)), ("--priors", priors.as_deref())])?;
             let kernel = compute.kernel()?;
-            let (be, precision) = setup(&compute.common)?;
+            let (be, precision) = setup_svgp(&compute.common)?;
             let data = read_data(&data)?;
             let params = read_svgp_params(&params, Some((data.batch_size(), data.n_dims())), kernel)?;
             let priors = read_priors(&priors)?;
@@ -633,7 +640,7 @@ fn run(cli: Cli) -> batchgp::Result<()> {
                 }
                 None => None,
             };
-            let (be, precision) = setup(&compute.common)?;
+            let (be, precision) = if svgp { setup_svgp(&compute.common)? } else { setup(&compute.common)? };
             let data = read_data(&data)?;
             let priors = read_priors(&priors)?;
             if svgp {
@@ -744,8 +751,8 @@ fn run(cli: Cli) -> batchgp::Result<()> {
         Command::Predict { data, params, test, samples, seed, covariance, out, compute } => {
             check_out(&out, &[("--data", data.as_deref()), ("--params", Some(&params)), ("--test", Some(&test))])?;
             let kernel = compute.kernel()?;
-            let (be, precision) = setup(&compute.common)?;
             let svgp = is_svgp_params(&params)?;
+            let (be, precision) = if svgp { setup_svgp(&compute.common)? } else { setup(&compute.common)? };
             let test = read_test(&test)?;
             let opts = PredictOptions {
                 precision,

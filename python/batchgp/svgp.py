@@ -19,7 +19,8 @@ values (lengthscale, not its log), as in :class:`batchgp.Params`.
     >>> p.mean.shape
     (3, 50)
 
-The CUDA backend has no SVGP kernels yet: ``backend="auto"`` runs SVGPs on the CPU.
+``backend="auto"`` runs SVGPs on the CPU: the CUDA SVGP kernels pass the host emulation but have
+not yet run on a GPU, so they run only with ``backend="cuda"``.
 """
 
 from __future__ import annotations
@@ -127,7 +128,7 @@ def fit(
     seed : int
         Seed of k-means++ and of the mini-batches.
     backend, precision : str
-        As in :func:`batchgp.fit` (``"auto"`` is the CPU for SVGPs for now).
+        As in :func:`batchgp.fit`, except that ``"auto"`` is the CPU for SVGPs for now.
     progress : bool
         Show progress (a tqdm bar when tqdm is installed, else lines on stderr).
 

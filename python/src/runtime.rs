@@ -89,11 +89,11 @@ pub fn backend(choice: &str) -> Result<Arc<dyn Backend>> {
     }
 }
 
-/// The backend of SVGP work: as [`backend`], but auto is the CPU, since the CUDA backend has
-/// no SVGP kernels yet (docs/design.md section 11); "cuda" says so when asked for.
+/// The backend of SVGP work: as [`backend`], but auto is the CPU until the CUDA SVGP kernels
+/// have run on a GPU (`batchgp::svgp::backend_choice`); "cuda" runs them.
 pub fn svgp_backend(choice: &str) -> Result<Arc<dyn Backend>> {
-    match choice.parse::<BackendChoice>()? {
-        BackendChoice::Auto => Ok(cpu()),
+    match batchgp::svgp::backend_choice(choice.parse::<BackendChoice>()?) {
+        BackendChoice::Cpu => Ok(cpu()),
         _ => backend(choice),
     }
 }

@@ -3,6 +3,7 @@
 # embedded, and copies it, stripped, into .carry/gpu/ (gitignored):
 #   batchgp          the CLI (info, mll, fit, predict, demo)
 #   cuda_agreement   tests/cuda_agreement.rs (CPU == CUDA; its GPU tests are #[ignore]d here)
+#   svgp_cuda        tests/svgp_cuda.rs (the SVGP, CPU == CUDA; likewise #[ignore]d)
 #   gpu_bench        benches/gpu.rs (kernel times with device events, wall times)
 # Then the device command is scripts/gpu/device.sh, with `.carry` carried:
 #   device run: command "bash scripts/gpu/device.sh all", carry [".carry"]
@@ -19,6 +20,11 @@ tests=$(cargo test --release --no-run --test cuda_agreement --message-format=jso
 for l in sys.stdin:
     m=json.loads(l)
     if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="cuda_agreement": print(m["executable"])')
+svgp=$(cargo test --release --no-run --test svgp_cuda --message-format=json 2>/dev/null |
+    python3 -c 'import json,sys
+for l in sys.stdin:
+    m=json.loads(l)
+    if m.get("reason")=="compiler-artifact" and m.get("executable") and m["target"]["name"]=="svgp_cuda": print(m["executable"])')
 bench=$(cargo bench --no-run --bench gpu --message-format=json 2>/dev/null |
     python3 -c 'import json,sys
 for l in sys.stdin:
@@ -27,8 +33,9 @@ for l in sys.stdin:
 mkdir -p .carry/gpu
 cp target/release/batchgp .carry/gpu/batchgp
 cp "$tests" .carry/gpu/cuda_agreement
+cp "$svgp" .carry/gpu/svgp_cuda
 cp "$bench" .carry/gpu/gpu_bench
-strip .carry/gpu/batchgp .carry/gpu/cuda_agreement .carry/gpu/gpu_bench
+strip .carry/gpu/batchgp .carry/gpu/cuda_agreement .carry/gpu/svgp_cuda .carry/gpu/gpu_bench
 .carry/gpu/batchgp info | sed -n 3p
 du -sh .carry/gpu/*
 echo 'device: command "bash scripts/gpu/device.sh all", carry [".carry"]'

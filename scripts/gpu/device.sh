@@ -27,11 +27,14 @@ step_env() {
 
 step_tests() {
     say "tests (each in its own process, --include-ignored --exact)"
-    local t s rc
-    for t in $("$bin/cuda_agreement" --list --include-ignored 2>/dev/null | sed -n 's/: test$//p'); do
+    local t s rc tb
+    for tb in cuda_agreement svgp_cuda; do
+    [ -x "$bin/$tb" ] || continue
+    for t in $("$bin/$tb" --list --include-ignored 2>/dev/null | sed -n 's/: test$//p'); do
         [ "$t" = kernels_in_host_emulation ] && continue
+        [ "$t" = svgp_kernels_in_host_emulation ] && continue
         s=$(date +%s%N)
-        timeout "${TEST_LIMIT:-150}" "$bin/cuda_agreement" --include-ignored --exact "$t" --nocapture --test-threads=1 >"$out/t.log" 2>&1
+        timeout "${TEST_LIMIT:-150}" "$bin/$tb" --include-ignored --exact "$t" --nocapture --test-threads=1 >"$out/t.log" 2>&1
         rc=$?
         if [ $rc -eq 0 ]; then
             printf 'PASS %-45s %6d ms\n' "$t" $((($(date +%s%N) - s) / 1000000)) | tee -a "$log"
@@ -40,6 +43,7 @@ step_tests() {
             printf 'FAIL %-45s rc=%d\n' "$t" "$rc" | tee -a "$log"
             grep -v '^$' "$out/t.log" | tail -n 25 | tee -a "$log"
         fi
+    done
     done
     rm -f "$out/t.log"
 }

@@ -260,7 +260,7 @@ impl<'a> SvgpFitRequest<'a> {
             priors.hold(t, |_| self.fixed.contains(&t));
         }
         let mut owned = None;
-        let be = backend::given_or_select(self.backend, self.choice, &mut owned)?;
+        let be = backend::given_or_select(self.backend, crate::svgp::backend_choice(self.choice), &mut owned)?;
         let units = Units::of(data);
         let maps: Vec<Vec<Map>> = (0..b).map(|e| self.maps(layout, &start, &priors, &units, e)).collect();
         let mut states: Vec<Box<dyn MemberOptimizer>> = (0..b)

@@ -132,6 +132,16 @@ impl SvgpParams {
     }
 }
 
+/// The backend SVGP work runs on for a choice: as for exact GPs, except that `Auto` is the CPU.
+/// The CUDA SVGP kernels pass the host emulation but have not yet run on a GPU, so they run only
+/// when asked for by name (docs/design.md section 11).
+pub fn backend_choice(choice: BackendChoice) -> BackendChoice {
+    match choice {
+        BackendChoice::Auto => BackendChoice::Cpu,
+        c => c,
+    }
+}
+
 /// Options of one batched ELBO evaluation.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ElboOptions {
@@ -274,7 +284,7 @@ impl<'a> ElboRequest<'a> {
             None => ResolvedPriors::flat(b, d),
         };
         let mut owned = None;
-        let be = backend::given_or_select(self.backend, self.choice, &mut owned)?;
+        let be = backend::given_or_select(self.backend, backend_choice(self.choice), &mut owned)?;
         let raw = be.elbo(self.data, self.params, None, None, &self.opts)?;
         Ok(combine(raw, &priors, &self.params.hyp, None))
     }

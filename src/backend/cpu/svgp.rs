@@ -352,6 +352,8 @@ fn member_elbo<T: Float>(data: &Dataset, params: &SvgpParams, b: usize, c: f64, 
     if status == Status::Failed {
         return failed(ind.jitter);
     }
+    // No observed point: Empty, the ELBO is -KL (with or without the gradient).
+    let status = if n == 0 { Status::Empty } else { status };
     if !grad {
         return MemberElbo { elbo, status, jitter: ind.jitter, grad: None };
     }
@@ -513,7 +515,6 @@ fn member_elbo<T: Float>(data: &Dataset, params: &SvgpParams, b: usize, c: f64, 
     if finite_or_failed(status, all) == Status::Failed {
         return failed(ind.jitter);
     }
-    let status = if n == 0 { Status::Empty } else { status };
     MemberElbo {
         elbo,
         status,

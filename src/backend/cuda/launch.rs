@@ -35,10 +35,12 @@ pub(super) enum Op {
     CholGlobal,
     Predict,
     PredictCov,
+    SvgpElbo,
+    SvgpPredict,
 }
 
 impl Op {
-    pub const ALL: [Op; 9] = [
+    pub const ALL: [Op; 11] = [
         Op::MllWarp,
         Op::MllBlock,
         Op::MllGlobal,
@@ -48,6 +50,8 @@ impl Op {
         Op::CholGlobal,
         Op::Predict,
         Op::PredictCov,
+        Op::SvgpElbo,
+        Op::SvgpPredict,
     ];
 
     /// The first part of the entry point's name.
@@ -62,6 +66,8 @@ impl Op {
             Op::CholGlobal => "chol_global",
             Op::Predict => "predict",
             Op::PredictCov => "predict_cov",
+            Op::SvgpElbo => "svgp_elbo",
+            Op::SvgpPredict => "svgp_predict",
         }
     }
 
@@ -74,7 +80,7 @@ impl Op {
     /// Whether the op takes dynamic shared memory (whose limit is raised to the opt-in maximum
     /// when the module loads).
     pub fn dynamic_shared(self) -> bool {
-        matches!(self, Op::MllWarp | Op::MllBlock | Op::CholWarp | Op::CholBlock)
+        matches!(self, Op::MllWarp | Op::MllBlock | Op::CholWarp | Op::CholBlock | Op::SvgpElbo | Op::SvgpPredict)
     }
 
     /// The fused MLL kernel of a variant.
@@ -298,6 +304,40 @@ pub mod emulation {
     }
 }
 
+/// Points per tile of the SVGP kernels (BGP_SVGP_TILE).
+const SVGP_TILE: usize = 32;
+/// svgp flags (BGP_SVGP_GRAD, BGP_SVGP_YVAR, BGP_SVGP_SMEM, BGP_SVGP_WANT_A).
+pub(super) const SVGP_GRAD: i32 = 1;
+pub(super) const SVGP_YVAR: i32 = 2;
+pub(super) const SVGP_SMEM: i32 = 4;
+pub(super) const SVGP_WANT_A: i32 = 8;
+
+/// Elements of T of an SVGP member's factor, tile and column (kernels/svgp.cu svgp_smem_elems,
+/// svgp_twork_elems).
+pub(super) fn svgp_t_elems(m: usize) -> usize {
+    m * (m + 1) + m * SVGP_TILE + m
+}
+
+/// Doubles of an SVGP member's global workspace (kernels/svgp.cu svgp_dwork_elems).
+pub(super) fn svgp_d_elems(m: usize, d: usize) -> usize {
+    3 * m * m + 2 * m + m * (d + 2) + m * SVGP_TILE + 2 * SVGP_TILE
+}
+
+/// Launch shape of the SVGP kernels for `count` members of M inducing points in elements of
+/// `sz` bytes: one block of BLOCK threads per member, with the factor and the tile in shared
+/// memory when they fit in the opt-in limit (the flag SVGP_SMEM, returned), else only the 32
+/// doubles of reduction scratch (the factor and the tile then live in the global workspace).
+pub(super) fn svgp_launch(m: usize, sz: usize, count: usize, smem_optin: usize) -> (LaunchConfig, bool) {
+    let full = 32 * 8 + svgp_t_elems(m) * sz;
+    let smem = full <= smem_optin.max(SMEM_DEFAULT);
+    let cfg = LaunchConfig {
+        grid_dim: (count as u32, 1, 1),
+        block_dim: (BLOCK, 1, 1),
+        shared_mem_bytes: if smem { full as u32 } else { 32 * 8 },
+    };
+    (cfg, smem)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -309,9 +349,10 @@ mod tests {
         assert_eq!(KernelId::new(Op::Gram, Kernel::Rq, Dtype::F32).to_string(), "gram_rq_f32");
         assert_eq!(KernelId::new(Op::PredictCov, Kernel::Rbf, Dtype::F64).to_string(), "predict_cov_rbf_f64");
         assert_eq!(KernelId::new(Op::CholBlock, Kernel::Rq, Dtype::F32).to_string(), "chol_block_f32");
-        // 6 covariance ops x 5 kernels + 3 Cholesky ops, in two precisions, all distinct.
+        assert_eq!(KernelId::new(Op::SvgpElbo, Kernel::Matern32, Dtype::F32).to_string(), "svgp_elbo_matern32_f32");
+        // 8 covariance ops x 5 kernels + 3 Cholesky ops, in two precisions, all distinct.
         let names: std::collections::HashSet<String> = KernelId::all().map(|k| k.to_string()).collect();
-        assert_eq!(names.len(), 2 * (6 * 5 + 3));
+        assert_eq!(names.len(), 2 * (8 * 5 + 3));
     }
 
     #[test]
@@ -321,5 +362,15 @@ mod tests {
         assert_eq!(Variant::select(33, 8, optin), Variant::Block);
         assert_eq!(Variant::select(160, 8, optin), Variant::Block);
         assert_eq!(Variant::select(170, 8, optin), Variant::Global);
+    }
+
+    #[test]
+    fn svgp_shared_memory_by_size() {
+        let optin = 227 * 1024;
+        assert!(svgp_launch(128, 8, 1, optin).1);
+        assert!(svgp_launch(154, 8, 1, optin).1);
+        assert!(!svgp_launch(155, 8, 1, optin).1);
+        assert!(svgp_launch(224, 4, 1, optin).1);
+        assert!(!svgp_launch(225, 4, 1, optin).1);
     }
 }

@@ -18,6 +18,8 @@
 //! | `chol_{warp,block,global}_<T>`       | Cholesky of given matrices + jitter      | as above                    |
 //! | `predict_<k>_<T>`                    | mean, var of f and V = L^-1 K*           | a thread per test point     |
 //! | `predict_cov_<k>_<T>`                | K** - V^T V                              | grid-stride, 256 threads    |
+//! | `svgp_elbo_<k>_<T>`                  | SVGP ELBO + gradient (kernels/svgp.cu)   | a block of 256 per member   |
+//! | `svgp_predict_<k>_<T>`               | SVGP mean, var of f and A* = L^-1 k(Z, x*) | a block of 256 per member |
 //!
 //! # Agreement with the CPU backend
 //! The host prepares inputs exactly as the CPU backend does ([`super::member`]): every member's
@@ -39,13 +41,14 @@
 //! # Layout
 //! `device` (driver, context, module, copies, chunking), `launch` (entry point ids, variants,
 //! launch shapes), `mll` (member preparation, the fused kernel, MLL and gradient), `predict`,
-//! `linalg` (Gram, Cholesky).
+//! `linalg` (Gram, Cholesky), `svgp` (the SVGP ELBO and posterior).
 
 mod device;
 mod launch;
 mod linalg;
 mod mll;
 mod predict;
+mod svgp;
 
 pub use device::{build_info, embedded_targets, probe, KernelTime};
 #[doc(hidden)]
@@ -166,16 +169,30 @@ impl Backend for CudaBackend {
 
     fn elbo(
         &self,
-        _data: &Dataset,
-        _params: &SvgpParams,
-        _members: Option<&[usize]>,
-        _scale: Option<&[f64]>,
-        _opts: &ElboOptions,
+        data: &Dataset,
+        params: &SvgpParams,
+        members: Option<&[usize]>,
+        scale: Option<&[f64]>,
+        opts: &ElboOptions,
     ) -> Result<ElboBatch> {
-        Err(Error::BackendUnavailable { backend: "cuda".into(), reason: "SVGP kernels are not written yet".into() })
+        let rows = super::member_rows(members, data.batch_size())?;
+        let rows: &[usize] = &rows;
+        if let Some(s) = scale {
+            if s.len() != rows.len() {
+                return Err(Error::shape("scale", format!("({},)", rows.len()), &[s.len()]));
+            }
+        }
+        guarded(|| match opts.precision {
+            Precision::F64 => self.elbo_t::<f64>(data, params, rows, scale, opts),
+            Precision::F32 => self.elbo_t::<f32>(data, params, rows, scale, opts),
+        })
     }
 
-    fn svgp_predict(&self, _params: &SvgpParams, _test: &Inputs, _opts: &PredictOptions) -> Result<Prediction> {
-        Err(Error::BackendUnavailable { backend: "cuda".into(), reason: "SVGP kernels are not written yet".into() })
+    fn svgp_predict(&self, params: &SvgpParams, test: &Inputs, opts: &PredictOptions) -> Result<Prediction> {
+        let (mean, var, cov, status, jitter) = guarded(|| match opts.precision {
+            Precision::F64 => self.svgp_predict_t::<f64>(params, test, opts),
+            Precision::F32 => self.svgp_predict_t::<f32>(params, test, opts),
+        })?;
+        Ok(Prediction::assemble(mean, var, &params.hyp.noise, cov, status, jitter, opts))
     }
 }
