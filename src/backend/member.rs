@@ -23,8 +23,11 @@ pub(crate) struct MemberView<'a> {
     yb: ArrayView1<'a, f64>,
     yvar: Option<ArrayView1<'a, f64>>,
     mean: f64,
-    /// Observed indices into the padded N points.
-    obs: Vec<usize>,
+    /// Observed indices into the padded N points; None when every point is observed (no
+    /// list is built for an unmasked member).
+    obs: Option<Vec<usize>>,
+    /// n_b.
+    n: usize,
     /// Mean of the observed x per dimension (D,).
     centre: Vec<f64>,
 }
@@ -32,29 +35,38 @@ pub(crate) struct MemberView<'a> {
 impl<'a> MemberView<'a> {
     /// Member `b` of `data` with the hyperparameters of row `b` of `hyp`.
     pub fn new(data: &'a Dataset, hyp: &'a Hyperparameters, b: usize) -> Self {
-        let obs = data.observed(b);
+        let obs = data.mask().map(|_| data.observed(b));
+        let n = obs.as_ref().map_or(data.n_points(), Vec::len);
         let d = data.n_dims();
         let xb = data.x().member(b);
         let mut centre = vec![0.0; d];
-        if !obs.is_empty() {
+        if n > 0 {
             match xb.as_slice() {
-                // Rows of x are contiguous (the usual case): one pass over the observed rows.
+                // Contiguous rows, all observed (the usual case): one pass over the array.
+                Some(flat) if obs.is_none() => {
+                    for row in flat.chunks_exact(d) {
+                        for (c, v) in centre.iter_mut().zip(row) {
+                            *c += v;
+                        }
+                    }
+                }
+                // Contiguous rows: one pass over the observed rows.
                 Some(flat) => {
-                    for &i in &obs {
+                    for i in Observed::of(obs.as_deref(), n) {
                         for (c, v) in centre.iter_mut().zip(&flat[i * d..(i + 1) * d]) {
                             *c += v;
                         }
                     }
                 }
                 None => {
-                    for &i in &obs {
+                    for i in Observed::of(obs.as_deref(), n) {
                         for (k, c) in centre.iter_mut().enumerate() {
                             *c += xb[[i, k]];
                         }
                     }
                 }
             }
-            let inv = 1.0 / obs.len() as f64;
+            let inv = 1.0 / n as f64;
             centre.iter_mut().for_each(|c| *c *= inv);
         }
         MemberView {
@@ -65,16 +77,17 @@ impl<'a> MemberView<'a> {
             yvar: data.yvar().map(|v| v.row(b)),
             mean: hyp.mean[b],
             obs,
+            n,
             centre,
         }
     }
     /// n_b, the observed points.
     pub fn n(&self) -> usize {
-        self.obs.len()
+        self.n
     }
     /// The observed indices into the padded points, in order.
-    pub fn observed(&self) -> &[usize] {
-        &self.obs
+    pub fn observed(&self) -> Observed<'_> {
+        Observed::of(self.obs.as_deref(), self.n)
     }
     /// The centre subtracted from every point (D,).
     pub fn centre(&self) -> &[f64] {
@@ -106,8 +119,8 @@ impl<'a> MemberView<'a> {
     }
     /// s + noise + mean of the observed yvar: the scale of the jitter policy.
     pub fn mean_diag(&self) -> f64 {
-        let yv = if self.has_yvar() && !self.obs.is_empty() {
-            self.obs.iter().map(|&i| self.yvar(i)).sum::<f64>() / self.obs.len() as f64
+        let yv = if self.has_yvar() && self.n > 0 {
+            self.observed().map(|i| self.yvar(i)).sum::<f64>() / self.n as f64
         } else {
             0.0
         };
@@ -134,6 +147,41 @@ impl<'a> MemberView<'a> {
         z[[i, k]] - self.centre[k]
     }
 }
+
+/// The observed indices of a member, in order: 0..n when unmasked, else its list.
+#[derive(Clone)]
+pub(crate) enum Observed<'a> {
+    All(std::ops::Range<usize>),
+    Listed(std::slice::Iter<'a, usize>),
+}
+
+impl<'a> Observed<'a> {
+    fn of(list: Option<&'a [usize]>, n: usize) -> Self {
+        match list {
+            Some(l) => Observed::Listed(l.iter()),
+            None => Observed::All(0..n),
+        }
+    }
+}
+
+impl Iterator for Observed<'_> {
+    type Item = usize;
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        match self {
+            Observed::All(r) => r.next(),
+            Observed::Listed(it) => it.next().copied(),
+        }
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            Observed::All(r) => r.size_hint(),
+            Observed::Listed(it) => it.size_hint(),
+        }
+    }
+}
+
+impl ExactSizeIterator for Observed<'_> {}
 
 /// The status a member gets before any arithmetic, when it cannot be evaluated: Empty with no
 /// observed point, Failed when its outputscale, noise, mean or alpha is not finite or a

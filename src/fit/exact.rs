@@ -203,12 +203,7 @@ impl BatchObjective for ExactObjective<'_> {
             .map(|(i, &e)| {
                 let m = self.gp[e];
                 if raw.status[i] == Status::Failed {
-                    return MemberEval {
-                        f: f64::INFINITY,
-                        grad: vec![f64::NAN; p],
-                        status: Status::Failed,
-                        jitter: raw.jitter[i],
-                    };
+                    return MemberEval::failed(p, raw.jitter[i]);
                 }
                 let g: Vec<f64> = (0..p)
                     .map(|c| {

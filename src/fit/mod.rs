@@ -381,12 +381,7 @@ impl<'a> FitRequest<'a> {
 
     /// Checks the options that do not depend on the data.
     fn check_options(&self, b: usize) -> Result<()> {
-        if self.gtol.is_nan() || self.gtol <= 0.0 || self.ftol.is_nan() || self.ftol < 0.0 {
-            return Err(Error::option("tolerances", "need gtol > 0 and ftol >= 0"));
-        }
-        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
-            return Err(Error::option("learning_rate", "must be > 0"));
-        }
+        check_steps(self.gtol, self.ftol, self.learning_rate)?;
         if let Some((lo, hi)) = self.bounds {
             if lo.is_nan() || hi.is_nan() || lo <= 0.0 || lo >= hi {
                 return Err(Error::option("bounds", format!("need 0 < low < high, got ({lo}, {hi})")));
@@ -689,6 +684,17 @@ impl<'a> FitRequest<'a> {
         }
         Ok(res)
     }
+}
+
+/// The optimiser options every fit shares: gtol > 0, ftol >= 0, a finite learning rate > 0.
+fn check_steps(gtol: f64, ftol: f64, learning_rate: f64) -> Result<()> {
+    if gtol.is_nan() || gtol <= 0.0 || ftol.is_nan() || ftol < 0.0 {
+        return Err(Error::option("tolerances", "need gtol > 0 and ftol >= 0"));
+    }
+    if !(learning_rate > 0.0 && learning_rate.is_finite()) {
+        return Err(Error::option("learning_rate", "must be > 0"));
+    }
+    Ok(())
 }
 
 /// The natural values of a member at u, through its maps.

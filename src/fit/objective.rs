@@ -19,6 +19,13 @@ pub(crate) struct MemberEval {
     pub jitter: f64,
 }
 
+impl MemberEval {
+    /// A failed evaluation of a member with `p` coordinates: f = +inf, a NaN gradient.
+    pub fn failed(p: usize, jitter: f64) -> Self {
+        MemberEval { f: f64::INFINITY, grad: vec![f64::NAN; p], status: Status::Failed, jitter }
+    }
+}
+
 /// A batch of independent objectives, one per member, evaluated together.
 pub(crate) trait BatchObjective {
     /// Members in the batch.

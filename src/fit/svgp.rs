@@ -191,12 +191,7 @@ impl<'a> SvgpFitRequest<'a> {
     }
 
     fn check_options(&self) -> Result<()> {
-        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
-            return Err(Error::option("learning_rate", "must be > 0"));
-        }
-        if self.gtol.is_nan() || self.gtol <= 0.0 || self.ftol.is_nan() || self.ftol < 0.0 {
-            return Err(Error::option("tolerances", "need gtol > 0 and ftol >= 0"));
-        }
+        super::check_steps(self.gtol, self.ftol, self.learning_rate)?;
         if self.batch_size == Some(0) {
             return Err(Error::option("batch_size", "must be >= 1"));
         }
@@ -537,12 +532,7 @@ impl BatchObjective for SvgpObjective<'_> {
             .enumerate()
             .map(|(i, &e)| {
                 if r.status[i] == Status::Failed {
-                    return MemberEval {
-                        f: f64::INFINITY,
-                        grad: vec![f64::NAN; p],
-                        status: Status::Failed,
-                        jitter: r.jitter[i],
-                    };
+                    return MemberEval::failed(p, r.jitter[i]);
                 }
                 let grad: Vec<f64> = (0..p)
                     .map(|c| {

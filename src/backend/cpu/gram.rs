@@ -25,7 +25,7 @@ pub(crate) fn load_member<T: Float>(member: &MemberView, xs: &mut [T], r: &mut [
     match (member.raw_rows(), ls.as_slice()) {
         // Contiguous rows (the usual case): no per-element index arithmetic.
         (Some(flat), Some(ls)) => {
-            for (slot, &i) in member.observed().iter().enumerate() {
+            for (slot, i) in member.observed().enumerate() {
                 let row = &flat[i * d..(i + 1) * d];
                 for (k, ((v, c), l)) in row.iter().zip(centre).zip(ls).enumerate() {
                     xs[k * n + slot] = T::from_f64((v - c) / l);
@@ -34,7 +34,7 @@ pub(crate) fn load_member<T: Float>(member: &MemberView, xs: &mut [T], r: &mut [
             }
         }
         _ => {
-            for (slot, &i) in member.observed().iter().enumerate() {
+            for (slot, i) in member.observed().enumerate() {
                 for (k, l) in ls.iter().enumerate() {
                     xs[k * n + slot] = T::from_f64(member.x(i, k) / l);
                 }
@@ -43,7 +43,7 @@ pub(crate) fn load_member<T: Float>(member: &MemberView, xs: &mut [T], r: &mut [
         }
     }
     if let Some(yv) = yvar {
-        for (slot, &i) in member.observed().iter().enumerate() {
+        for (slot, i) in member.observed().enumerate() {
             yv[slot] = T::from_f64(member.yvar(i));
         }
     }
@@ -194,7 +194,7 @@ pub(crate) fn padded_gram<T: Float>(data: &Dataset, hyp: &Hyperparameters, b: us
     let mut kf = vec![T::from_f64(0.0); n * n];
     let mut scratch = vec![T::from_f64(0.0); n * n];
     fill_kf(&xs, n, d, cov, &mut kf, &mut scratch, None);
-    let obs = member.observed();
+    let obs: Vec<usize> = member.observed().collect();
     out.fill(0.0);
     for i in 0..data.n_points() {
         if !data.is_observed(b, i) {

@@ -93,23 +93,23 @@ impl_float!(f32, WORKSPACE_F32, simd::exp_slice_f32);
 /// Scratch memory of one thread, reused across members and calls.
 pub(crate) struct Workspace<T> {
     /// Observed points scaled by the lengthscales, dimension-major (D, n).
-    pub xs: Vec<T>,
+    pub xs: Buf<T>,
     /// Residuals y - m of the observed points (n,), then alpha = K^-1 r.
-    pub alpha: Vec<T>,
+    pub alpha: Buf<T>,
     /// Noise-free Gram Kf (n, n), column-major, lower triangle.
-    pub kf: Vec<T>,
+    pub kf: Buf<T>,
     /// K, then its Cholesky factor L, column-major (n, n).
-    pub chol: Vec<T>,
+    pub chol: Buf<T>,
     /// K^-1 (lower triangle) or prediction scratch.
-    pub inv: Vec<T>,
+    pub inv: Buf<T>,
     /// One column of scratch (n,).
-    pub col: Vec<T>,
+    pub col: Buf<T>,
     /// Known noise variances of the observed points (n,).
-    pub dv: Vec<T>,
+    pub dv: Buf<T>,
     /// The kernel's lengthscale weights s psi (n, n), lower triangle (not for rbf).
-    pub kg: Vec<T>,
+    pub kg: Buf<T>,
     /// rq's s d phi / d log alpha (n, n), lower triangle.
-    pub ka: Vec<T>,
+    pub ka: Buf<T>,
     /// faer scratch.
     pub mem: Option<MemBuffer>,
     mem_req: Option<StackReq>,
@@ -118,15 +118,15 @@ pub(crate) struct Workspace<T> {
 impl<T> Default for Workspace<T> {
     fn default() -> Self {
         Workspace {
-            xs: Vec::new(),
-            alpha: Vec::new(),
-            kf: Vec::new(),
-            chol: Vec::new(),
-            inv: Vec::new(),
-            col: Vec::new(),
-            dv: Vec::new(),
-            kg: Vec::new(),
-            ka: Vec::new(),
+            xs: Buf::default(),
+            alpha: Buf::default(),
+            kf: Buf::default(),
+            chol: Buf::default(),
+            inv: Buf::default(),
+            col: Buf::default(),
+            dv: Buf::default(),
+            kg: Buf::default(),
+            ka: Buf::default(),
             mem: None,
             mem_req: None,
         }
@@ -190,12 +190,72 @@ fn out_of_memory(n: usize, bytes: usize) -> Error {
 }
 
 /// Grows `v` to `len` entries without aborting when the allocation fails.
-fn grow<T: Float>(v: &mut Vec<T>, len: usize, n: usize) -> Result<()> {
+fn grow<T: Float>(v: &mut Buf<T>, len: usize, n: usize) -> Result<()> {
     if v.len() < len {
-        v.try_reserve_exact(len - v.len()).map_err(|_| out_of_memory(n, len * std::mem::size_of::<T>()))?;
-        v.resize(len, T::from_f64(0.0));
+        *v = Buf::zeroed(len).ok_or_else(|| out_of_memory(n, len * std::mem::size_of::<T>()))?;
     }
     Ok(())
+}
+
+/// A zero-initialised workspace buffer aligned to a cache line (64 bytes), so that the
+/// column-wise loops of the small-matrix kernels see the same alignment on every call and thread
+/// (a `Vec`'s 16-byte alignment makes their speed depend on where the allocator put it).
+pub(crate) struct Buf<T> {
+    ptr: std::ptr::NonNull<T>,
+    len: usize,
+}
+
+// A Buf owns its elements like a Vec does.
+unsafe impl<T: Send> Send for Buf<T> {}
+unsafe impl<T: Sync> Sync for Buf<T> {}
+
+impl<T> Default for Buf<T> {
+    fn default() -> Self {
+        Buf { ptr: std::ptr::NonNull::dangling(), len: 0 }
+    }
+}
+
+impl<T: Float> Buf<T> {
+    const ALIGN: usize = 64;
+    fn layout(len: usize) -> Option<std::alloc::Layout> {
+        std::alloc::Layout::from_size_align(len.checked_mul(std::mem::size_of::<T>())?, Self::ALIGN).ok()
+    }
+    /// `len` zeros (the float types' zero is all bits 0), or None when the allocation fails.
+    fn zeroed(len: usize) -> Option<Self> {
+        if len == 0 {
+            return Some(Buf::default());
+        }
+        let layout = Self::layout(len)?;
+        // SAFETY: the layout has a nonzero size; a null result is handled.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) } as *mut T;
+        std::ptr::NonNull::new(ptr).map(|ptr| Buf { ptr, len })
+    }
+}
+
+impl<T> Drop for Buf<T> {
+    fn drop(&mut self) {
+        if self.len > 0 {
+            let layout = std::alloc::Layout::from_size_align(self.len * std::mem::size_of::<T>(), 64)
+                .expect("the layout it was allocated with");
+            // SAFETY: allocated by `zeroed` with this layout.
+            unsafe { std::alloc::dealloc(self.ptr.as_ptr() as *mut u8, layout) };
+        }
+    }
+}
+
+impl<T> std::ops::Deref for Buf<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        // SAFETY: ptr holds len initialised elements (or is dangling with len 0).
+        unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
+    }
+}
+
+impl<T> std::ops::DerefMut for Buf<T> {
+    fn deref_mut(&mut self) -> &mut [T] {
+        // SAFETY: as for deref, and the Buf is borrowed mutably.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr.as_ptr(), self.len) }
+    }
 }
 
 /// How the members of a call are spread over the threads.

@@ -73,7 +73,7 @@ impl<T: Real> MemberInputs<T> {
             .into_par_iter()
             .map(|(b, xk, mk, mut yk)| {
                 let member = MemberView::new(data, hyp, b);
-                for &i in member.observed() {
+                for i in member.observed() {
                     mk[i] = 1;
                     for (j, v) in xk[i * d..(i + 1) * d].iter_mut().enumerate() {
                         *v = T::of(member.x(i, j));
