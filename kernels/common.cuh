@@ -15,10 +15,11 @@
 
 #include <stdint.h>
 
-// Shared memory declarations. The host emulation (tests/emulation/harness.cpp, run by
-// tests/cuda_agreement.rs) compiles these kernels as C++ with BGP_HOST_EMULATION defined and
-// defines BGP_STATIC_SHARED itself, giving each emulated block its own bounds-checked copy of
-// every static array (and each block an exactly sized dynamic region behind bgp_smem).
+// Shared memory declarations. The host emulation (tests/emulation/cuda_host.h, used by
+// tests/cuda_agreement.rs and tests/svgp_cuda.rs) compiles these kernels as C++ with
+// BGP_HOST_EMULATION defined and defines BGP_STATIC_SHARED itself, giving each emulated block
+// its own bounds-checked copy of every static array (and each block an exactly sized dynamic
+// region behind bgp_smem).
 #ifdef BGP_HOST_EMULATION
 #define BGP_DYNAMIC_SHARED extern
 #else

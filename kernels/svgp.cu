@@ -3,8 +3,9 @@
 // (svgp_predict_<kernel>_<dtype>), mirroring src/backend/cpu/svgp.rs (its module doc has the
 // derivation; the names below are its names).
 //
-// One block per member (the host launches BGP_BLOCK threads; any block size works, the host
-// emulation runs 1 and several). Per member, with M inducing points and N (padded) points:
+// One block per member (the host launches BGP_BLOCK threads; any block size works; the host
+// emulation, tests/svgp_cuda.rs, runs the host's launches). Per member, with M inducing points
+// and N (padded) points:
 //   1. k(Z, Z) + jit_t I factored for t = 0 .. nattempts-1 until one works (attempt[b] = t, or
 //      -1: every output of the member NaN);
 //   2. pass 1 over the points in tiles of BGP_SVGP_TILE: A = L^-1 Kzx (tile), mu, e, w = c /

@@ -2,11 +2,16 @@
 //!
 //! `svgp_kernels_in_host_emulation` always runs (it needs only a C++20 compiler): it compiles
 //! tests/emulation/svgp_harness.cpp, which includes kernels/svgp.cu as host C++ through the
-//! small CUDA preamble tests/emulation/cuda_host.h, and checks the kernels' ELBO and every
-//! gradient against an independent dense reference and central differences, and the posterior
-//! against the dense formula, for every covariance kernel in f64 and f32, with the factor in
-//! shared memory and in global memory, known noise, masks, c != 1, a forced jitter retry, an
-//! empty and a failing member, with 1 and 32 threads per block.
+//! CUDA emulation layer tests/emulation/cuda_host.h that `kernels_in_host_emulation`
+//! (tests/cuda_agreement.rs) uses too (each thread a fiber, block and warp-scoped barriers and
+//! shuffles, per-block NaN-filled shared memory of exactly the launch's size, bounds checked
+//! by AddressSanitizer or guard pages), and runs a plan of launches written here from the
+//! backend's own `svgp_launch` (`batchgp::backend::cuda::emulation`: 256-thread blocks, one per
+//! member, the exact dynamic shared memory, the shared-memory and the global-workspace paths).
+//! It checks the kernels' ELBO and every gradient against an independent dense reference and
+//! central differences, and the posterior against the dense formula, for every covariance
+//! kernel in f64 and f32, with known noise, masks, c != 1, a forced jitter retry, an empty and a
+//! failing member, and requires bit-identical outputs under two thread schedules.
 //!
 //! The GPU tests compare `CudaBackend::elbo` and `svgp_predict` with the CPU backend's (1e-9
 //! relative in f64, 1e-4 in f32, against the larger of the value and the array's scale). They
@@ -30,38 +35,123 @@ fn cxx() -> Option<String> {
         .find(|c| std::process::Command::new(c).arg("--version").output().map(|o| o.status.success()).unwrap_or(false))
 }
 
+/// The launches of the SVGP host emulation (tests/emulation/svgp_harness.cpp reads one per
+/// line), with the grid, block, dynamic shared memory bytes and SVGP_SMEM decision of the
+/// backend's `svgp_launch` on a 227 KiB opt-in GPU: for every covariance kernel in f64 and f32
+/// and (M, N, D) in (5, 45, 2), (3, 7, 1), (34, 40, 3), once with the factor in shared memory
+/// (no known noise) and once through the global-workspace path's launch (with known noise; its
+/// shape does not depend on M), gradients checked; and rbf at the last M in shared memory and
+/// the first past it (f64 154 | 155, f32 224 | 225), ELBO and posterior only.
+fn svgp_emulation_plan() -> (String, usize) {
+    use batchgp::backend::cuda::emulation as emu;
+    const OPTIN: usize = 227 * 1024;
+    const B: usize = 5;
+    let mut lines = Vec::new();
+    let mut k = 0u64;
+    let mut line = |kernel: &str,
+                    dt: &str,
+                    (m, n, d): (usize, usize, usize),
+                    yvar: bool,
+                    grad: bool,
+                    sz: usize,
+                    at: usize| {
+        let (g, b, s, smem) = emu::svgp_launch(at, sz, B, OPTIN);
+        lines.push(format!(
+            "svgp kernel={kernel} dtype={dt} m={m} n={n} d={d} yvar={} grad={} shape={g},{b},{s} smem={} order={} order2={} seed={k}",
+            yvar as u8,
+            grad as u8,
+            smem as u8,
+            k % 3,
+            (k + 1) % 3,
+        ));
+        k += 1;
+        smem
+    };
+    for (dt, sz) in [("f64", 8), ("f32", 4)] {
+        let first_global = (1..=4096).find(|&m| !emu::svgp_launch(m, sz, B, OPTIN).3).expect("a global-path M");
+        assert_eq!(first_global, if sz == 8 { 155 } else { 225 }, "{dt}: the first M past shared memory");
+        for kernel in Kernel::ALL {
+            for shape in [(5, 45, 2), (3, 7, 1), (34, 40, 3)] {
+                assert!(line(kernel.name(), dt, shape, false, true, sz, shape.0), "{dt} M={}: shared memory", shape.0);
+                assert!(!line(kernel.name(), dt, shape, true, true, sz, first_global), "{dt}: the global path");
+            }
+        }
+        for (m, yvar) in [(first_global - 1, true), (first_global, false)] {
+            line("rbf", dt, (m, 40, 1), yvar, false, sz, m);
+        }
+    }
+    let count = lines.len();
+    (lines.join("\n") + "\n", count)
+}
+
+/// Compiles tests/emulation/svgp_harness.cpp with kernels/svgp.cu (AddressSanitizer where the
+/// compiler has it, else the emulation's guard pages); returns the executable and what checks
+/// bounds.
+fn compile_svgp_harness(cxx: &str, dir: &std::path::Path) -> (std::path::PathBuf, &'static str) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let exe = dir.join("svgp_harness");
+    let mut last = String::new();
+    for (flags, how) in
+        [(&["-fsanitize=address", "-fno-omit-frame-pointer"][..], "AddressSanitizer"), (&[][..], "guard pages")]
+    {
+        let out = std::process::Command::new(cxx)
+            .args(["-O1", "-std=c++20"])
+            .args(flags)
+            .arg("-I")
+            .arg(root.join("kernels"))
+            .arg(root.join("tests/emulation/svgp_harness.cpp"))
+            .arg("-o")
+            .arg(&exe)
+            .output()
+            .expect("run the C++ compiler");
+        if out.status.success() {
+            return (exe, how);
+        }
+        last = String::from_utf8_lossy(&out.stderr).into_owned();
+    }
+    panic!("{cxx} could not compile kernels/svgp.cu as host C++:\n{last}");
+}
+
 #[test]
 fn svgp_kernels_in_host_emulation() {
     let Some(cxx) = cxx() else {
         println!("skipped: no C++ compiler");
         return;
     };
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = std::env::temp_dir().join(format!("batchgp-svgp-emulation-{}", std::process::id()));
+    let (plan, count) = svgp_emulation_plan();
+    // BATCHGP_EMULATION_DIR keeps the plan and the executable there (to rerun or debug them).
+    let keep = std::env::var_os("BATCHGP_EMULATION_DIR").map(std::path::PathBuf::from);
+    let dir = keep
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("batchgp-svgp-emulation-{}", std::process::id())));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    let exe = dir.join("svgp_harness");
-    let out = std::process::Command::new(&cxx)
-        .args(["-O1", "-std=c++20", "-pthread", "-I"])
-        .arg(root.join("kernels"))
-        .arg("-I")
-        .arg(root.join("tests/emulation"))
-        .arg(root.join("tests/emulation/svgp_harness.cpp"))
-        .arg("-o")
-        .arg(&exe)
+    let plan_path = dir.join("svgp_plan.txt");
+    std::fs::write(&plan_path, &plan).expect("write the plan");
+    let t0 = std::time::Instant::now();
+    let (exe, bounds) = compile_svgp_harness(&cxx, &dir);
+    let compiled = t0.elapsed();
+    let t1 = std::time::Instant::now();
+    let run = std::process::Command::new(&exe)
+        .arg(&plan_path)
+        .env("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0")
         .output()
-        .expect("run the C++ compiler");
-    assert!(
-        out.status.success(),
-        "{cxx} could not compile kernels/svgp.cu as host C++:\n{}",
-        String::from_utf8_lossy(&out.stderr)
+        .expect("run the harness");
+    let text = String::from_utf8_lossy(&run.stdout);
+    println!(
+        "{count} plan lines, bounds by {bounds}; compiled in {:.1} s, ran in {:.1} s: {}",
+        compiled.as_secs_f64(),
+        t1.elapsed().as_secs_f64(),
+        text.lines().last().unwrap_or("")
     );
-    for threads in ["1", "32"] {
-        let run = std::process::Command::new(&exe).arg(threads).output().expect("run the harness");
-        let text = String::from_utf8_lossy(&run.stdout);
-        println!("{threads} thread(s) per block: {}", text.lines().last().unwrap_or(""));
-        assert!(run.status.success(), "SVGP host emulation with {threads} thread(s) per block:\n{text}");
+    assert!(
+        run.status.success(),
+        "SVGP host emulation failed ({}):\n{text}\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    if keep.is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The GPU these tests are for (ignored by default; fail, never skip, where none can be had).

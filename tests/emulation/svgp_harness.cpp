@@ -6,7 +6,16 @@
 // differences of that reference, on members with masked points, a mini-batch scale c != 1,
 // known noise (yvar), a forced jitter retry, no observed point (ELBO = -KL) and a failing one
 // (s = inf: NaN everywhere, attempt -1); and the posterior (mean, var, A*) against the dense
-// formula. Usage: svgp_harness NTHREADS. Prints one summary line; exits 1 on a failure.
+// formula. Every launch has the host's shape (src/backend/cuda/launch.rs svgp_launch: one block
+// of 256 threads per member, exactly its dynamic shared memory, the SVGP_SMEM decision), read
+// from a plan file the test writes, and runs through the strict emulation of cuda_host.h
+// (fibers, warp-scoped shuffles, per-block NaN-filled shared memory, bounds checks) under two
+// schedules that must give bit-identical outputs. Usage: svgp_harness PLAN. Prints one summary
+// line; exits 1 on a failure.
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
 #include "cuda_host.h"
 #include "svgp.cu"
 
@@ -155,8 +164,28 @@ static std::vector<std::pair<double*, bool>> parameters(Member& m, bool rq) {
     return p;
 }
 
+template <typename V> static void same_bits(const char* what, const std::vector<V>& a, const std::vector<V>& b) {
+    ++cases;
+    for (size_t i = 0; i < a.size(); ++i)
+        if (memcmp(&a[i], &b[i], sizeof(V)) != 0) {
+            if (fails < 40)
+                printf("FAIL %s %s under two schedules: idx=%zu got %.17g and %.17g\n", g_name, what, i, (double)a[i],
+                       (double)b[i]);
+            ++fails;
+            return;
+        }
+}
+
+// One plan line's launch: its shape and SMEM decision, and the two schedules.
+struct Launch {
+    Shape shape;
+    bool smem;
+    Order order, order2;
+};
+
 template <class Cov, typename T>
-static void run_elbo(unsigned nt, std::vector<Member> mem, bool smem, bool yvar, bool grad_check) {
+static void run_elbo(const Launch& ln, std::vector<Member> mem, bool yvar, bool grad_check) {
+    const bool smem = ln.smem;
     const Kind kind = kind_of<Cov>();
     const bool f32 = sizeof(T) == 4;
     const double tol = f32 ? 4e-3 : 2e-6;
@@ -194,23 +223,38 @@ static void run_elbo(unsigned nt, std::vector<Member> mem, bool smem, bool yvar,
         }
     }
     std::vector<T> twork(smem ? 1 : B * svgp_twork_elems(M));
-    std::vector<double> dwork(B * svgp_dwork_elems(M, D), NAN);
-    std::vector<double> elbo(B, 7.0), gz(B * M * D, 7.0), gqmu(B * M, 7.0), gq(B * M * M, 7.0), gh(B * P, 7.0);
-    std::vector<int> att(B, 7);
-    for (int pass = 0; pass < 2; ++pass) {
-        const int flags = (smem ? BGP_SVGP_SMEM : 0) | (yvar ? BGP_SVGP_YVAR : 0) | (pass == 1 ? BGP_SVGP_GRAD : 0);
-        std::vector<double> e0 = elbo;
-        for (int b = 0; b < B; ++b)
-            bgp_block(b, nt, [&] {
-                K<Cov, T>::elbo(zs.data(), xs.data(), mask.data(), r.data(), sig2.data(), qmu.data(), q.data(), ls.data(),
-                                s.data(), Cov::has_alpha ? alpha.data() : nullptr, noise.data(), c.data(), jit.data(), NA,
-                                B, M, N, D, flags, twork.data(), dwork.data(), elbo.data(), att.data(), gz.data(),
-                                gqmu.data(), gq.data(), gh.data());
-            });
-        if (pass == 1)
-            for (int b = 0; b < B; ++b)
-                near("elbo with and without the gradient", b, 0, elbo[b], e0[b], 0.0, 0.0);
+    std::vector<double> dwork(B * svgp_dwork_elems(M, D));
+    std::vector<double> elbo(B), gz(B * M * D), gqmu(B * M), gq(B * M * M), gh(B * P);
+    std::vector<int> att(B);
+    // Pass 0 without the gradient (first schedule), passes 1 and 2 with it under the two
+    // schedules: the same ELBO, and bit-identical outputs.
+    std::vector<double> e0, e1, gz1, gqmu1, gq1, gh1;
+    std::vector<int> att1;
+    for (int pass = 0; pass < 3; ++pass) {
+        const int flags = (smem ? BGP_SVGP_SMEM : 0) | (yvar ? BGP_SVGP_YVAR : 0) | (pass > 0 ? BGP_SVGP_GRAD : 0);
+        std::fill(twork.begin(), twork.end(), T(NAN));
+        std::fill(dwork.begin(), dwork.end(), NAN);
+        for (auto* v : {&elbo, &gz, &gqmu, &gq, &gh}) std::fill(v->begin(), v->end(), 7.0);
+        std::fill(att.begin(), att.end(), 7);
+        const Order o = pass == 1 ? ln.order2 : ln.order;
+        launch(std::string("svgp_elbo_") + g_name + (pass ? " grad" : ""), ln.shape, o, 11 + pass, [&] {
+            K<Cov, T>::elbo(zs.data(), xs.data(), mask.data(), r.data(), sig2.data(), qmu.data(), q.data(), ls.data(),
+                            s.data(), Cov::has_alpha ? alpha.data() : nullptr, noise.data(), c.data(), jit.data(), NA,
+                            B, M, N, D, flags, twork.data(), dwork.data(), elbo.data(), att.data(), gz.data(),
+                            gqmu.data(), gq.data(), gh.data());
+        });
+        if (pass == 0) e0 = elbo;
+        if (pass == 1) {
+            for (int b = 0; b < B; ++b) near("elbo with and without the gradient", b, 0, elbo[b], e0[b], 0.0, 0.0);
+            e1 = elbo, gz1 = gz, gqmu1 = gqmu, gq1 = gq, gh1 = gh, att1 = att;
+        }
     }
+    same_bits("elbo", elbo, e1);
+    same_bits("attempt", att, att1);
+    same_bits("d/dz", gz, gz1);
+    same_bits("d/dq_mu", gqmu, gqmu1);
+    same_bits("d/dq_sqrt", gq, gq1);
+    same_bits("d/dhyp", gh, gh1);
     for (int b = 0; b < B; ++b) {
         Member m = mem[b];
         const bool failing = !std::isfinite(m.s);
@@ -269,7 +313,8 @@ static void run_elbo(unsigned nt, std::vector<Member> mem, bool smem, bool yvar,
 }
 
 template <class Cov, typename T>
-static void run_predict(unsigned nt, std::vector<Member> mem, bool smem, int Mt) {
+static void run_predict(const Launch& ln, std::vector<Member> mem, int Mt) {
+    const bool smem = ln.smem;
     const Kind kind = kind_of<Cov>();
     const double tol = sizeof(T) == 4 ? 4e-3 : 1e-9;
     const int B = (int)mem.size(), M = mem[0].M, D = mem[0].D, NA = 3;
@@ -299,12 +344,26 @@ static void run_predict(unsigned nt, std::vector<Member> mem, bool smem, int Mt)
     std::vector<double> om(B * Mt), ov(B * Mt);
     std::vector<int> att(B);
     const int flags = (smem ? BGP_SVGP_SMEM : 0) | BGP_SVGP_WANT_A;
-    for (int b = 0; b < B; ++b)
-        bgp_block(b, nt, [&] {
+    std::vector<T> oa1;
+    std::vector<double> om1, ov1;
+    std::vector<int> att1;
+    for (int pass = 0; pass < 2; ++pass) {
+        std::fill(twork.begin(), twork.end(), T(NAN));
+        std::fill(oa.begin(), oa.end(), T(7));
+        std::fill(om.begin(), om.end(), 7.0);
+        std::fill(ov.begin(), ov.end(), 7.0);
+        std::fill(att.begin(), att.end(), 7);
+        launch(std::string("svgp_predict_") + g_name, ln.shape, pass ? ln.order : ln.order2, 21 + pass, [&] {
             K<Cov, T>::predict(zs.data(), ts.data(), qmu.data(), q.data(), s.data(), Cov::has_alpha ? alpha.data() : nullptr,
                                mean.data(), jit.data(), NA, B, M, Mt, D, flags, twork.data(), om.data(), ov.data(),
                                att.data(), oa.data());
         });
+        if (pass == 0) oa1 = oa, om1 = om, ov1 = ov, att1 = att;
+    }
+    same_bits("predict mean", om, om1);
+    same_bits("predict var", ov, ov1);
+    same_bits("predict attempt", att, att1);
+    same_bits("A*", oa, oa1);
     for (int b = 0; b < B; ++b) {
         const Member& m = mem[b];
         if (!std::isfinite(m.s)) {
@@ -354,9 +413,10 @@ static void run_predict(unsigned nt, std::vector<Member> mem, bool smem, int Mt)
 // Members of one launch: 0 masked points, 1 c = 2.5, 2 s = inf (fails), 3 no observed point,
 // 4 a forced retry (attempt 0 adds -10 s).
 template <class Cov, typename T>
-static void run_kernel(unsigned nt, std::mt19937_64& rng, int M, int N, int D) {
+static void run_kernel(const Launch& ln, uint64_t seed, int M, int N, int D, bool yvar, bool grad_check) {
     const Kind kind = kind_of<Cov>();
     const double jf = sizeof(T) == 4 ? 1e-4 : 1e-6;
+    std::mt19937_64 rng(seed);
     std::vector<Member> mem;
     for (int b = 0; b < 5; ++b) {
         Member m = random_member(rng, M, N, D, kind);
@@ -369,30 +429,69 @@ static void run_kernel(unsigned nt, std::mt19937_64& rng, int M, int N, int D) {
         mem.push_back(m);
     }
     g_name = K<Cov, T>::name;
-    run_elbo<Cov, T>(nt, mem, true, false, true);
-    run_elbo<Cov, T>(nt, mem, false, true, true);
-    run_predict<Cov, T>(nt, mem, M % 2 == 0, 37);
+    run_elbo<Cov, T>(ln, mem, yvar, grad_check);
+    run_predict<Cov, T>(ln, mem, 37);
 }
 
-template <typename T>
-static void run_all(unsigned nt, std::mt19937_64& rng, int M, int N, int D) {
-    run_kernel<RbfCov, T>(nt, rng, M, N, D);
-    run_kernel<Matern12Cov, T>(nt, rng, M, N, D);
-    run_kernel<Matern32Cov, T>(nt, rng, M, N, D);
-    run_kernel<Matern52Cov, T>(nt, rng, M, N, D);
-    run_kernel<RqCov, T>(nt, rng, M, N, D);
+template <typename T> static void dispatch(const std::string& k, const Launch& ln, uint64_t seed, int M, int N, int D,
+                                           bool yvar, bool grad) {
+    if (k == "rbf") run_kernel<RbfCov, T>(ln, seed, M, N, D, yvar, grad);
+    else if (k == "matern12") run_kernel<Matern12Cov, T>(ln, seed, M, N, D, yvar, grad);
+    else if (k == "matern32") run_kernel<Matern32Cov, T>(ln, seed, M, N, D, yvar, grad);
+    else if (k == "matern52") run_kernel<Matern52Cov, T>(ln, seed, M, N, D, yvar, grad);
+    else if (k == "rq") run_kernel<RqCov, T>(ln, seed, M, N, D, yvar, grad);
+    else { printf("unknown kernel %s\n", k.c_str()); exit(2); }
 }
 
+// Plan lines (tests/svgp_cuda.rs): "svgp kernel=K dtype=f64|f32 m=M n=N d=D yvar=0|1 grad=0|1
+// shape=GRID,BLOCK,SMEM_BYTES smem=0|1 order=O order2=O2 seed=S", the shape and smem flag from
+// the host's svgp_launch; grad=0 checks the ELBO (with and without the gradient) and the
+// posterior but not the gradient against central differences.
 int main(int argc, char** argv) {
-    const unsigned nt = argc > 1 ? (unsigned)atoi(argv[1]) : 1;
-    std::mt19937_64 rng(7);
-    // (M, N, D): one tile and a partial one; M above the tile width; D = 1.
-    const int shapes[][3] = {{5, 45, 2}, {3, 7, 1}, {34, 40, 3}};
-    for (auto& sh : shapes) {
-        run_all<double>(nt, rng, sh[0], sh[1], sh[2]);
-        run_all<float>(nt, rng, sh[0], sh[1], sh[2]);
+    if (argc < 2) { printf("usage: svgp_harness PLAN\n"); return 2; }
+    emu_install_handlers();
+    std::ifstream in(argv[1]);
+    std::string line;
+    int lines = 0, on_smem = 0;
+    while (std::getline(in, line)) {
+        if (line.empty() || line[0] == '#') continue;
+        std::istringstream ss(line);
+        std::map<std::string, std::string> kv;
+        std::string tok, what;
+        ss >> what;
+        while (ss >> tok) {
+            const auto eq = tok.find('=');
+            if (eq == std::string::npos) { printf("bad plan token %s\n", tok.c_str()); return 2; }
+            kv[tok.substr(0, eq)] = tok.substr(eq + 1);
+        }
+        auto str = [&](const char* k) {
+            auto it = kv.find(k);
+            if (it == kv.end()) { printf("plan line lacks %s\n", k); exit(2); }
+            return it->second;
+        };
+        auto num = [&](const char* k) { return std::stol(str(k)); };
+        if (what != "svgp") { printf("unknown plan line %s\n", what.c_str()); return 2; }
+        Launch ln;
+        if (sscanf(str("shape").c_str(), "%u,%u,%u", &ln.shape.grid, &ln.shape.block, &ln.shape.smem) != 3) {
+            printf("bad shape\n");
+            return 2;
+        }
+        ln.smem = num("smem") != 0;
+        ln.order = (Order)num("order");
+        ln.order2 = (Order)num("order2");
+        const int M = (int)num("m"), N = (int)num("n"), D = (int)num("d");
+        const bool yvar = num("yvar") != 0, grad = num("grad") != 0;
+        const uint64_t seed = (uint64_t)num("seed");
+        if (str("dtype") == "f64") dispatch<double>(str("kernel"), ln, seed, M, N, D, yvar, grad);
+        else dispatch<float>(str("kernel"), ln, seed, M, N, D, yvar, grad);
+        ++lines;
+        on_smem += ln.smem;
+        fflush(stdout);
     }
-    printf("%d checks (5 kernels x f64, f32 x shared, global x 3 shapes; ELBO, gradients, posterior), %d failures\n",
-           cases, fails);
+    printf("%d plan lines (%d with the factor in shared memory, %d in global), %d checks (ELBO, gradients, "
+           "posterior, bit-identical under two schedules), %llu launches, %llu blocks, %llu thread switches, bounds "
+           "checked by %s, %d failures\n",
+           lines, on_smem, lines - on_smem, cases, g_launches, g_blocks, g_switches,
+           BGP_ASAN ? "AddressSanitizer" : "guard pages", fails);
     return fails != 0;
 }

@@ -250,7 +250,8 @@ pub(super) fn predict_tiles(m: usize) -> usize {
 }
 
 /// The launch shapes of the backend, for the host emulation of the kernels
-/// (tests/cuda_agreement.rs, `kernels_in_host_emulation`): it runs every kernel with the grid,
+/// (tests/cuda_agreement.rs `kernels_in_host_emulation`, tests/svgp_cuda.rs
+/// `svgp_kernels_in_host_emulation`): it runs every kernel with the grid,
 /// block and exactly the dynamic shared memory these functions give, so that the emulation and
 /// the launches cannot drift apart. Not an API.
 #[doc(hidden)]
@@ -301,6 +302,15 @@ pub mod emulation {
     /// The launch of predict for `m` test points and `count` members.
     pub fn predict(m: usize, count: usize) -> Shape {
         shape(predict_launch(m, count))
+    }
+
+    /// The launch of the SVGP kernels (svgp_elbo_*, svgp_predict_*) for `count` members of `m`
+    /// inducing points in elements of `sz` bytes with `smem_optin` bytes of opt-in shared
+    /// memory: (grid.x, block.x, dynamic shared memory bytes, the factor in shared memory).
+    pub fn svgp_launch(m: usize, sz: usize, count: usize, smem_optin: usize) -> (u32, u32, u32, bool) {
+        let (c, smem) = super::svgp_launch(m, sz, count, smem_optin);
+        let (g, b, s) = shape(c);
+        (g, b, s, smem)
     }
 }
 
