@@ -8,6 +8,7 @@ options. Tests that need it are skipped, saying so, when it has not been built.
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -152,3 +153,15 @@ def assert_close(a, b, rtol=1e-10, atol=1e-10, err_msg=""):
     np.testing.assert_allclose(
         np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64), rtol, atol, True, err_msg
     )
+
+
+@pytest.fixture
+def sigint_raises():
+    """Python's own SIGINT handler for the test, so that ``_thread.interrupt_main`` raises
+    KeyboardInterrupt even when the suite runs where SIGINT is ignored (a process started with
+    nohup or in the background of a non-interactive shell inherits SIG_IGN, and then
+    ``interrupt_main`` does nothing)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+

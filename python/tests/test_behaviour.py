@@ -50,7 +50,7 @@ def test_a_thread_keeps_running_during_a_fit(long_fit):
     assert np.array_equal(r.objective, reference.objective)
 
 
-def test_ctrl_c_stops_a_fit(long_fit):
+def test_ctrl_c_stops_a_fit(long_fit, sigint_raises):
     x, y, seconds, _ = long_fit
     delay = min(0.3, seconds / 5)
     timer = threading.Timer(delay, _thread.interrupt_main)

@@ -348,7 +348,7 @@ def test_mini_batch_fit_is_reproducible():
     assert_close(one.loss[:, 0], a.loss[:, 0], 1e-12, 0, "member 0 alone")
 
 
-def test_ctrl_c_stops_an_svgp_fit():
+def test_ctrl_c_stops_an_svgp_fit(sigint_raises):
     x, y = noisy_sine(b=50, n=400)
     timer = threading.Timer(0.3, _thread.interrupt_main)
     start = time.perf_counter()
