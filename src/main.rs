@@ -242,6 +242,15 @@ enum Command {
     },
 }
 
+/// A line on stdout. A closed stdout (`batchgp info | head -1`) drops the rest quietly instead
+/// of panicking, as `show` does.
+macro_rules! say {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($t)*);
+    }};
+}
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
@@ -807,14 +816,14 @@ fn run(cli: Cli) -> batchgp::Result<()> {
         Command::Show { file, member, csv } => show(&file, member, csv),
         Command::Info { common } => {
             let _: Precision = common.precision.parse()?;
-            println!("batchgp {}", env!("CARGO_PKG_VERSION"));
-            println!("cpu: {}", backend::cpu::CpuBackend::new().describe());
-            println!("kernels: {}", backend::cuda::build_info());
-            println!("driver: {}", backend::cuda::probe());
+            say!("batchgp {}", env!("CARGO_PKG_VERSION"));
+            say!("cpu: {}", backend::cpu::CpuBackend::new().describe());
+            say!("kernels: {}", backend::cuda::build_info());
+            say!("driver: {}", backend::cuda::probe());
             match backend::cuda::CudaBackend::new() {
-                Ok(c) => println!("cuda: usable: {}", c.describe()),
+                Ok(c) => say!("cuda: usable: {}", c.describe()),
                 Err(e) => {
-                    println!("cuda: not usable: {e}");
+                    say!("cuda: not usable: {e}");
                     // Where a GPU is expected (a lent GPU machine, a GPU CI runner), its absence
                     // is an error, not a fallback.
                     if std::env::var_os("BATCHGP_REQUIRE_CUDA").is_some_and(|v| !v.is_empty() && v != "0") {
@@ -823,13 +832,13 @@ fn run(cli: Cli) -> batchgp::Result<()> {
                 }
             }
             let chosen = backend::select(common.backend.parse()?)?;
-            println!("selected backend: {}", chosen.name());
+            say!("selected backend: {}", chosen.name());
             Ok(())
         }
         Command::Demo { out_dir, common } => {
             let (be, precision) = setup(&common)?;
             let report = batchgp::demo::run_batch_priors(be.as_ref(), Path::new(&out_dir), precision)?;
-            println!("{report}");
+            say!("{report}");
             Ok(())
         }
     }
