@@ -260,7 +260,7 @@ impl<'a> SvgpFitRequest<'a> {
         let maps: Vec<Vec<Map>> = (0..b).map(|e| self.maps(layout, &start, &priors, &units, e)).collect();
         let mut states: Vec<Box<dyn MemberOptimizer>> = (0..b)
             .map(|e| -> Box<dyn MemberOptimizer> {
-                let u: Vec<f64> = (0..layout.len()).map(|c| maps[e][c].u(read(&start, layout, e, c))).collect();
+                let u: Vec<f64> = (0..layout.len()).map(|c| maps[e][c].u(read(&start, layout.entry(c), e))).collect();
                 if data.n_observed(e) == 0 {
                     return Box::new(NotRun(u));
                 }
@@ -291,6 +291,7 @@ impl<'a> SvgpFitRequest<'a> {
             backend: be,
             data,
             layout,
+            entries: (0..layout.len()).map(|c| layout.entry(c)).collect(),
             maps: &maps,
             priors,
             current: start,
@@ -303,6 +304,7 @@ impl<'a> SvgpFitRequest<'a> {
                     r
                 })
                 .collect(),
+            pools: vec![Vec::new(); b],
             loss: Vec::new(),
         };
         let snapshot = |states: &driver::Members| {
@@ -360,9 +362,9 @@ fn objective_hyp(kernel: Kernel, b: usize, d: usize) -> Hyperparameters {
     Hyperparameters::broadcast(b, &vec![1.0; d], 1.0, 1.0, 0.0).with_kernel(kernel)
 }
 
-/// The natural value of entry c of member e.
-fn read(p: &SvgpParams, layout: SvgpLayout, e: usize, c: usize) -> f64 {
-    match layout.entry(c) {
+/// The natural value of `entry` of member e.
+fn read(p: &SvgpParams, entry: SvgpEntry, e: usize) -> f64 {
+    match entry {
         SvgpEntry::Hyper(t, k) => p.hyp.get(t, e, k),
         SvgpEntry::Z(j, k) => p.z[[e, j, k]],
         SvgpEntry::QMu(j) => p.q_mu[[e, j]],
@@ -370,9 +372,9 @@ fn read(p: &SvgpParams, layout: SvgpLayout, e: usize, c: usize) -> f64 {
     }
 }
 
-/// Writes the natural value of entry c of member e.
-fn write(p: &mut SvgpParams, layout: SvgpLayout, e: usize, c: usize, v: f64) {
-    match layout.entry(c) {
+/// Writes the natural value of `entry` of member e.
+fn write(p: &mut SvgpParams, entry: SvgpEntry, e: usize, v: f64) {
+    match entry {
         SvgpEntry::Hyper(t, k) => p.hyp.set(t, e, k, v),
         SvgpEntry::Z(j, k) => p.z[[e, j, k]] = v,
         SvgpEntry::QMu(j) => p.q_mu[[e, j]] = v,
@@ -385,6 +387,8 @@ struct SvgpObjective<'a> {
     backend: &'a dyn Backend,
     data: &'a Dataset,
     layout: SvgpLayout,
+    /// What each entry of a member's vector is (`layout.entry(c)`, computed once).
+    entries: Vec<SvgpEntry>,
     maps: &'a [Vec<Map>],
     priors: ResolvedPriors,
     /// Natural values of every member at its last evaluated point.
@@ -392,6 +396,9 @@ struct SvgpObjective<'a> {
     opts: ElboOptions,
     batch_size: Option<usize>,
     rngs: Vec<ChaCha8Rng>,
+    /// Per member: its observed indices, permuted in place by the mini-batch draws (a partial
+    /// Fisher-Yates shuffle of any permutation draws uniformly), built on first use.
+    pools: Vec<Vec<usize>>,
     /// One row per evaluation round.
     loss: Vec<Vec<f64>>,
 }
@@ -399,8 +406,8 @@ struct SvgpObjective<'a> {
 impl SvgpObjective<'_> {
     fn load(&mut self, active: &[usize], points: &[&[f64]]) {
         for (&e, u) in active.iter().zip(points) {
-            for (c, (ui, map)) in u.iter().zip(&self.maps[e]).enumerate() {
-                write(&mut self.current, self.layout, e, c, map.theta(*ui));
+            for ((ui, map), entry) in u.iter().zip(&self.maps[e]).zip(&self.entries) {
+                write(&mut self.current, *entry, e, map.theta(*ui));
             }
         }
     }
@@ -412,17 +419,21 @@ impl SvgpObjective<'_> {
         let picks: Vec<Vec<usize>> = active
             .iter()
             .map(|&e| {
-                let mut obs = data.observed(e);
-                if obs.len() > s {
-                    // Partial Fisher-Yates: the first s entries are a uniform draw.
-                    for i in 0..s {
-                        let j = self.rngs[e].random_range(i..obs.len());
-                        obs.swap(i, j);
-                    }
-                    obs.truncate(s);
-                    obs.sort_unstable();
+                let pool = &mut self.pools[e];
+                if pool.is_empty() {
+                    *pool = data.observed(e);
                 }
-                obs
+                if pool.len() <= s {
+                    return pool.clone();
+                }
+                // Partial Fisher-Yates: the first s entries become a uniform draw.
+                for i in 0..s {
+                    let j = self.rngs[e].random_range(i..pool.len());
+                    pool.swap(i, j);
+                }
+                let mut pick = pool[..s].to_vec();
+                pick.sort_unstable();
+                pick
             })
             .collect();
         let width = picks.iter().map(Vec::len).max().unwrap_or(0).max(1);
@@ -537,8 +548,9 @@ impl BatchObjective for SvgpObjective<'_> {
                 let grad: Vec<f64> = (0..p)
                     .map(|c| {
                         let map = self.maps[e][c];
-                        let theta = read(&self.current, self.layout, e, c);
-                        match self.layout.entry(c) {
+                        let entry = self.entries[c];
+                        let theta = read(&self.current, entry, e);
+                        match entry {
                             SvgpEntry::Hyper(t, k) => -map.grad_u(t.positive(), theta, g.hyp.get(t, i, k)),
                             SvgpEntry::Z(j, k) => -map.grad_u(false, theta, g.z[[i, j, k]]),
                             SvgpEntry::QMu(j) => -map.grad_u(false, theta, g.q_mu[[i, j]]),
