@@ -323,6 +323,21 @@ fn setup_svgp(c: &Common) -> batchgp::Result<(Box<dyn Backend>, Precision)> {
     Ok((backend::select(choice)?, precision))
 }
 
+/// Runs `f` once for its answer and its time, then `repeat` more times for their wall times
+/// (`--repeat`: the first run is the warm-up).
+fn timed<R>(repeat: usize, f: impl Fn() -> batchgp::Result<R>) -> batchgp::Result<(R, f64, Vec<f64>)> {
+    let t = Instant::now();
+    let r = f()?;
+    let secs = t.elapsed().as_secs_f64();
+    let mut seconds = Vec::with_capacity(repeat);
+    for _ in 0..repeat {
+        let t = Instant::now();
+        std::hint::black_box(f()?);
+        seconds.push(t.elapsed().as_secs_f64());
+    }
+    Ok((r, secs, seconds))
+}
+
 fn read_priors(path: &Option<String>) -> batchgp::Result<Priors> {
     match path {
         None => Ok(Priors::none()),
@@ -508,15 +523,7 @@ fn run(cli: Cli) -> batchgp::Result<()> {
                     None => r,
                 }
             };
-            let t = Instant::now();
-            let r = request().run()?;
-            let secs = t.elapsed().as_secs_f64();
-            let mut seconds = Vec::with_capacity(repeat);
-            for _ in 0..repeat {
-                let t = Instant::now();
-                std::hint::black_box(request().run()?);
-                seconds.push(t.elapsed().as_secs_f64());
-            }
+            let (r, secs, seconds) = timed(repeat, || request().run())?;
             let line = one_line("mll", &r.status, secs, be.as_ref(), precision, hyp.kernel);
             let g = r.gradient.expect("gradient requested");
             let mut o = NpzOut::new();
@@ -547,15 +554,7 @@ fn run(cli: Cli) -> batchgp::Result<()> {
             let params = read_svgp_params(&params, Some((data.batch_size(), data.n_dims())), kernel)?;
             let priors = read_priors(&priors)?;
             let request = || ElboRequest::new(&data, &params).priors(&priors).on(be.as_ref()).precision(precision);
-            let t = Instant::now();
-            let r = request().run()?;
-            let secs = t.elapsed().as_secs_f64();
-            let mut seconds = Vec::with_capacity(repeat);
-            for _ in 0..repeat {
-                let t = Instant::now();
-                std::hint::black_box(request().run()?);
-                seconds.push(t.elapsed().as_secs_f64());
-            }
+            let (r, secs, seconds) = timed(repeat, || request().run())?;
             let line = one_line("elbo", &r.status, secs, be.as_ref(), precision, params.kernel());
             let g = r.gradient.expect("gradient requested");
             let mut o = NpzOut::new();

@@ -119,13 +119,7 @@ pub(crate) fn combine(
 ) -> MllReport {
     let p = priors.evaluate(hyp, rows);
     let objective = &raw.mll + &p.log_prior;
-    let gradient = raw.gradient.map(|g| MllGradient {
-        log_lengthscale: g.log_lengthscale + &p.grad_log_lengthscale,
-        log_outputscale: g.log_outputscale + &p.grad_log_outputscale,
-        log_noise: g.log_noise + &p.grad_log_noise,
-        mean: g.mean + &p.grad_mean,
-        log_alpha: g.log_alpha.map(|a| a + &p.grad_log_alpha),
-    });
+    let gradient = raw.gradient.map(|g| g.with_prior(&p));
     MllReport { mll: raw.mll, log_prior: p.log_prior, objective, gradient, status: raw.status, jitter: raw.jitter }
 }
 

@@ -26,6 +26,8 @@
 //! NaN-filled, and bounds-checked by AddressSanitizer (which also checks the global buffers) or,
 //! without it, by guard pages. `BATCHGP_EMULATION_DIR=dir` keeps the plan and the executable.
 
+mod common;
+
 use batchgp::backend::cpu::CpuBackend;
 use batchgp::backend::cuda::CudaBackend;
 use batchgp::backend::MllGradient;
@@ -690,78 +692,8 @@ fn shape_str(s: batchgp::backend::cuda::emulation::Shape) -> String {
     format!("{},{},{}", s.0, s.1, s.2)
 }
 
-/// Compiles tests/emulation/harness.cpp with the kernels (AddressSanitizer where the compiler
-/// has it, else the harness's guard pages) and returns the executable and what checks bounds.
-fn compile_harness(cxx: &str, dir: &std::path::Path) -> (std::path::PathBuf, &'static str) {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let src = root.join("tests").join("emulation").join("harness.cpp");
-    let exe = dir.join("harness");
-    let mut last = String::new();
-    for (flags, how) in
-        [(&["-fsanitize=address", "-fno-omit-frame-pointer"][..], "AddressSanitizer"), (&[][..], "guard pages")]
-    {
-        let out = std::process::Command::new(cxx)
-            .args(["-O1", "-std=c++20"])
-            .args(flags)
-            .arg("-I")
-            .arg(root.join("kernels"))
-            .arg(&src)
-            .arg("-o")
-            .arg(&exe)
-            .output()
-            .expect("run the C++ compiler");
-        if out.status.success() {
-            return (exe, how);
-        }
-        last = String::from_utf8_lossy(&out.stderr).into_owned();
-    }
-    panic!("{cxx} could not compile the kernels as host C++:\n{last}");
-}
-
-fn cxx() -> Option<String> {
-    let candidates = std::env::var("CXX").ok().into_iter().chain(["c++".to_string(), "g++".to_string()]);
-    candidates
-        .into_iter()
-        .find(|c| std::process::Command::new(c).arg("--version").output().map(|o| o.status.success()).unwrap_or(false))
-}
-
 #[test]
 fn kernels_in_host_emulation() {
-    let Some(cxx) = cxx() else {
-        println!("skipped: no C++ compiler");
-        return;
-    };
     let (plan, count) = emulation_plan();
-    // BATCHGP_EMULATION_DIR keeps the plan and the executable there (to rerun or debug them).
-    let keep = std::env::var_os("BATCHGP_EMULATION_DIR").map(std::path::PathBuf::from);
-    let dir =
-        keep.clone().unwrap_or_else(|| std::env::temp_dir().join(format!("batchgp-emulation-{}", std::process::id())));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let plan_path = dir.join("plan.txt");
-    std::fs::write(&plan_path, &plan).expect("write the plan");
-    let t0 = std::time::Instant::now();
-    let (exe, bounds) = compile_harness(&cxx, &dir);
-    let compiled = t0.elapsed();
-    let t1 = std::time::Instant::now();
-    let run = std::process::Command::new(&exe)
-        .arg(&plan_path)
-        .env("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0")
-        .output()
-        .expect("run the harness");
-    let text = String::from_utf8_lossy(&run.stdout);
-    println!(
-        "{count} plan lines, bounds by {bounds}; compiled in {:.1} s, ran in {:.1} s: {}",
-        compiled.as_secs_f64(),
-        t1.elapsed().as_secs_f64(),
-        text.lines().last().unwrap_or("")
-    );
-    assert!(
-        run.status.success(),
-        "host emulation failed ({}):\n{text}\n{}",
-        run.status,
-        String::from_utf8_lossy(&run.stderr)
-    );
-    if keep.is_none() {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
+    common::emulation::run_harness("harness.cpp", &plan, count);
 }

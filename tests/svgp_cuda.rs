@@ -28,13 +28,6 @@ use ndarray::{Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-fn cxx() -> Option<String> {
-    let candidates = std::env::var("CXX").ok().into_iter().chain(["c++".to_string(), "g++".to_string()]);
-    candidates
-        .into_iter()
-        .find(|c| std::process::Command::new(c).arg("--version").output().map(|o| o.status.success()).unwrap_or(false))
-}
-
 /// The launches of the SVGP host emulation (tests/emulation/svgp_harness.cpp reads one per
 /// line), with the grid, block, dynamic shared memory bytes and SVGP_SMEM decision of the
 /// backend's `svgp_launch` on a 227 KiB opt-in GPU: for every covariance kernel in f64 and f32
@@ -84,74 +77,10 @@ fn svgp_emulation_plan() -> (String, usize) {
     (lines.join("\n") + "\n", count)
 }
 
-/// Compiles tests/emulation/svgp_harness.cpp with kernels/svgp.cu (AddressSanitizer where the
-/// compiler has it, else the emulation's guard pages); returns the executable and what checks
-/// bounds.
-fn compile_svgp_harness(cxx: &str, dir: &std::path::Path) -> (std::path::PathBuf, &'static str) {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let exe = dir.join("svgp_harness");
-    let mut last = String::new();
-    for (flags, how) in
-        [(&["-fsanitize=address", "-fno-omit-frame-pointer"][..], "AddressSanitizer"), (&[][..], "guard pages")]
-    {
-        let out = std::process::Command::new(cxx)
-            .args(["-O1", "-std=c++20"])
-            .args(flags)
-            .arg("-I")
-            .arg(root.join("kernels"))
-            .arg(root.join("tests/emulation/svgp_harness.cpp"))
-            .arg("-o")
-            .arg(&exe)
-            .output()
-            .expect("run the C++ compiler");
-        if out.status.success() {
-            return (exe, how);
-        }
-        last = String::from_utf8_lossy(&out.stderr).into_owned();
-    }
-    panic!("{cxx} could not compile kernels/svgp.cu as host C++:\n{last}");
-}
-
 #[test]
 fn svgp_kernels_in_host_emulation() {
-    let Some(cxx) = cxx() else {
-        println!("skipped: no C++ compiler");
-        return;
-    };
     let (plan, count) = svgp_emulation_plan();
-    // BATCHGP_EMULATION_DIR keeps the plan and the executable there (to rerun or debug them).
-    let keep = std::env::var_os("BATCHGP_EMULATION_DIR").map(std::path::PathBuf::from);
-    let dir = keep
-        .clone()
-        .unwrap_or_else(|| std::env::temp_dir().join(format!("batchgp-svgp-emulation-{}", std::process::id())));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let plan_path = dir.join("svgp_plan.txt");
-    std::fs::write(&plan_path, &plan).expect("write the plan");
-    let t0 = std::time::Instant::now();
-    let (exe, bounds) = compile_svgp_harness(&cxx, &dir);
-    let compiled = t0.elapsed();
-    let t1 = std::time::Instant::now();
-    let run = std::process::Command::new(&exe)
-        .arg(&plan_path)
-        .env("ASAN_OPTIONS", "detect_leaks=0:abort_on_error=0")
-        .output()
-        .expect("run the harness");
-    let text = String::from_utf8_lossy(&run.stdout);
-    println!(
-        "{count} plan lines, bounds by {bounds}; compiled in {:.1} s, ran in {:.1} s: {}",
-        compiled.as_secs_f64(),
-        t1.elapsed().as_secs_f64(),
-        text.lines().last().unwrap_or("")
-    );
-    assert!(
-        run.status.success(),
-        "SVGP host emulation failed ({}):\n{text}\n{}",
-        run.status,
-        String::from_utf8_lossy(&run.stderr)
-    );
-    if keep.is_none() {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
+    common::emulation::run_harness("svgp_harness.cpp", &plan, count);
 }
 
 /// The GPU these tests are for (ignored by default; fail, never skip, where none can be had).

@@ -107,6 +107,16 @@ impl MllGradient {
             log_alpha: layout.has(Target::Alpha).then(|| col(Target::Alpha)),
         }
     }
+    /// This gradient plus a prior's (the MAP objective's gradient), row for row.
+    pub(crate) fn with_prior(self, p: &crate::prior::PriorTerms) -> MllGradient {
+        MllGradient {
+            log_lengthscale: self.log_lengthscale + &p.grad_log_lengthscale,
+            log_outputscale: self.log_outputscale + &p.grad_log_outputscale,
+            log_noise: self.log_noise + &p.grad_log_noise,
+            mean: self.mean + &p.grad_mean,
+            log_alpha: self.log_alpha.map(|a| a + &p.grad_log_alpha),
+        }
+    }
     /// The entry of kind `t` (index `k`) of row `i`.
     pub fn get(&self, t: Target, i: usize, k: usize) -> f64 {
         match t {

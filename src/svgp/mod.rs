@@ -299,16 +299,7 @@ pub(crate) fn combine(
 ) -> ElboReport {
     let p = priors.evaluate(hyp, rows);
     let objective = &raw.elbo + &p.log_prior;
-    let gradient = raw.gradient.map(|g| SvgpGradient {
-        hyp: MllGradient {
-            log_lengthscale: g.hyp.log_lengthscale + &p.grad_log_lengthscale,
-            log_outputscale: g.hyp.log_outputscale + &p.grad_log_outputscale,
-            log_noise: g.hyp.log_noise + &p.grad_log_noise,
-            mean: g.hyp.mean + &p.grad_mean,
-            log_alpha: g.hyp.log_alpha.map(|a| a + &p.grad_log_alpha),
-        },
-        ..g
-    });
+    let gradient = raw.gradient.map(|g| SvgpGradient { hyp: g.hyp.with_prior(&p), ..g });
     ElboReport { elbo: raw.elbo, log_prior: p.log_prior, objective, gradient, status: raw.status, jitter: raw.jitter }
 }
 

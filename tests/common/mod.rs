@@ -2,6 +2,8 @@
 //! the backends), random batches, and a loop over every usable backend.
 #![allow(dead_code)]
 
+pub mod emulation;
+
 use batchgp::backend::{self, Backend};
 use batchgp::{Dataset, Hyperparameters, Inputs, Kernel};
 use ndarray::{Array1, Array2, Array3};

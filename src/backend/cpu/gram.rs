@@ -160,12 +160,23 @@ fn unpack_in_place<T: Float>(a: &mut [T], n: usize, s: T, diag: T) {
 
 dispatch_avx2! {
     /// Cross covariance k(X, Z) (n, m), column-major with leading dimension n, from scaled
-    /// points xs (D, n) and zs (D, m).
-    pub(crate) fn fill_cross<T: Float>(xs: &[T], n: usize, zs: &[T], m: usize, d: usize, cov: Cov<T>, out: &mut [T]) => fill_cross_body
+    /// points xs (D, n) and zs (D, m); and, when asked, the gradient weights s psi and s d phi /
+    /// d log alpha of every pair in the same layout (as [`fill_kf`]'s, not for rbf).
+    pub(crate) fn fill_cross<T: Float>(xs: &[T], n: usize, zs: &[T], m: usize, d: usize, cov: Cov<T>, out: &mut [T], weights: Option<GradWeights<'_, T>>) => fill_cross_body
 }
 
 #[inline(always)]
-fn fill_cross_body<T: Float>(xs: &[T], n: usize, zs: &[T], m: usize, d: usize, cov: Cov<T>, out: &mut [T]) {
+#[allow(clippy::too_many_arguments)]
+fn fill_cross_body<T: Float>(
+    xs: &[T],
+    n: usize,
+    zs: &[T],
+    m: usize,
+    d: usize,
+    cov: Cov<T>,
+    out: &mut [T],
+    weights: Option<GradWeights<'_, T>>,
+) {
     let all = &mut out[..n * m];
     all.fill(T::from_f64(0.0));
     for j in 0..m {
@@ -174,7 +185,17 @@ fn fill_cross_body<T: Float>(xs: &[T], n: usize, zs: &[T], m: usize, d: usize, c
             add_sq_diff(col, &xs[k * n..k * n + n], zs[k * m + j]);
         }
     }
-    transform(cov.kernel, all, cov.alpha, None, None);
+    match weights {
+        None => transform(cov.kernel, all, cov.alpha, None, None),
+        Some(GradWeights { psi, dalpha }) => {
+            let psi = &mut psi[..n * m];
+            let mut dalpha = dalpha.map(|a| &mut a[..n * m]);
+            transform(cov.kernel, all, cov.alpha, Some(&mut *psi), dalpha.as_deref_mut());
+            for v in psi.iter_mut().chain(dalpha.into_iter().flatten()) {
+                *v *= cov.s;
+            }
+        }
+    }
     for v in all.iter_mut() {
         *v *= cov.s;
     }

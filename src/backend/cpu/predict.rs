@@ -146,7 +146,7 @@ fn member_posterior<T: Float>(
             let l = MatRef::from_column_major_slice(&chol[..n * n], n, n);
             let rhs = MatMut::from_column_major_slice_mut(&mut alpha[..n], n, 1);
             faer::linalg::cholesky::llt::solve::solve_in_place(l, rhs, par, Workspace::<T>::stack(mem));
-            fill_cross(xs, n, zs, m, d, cov_k, cross);
+            fill_cross(xs, n, zs, m, d, cov_k, cross, None);
             for j in 0..m {
                 let col = &cross[j * n..(j + 1) * n];
                 mean[j] = mu + dot(col, &alpha[..n]).to_f64();

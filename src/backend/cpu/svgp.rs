@@ -18,12 +18,13 @@
 //! (`crate::kernel`), s also through var_f directly (-1/2 s sum w) and through the jitter eps s.
 //! Only M x n products appear (A, A W A^T, one M x M by M x n product), about 4 M^2 n flops.
 
+use super::gram::{fill_cross, Cov, GradWeights};
 use super::Float;
 use crate::backend::member::finite_or_failed;
 use crate::backend::{MllGradient, PredictOptions, Prediction};
 use crate::data::{Dataset, Inputs, Precision, Status};
 use crate::error::Result;
-use crate::kernel::{transform, Kernel};
+use crate::kernel::Kernel;
 use crate::layout::{Layout, Target};
 use crate::svgp::{ElboBatch, ElboOptions, SvgpGradient, SvgpParams};
 use faer::linalg::matmul::matmul;
@@ -130,41 +131,25 @@ fn zero<T: Float>() -> T {
     T::from_f64(0.0)
 }
 
-/// Scaled squared distances between dimension-major point sets a (D, na) and b (D, nb), as an
-/// (na, nb) column-major buffer.
-fn sq_dist<T: Float>(a: &[T], na: usize, b: &[T], nb: usize, d: usize) -> Vec<T> {
-    let mut out = vec![zero::<T>(); na * nb];
-    for j in 0..nb {
-        let col = &mut out[j * na..(j + 1) * na];
-        for k in 0..d {
-            let bj = b[k * nb + j];
-            for (c, ai) in col.iter_mut().zip(&a[k * na..(k + 1) * na]) {
-                let t = *ai - bj;
-                *c += t * t;
-            }
-        }
-    }
-    out
-}
-
-/// k = s phi(r^2) in place of r^2, and when `grad`, the weights s psi (None for rbf, whose
-/// weight is k) and, for rq, s d phi / d log alpha.
+/// k(a, b) (na, nb) column-major between dimension-major scaled point sets a (D, na) and
+/// b (D, nb) (`gram::fill_cross`), and when `grad`, the weights s psi (None for rbf, whose weight
+/// is k) and, for rq, s d phi / d log alpha.
 #[allow(clippy::type_complexity)]
-fn kernel_values<T: Float>(
-    kernel: Kernel,
-    v: &mut [T],
-    s: f64,
-    alpha: f64,
+fn covariance<T: Float>(
+    a: &[T],
+    na: usize,
+    b: &[T],
+    nb: usize,
+    d: usize,
+    cov: Cov<T>,
     grad: bool,
-) -> Option<(Option<Vec<T>>, Option<Vec<T>>)> {
-    let mut psi = (grad && kernel != Kernel::Rbf).then(|| vec![zero::<T>(); v.len()]);
-    let mut da = (grad && kernel.has_alpha()).then(|| vec![zero::<T>(); v.len()]);
-    transform(kernel, v, alpha, psi.as_deref_mut(), da.as_deref_mut());
-    let st = T::from_f64(s);
-    for x in v.iter_mut().chain(psi.iter_mut().flatten()).chain(da.iter_mut().flatten()) {
-        *x *= st;
-    }
-    grad.then_some((psi, da))
+) -> (Vec<T>, Option<(Option<Vec<T>>, Option<Vec<T>>)>) {
+    let mut k = vec![zero::<T>(); na * nb];
+    let mut psi = (grad && cov.kernel != Kernel::Rbf).then(|| vec![zero::<T>(); na * nb]);
+    let mut da = (grad && cov.kernel.has_alpha()).then(|| vec![zero::<T>(); na * nb]);
+    let weights = psi.as_deref_mut().map(|psi| GradWeights { psi, dalpha: da.as_deref_mut() });
+    fill_cross(a, na, b, nb, d, cov, &mut k, weights);
+    (k, grad.then_some((psi, da)))
 }
 
 fn inducing<T: Float>(params: &SvgpParams, b: usize, opts: &ElboOptions, grad: bool) -> Inducing<T> {
@@ -179,9 +164,8 @@ fn inducing<T: Float>(params: &SvgpParams, b: usize, opts: &ElboOptions, grad: b
             zs[k * m + j] = T::from_f64((zb[[j, k]] - centre[k]) / ls[k]);
         }
     }
-    let (s, alpha) = (hyp.outputscale[b], hyp.alpha_of(b));
-    let mut kzz = sq_dist(&zs, m, &zs, m, d);
-    let w = kernel_values(hyp.kernel, &mut kzz, s, alpha, grad);
+    let s = hyp.outputscale[b];
+    let (kzz, w) = covariance(&zs, m, &zs, m, d, Cov::of(hyp, b), grad);
     let wzz = w.map(|(psi, da)| (psi.unwrap_or_else(|| kzz.clone()), da));
     let mut l = vec![zero::<T>(); m * m];
     let mut status = Status::Failed;
@@ -282,12 +266,11 @@ fn member_elbo<T: Float>(data: &Dataset, params: &SvgpParams, b: usize, c: f64, 
     if ind.status == Status::Failed {
         return failed(ind.jitter);
     }
-    let (s, noise, mean, alpha) = (hyp.outputscale[b], hyp.noise[b], hyp.mean[b], hyp.alpha_of(b));
+    let (s, noise, mean) = (hyp.outputscale[b], hyp.noise[b], hyp.mean[b]);
     let ls = hyp.lengthscale.row(b);
     let xs: Vec<T> = scaled(data.x().member(b), &obs, &ind.centre, ls);
     // Kzx (M x n) and its weights.
-    let mut kzx = sq_dist(&ind.zs, m, &xs, n, d);
-    let wzx = kernel_values(hyp.kernel, &mut kzx, s, alpha, grad);
+    let (kzx, wzx) = covariance(&ind.zs, m, &xs, n, d, Cov::of(hyp, b), grad);
     // A = L^-1 Kzx.
     let mut a = kzx.clone();
     let l = mat(&ind.l, m, m);
@@ -573,11 +556,10 @@ fn member_posterior<T: Float>(
     if ind.status == Status::Failed {
         return nan(ind.jitter);
     }
-    let (s, alpha) = (hyp.outputscale[b], hyp.alpha_of(b));
+    let s = hyp.outputscale[b];
     let idx: Vec<usize> = (0..mt).collect();
     let ts: Vec<T> = scaled(test.member(b), &idx, &ind.centre, hyp.lengthscale.row(b));
-    let mut a = sq_dist(&ind.zs, m, &ts, mt, d);
-    kernel_values(hyp.kernel, &mut a, s, alpha, false);
+    let (mut a, _) = covariance(&ind.zs, m, &ts, mt, d, Cov::of(hyp, b), false);
     solve_lower_triangular_in_place(mat(&ind.l, m, m), mat_mut(&mut a, m, mt), Par::Seq);
     let q = q_of::<T>(params, b);
     let mut bq = vec![zero::<T>(); m * mt];
@@ -600,8 +582,7 @@ fn member_posterior<T: Float>(
         var[i] = (s - a2 + b2).max(0.0);
     }
     let cov = want_cov.then(|| {
-        let mut c = sq_dist(&ts, mt, &ts, mt, d);
-        kernel_values(hyp.kernel, &mut c, s, alpha, false);
+        let (mut c, _) = covariance(&ts, mt, &ts, mt, d, Cov::of(hyp, b), false);
         let one = T::from_f64(1.0);
         matmul(mat_mut(&mut c, mt, mt), Accum::Add, mat(&a, m, mt).transpose(), mat(&a, m, mt), -one, Par::Seq);
         matmul(mat_mut(&mut c, mt, mt), Accum::Add, mat(&bq, m, mt).transpose(), mat(&bq, m, mt), one, Par::Seq);
