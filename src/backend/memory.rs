@@ -102,8 +102,8 @@ fn size_of(p: Precision) -> u64 {
 }
 
 /// Bytes one CPU member's MLL needs: points, residuals and three vectors, the Gram, its
-/// factor and inverse, the kernel's gradient weights (not for rbf; two for rq), and faer's
-/// scratch (bounded by one more n x n).
+/// factor and inverse, the kernel's gradient weights (not for rbf; two for rq), faer's
+/// scratch (bounded by one more n x n) and, for small n, the small path's L^-1.
 pub(crate) fn cpu_mll_bytes(n: usize, d: usize, kernel: Kernel, precision: Precision, gradient: bool) -> u64 {
     let (n, d) = (n as u64, d as u64);
     let sq = n.saturating_mul(n);
@@ -112,7 +112,8 @@ pub(crate) fn cpu_mll_bytes(n: usize, d: usize, kernel: Kernel, precision: Preci
         (true, Kernel::Rq) => 2,
         (true, _) => 1,
     };
-    size_of(precision).saturating_mul(n * d + 4 * n + sq.saturating_mul(4 + weights))
+    let small = crate::backend::cpu::small_scratch(n as usize) as u64;
+    size_of(precision).saturating_mul(n * d + 4 * n + small + sq.saturating_mul(4 + weights))
 }
 
 /// Bytes one CPU member's prediction at m points needs: the MLL's workspace without

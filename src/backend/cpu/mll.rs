@@ -77,7 +77,7 @@ fn evaluate<T: Float>(
         (f64::NAN, status, jitter)
     };
     {
-        let Workspace { xs, alpha, kf, chol, inv, col, dv, kg, ka, mem, .. } = ws;
+        let Workspace { xs, alpha, kf, chol, inv, col, dv, kg, ka, tri, mem, .. } = ws;
         let yvar = member.has_yvar().then_some(&mut dv[..n]);
         let has_yvar = yvar.is_some();
         load_member::<T>(member, xs, alpha, yvar);
@@ -113,8 +113,7 @@ fn evaluate<T: Float>(
         let mll = -0.5 * quad - logdet_half - 0.5 * n as f64 * LN_2PI;
         if opts.gradient {
             if small {
-                // Overwrites the factor (its log-determinant is already taken).
-                small::inverse(&mut chol[..n * n], n, &mut inv[..n * n], &mut col[..n]);
+                small::inverse(&chol[..n * n], n, &mut inv[..n * n], tri);
             } else {
                 let l = MatRef::from_column_major_slice(&chol[..n * n], n, n);
                 let dst = MatMut::from_column_major_slice_mut(&mut inv[..n * n], n, n);

@@ -110,6 +110,8 @@ pub(crate) struct Workspace<T> {
     pub kg: Buf<T>,
     /// rq's s d phi / d log alpha (n, n), lower triangle.
     pub ka: Buf<T>,
+    /// The small-matrix inverse's L^-1 (n, n), rows padded (n <= `small::SMALL_N` only).
+    pub tri: Buf<T>,
     /// faer scratch.
     pub mem: Option<MemBuffer>,
     mem_req: Option<StackReq>,
@@ -127,6 +129,7 @@ impl<T> Default for Workspace<T> {
             dv: Buf::default(),
             kg: Buf::default(),
             ka: Buf::default(),
+            tri: Buf::default(),
             mem: None,
             mem_req: None,
         }
@@ -146,6 +149,7 @@ impl<T: Float> Workspace<T> {
         grow(&mut self.kf, n * n, n)?;
         grow(&mut self.chol, n * n, n)?;
         grow(&mut self.inv, (n * n).max(n * extra), n)?;
+        grow(&mut self.tri, small_scratch(n), n)?;
         let req = faer::linalg::cholesky::llt::factor::cholesky_in_place_scratch::<T>(n, par, Default::default())
             .or(faer::linalg::cholesky::llt::inverse::inverse_scratch::<T>(n, par));
         let fits = match (&self.mem_req, &self.mem) {
@@ -171,7 +175,7 @@ impl<T: Float> Workspace<T> {
     /// Frees the buffers once they hold more than [`KEEP_BYTES`], so that one large request
     /// does not leave every thread holding its workspace for the life of the process.
     pub fn release_if_large(&mut self) {
-        let len = self.kf.len() + self.chol.len() + self.inv.len() + self.kg.len() + self.ka.len();
+        let len = self.kf.len() + self.chol.len() + self.inv.len() + self.kg.len() + self.ka.len() + self.tri.len();
         if len * std::mem::size_of::<T>() > KEEP_BYTES {
             *self = Workspace::default();
         }
@@ -179,6 +183,16 @@ impl<T: Float> Workspace<T> {
     /// faer's scratch stack (call [`Workspace::reserve`] first).
     pub fn stack(mem: &mut Option<MemBuffer>) -> &mut MemStack {
         MemStack::new(mem.as_mut().expect("workspace reserved"))
+    }
+}
+
+/// Entries of scratch beyond [`Workspace`]'s n x n buffers that a member of n points takes:
+/// the small path's L^-1 (none above `small::SMALL_N`).
+pub(crate) fn small_scratch(n: usize) -> usize {
+    if n <= small::SMALL_N {
+        small::inverse_scratch(n)
+    } else {
+        0
     }
 }
 
