@@ -612,6 +612,39 @@ mod fitting {
     }
 
     #[test]
+    fn mini_batch_fits_do_not_depend_on_the_thread_count_and_use_yvar() {
+        // Members draw, copy and step in parallel, each from its own stream: one thread and
+        // three give the same bits, with known noise in the drawn points too.
+        let be = CpuBackend::new();
+        let data = with_yvar(&sine_batch(5, 40, 6), 6);
+        let run = |d: &Dataset| {
+            SvgpFitRequest::new(d).on(&be).num_inducing(6).steps(30).batch_size(16).seed(3).run().unwrap()
+        };
+        let on = |threads: usize, d: &Dataset| {
+            rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap().install(|| run(d))
+        };
+        let one = on(1, &data);
+        assert_eq!(on(3, &data), one);
+        // The drawn points carry their yvar: the first round's loss is a mini-batch estimate
+        // from the same start and the same draws, so it differs from the run without yvar
+        // only through the copied variances.
+        let plain = Dataset::new(
+            match data.x() {
+                Inputs::Batched(x) => x.clone(),
+                Inputs::Shared(_) => unreachable!(),
+            },
+            data.y().clone(),
+        )
+        .unwrap();
+        let without = on(1, &plain);
+        for b in 0..5 {
+            let (with_yvar, plain) = (one.loss[[0, b]], without.loss[[0, b]]);
+            assert!(with_yvar.is_finite() && plain.is_finite());
+            assert!((with_yvar - plain).abs() > 1e-6 * plain.abs(), "member {b}: {with_yvar} vs {plain}");
+        }
+    }
+
+    #[test]
     fn mini_batch_adam_approaches_the_full_batch_fit() {
         let be = CpuBackend::new();
         let data = sine_batch(2, 200, 4);

@@ -1,11 +1,14 @@
 //! The batched driver: each round collects the point every running member's optimiser wants
 //! evaluated, makes one [`BatchObjective`] call for all of them, and hands each member its value
 //! and gradient. A member that has stopped asks for nothing more, so it stops costing work.
+//! The members' optimiser steps run in parallel (each touches only its own state, so the
+//! result does not depend on the thread count).
 
-use super::objective::BatchObjective;
+use super::objective::{BatchObjective, MemberEval};
 use super::{FitObserver, FitProgress, Termination};
 use crate::data::Hyperparameters;
 use crate::error::{Error, Result};
+use rayon::prelude::*;
 
 /// One member's optimiser, as the driver sees it (L-BFGS and Adam implement it).
 pub(crate) trait MemberOptimizer: Send {
@@ -48,9 +51,18 @@ pub(crate) fn drive(
         }
         let points: Vec<&[f64]> = active.iter().map(|&e| states[e].trial().expect("active")).collect();
         let evals = objective.evaluate(&active, &points)?;
+        let mut by_member: Vec<Option<MemberEval>> = (0..e_total).map(|_| None).collect();
         for (&e, ev) in active.iter().zip(evals) {
-            if states[e].observe(ev.f, &ev.grad) {
-                objective_now[e] = -ev.f;
+            by_member[e] = Some(ev);
+        }
+        let accepted: Vec<Option<f64>> = states
+            .par_iter_mut()
+            .zip(by_member.into_par_iter())
+            .map(|(state, ev)| ev.and_then(|ev| state.observe(ev.f, &ev.grad).then_some(-ev.f)))
+            .collect();
+        for (now, a) in objective_now.iter_mut().zip(accepted) {
+            if let Some(v) = a {
+                *now = v;
             }
         }
         rounds += 1;

@@ -31,6 +31,7 @@ use crate::svgp::{init_inducing, ElboOptions, SvgpParams};
 use ndarray::{Array1, Array2, Array3, Axis};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use rayon::prelude::*;
 
 /// What an SVGP fit returns, per member. Arrays are (B,) unless noted.
 #[derive(Debug, Clone, PartialEq)]
@@ -413,49 +414,73 @@ impl SvgpObjective<'_> {
     }
 
     /// The mini-batch of the listed members: a dataset of their drawn points (padded with a
-    /// mask to the largest draw) and each one's scale n / S.
+    /// mask to the largest draw) and each one's scale n / S. Members draw and copy in
+    /// parallel, each from its own stream, so the draws do not depend on the thread count.
     fn mini_batch(&mut self, active: &[usize], s: usize) -> Result<(Dataset, Vec<f64>)> {
         let (d, data) = (self.data.n_dims(), self.data);
-        let picks: Vec<Vec<usize>> = active
-            .iter()
-            .map(|&e| {
-                let pool = &mut self.pools[e];
+        let mut listed = vec![false; self.pools.len()];
+        for &e in active {
+            listed[e] = true;
+        }
+        let mut drawn: Vec<Option<Vec<usize>>> = self
+            .pools
+            .par_iter_mut()
+            .zip(self.rngs.par_iter_mut())
+            .enumerate()
+            .map(|(e, (pool, rng))| {
+                if !listed[e] {
+                    return None;
+                }
                 if pool.is_empty() {
                     *pool = data.observed(e);
                 }
                 if pool.len() <= s {
-                    return pool.clone();
+                    return Some(pool.clone());
                 }
                 // Partial Fisher-Yates: the first s entries become a uniform draw.
                 for i in 0..s {
-                    let j = self.rngs[e].random_range(i..pool.len());
+                    let j = rng.random_range(i..pool.len());
                     pool.swap(i, j);
                 }
                 let mut pick = pool[..s].to_vec();
                 pick.sort_unstable();
-                pick
+                Some(pick)
             })
             .collect();
+        let picks: Vec<Vec<usize>> = active.iter().map(|&e| drawn[e].take().unwrap_or_default()).collect();
         let width = picks.iter().map(Vec::len).max().unwrap_or(0).max(1);
         let k = active.len();
         let mut x = Array3::zeros((k, width, d));
         let mut y = Array2::zeros((k, width));
         let mut mask = Array2::from_elem((k, width), false);
         let mut yvar = data.yvar().map(|_| Array2::zeros((k, width)));
-        let mut scale = Vec::with_capacity(k);
-        for (r, (&e, pick)) in active.iter().zip(&picks).enumerate() {
-            let xe = data.x().member(e);
-            for (slot, &i) in pick.iter().enumerate() {
-                x.index_axis_mut(Axis(0), r).row_mut(slot).assign(&xe.row(i));
-                y[[r, slot]] = data.y()[[e, i]];
-                mask[[r, slot]] = true;
-                if let Some(v) = yvar.as_mut() {
-                    v[[r, slot]] = data.yvar_at(e, i);
+        let mut yvar_rows: Vec<Option<ndarray::ArrayViewMut1<f64>>> = match yvar.as_mut() {
+            Some(v) => v.axis_iter_mut(Axis(0)).map(Some).collect(),
+            None => (0..k).map(|_| None).collect(),
+        };
+        x.axis_iter_mut(Axis(0))
+            .into_par_iter()
+            .zip(y.axis_iter_mut(Axis(0)))
+            .zip(mask.axis_iter_mut(Axis(0)))
+            .zip(yvar_rows.par_iter_mut())
+            .zip(active.par_iter().zip(&picks))
+            .for_each(|((((mut xr, mut yr), mut mr), vr), (&e, pick))| {
+                let xe = data.x().member(e);
+                for (slot, &i) in pick.iter().enumerate() {
+                    xr.row_mut(slot).assign(&xe.row(i));
+                    yr[slot] = data.y()[[e, i]];
+                    mr[slot] = true;
+                    if let Some(v) = vr.as_mut() {
+                        v[slot] = data.yvar_at(e, i);
+                    }
                 }
-            }
-            let n = data.n_observed(e);
-            scale.push(if pick.is_empty() { 1.0 } else { n as f64 / pick.len() as f64 });
-        }
+            });
+        drop(yvar_rows);
+        let scale = active
+            .iter()
+            .zip(&picks)
+            .map(|(&e, pick)| if pick.is_empty() { 1.0 } else { data.n_observed(e) as f64 / pick.len() as f64 })
+            .collect();
         let mut sub = Dataset::with_mask(Inputs::Batched(x), y, Some(mask))?;
         if let Some(v) = yvar {
             sub = sub.with_yvar(v)?;
@@ -471,8 +496,13 @@ impl SvgpObjective<'_> {
         let raw = match s {
             Some(s) => {
                 let (sub, scale) = self.mini_batch(active, s)?;
-                let params = self.current.select(active);
-                self.backend.elbo(&sub, &params, None, Some(&scale), &opts)?
+                // Every member running, in order (the usual case with Adam): no copy of the
+                // parameters.
+                if active.len() == self.members() && active.iter().enumerate().all(|(i, &e)| i == e) {
+                    self.backend.elbo(&sub, &self.current, None, Some(&scale), &opts)?
+                } else {
+                    self.backend.elbo(&sub, &self.current.select(active), None, Some(&scale), &opts)?
+                }
             }
             None => self.backend.elbo(self.data, &self.current, Some(active), None, &opts)?,
         };
@@ -537,9 +567,9 @@ impl BatchObjective for SvgpObjective<'_> {
         let r = self.elbo(active, true, false)?;
         let g = r.gradient.as_ref().expect("gradient asked");
         let p = self.layout.len();
-        let mut row = vec![f64::NAN; self.members()];
-        let evals = active
-            .iter()
+        let (maps, entries, current) = (self.maps, &self.entries, &self.current);
+        let evals: Vec<MemberEval> = active
+            .par_iter()
             .enumerate()
             .map(|(i, &e)| {
                 if r.status[i] == Status::Failed {
@@ -547,9 +577,9 @@ impl BatchObjective for SvgpObjective<'_> {
                 }
                 let grad: Vec<f64> = (0..p)
                     .map(|c| {
-                        let map = self.maps[e][c];
-                        let entry = self.entries[c];
-                        let theta = read(&self.current, entry, e);
+                        let map = maps[e][c];
+                        let entry = entries[c];
+                        let theta = read(current, entry, e);
                         match entry {
                             SvgpEntry::Hyper(t, k) => -map.grad_u(t.positive(), theta, g.hyp.get(t, i, k)),
                             SvgpEntry::Z(j, k) => -map.grad_u(false, theta, g.z[[i, j, k]]),
@@ -558,10 +588,15 @@ impl BatchObjective for SvgpObjective<'_> {
                         }
                     })
                     .collect();
-                row[e] = -r.objective[i];
                 MemberEval { f: -r.objective[i], grad, status: r.status[i], jitter: r.jitter[i] }
             })
             .collect();
+        let mut row = vec![f64::NAN; self.members()];
+        for (i, &e) in active.iter().enumerate() {
+            if r.status[i] != Status::Failed {
+                row[e] = -r.objective[i];
+            }
+        }
         self.loss.push(row);
         Ok(evals)
     }
