@@ -24,7 +24,7 @@
 use batchgp::plot::{self, colors, Key, Line, LinePanel, Panel, PosteriorPanel, RGBColor};
 use batchgp::{
     backend, predict, sample_prior, BackendChoice, Dataset, FitObserver, FitProgress, FitRequest, FitResult,
-    Hyperparameters, Inputs, Precision, PredictOptions, ProgressBarObserver, Target,
+    Hyperparameters, Inputs, Precision, PredictOptions, ProgressBarObserver, Status, Target,
 };
 use ndarray::{Array2, Axis};
 use rand::{Rng, SeedableRng};
@@ -62,8 +62,8 @@ impl FitObserver for Recorder {
         self.rounds.push((p.iteration, loss, h.lengthscale.column(0).to_vec()));
         self.bar.iter(p);
     }
-    fn finish(&mut self, r: &FitResult) {
-        self.bar.finish(r);
+    fn finish(&mut self, status: &[Status]) {
+        self.bar.finish(status);
     }
 }
 

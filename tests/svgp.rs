@@ -673,6 +673,42 @@ mod fitting {
         }
     }
 
+    /// What a fit told its observer.
+    #[derive(Default)]
+    struct Recorder {
+        members: usize,
+        rounds: usize,
+        finished: Option<Vec<Status>>,
+    }
+
+    impl batchgp::FitObserver for Recorder {
+        fn init(&mut self, members: usize) {
+            self.members = members;
+        }
+        fn iter(&mut self, p: &batchgp::FitProgress<'_>) {
+            self.rounds = p.iteration;
+        }
+        fn finish(&mut self, status: &[Status]) {
+            self.finished = Some(status.to_vec());
+        }
+    }
+
+    #[test]
+    fn observers_see_every_round_and_the_final_status_of_exact_and_svgp_fits() {
+        let be = CpuBackend::new();
+        let data = sine_batch(3, 30, 8);
+        let mut exact = Recorder::default();
+        let fit = FitRequest::new(&data).on(&be).observer(&mut exact).run().unwrap();
+        assert_eq!(exact.members, 3);
+        assert_eq!(exact.rounds, fit.rounds);
+        assert_eq!(exact.finished.as_deref(), Some(&fit.status[..]));
+        let mut sparse = Recorder::default();
+        let fit = SvgpFitRequest::new(&data).on(&be).num_inducing(5).steps(20).observer(&mut sparse).run().unwrap();
+        assert_eq!(sparse.members, 3);
+        assert_eq!(sparse.rounds, fit.loss.nrows());
+        assert_eq!(sparse.finished.as_deref(), Some(&fit.status[..]));
+    }
+
     #[test]
     fn ragged_and_empty_members_and_bad_options() {
         let be = CpuBackend::new();

@@ -106,8 +106,8 @@ pub trait FitObserver {
     fn stop(&mut self) -> bool {
         false
     }
-    /// After the last one.
-    fn finish(&mut self, _result: &FitResult) {}
+    /// When the fit has ended: each member's final status (B entries, restarts folded in).
+    fn finish(&mut self, _status: &[Status]) {}
 }
 
 /// Why a member's optimiser stopped, beside its numerical [`Status`].
@@ -496,11 +496,11 @@ impl<'a> FitRequest<'a> {
             }
             h
         };
-        let observer = self.observer.take();
-        let rounds = driver::drive(&mut objective, &mut states, observer.map(|o| &mut *o), &snapshot)?;
+        let mut observer = self.observer.take();
+        let rounds = driver::drive(&mut objective, &mut states, observer.as_deref_mut(), &snapshot)?;
         let res = self.fold(&mut objective, &states, &degeneracy, rounds)?;
-        if let Some(o) = self.observer.as_deref_mut() {
-            o.finish(&res);
+        if let Some(o) = observer {
+            o.finish(&res.status);
         }
         Ok(res)
     }

@@ -2,7 +2,7 @@
 //! when stderr is not a terminal. The bar stays on screen when the fit ends, with the members
 //! converged out of B.
 
-use super::{FitObserver, FitProgress, FitResult};
+use super::{FitObserver, FitProgress};
 use crate::data::Status;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::io::IsTerminal;
@@ -29,10 +29,10 @@ impl Default for ProgressBarObserver {
 }
 
 /// The last line: members converged out of B, and the others by status.
-fn final_message(r: &FitResult) -> String {
-    let count = |f: &dyn Fn(Status) -> bool| r.status.iter().filter(|s| f(**s)).count();
+fn final_message(status: &[Status]) -> String {
+    let count = |f: &dyn Fn(Status) -> bool| status.iter().filter(|s| f(**s)).count();
     let converged = count(&|s| matches!(s, Status::Ok | Status::Jitter));
-    let mut msg = format!("converged {converged} of {} members", r.status.len());
+    let mut msg = format!("converged {converged} of {} members", status.len());
     for s in [Status::MaxIter, Status::Degenerate, Status::Empty, Status::Failed] {
         let n = count(&|t| t == s);
         if n > 0 {
@@ -61,16 +61,16 @@ impl FitObserver for ProgressBarObserver {
             bar.set_message(format!("round {}  running {}  best objective {best:.6e}", p.iteration, p.running));
         }
     }
-    fn finish(&mut self, r: &FitResult) {
+    fn finish(&mut self, status: &[Status]) {
         if let Some(bar) = self.bar.take() {
-            let converged = r.status.iter().filter(|s| matches!(s, Status::Ok | Status::Jitter)).count();
-            bar.set_length(r.status.len() as u64);
+            let converged = status.iter().filter(|s| matches!(s, Status::Ok | Status::Jitter)).count();
+            bar.set_length(status.len() as u64);
             bar.set_position(converged as u64);
             bar.set_style(
                 ProgressStyle::with_template("  fit [{elapsed_precise}] {bar:30} {msg}")
                     .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
-            bar.finish_with_message(final_message(r));
+            bar.finish_with_message(final_message(status));
         }
     }
 }

@@ -319,9 +319,13 @@ impl<'a> SvgpFitRequest<'a> {
             }
             h
         };
-        let observer = self.observer.take();
-        driver::drive(&mut objective, &mut states, observer.map(|o| &mut *o), &snapshot)?;
-        objective.fold(&states)
+        let mut observer = self.observer.take();
+        driver::drive(&mut objective, &mut states, observer.as_deref_mut(), &snapshot)?;
+        let res = objective.fold(&states)?;
+        if let Some(o) = observer {
+            o.finish(&res.status);
+        }
+        Ok(res)
     }
 
     /// Member e's coordinate maps.
