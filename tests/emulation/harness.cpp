@@ -10,6 +10,7 @@
 #include "gram.cu"
 #include "gp.cu"
 #include "predict.cu"
+#include "harness_common.h"
 
 // ---------------------------------------------------------------------------------------------
 // The entry points of one covariance kernel and precision, by the names the macros emit.
@@ -37,25 +38,6 @@ template <> struct Chol<float> {
     static constexpr auto block = chol_block_f32;
     static constexpr auto global = chol_global_f32;
 };
-
-// The reference's own kernel functions (src/kernel.rs), by kind.
-enum Kind { RBF, M12, M32, M52, RQ };
-template <class Cov> constexpr Kind kind_of();
-template <> constexpr Kind kind_of<RbfCov>() { return RBF; }
-template <> constexpr Kind kind_of<Matern12Cov>() { return M12; }
-template <> constexpr Kind kind_of<Matern32Cov>() { return M32; }
-template <> constexpr Kind kind_of<Matern52Cov>() { return M52; }
-template <> constexpr Kind kind_of<RqCov>() { return RQ; }
-static double ref_phi(Kind k, double r2, double a) {
-    const double r = sqrt(r2);
-    switch (k) {
-        case RBF: return exp(-0.5 * r2);
-        case M12: return exp(-r);
-        case M32: return (1 + sqrt(3.0) * r) * exp(-sqrt(3.0) * r);
-        case M52: return (1 + sqrt(5.0) * r + 5.0 / 3.0 * r2) * exp(-sqrt(5.0) * r);
-        default: return std::pow(1 + r2 / (2 * a), -a);
-    }
-}
 
 // One member's hyperparameters in natural units.
 struct Hyp { std::vector<double> ls; double s, noise, mu, alpha; };
@@ -142,21 +124,6 @@ template <typename V> static void same_bits(const char* what, const std::vector<
 }
 
 // One plan line: key=value tokens.
-struct Plan {
-    std::map<std::string, std::string> kv;
-    std::string str(const std::string& k) const {
-        auto it = kv.find(k);
-        if (it == kv.end()) { fprintf(stdout, "plan line lacks %s\n", k.c_str()); exit(2); }
-        return it->second;
-    }
-    long num(const std::string& k) const { return std::stol(str(k)); }
-    Shape shape(const std::string& k) const {
-        Shape s;
-        if (sscanf(str(k).c_str(), "%u,%u,%u", &s.grid, &s.block, &s.smem) != 3) { printf("bad shape %s\n", k.c_str()); exit(2); }
-        return s;
-    }
-};
-
 // One case: B members of n points in d dimensions through one variant of kernel Cov in precision
 // T, every launch with the plan's shape. Member 0 has a coincident pair of points (rows 0 and 1);
 // with `empty`, member 2 has no observed point; with `yvar`, known noise is passed (member 1 all
@@ -385,27 +352,14 @@ template <typename T> static void dispatch_kernel(const Plan& pl) {
 int main(int argc, char** argv) {
     if (argc < 2) { printf("usage: harness PLAN\n"); return 2; }
     emu_install_handlers();
-    std::ifstream in(argv[1]);
-    std::string line;
     std::map<std::string, int> per_variant;
-    while (std::getline(in, line)) {
-        if (line.empty() || line[0] == '#') continue;
-        std::istringstream ss(line);
-        Plan pl;
-        std::string tok, what;
-        ss >> what;
-        while (ss >> tok) {
-            const auto eq = tok.find('=');
-            if (eq == std::string::npos) { printf("bad plan token %s\n", tok.c_str()); return 2; }
-            pl.kv[tok.substr(0, eq)] = tok.substr(eq + 1);
-        }
+    for_each_plan_line(argv[1], [&](const Plan& pl) {
         const bool f64 = pl.str("dtype") == "f64";
-        if (what == "case") f64 ? dispatch_kernel<double>(pl) : dispatch_kernel<float>(pl);
-        else if (what == "jitter") f64 ? run_jitter<double>(pl) : run_jitter<float>(pl);
-        else { printf("unknown plan line %s\n", what.c_str()); return 2; }
+        if (pl.what == "case") f64 ? dispatch_kernel<double>(pl) : dispatch_kernel<float>(pl);
+        else if (pl.what == "jitter") f64 ? run_jitter<double>(pl) : run_jitter<float>(pl);
+        else { printf("unknown plan line %s\n", pl.what.c_str()); exit(2); }
         per_variant[pl.str("variant") + "/" + pl.str("dtype")]++;
-        fflush(stdout);
-    }
+    });
     std::string pv;
     for (auto& [k, v] : per_variant) pv += " " + k + ":" + std::to_string(v);
     printf("%d cases (variant/dtype:%s), %llu launches, %llu blocks, %llu thread switches, bounds checked by %s, %d failures\n",

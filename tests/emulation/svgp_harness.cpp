@@ -12,12 +12,9 @@
 // (fibers, warp-scoped shuffles, per-block NaN-filled shared memory, bounds checks) under two
 // schedules that must give bit-identical outputs. Usage: svgp_harness PLAN. Prints one summary
 // line; exits 1 on a failure.
-#include <fstream>
-#include <map>
-#include <sstream>
-#include <string>
 #include "cuda_host.h"
 #include "svgp.cu"
+#include "harness_common.h"
 
 template <class Cov, typename T> struct K;
 #define BGP_SVGP_ENTRIES(COV, KN, T, DT)                                    \
@@ -28,24 +25,6 @@ template <class Cov, typename T> struct K;
     };
 BGP_FOR_EACH_COVARIANCE(BGP_SVGP_ENTRIES, double, f64)
 BGP_FOR_EACH_COVARIANCE(BGP_SVGP_ENTRIES, float, f32)
-
-enum Kind { RBF, M12, M32, M52, RQ };
-template <class Cov> constexpr Kind kind_of();
-template <> constexpr Kind kind_of<RbfCov>() { return RBF; }
-template <> constexpr Kind kind_of<Matern12Cov>() { return M12; }
-template <> constexpr Kind kind_of<Matern32Cov>() { return M32; }
-template <> constexpr Kind kind_of<Matern52Cov>() { return M52; }
-template <> constexpr Kind kind_of<RqCov>() { return RQ; }
-static double ref_phi(Kind k, double r2, double a) {
-    const double r = sqrt(r2);
-    switch (k) {
-        case RBF: return exp(-0.5 * r2);
-        case M12: return exp(-r);
-        case M32: return (1 + sqrt(3.0) * r) * exp(-sqrt(3.0) * r);
-        case M52: return (1 + sqrt(5.0) * r + 5.0 / 3.0 * r2) * exp(-sqrt(5.0) * r);
-        default: return std::pow(1 + r2 / (2 * a), -a);
-    }
-}
 
 // One member in natural units. jf: the jitter of the attempt that is meant to work, relative
 // to s (the kernel gets the table jit0 * s, jf * s).
@@ -450,44 +429,22 @@ template <typename T> static void dispatch(const std::string& k, const Launch& l
 int main(int argc, char** argv) {
     if (argc < 2) { printf("usage: svgp_harness PLAN\n"); return 2; }
     emu_install_handlers();
-    std::ifstream in(argv[1]);
-    std::string line;
     int lines = 0, on_smem = 0;
-    while (std::getline(in, line)) {
-        if (line.empty() || line[0] == '#') continue;
-        std::istringstream ss(line);
-        std::map<std::string, std::string> kv;
-        std::string tok, what;
-        ss >> what;
-        while (ss >> tok) {
-            const auto eq = tok.find('=');
-            if (eq == std::string::npos) { printf("bad plan token %s\n", tok.c_str()); return 2; }
-            kv[tok.substr(0, eq)] = tok.substr(eq + 1);
-        }
-        auto str = [&](const char* k) {
-            auto it = kv.find(k);
-            if (it == kv.end()) { printf("plan line lacks %s\n", k); exit(2); }
-            return it->second;
-        };
-        auto num = [&](const char* k) { return std::stol(str(k)); };
-        if (what != "svgp") { printf("unknown plan line %s\n", what.c_str()); return 2; }
+    for_each_plan_line(argv[1], [&](const Plan& pl) {
+        if (pl.what != "svgp") { printf("unknown plan line %s\n", pl.what.c_str()); exit(2); }
         Launch ln;
-        if (sscanf(str("shape").c_str(), "%u,%u,%u", &ln.shape.grid, &ln.shape.block, &ln.shape.smem) != 3) {
-            printf("bad shape\n");
-            return 2;
-        }
-        ln.smem = num("smem") != 0;
-        ln.order = (Order)num("order");
-        ln.order2 = (Order)num("order2");
-        const int M = (int)num("m"), N = (int)num("n"), D = (int)num("d");
-        const bool yvar = num("yvar") != 0, grad = num("grad") != 0;
-        const uint64_t seed = (uint64_t)num("seed");
-        if (str("dtype") == "f64") dispatch<double>(str("kernel"), ln, seed, M, N, D, yvar, grad);
-        else dispatch<float>(str("kernel"), ln, seed, M, N, D, yvar, grad);
+        ln.shape = pl.shape("shape");
+        ln.smem = pl.num("smem") != 0;
+        ln.order = (Order)pl.num("order");
+        ln.order2 = (Order)pl.num("order2");
+        const int M = (int)pl.num("m"), N = (int)pl.num("n"), D = (int)pl.num("d");
+        const bool yvar = pl.num("yvar") != 0, grad = pl.num("grad") != 0;
+        const uint64_t seed = (uint64_t)pl.num("seed");
+        if (pl.str("dtype") == "f64") dispatch<double>(pl.str("kernel"), ln, seed, M, N, D, yvar, grad);
+        else dispatch<float>(pl.str("kernel"), ln, seed, M, N, D, yvar, grad);
         ++lines;
         on_smem += ln.smem;
-        fflush(stdout);
-    }
+    });
     printf("%d plan lines (%d with the factor in shared memory, %d in global), %d checks (ELBO, gradients, "
            "posterior, bit-identical under two schedules), %llu launches, %llu blocks, %llu thread switches, bounds "
            "checked by %s, %d failures\n",
