@@ -35,23 +35,10 @@ use batchgp::{
     Backend, Dataset, Hyperparameters, Inputs, JitterPolicy, Kernel, Layout, MllOptions, Precision, PredictOptions,
     Status,
 };
+use common::{gpu, tol};
 use ndarray::{Array1, Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-
-/// The GPU these tests are for. They are ignored by default (cargo lists them as "ignored,
-/// needs a GPU"); run where one is lent with `--include-ignored`, and there a GPU that cannot be
-/// had (no driver, a module that does not load, a poisoned context) fails them, never skips.
-fn gpu() -> CudaBackend {
-    CudaBackend::new().unwrap_or_else(|e| panic!("no usable GPU: {e}"))
-}
-
-fn tol(p: Precision) -> f64 {
-    match p {
-        Precision::F64 => 1e-9,
-        Precision::F32 => 1e-4,
-    }
-}
 
 /// Panics at the first index where `cpu` and `gpu` differ by more than `tol` relative to the
 /// larger of the two magnitudes and `floor` (the array's scale, for entries that cancel to ~0).

@@ -20,10 +20,9 @@
 mod common;
 
 use batchgp::backend::cpu::CpuBackend;
-use batchgp::backend::cuda::CudaBackend;
 use batchgp::svgp::{ElboBatch, ElboOptions, SvgpParams};
 use batchgp::{Backend, Dataset, Hyperparameters, Inputs, Kernel, Precision, PredictOptions, Status};
-use common::random_batch;
+use common::{gpu, random_batch, tol};
 use ndarray::{Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -81,18 +80,6 @@ fn svgp_emulation_plan() -> (String, usize) {
 fn svgp_kernels_in_host_emulation() {
     let (plan, count) = svgp_emulation_plan();
     common::emulation::run_harness("svgp_harness.cpp", &plan, count);
-}
-
-/// The GPU these tests are for (ignored by default; fail, never skip, where none can be had).
-fn gpu() -> CudaBackend {
-    CudaBackend::new().unwrap_or_else(|e| panic!("no usable GPU: {e}"))
-}
-
-fn tol(p: Precision) -> f64 {
-    match p {
-        Precision::F64 => 1e-9,
-        Precision::F32 => 1e-4,
-    }
 }
 
 /// Panics where `a` (CPU) and `b` (GPU) differ by more than `tol` relative to the larger of

@@ -4,13 +4,30 @@
 
 pub mod emulation;
 
+use batchgp::backend::cuda::CudaBackend;
 use batchgp::backend::{self, Backend};
-use batchgp::{Dataset, Hyperparameters, Inputs, Kernel};
+use batchgp::{Dataset, Hyperparameters, Inputs, Kernel, Precision};
 use ndarray::{Array1, Array2, Array3};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 pub const LN_2PI: f64 = 1.837_877_066_409_345_5;
+
+/// The GPU the CUDA tests are for. They are ignored by default (cargo lists them as "ignored,
+/// needs a GPU"); run where one is lent with `--include-ignored`, and there a GPU that cannot be
+/// had (no driver, a module that does not load, a poisoned context) fails them, never skips.
+pub fn gpu() -> CudaBackend {
+    CudaBackend::new().unwrap_or_else(|e| panic!("no usable GPU: {e}"))
+}
+
+/// How closely the CUDA backend must agree with the CPU backend, relative: 1e-9 in f64, 1e-4
+/// in f32.
+pub fn tol(p: Precision) -> f64 {
+    match p {
+        Precision::F64 => 1e-9,
+        Precision::F32 => 1e-4,
+    }
+}
 
 /// Runs `body` on every usable backend (the CPU always; CUDA when a GPU is usable, else it
 /// says it skipped).
