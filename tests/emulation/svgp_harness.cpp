@@ -35,21 +35,24 @@ struct Member {
     double s, noise, mean, alpha, c, jf, jit0;
 };
 
-// The dense reference ELBO.
-static double ref_elbo(Kind kind, const Member& m, bool yvar) {
+// The reference covariance of member m between points a and b (D each, uncentred).
+static double ref_k(Kind kind, const Member& m, const double* a, const double* b) {
+    double q = 0;
+    for (int t = 0; t < m.D; ++t) { const double u = (a[t] - b[t]) / m.ls[t]; q += u * u; }
+    return m.s * ref_phi(kind, q, m.alpha);
+}
+
+// The lower Cholesky factor (row-major M x M) of k(Z, Z) + jf s I; false on a pivot that is not
+// positive (the rest of the factor is then not meaningful).
+static bool ref_factor_zz(Kind kind, const Member& m, std::vector<double>& L) {
     const int M = m.M, D = m.D;
-    auto kern = [&](const double* a, const double* b) {
-        double q = 0;
-        for (int t = 0; t < D; ++t) { const double u = (a[t] - b[t]) / m.ls[t]; q += u * u; }
-        return m.s * ref_phi(kind, q, m.alpha);
-    };
-    std::vector<double> L(M * M, 0.0);
+    L.assign((size_t)M * M, 0.0);
     for (int i = 0; i < M; ++i)
-        for (int j = 0; j <= i; ++j) L[i * M + j] = kern(&m.z[i * D], &m.z[j * D]) + (i == j ? m.jf * m.s : 0.0);
+        for (int j = 0; j <= i; ++j) L[i * M + j] = ref_k(kind, m, &m.z[i * D], &m.z[j * D]) + (i == j ? m.jf * m.s : 0.0);
     for (int j = 0; j < M; ++j) {
         double p = L[j * M + j];
         for (int t = 0; t < j; ++t) p -= L[j * M + t] * L[j * M + t];
-        if (!(p > 0)) return NAN;
+        if (!(p > 0)) return false;
         L[j * M + j] = sqrt(p);
         for (int i = j + 1; i < M; ++i) {
             double v = L[i * M + j];
@@ -57,6 +60,15 @@ static double ref_elbo(Kind kind, const Member& m, bool yvar) {
             L[i * M + j] = v / L[j * M + j];
         }
     }
+    return true;
+}
+
+// The dense reference ELBO.
+static double ref_elbo(Kind kind, const Member& m, bool yvar) {
+    const int M = m.M, D = m.D;
+    auto kern = [&](const double* a, const double* b) { return ref_k(kind, m, a, b); };
+    std::vector<double> L;
+    if (!ref_factor_zz(kind, m, L)) return NAN;
     double sum = 0;
     std::vector<double> a(M);
     for (int i = 0; i < m.N; ++i) {
@@ -350,24 +362,10 @@ static void run_predict(const Launch& ln, std::vector<Member> mem, int Mt) {
             continue;
         }
         // Dense: L, then per test point a = L^-1 k(Z, x*).
-        auto kern = [&](const double* a, const double* c) {
-            double qq = 0;
-            for (int t = 0; t < D; ++t) { const double w = (a[t] - c[t]) / m.ls[t]; qq += w * w; }
-            return m.s * ref_phi(kind, qq, m.alpha);
-        };
-        std::vector<double> L(M * M, 0.0);
-        for (int i = 0; i < M; ++i)
-            for (int j = 0; j <= i; ++j) L[i * M + j] = kern(&m.z[i * D], &m.z[j * D]) + (i == j ? m.jf * m.s : 0.0);
-        for (int j = 0; j < M; ++j) {
-            double p = L[j * M + j];
-            for (int t = 0; t < j; ++t) p -= L[j * M + t] * L[j * M + t];
-            L[j * M + j] = sqrt(p);
-            for (int i = j + 1; i < M; ++i) {
-                double v = L[i * M + j];
-                for (int t = 0; t < j; ++t) v -= L[i * M + t] * L[j * M + t];
-                L[i * M + j] = v / L[j * M + j];
-            }
-        }
+        auto kern = [&](const double* a, const double* c) { return ref_k(kind, m, a, c); };
+        std::vector<double> L;
+        // A reference that cannot factor poisons the comparison instead of passing it.
+        if (!ref_factor_zz(kind, m, L)) std::fill(L.begin(), L.end(), NAN);
         std::vector<double> a(M);
         for (int t = 0; t < Mt; ++t) {
             for (int j = 0; j < M; ++j) {
