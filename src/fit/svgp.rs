@@ -458,28 +458,28 @@ impl SvgpObjective<'_> {
         let mut y = Array2::zeros((k, width));
         let mut mask = Array2::from_elem((k, width), false);
         let mut yvar = data.yvar().map(|_| Array2::zeros((k, width)));
-        let mut yvar_rows: Vec<Option<ndarray::ArrayViewMut1<f64>>> = match yvar.as_mut() {
-            Some(v) => v.axis_iter_mut(Axis(0)).map(Some).collect(),
-            None => (0..k).map(|_| None).collect(),
-        };
         x.axis_iter_mut(Axis(0))
             .into_par_iter()
             .zip(y.axis_iter_mut(Axis(0)))
             .zip(mask.axis_iter_mut(Axis(0)))
-            .zip(yvar_rows.par_iter_mut())
             .zip(active.par_iter().zip(&picks))
-            .for_each(|((((mut xr, mut yr), mut mr), vr), (&e, pick))| {
+            .for_each(|(((mut xr, mut yr), mut mr), (&e, pick))| {
                 let xe = data.x().member(e);
                 for (slot, &i) in pick.iter().enumerate() {
                     xr.row_mut(slot).assign(&xe.row(i));
                     yr[slot] = data.y()[[e, i]];
                     mr[slot] = true;
-                    if let Some(v) = vr.as_mut() {
-                        v[slot] = data.yvar_at(e, i);
-                    }
                 }
             });
-        drop(yvar_rows);
+        if let Some(v) = yvar.as_mut() {
+            v.axis_iter_mut(Axis(0)).into_par_iter().zip(active.par_iter().zip(&picks)).for_each(
+                |(mut vr, (&e, pick))| {
+                    for (slot, &i) in pick.iter().enumerate() {
+                        vr[slot] = data.yvar_at(e, i);
+                    }
+                },
+            );
+        }
         let scale = active
             .iter()
             .zip(&picks)
@@ -502,11 +502,13 @@ impl SvgpObjective<'_> {
                 let (sub, scale) = self.mini_batch(active, s)?;
                 // Every member running, in order (the usual case with Adam): no copy of the
                 // parameters.
-                if active.len() == self.members() && active.iter().enumerate().all(|(i, &e)| i == e) {
-                    self.backend.elbo(&sub, &self.current, None, Some(&scale), &opts)?
+                let every = active.len() == self.members() && active.iter().enumerate().all(|(i, &e)| i == e);
+                let params = if every {
+                    std::borrow::Cow::Borrowed(&self.current)
                 } else {
-                    self.backend.elbo(&sub, &self.current.select(active), None, Some(&scale), &opts)?
-                }
+                    std::borrow::Cow::Owned(self.current.select(active))
+                };
+                self.backend.elbo(&sub, &params, None, Some(&scale), &opts)?
             }
             None => self.backend.elbo(self.data, &self.current, Some(active), None, &opts)?,
         };
