@@ -107,6 +107,7 @@ fn inverse_body<T: Float>(l: &[T], n: usize, inv: &mut [T], x: &mut [T]) {
     // The rows k < i0 enter through the register block, the block's own earlier rows after it.
     for i0 in (0..n).step_by(4) {
         let rows = (n - i0).min(4);
+        let dinv: [T; 4] = std::array::from_fn(|r| if r < rows { one / l[(i0 + r) * n + i0 + r] } else { one });
         let mut c0 = 0;
         // Columns past the block's last row are zero in its rows.
         while c0 < i0 + rows {
@@ -124,9 +125,8 @@ fn inverse_body<T: Float>(l: &[T], n: usize, inv: &mut [T], x: &mut [T]) {
                         *out -= lq * *v;
                     }
                 }
-                let d = one / l[i * n + i];
                 for (dst, v) in x[i * ld + c0..i * ld + c0 + W].iter_mut().zip(row) {
-                    *dst = v * d;
+                    *dst = v * dinv[r];
                 }
             }
             c0 += W;
