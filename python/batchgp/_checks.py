@@ -51,8 +51,8 @@ def as_array(a: Any, name: str) -> np.ndarray:
     if isinstance(a, np.ma.MaskedArray):
         if _masked(a) is not None:
             raise BatchGPError(
-                f"array `{name}` is a masked array with masked entries, which `{name}` cannot honour: "
-                "give plain values (only x, y and yvar turn masked entries into masked points)"
+                f"array `{name}` is a masked array with masked entries, which cannot be honoured here: give "
+                "plain values (batchgp.fit, evaluate and predict make masked entries of x, y and yvar masked points)"
             )
         a = np.ma.getdata(a)
     if type(a) is np.ndarray:

@@ -1,6 +1,7 @@
 """The models behind batchgp.fit, evaluate and predict: for the exact GP and the SVGP, the type
 of its parameters, its result types, the fit options only it takes, and how a fit chooses it.
-A third model is a third entry here (and its native half in python/src/), nothing else."""
+A third model is its parameter and result types (params.py, results.py), a third entry here, and
+its arm in the binding's evaluate, predict and fit (python/src/models.rs, fit.rs)."""
 
 from __future__ import annotations
 

@@ -293,15 +293,9 @@ mll = _evaluation(
     (_models.EXACT,),
     "mll",
     """The exact marginal log-likelihood, log prior, objective and gradient at ``params`` (a
-    :class:`Params`; a FitResult stands for its params): :func:`evaluate` for exact GPs only.
-
-    Returns
-    -------
-    MllResult
-        mll, log_prior, objective, status, jitter (B,); grad_log_lengthscale (B, D),
-        grad_log_outputscale, grad_log_noise, grad_mean (B,), [grad_log_alpha (B,)]: the
-        gradient of the objective.
-    """,
+    :class:`Params`; a FitResult stands for its params): :func:`evaluate` for exact GPs only,
+    giving an :class:`MllResult` (mll, log_prior, objective, status, jitter and the objective's
+    gradient with respect to the log hyperparameters and the mean).""",
 )
 
 

@@ -92,6 +92,17 @@ def test_masked_data_of_an_svgp():
     assert batchgp.svgp.elbo(x, my, fit.params, yvar=mv, backend="cpu") == want
 
 
+def test_masked_data_through_dask():
+    da = pytest.importorskip("dask.array")
+    import batchgp.dask
+
+    x, y, yvar, mask, my, mv = masked_case(shared=True)
+    want = batchgp.fit(x, y, mask=mask, yvar=yvar, max_iter=10, backend="cpu")
+    assert batchgp.dask.fit(x, my, yvar=mv, merge_below=None, max_iter=10, backend="cpu") == want
+    chunked = da.ma.masked_array(da.from_array(my.data, chunks=(2, 14)), mask=da.from_array(my.mask, chunks=(2, 14)))
+    assert batchgp.dask.fit(x, chunked, yvar=mv, merge_below=None, max_iter=10, backend="cpu") == want
+
+
 def test_a_masked_array_without_masked_entries_is_its_data():
     x, y = make_data(3, 10, 2)
     p = make_params(3, 2)
