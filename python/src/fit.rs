@@ -130,6 +130,7 @@ pub fn fit<'py>(
             match Target::from_name(f) {
                 Some(t) => fixed.push(t),
                 None if f == "z" && svgp.is_some() => fix_z = true,
+                None if f == "z" => return Err(option_error("fix", "z (the inducing inputs) needs model='svgp'")),
                 None => {
                     let z = if svgp.is_some() { "z, " } else { "" };
                     let reason = format!(

@@ -141,7 +141,7 @@ def test_an_option_of_the_other_model_is_refused():
         num_inducing=3,
         init=p,
     )
-    raises(r"`fix`.*unknown hyperparameter `z`", batchgp.fit, x, y, fix="z")
+    raises(r"invalid option `fix`: z \(the inducing inputs\) needs model='svgp'", batchgp.fit, x, y, fix="z")
     # evaluate / predict: parameters of neither model; the per-model names take their own only
     raises(
         r"`params`: expected a batchgp.Params \(or a FitResult\) or a batchgp.svgp.SvgpParams",
