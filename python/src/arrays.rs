@@ -287,6 +287,8 @@ impl<'py> ModelParamsArg<'py> {
     }
 }
 
+/// Views of either model's parameters, ready to leave the GIL.
+#[allow(clippy::large_enum_variant)] // one per call, moved once: a Box would buy nothing
 pub enum ModelParamsViews<'a> {
     Svgp(SvgpParamsViews<'a>),
     Exact(ParamsViews<'a>),
@@ -303,6 +305,7 @@ impl ModelParamsViews<'_> {
 }
 
 /// The parameters of an exact GP or of an SVGP, checked.
+#[allow(clippy::large_enum_variant)] // one per call, moved once: a Box would buy nothing
 pub enum ModelParams {
     Exact(Hyperparameters),
     Svgp(SvgpParams),
