@@ -92,6 +92,10 @@ def as_data(x: Any, y: Any, mask: Any, yvar: Any) -> tuple:
     of y or yvar (B, N), of x (B, N, D) at (b, i, any d), or of a shared x (N, D) at (i, any d)
     masks point i of member b (of every member for a shared x), combined with ``mask`` (a point
     is observed only where both say so). A mask of a shape that names no point is refused."""
+    if not (
+        isinstance(x, np.ma.MaskedArray) or isinstance(y, np.ma.MaskedArray) or isinstance(yvar, np.ma.MaskedArray)
+    ):
+        return as_array(x, "x"), as_array(y, "y"), as_optional_array(mask, "mask"), as_optional_array(yvar, "yvar")
     masks = {name: _masked(a) for name, a in (("x", x), ("y", y), ("yvar", yvar))}
     plain = {
         name: np.ma.getdata(a) if masks[name] is not None else a for name, a in (("x", x), ("y", y), ("yvar", yvar))
