@@ -251,6 +251,8 @@ def _evaluation(models: tuple, name: str, doc: str) -> Callable[..., Any]:
 
     evaluate.__name__ = evaluate.__qualname__ = name
     evaluate.__doc__ = doc
+    evaluate.__annotations__["params"] = " | ".join(m.params.__name__ for m in models)
+    evaluate.__annotations__["return"] = " | ".join(m.evaluation.__name__ for m in models)
     return evaluate
 
 
