@@ -39,10 +39,13 @@ _Array: TypeAlias = NDArray[np.floating]
 # (hyperparameter, family, parameters as 0-d, 1-d or 2-d arrays)
 _PriorSpec: TypeAlias = tuple[str, str, Sequence[_Array]]
 
-def mll(
+# Either model's parameters: an exact GP's (a Params) or an SVGP's (an SvgpParams).
+_ModelParams: TypeAlias = _ParamsLike | _SvgpParamsLike
+
+def evaluate(
     x: _Array,  # (B, N, D) or (N, D)
     y: _Array,  # (B, N)
-    params: _ParamsLike,
+    params: _ModelParams,
     mask: _Array | None,  # (B, N)
     yvar: _Array | None,  # (B, N)
     kernel: str | None,
@@ -50,13 +53,15 @@ def mll(
     backend: str,
     precision: str,
 ) -> dict[str, NDArray[Any]]:
-    """mll, log_prior, objective, status, jitter (B,); grad_log_lengthscale (B, D),
-    grad_log_outputscale, grad_log_noise, grad_mean (B,), [grad_log_alpha (B,)]."""
+    """Exact GPs: mll, log_prior, objective, status, jitter (B,); grad_log_lengthscale (B, D),
+    grad_log_outputscale, grad_log_noise, grad_mean (B,), [grad_log_alpha (B,)]. SVGPs: elbo in
+    place of mll, and grad_z (B, M, D), grad_q_mu (B, M), grad_q_sqrt (B, M, M) too (backend
+    "auto" is the CPU)."""
 
 def predict(
-    x: _Array,  # (B, N, D) or (N, D)
-    y: _Array,  # (B, N)
-    params: _ParamsLike,
+    x: _Array | None,  # (B, N, D) or (N, D); exact GPs only
+    y: _Array | None,  # (B, N); exact GPs only
+    params: _ModelParams,
     x_test: _Array,  # (M, D) or (B, M, D)
     mask: _Array | None,
     yvar: _Array | None,
@@ -90,75 +95,23 @@ def fit(
     yvar: _Array | None,
     kernel: str,
     priors: Sequence[_PriorSpec],
-    init: _ParamsLike | None,
-    fix: Sequence[str],
-    optimizer: str,
+    init: _ModelParams | None,  # of the model `model`
+    fix: Sequence[str],  # hyperparameter names, and "z" for the SVGP
+    optimizer: str | None,  # None: the model's default
     max_iter: int | None,
-    restarts: int,
-    standardize: bool,
-    bounds: tuple[float, float] | None,
+    lr: float | None,
     seed: int,
+    first_member: int,
     backend: str,
     precision: str,
     progress: _Progress | None,
-    first_member: int = 0,
+    model: str,  # "exact" or "svgp"
+    options: dict[str, Any],  # exact: restarts, standardize, bounds; svgp: z, num_inducing, batch_size
 ) -> dict[str, Any]:
-    """kernel (str); lengthscale (B, D), outputscale, noise, mean, [alpha] (B,); mll,
-    log_prior, objective, status, jitter, iterations, restart (B,); reason, outcome (lists of B
-    str); rounds (int). Ctrl-C stops it with KeyboardInterrupt."""
-
-def svgp_elbo(
-    x: _Array,  # (B, N, D) or (N, D)
-    y: _Array,  # (B, N)
-    params: _SvgpParamsLike,
-    mask: _Array | None,
-    yvar: _Array | None,
-    kernel: str | None,
-    priors: Sequence[_PriorSpec],
-    backend: str,
-    precision: str,
-) -> dict[str, NDArray[Any]]:
-    """elbo, log_prior, objective, status, jitter (B,); grad_z (B, M, D), grad_q_mu (B, M),
-    grad_q_sqrt (B, M, M), grad_log_lengthscale (B, D), grad_log_outputscale, grad_log_noise,
-    grad_mean (B,), [grad_log_alpha (B,)]. backend "auto" is the CPU."""
-
-def svgp_predict(
-    params: _SvgpParamsLike,
-    x_test: _Array,  # (M, D) or (B, M, D)
-    kernel: str | None,
-    samples: int,
-    seed: int,
-    full_covariance: bool,
-    backend: str,
-    precision: str,
-) -> dict[str, NDArray[Any]]:
-    """As predict: mean, var, var_y, lower, upper (B, M); status, jitter (B,); [covariance],
-    [samples]."""
-
-def svgp_fit(
-    x: _Array,  # (B, N, D) or (N, D)
-    y: _Array,  # (B, N)
-    mask: _Array | None,
-    yvar: _Array | None,
-    kernel: str,
-    priors: Sequence[_PriorSpec],
-    init: _SvgpParamsLike | None,
-    z: _Array | None,  # (M, D) or (B, M, D)
-    num_inducing: int | None,
-    fix: Sequence[str],  # hyperparameter names and "z"
-    optimizer: str,
-    steps: int,
-    lr: float,
-    batch_size: int | None,
-    seed: int,
-    backend: str,
-    precision: str,
-    progress: _Progress | None,
-) -> dict[str, Any]:
-    """kernel (str); z (B, M, D), q_mu (B, M), q_sqrt (B, M, M); lengthscale (B, D),
-    outputscale, noise, mean, [alpha] (B,); elbo, log_prior, objective, status, jitter,
-    iterations (B,); loss (T, B); reason, outcome (lists of B str). Ctrl-C stops it with
-    KeyboardInterrupt."""
+    """kernel (str); lengthscale (B, D), outputscale, noise, mean, [alpha] (B,); log_prior,
+    objective, status, jitter, iterations (B,); reason, outcome (lists of B str). Exact GPs: mll,
+    restart (B,), rounds (int). SVGPs: elbo (B,), z (B, M, D), q_mu (B, M), q_sqrt (B, M, M),
+    loss (T, B). Ctrl-C stops it with KeyboardInterrupt."""
 
 def parse_kernel(name: str) -> str: ...
 def set_num_threads(n: int) -> None: ...

@@ -1,4 +1,7 @@
-"""The functions of the package: fit, mll, predict, sample_prior, info, set_num_threads.
+"""The functions of the package: fit, evaluate and predict, one path for every model, the model
+chosen by its parameters (a Params: exact GPs; an SvgpParams: sparse variational GPs), with mll
+and batchgp.svgp's fit, elbo and predict their names for one model; sample_prior, info,
+set_num_threads.
 
 Shapes: B members (GPs), N training points each (padded; see ``mask``), D input dimensions,
 M test points. x is (B, N, D), or (N, D) shared by every member; y is (B, N). Arrays may be
@@ -11,27 +14,29 @@ CLI's one-line message.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
 from . import _batchgp as _native
-from . import _progress
+from . import _models, _progress
 from ._batchgp import BatchGPError
 from ._checks import (
     as_array,
     as_bounds,
+    as_data,
     as_fix,
     as_int,
     as_optional_array,
     as_optional_str,
+    as_positive,
     as_seed,
     as_str,
     option_error,
 )
-from .params import Params
+from .params import Params, SvgpParams
 from .priors import Prior
-from .results import FitResult, MllResult, Prediction
+from .results import FitResult, Prediction, SvgpResult
 
 ArrayLike = Any
 PriorsArg = Optional[Mapping[str, Prior]]
@@ -59,17 +64,9 @@ def _as_priors(priors: Any) -> list:
     return out
 
 
-def _as_params(params: Any, name: str = "params"):
+def _as_params(params: Any, name: str = "params") -> Params:
     """A Params (a FitResult stands for its params)."""
-    if isinstance(params, Params):
-        return params
-    if isinstance(params, FitResult):
-        return params.params
-    raise option_error(name, f"expected a batchgp.Params (or a FitResult), got {type(params).__name__}")
-
-
-def _as_optional_params(params: Any, name: str):
-    return None if params is None else _as_params(params, name)
+    return _models.of_params(params, name, (_models.EXACT,))[1]
 
 
 def fit(
@@ -80,9 +77,9 @@ def fit(
     yvar: ArrayLike | None = None,
     kernel: str = "rbf",
     priors: PriorsArg = None,
-    init: Params | None = None,
+    init: Params | SvgpParams | None = None,
     fix: str | Iterable[str] = (),
-    optimizer: str = "lbfgs",
+    optimizer: str | None = None,
     max_iter: int | None = None,
     restarts: int = 0,
     standardize: bool = False,
@@ -92,8 +89,19 @@ def fit(
     precision: str = "f64",
     progress: bool = False,
     first_member: int = 0,
-) -> FitResult:
-    """Fit every member's hyperparameters by maximum likelihood, or MAP with priors.
+    model: str | None = None,
+    num_inducing: int | None = None,
+    z: ArrayLike | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+) -> FitResult | SvgpResult:
+    """Fit every member by maximum likelihood, or MAP with priors: exact GPs (their
+    hyperparameters, by the marginal likelihood) or sparse variational GPs (inducing inputs,
+    variational distribution and hyperparameters, by the ELBO; docs/design.md section 11).
+
+    The model is ``model`` when given, else the SVGP when an SVGP option is given
+    (``num_inducing``, ``z``, ``batch_size``, or an :class:`SvgpParams` ``init``), else the exact
+    GP. An option of the other model is refused.
 
     Parameters
     ----------
@@ -103,7 +111,8 @@ def fit(
         Training targets.
     mask : array (B, N), optional
         1 (or True) for an observed point, 0 for padding; padded entries of x and y may hold
-        anything, NaN included.
+        anything, NaN included. The masked entries of a numpy masked array x, y or yvar are
+        padding too (a masked entry of a shared x pads that point in every member).
     yvar : array (B, N), optional
         Known noise variance per point (>= 0), added to the learned noise.
     kernel : str
@@ -112,97 +121,161 @@ def fit(
         ``{"lengthscale" | "outputscale" | "noise" | "mean" | "alpha": prior}``, priors from
         :class:`Gamma`, :class:`LogNormal`, :class:`Normal`, :class:`HalfCauchy`,
         :class:`Uniform`, their parameters a number, a D list, a B list or (B, D).
-    init : Params, optional
-        Starting point (B members, the same kernel); default: lengthscale = std of x per
-        dimension, outputscale = var(y), noise = var(y) / 10, mean = mean(y), per member.
+    init : Params or SvgpParams, optional
+        Starting point (B members, the same kernel; a fit's result stands for its params).
+        Default: lengthscale = std of x per dimension, outputscale = var(y), noise = var(y) / 10,
+        mean = mean(y), per member, and for an SVGP q = N(0, I) at k-means++ inducing inputs.
+        An SvgpParams selects the SVGP and holds its own z (not with ``z``).
     fix : str or iterable of str
-        Hyperparameters held at their initial value: ``"lengthscale"``, ``"outputscale"``,
-        ``"noise"``, ``"mean"``, ``"alpha"``.
-    optimizer : str
-        ``"lbfgs"`` (default) or ``"adam"``.
+        Held at their starting value: ``"lengthscale"``, ``"outputscale"``, ``"noise"``,
+        ``"mean"``, ``"alpha"``, and for an SVGP ``"z"``.
+    optimizer : str, optional
+        ``"lbfgs"`` or ``"adam"`` (default: lbfgs for exact GPs, adam for SVGPs; an SVGP's
+        lbfgs runs on the full data only).
     max_iter : int, optional
-        Iterations per member (default 1000).
+        Iterations (optimiser steps) per member (default 1000).
     restarts : int
-        Extra starts per GP from spread points; the best is kept.
+        Exact GPs: extra starts per GP from spread points; the best is kept.
     standardize : bool
-        Fit on y standardised per member; results are in the data's units.
+        Exact GPs: fit on y standardised per member; results are in the data's units.
     bounds : (low, high), optional
-        Box on every positive hyperparameter, as scikit-learn's bounds (0 < low < high).
+        Exact GPs: box on every positive hyperparameter, as scikit-learn's bounds
+        (0 < low < high).
     seed : int
-        Seed of the restarts' spread.
+        Seed of the restarts' spread (SVGP: of k-means++ and the mini-batches).
     backend : str
-        ``"auto"`` (the GPU when usable), ``"cpu"`` or ``"cuda"``.
+        ``"auto"`` (the GPU when usable; the CPU for SVGPs for now), ``"cpu"`` or ``"cuda"``.
     precision : str
         ``"f64"`` or ``"f32"``.
     progress : bool
         Show progress (a tqdm bar when tqdm is installed, else lines on stderr).
     first_member : int
-        Index of the first member in a larger batch split into chunks: restarts then start
-        where the whole batch's would (``batchgp.dask`` passes it per chunk).
+        Index of the first member in a larger batch split into chunks: restarts (SVGP:
+        k-means++ and mini-batches) then start where the whole batch's would
+        (``batchgp.dask`` passes it per chunk).
+    model : str, optional
+        ``"exact"`` or ``"svgp"``.
+    num_inducing : int, optional
+        SVGP: M, inducing points per member, chosen by k-means++ on each member's observed x
+        (default min(N, 64)).
+    z : array (M, D) or (B, M, D), optional
+        SVGP: starting inducing inputs instead of k-means++.
+    batch_size : int, optional
+        SVGP: mini-batch size S per member and step (adam only); the data term is scaled by
+        n_b / S. Reproducible for a ``seed``.
+    lr : float, optional
+        Adam's learning rate (default 0.1 for exact GPs, 0.05 for SVGPs).
 
     Returns
     -------
-    FitResult
-        Hyperparameters (B, D) / (B,), mll, log_prior, objective, status, reason, jitter,
-        iterations (B,), and ``params`` for predict.
+    FitResult or SvgpResult
+        FitResult (exact GPs): hyperparameters (B, D) / (B,), mll, log_prior, objective,
+        status, reason, jitter, iterations (B,), and ``params`` for predict. SvgpResult: z,
+        q_mu, q_sqrt, the hyperparameters, elbo, log_prior, objective, status, reason, jitter,
+        iterations, loss (T, B), and ``params`` (an SvgpParams).
 
     Raises
     ------
     BatchGPError
         For a rejected request. KeyboardInterrupt (Ctrl-C) stops the fit.
     """
+    own = {"restarts": restarts, "standardize": standardize, "bounds": bounds}
+    own.update(num_inducing=num_inducing, z=z, batch_size=batch_size)
+    chosen = _models.for_fit(model, init, own)
+    x, y, mask, yvar = as_data(x, y, mask, yvar)
+    if chosen is _models.EXACT:
+        options = {"restarts": as_int("restarts", restarts), "standardize": bool(standardize)}
+        options["bounds"] = as_bounds(bounds)
+    else:
+        options = {
+            "z": as_optional_array(z, "z"),
+            "num_inducing": None if num_inducing is None else as_int("num_inducing", num_inducing, 1),
+            "batch_size": None if batch_size is None else as_int("batch_size", batch_size, 1),
+        }
     return _progress.run_fit(
         progress,
         lambda rep: _native.fit(
-            as_array(x, "x"),
-            as_array(y, "y"),
-            as_optional_array(mask, "mask"),
-            as_optional_array(yvar, "yvar"),
+            x,
+            y,
+            mask,
+            yvar,
             as_str("kernel", kernel),
             _as_priors(priors),
-            _as_optional_params(init, "init"),
+            None if init is None else _models.of_params(init, "init", (chosen,))[1],
             as_fix(fix),
-            as_str("optimizer", optimizer),
+            as_optional_str("optimizer", optimizer),
             None if max_iter is None else as_int("max_iter", max_iter),
-            as_int("restarts", restarts),
-            bool(standardize),
-            as_bounds(bounds),
+            None if lr is None else as_positive("lr", lr),
             as_seed(seed),
+            as_int("first_member", first_member),
             as_str("backend", backend),
             as_str("precision", precision),
             rep,
-            as_int("first_member", first_member),
+            chosen.name,
+            options,
         ),
-        FitResult,
+        chosen.fitted,
     )
 
 
-def mll(
-    x: ArrayLike,
-    y: ArrayLike,
-    params: Params,
-    *,
-    mask: ArrayLike | None = None,
-    yvar: ArrayLike | None = None,
-    kernel: str | None = None,
-    priors: PriorsArg = None,
-    backend: str = "auto",
-    precision: str = "f64",
-) -> MllResult:
-    """The exact marginal log-likelihood, log prior, objective and gradient at ``params``.
+def _evaluation(models: tuple, name: str, doc: str) -> Callable[..., Any]:
+    """The evaluate of the parameters of ``models``: :func:`evaluate` (every model), :func:`mll`
+    (exact GPs) and :func:`batchgp.svgp.elbo` (SVGPs) are this one function and signature."""
+
+    def evaluate(
+        x: ArrayLike,
+        y: ArrayLike,
+        params: Any,
+        *,
+        mask: ArrayLike | None = None,
+        yvar: ArrayLike | None = None,
+        kernel: str | None = None,
+        priors: PriorsArg = None,
+        backend: str = "auto",
+        precision: str = "f64",
+    ) -> Any:
+        model, params = _models.of_params(params, "params", models)
+        x, y, mask, yvar = as_data(x, y, mask, yvar)
+        arrays = _native.evaluate(
+            x,
+            y,
+            params,
+            mask,
+            yvar,
+            as_optional_str("kernel", kernel),
+            _as_priors(priors),
+            as_str("backend", backend),
+            as_str("precision", precision),
+        )
+        return model.evaluation(arrays)
+
+    evaluate.__name__ = evaluate.__qualname__ = name
+    evaluate.__doc__ = doc
+    evaluate.__annotations__["params"] = " | ".join(m.params.__name__ for m in models)
+    evaluate.__annotations__["return"] = " | ".join(m.evaluation.__name__ for m in models)
+    return evaluate
+
+
+evaluate = _evaluation(
+    _models.MODELS,
+    "evaluate",
+    """The objective of every member at ``params`` and its gradient: for a :class:`Params` the
+    exact marginal log-likelihood (an :class:`MllResult`, as :func:`mll`), for an
+    :class:`SvgpParams` the ELBO on the full data (an :class:`ElboResult`, as
+    :func:`batchgp.svgp.elbo`); each with the log prior and objective = mll (elbo) + log prior.
 
     Parameters
     ----------
     x : array (B, N, D) or (N, D)
     y : array (B, N)
-    params : Params
-        B members (a FitResult stands for its ``params``).
+    params : Params or SvgpParams
+        B members (a fit's result stands for its ``params``).
     mask, yvar : array (B, N), optional
         As in :func:`fit`.
     kernel : str, optional
         Must agree with ``params.kernel`` when given.
     priors : dict, optional
-        As in :func:`fit`: the objective is mll + log prior.
+        As in :func:`fit`.
     backend, precision : str
         As in :func:`fit`.
 
@@ -212,27 +285,27 @@ def mll(
         mll, log_prior, objective, status, jitter (B,); grad_log_lengthscale (B, D),
         grad_log_outputscale, grad_log_noise, grad_mean (B,), [grad_log_alpha (B,)]: the
         gradient of the objective.
-    """
-    return MllResult(
-        _native.mll(
-            as_array(x, "x"),
-            as_array(y, "y"),
-            _as_params(params),
-            as_optional_array(mask, "mask"),
-            as_optional_array(yvar, "yvar"),
-            as_optional_str("kernel", kernel),
-            _as_priors(priors),
-            as_str("backend", backend),
-            as_str("precision", precision),
-        )
-    )
+    ElboResult
+        elbo, log_prior, objective, status, jitter (B,); grad_z (B, M, D), grad_q_mu (B, M),
+        grad_q_sqrt (B, M, M) and the hyperparameters' gradient as above.
+    """,
+)
+
+mll = _evaluation(
+    (_models.EXACT,),
+    "mll",
+    """The exact marginal log-likelihood, log prior, objective and gradient at ``params`` (a
+    :class:`Params`; a FitResult stands for its params): :func:`evaluate` for exact GPs only,
+    giving an :class:`MllResult` (mll, log_prior, objective, status, jitter and the objective's
+    gradient with respect to the log hyperparameters and the mean).""",
+)
 
 
 def predict(
-    x: ArrayLike,
-    y: ArrayLike,
-    params: Params,
-    x_test: ArrayLike,
+    x: ArrayLike | None = None,
+    y: ArrayLike | None = None,
+    params: Params | SvgpParams | None = None,
+    x_test: ArrayLike | None = None,
     *,
     mask: ArrayLike | None = None,
     yvar: ArrayLike | None = None,
@@ -244,18 +317,22 @@ def predict(
     precision: str = "f64",
     first_member: int = 0,
 ) -> Prediction:
-    """The posterior of every member at test points.
+    """The posterior of every member at test points: ``predict(x, y, params, x_test)`` for exact
+    GPs (the posterior given the training data), ``predict(params, x_test)`` for an
+    :class:`SvgpParams` (an SVGP's posterior is in its parameters: it takes no training data).
 
     Parameters
     ----------
     x : array (B, N, D) or (N, D)
+        Training inputs (exact GPs).
     y : array (B, N)
-    params : Params
-        B members (a FitResult stands for its ``params``).
+        Training targets (exact GPs).
+    params : Params or SvgpParams
+        B members (a fit's result stands for its ``params``).
     x_test : array (M, D) or (B, M, D)
         Test points, shared or per member.
     mask, yvar : array (B, N), optional
-        As in :func:`fit`.
+        As in :func:`fit` (exact GPs).
     kernel : str, optional
         Must agree with ``params.kernel`` when given.
     samples : int
@@ -274,21 +351,44 @@ def predict(
         mean, var (of f), var_y (of y), lower, upper (B, M); status, jitter (B,);
         [samples (S, B, M)], [covariance (B, M, M)].
     """
+    if params is None and x_test is None and isinstance(x, (SvgpParams, SvgpResult)):
+        x, y, params, x_test = None, None, x, y  # predict(params, x_test)
+    data = {"x": x, "y": y, "mask": mask, "yvar": yvar}
+    options = {"kernel": kernel, "samples": samples, "seed": seed, "full_covariance": full_covariance}
+    options.update(backend=backend, precision=precision, first_member=first_member)
+    return _predict(_models.MODELS, params, x_test, data, **options)
+
+
+def _predict(models: tuple, params: Any, x_test: Any, data: dict, **o: Any) -> Prediction:
+    """:func:`predict` for parameters of one of ``models``; ``data``: x, y, mask and yvar."""
+    model, params = _models.of_params(params, "params", models)
+    if x_test is None:
+        raise BatchGPError("missing array `x_test` (the test points)")
+    if model.needs_data:
+        if data["x"] is None or data["y"] is None:
+            raise BatchGPError("missing array `x` or `y` (an exact GP's prediction conditions on its training data)")
+        data = dict(zip(("x", "y", "mask", "yvar"), as_data(data["x"], data["y"], data["mask"], data["yvar"])))
+    else:
+        for name, given in data.items():
+            if given is not None:
+                raise option_error(
+                    name, f"the {model.name} model's prediction takes no training data: predict(params, x_test)"
+                )
     return Prediction(
         _native.predict(
-            as_array(x, "x"),
-            as_array(y, "y"),
-            _as_params(params),
+            data["x"],
+            data["y"],
+            params,
             as_array(x_test, "x_test"),
-            as_optional_array(mask, "mask"),
-            as_optional_array(yvar, "yvar"),
-            as_optional_str("kernel", kernel),
-            as_int("samples", samples),
-            as_seed(seed),
-            bool(full_covariance),
-            as_str("backend", backend),
-            as_str("precision", precision),
-            as_int("first_member", first_member),
+            data["mask"],
+            data["yvar"],
+            as_optional_str("kernel", o["kernel"]),
+            as_int("samples", o["samples"]),
+            as_seed(o["seed"]),
+            bool(o["full_covariance"]),
+            as_str("backend", o["backend"]),
+            as_str("precision", o["precision"]),
+            as_int("first_member", o["first_member"]),
         )
     )
 

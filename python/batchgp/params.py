@@ -163,6 +163,21 @@ class Params:
         """D, the number of input dimensions."""
         return self._lengthscale.shape[1]
 
+    def _npz_arrays(self) -> dict:
+        """The CLI's files' form: kernel, log_lengthscale, log_outputscale, log_noise, mean,
+        [log_alpha] (a log of 0 is -inf, of NaN NaN, without a warning)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            arrays = {
+                "kernel": np.array(self._kernel),
+                "log_lengthscale": self.log_lengthscale,
+                "log_outputscale": self.log_outputscale,
+                "log_noise": self.log_noise,
+                "mean": self._mean,
+            }
+            if self._alpha is not None:
+                arrays["log_alpha"] = self.log_alpha
+        return arrays
+
     def __repr__(self) -> str:
         def fmt(a: np.ndarray) -> str:
             return np.array2string(a, precision=4, threshold=8, edgeitems=2, separator=", ").replace("\n", "")
@@ -208,9 +223,7 @@ class SvgpParams:
 
     def __init__(self, z: Any, q_mu: Any = None, q_sqrt: Any = None, *, hyperparameters: Params) -> None:
         if not isinstance(hyperparameters, Params):
-            raise option_error(
-                "hyperparameters", f"expected a batchgp.Params, got {type(hyperparameters).__name__}"
-            )
+            raise option_error("hyperparameters", f"expected a batchgp.Params, got {type(hyperparameters).__name__}")
         b, d = hyperparameters.batch_size, hyperparameters.n_dims
         za = as_array(z, "z")
         if za.ndim == 2:
@@ -260,21 +273,7 @@ class SvgpParams:
         np.savez(path, **self._npz_arrays())
 
     def _npz_arrays(self) -> dict:
-        h = self._hyperparameters
-        with np.errstate(divide="ignore", invalid="ignore"):
-            arrays = {
-                "kernel": np.array(h.kernel),
-                "z": self._z,
-                "q_mu": self._q_mu,
-                "q_sqrt": self._q_sqrt,
-                "log_lengthscale": h.log_lengthscale,
-                "log_outputscale": h.log_outputscale,
-                "log_noise": h.log_noise,
-                "mean": h.mean,
-            }
-            if h.alpha is not None:
-                arrays["log_alpha"] = h.log_alpha
-        return arrays
+        return {"z": self._z, "q_mu": self._q_mu, "q_sqrt": self._q_sqrt, **self._hyperparameters._npz_arrays()}
 
     @property
     def z(self) -> np.ndarray:

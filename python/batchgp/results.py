@@ -69,7 +69,11 @@ def _hyper_cells(r: Any, m: int) -> list:
 
 def _with_text_arrays(arrays: dict) -> dict:
     """A fit's arrays with reason and outcome (lists of str from the extension) as str arrays."""
-    return {**arrays, "reason": np.array(arrays["reason"], dtype=str), "outcome": np.array(arrays["outcome"], dtype=str)}
+    return {
+        **arrays,
+        "reason": np.array(arrays["reason"], dtype=str),
+        "outcome": np.array(arrays["outcome"], dtype=str),
+    }
 
 
 class _Result:
@@ -98,7 +102,113 @@ def _nan_ok(a: Any) -> bool:
     return isinstance(a, np.ndarray) and a.dtype.kind == "f"
 
 
-class MllResult(_Result):
+class _Objective(_Result):
+    """An objective, ``_term`` (the data term: mll or elbo) + log prior, and its gradient (every
+    ``grad_*`` array) at given parameters, per member: what MllResult and ElboResult share."""
+
+    _term = ""
+
+    def _dims(self) -> dict:
+        """The sizes shown: B, [M], D."""
+        return {}
+
+    def __repr__(self) -> str:
+        dims = ", ".join(f"{k}={v}" for k, v in self._dims().items())
+        return (
+            f"{type(self).__name__}({dims}, {self._term}={_short(getattr(self, self._term))}, "
+            f"objective={_short(self.objective)}, status: {_status_counts(self.status)})"
+        )
+
+    def summary(self, max_rows: int | None = 50) -> str:
+        """A table per member: status, the data term, log prior, objective, jitter, largest
+        |gradient|."""
+        b = len(self.objective)
+        grads = [v.reshape(b, -1) for k, v in self._dict().items() if k.startswith("grad_")]
+        gmax = np.max(np.abs(np.hstack(grads)), axis=1)
+        term = getattr(self, self._term)
+        rows = [
+            [str(k), STATUS_TEXT[self.status[k]]]
+            + [_num(v[k]) for v in (term, self.log_prior, self.objective, self.jitter, gmax)]
+            for k in range(b)
+        ]
+        m = self._dims().get("M")
+        head = f"{type(self).__name__}: {b} members{'' if m is None else f', M = {m}'}; {_status_counts(self.status)}"
+        headers = ["member", "status", self._term, "log_prior", "objective", "jitter", "max|grad|"]
+        return head + "\n" + _table(headers, rows, max_rows)
+
+
+class _Fit(_Result):
+    """A fit, per member: the model's parameters (``params``, made by ``_params``), the data term
+    ``_term`` (mll or elbo), log prior, objective, status, reason, outcome, jitter, iterations;
+    what FitResult and SvgpResult share."""
+
+    _term = ""
+    _shown = "objective"
+    """The array repr shows."""
+
+    def __init__(self, arrays: dict) -> None:
+        super().__init__(_with_text_arrays(arrays))
+        self.params = self._params(
+            Params(self.lengthscale, self.outputscale, self.noise, self.mean, self.alpha, self.kernel)
+        )
+
+    def _params(self, hyp: Params) -> Any:
+        return hyp
+
+    def _dims(self) -> dict:
+        """The sizes shown after B: [M], D."""
+        return {"D": self.lengthscale.shape[1]}
+
+    def _rounds(self) -> int:
+        """Batched evaluation rounds in all."""
+        raise NotImplementedError
+
+    def _columns(self) -> dict:
+        """Further summary columns: name -> (B,) cells."""
+        return {}
+
+    def _npz_arrays(self) -> dict:
+        """The arrays of to_npz: the params', then the fit's as f64."""
+        arrays = self.params._npz_arrays()
+        for name in (self._term, "log_prior", "objective", "status", "jitter", "iterations"):
+            arrays[name] = np.asarray(getattr(self, name), dtype=np.float64)
+        return arrays
+
+    def to_npz(self, path: str | os.PathLike) -> None:
+        np.savez(path, **self._npz_arrays())
+
+    def __repr__(self) -> str:
+        dims = ", ".join(f"{k}={v}" for k, v in self._dims().items())
+        return (
+            f"{type(self).__name__}(kernel={self.kernel!r}, B={len(self.status)}, {dims}, "
+            f"{self._shown}={_short(getattr(self, self._shown))}, status: {_status_counts(self.status)})"
+        )
+
+    def summary(self, max_rows: int | None = 50) -> str:
+        """A table per member in natural units: outcome, objective, the data term, log prior,
+        every hyperparameter, iterations (and the model's own columns)."""
+        b, d = self.lengthscale.shape
+        extra = self._columns()
+        headers = ["member", "outcome", "objective", self._term, "log_prior"] + _hyper_headers(
+            d, self.alpha is not None
+        )
+        headers += ["iters", *extra]
+        term = getattr(self, self._term)
+        rows = []
+        for m in range(b):
+            row = [str(m), str(self.outcome[m]), _num(self.objective[m]), _num(term[m]), _num(self.log_prior[m])]
+            row += _hyper_cells(self, m) + [str(self.iterations[m])] + [str(c[m]) for c in extra.values()]
+            rows.append(row)
+        converged = int(np.sum((self.status == 0) | (self.status == 1)))
+        dims = ", ".join(f"{k} = {v}" for k, v in self._dims().items())
+        head = (
+            f"{type(self).__name__}: {b} GPs, {self.kernel} kernel, {dims}; converged {converged} of {b}"
+            f" ({_status_counts(self.status)}); {self._rounds()} evaluation rounds"
+        )
+        return head + "\n" + _table(headers, rows, max_rows)
+
+
+class MllResult(_Objective):
     """The MAP objective at given hyperparameters, per member (as the CLI's mll output).
 
     Attributes
@@ -129,36 +239,11 @@ class MllResult(_Result):
         "grad_mean",
     )
     _optional = ("grad_log_alpha",)
+    _term = "mll"
 
-    def __repr__(self) -> str:
+    def _dims(self) -> dict:
         b, d = self.grad_log_lengthscale.shape
-        return (
-            f"MllResult(B={b}, D={d}, mll={_short(self.mll)}, objective={_short(self.objective)}, "
-            f"status: {_status_counts(self.status)})"
-        )
-
-    def summary(self, max_rows: int | None = 50) -> str:
-        """A table per member: status, mll, log prior, objective, jitter, largest |gradient|."""
-        grads = [self.grad_log_lengthscale, self.grad_log_outputscale[:, None], self.grad_log_noise[:, None]]
-        grads += [self.grad_mean[:, None]]
-        if self.grad_log_alpha is not None:
-            grads.append(self.grad_log_alpha[:, None])
-        gmax = np.max(np.abs(np.hstack(grads)), axis=1)
-        rows = [
-            [
-                str(b),
-                STATUS_TEXT[self.status[b]],
-                _num(self.mll[b]),
-                _num(self.log_prior[b]),
-                _num(self.objective[b]),
-                _num(self.jitter[b]),
-                _num(gmax[b]),
-            ]
-            for b in range(len(self.mll))
-        ]
-        head = f"MllResult: {len(self.mll)} members; {_status_counts(self.status)}"
-        table = _table(["member", "status", "mll", "log_prior", "objective", "jitter", "max|grad|"], rows, max_rows)
-        return head + "\n" + table
+        return {"B": b, "D": d}
 
 
 class Prediction(_Result):
@@ -216,7 +301,7 @@ class Prediction(_Result):
         return head + "\n" + _table(headers, rows, max_rows)
 
 
-class FitResult(_Result):
+class FitResult(_Fit):
     """A fit, per GP (restarts folded in: the best kept). Arrays are (B,) unless noted.
 
     Attributes
@@ -262,9 +347,7 @@ class FitResult(_Result):
     )
     _optional = ("alpha",)
 
-    def __init__(self, arrays: dict) -> None:
-        super().__init__(_with_text_arrays(arrays))
-        self.params = Params(self.lengthscale, self.outputscale, self.noise, self.mean, self.alpha, self.kernel)
+    _term = "mll"
 
     def to_npz(self, path: str | os.PathLike) -> None:
         """Writes the fit as the command line's F.npz: kernel (a 0-d string), log_lengthscale
@@ -273,53 +356,16 @@ class FitResult(_Result):
         ``batchgp predict --params`` and :meth:`Params.from_log` read it back; with
         ``batchgp.dask``, one call per shard keeps a job's results out of one machine's memory.
         """
-        p = self.params
-        arrays = {
-            "kernel": np.array(self.kernel),
-            "log_lengthscale": p.log_lengthscale,
-            "log_outputscale": p.log_outputscale,
-            "log_noise": p.log_noise,
-            "mean": np.asarray(p.mean, dtype=np.float64),
-        }
-        if p.alpha is not None:
-            arrays["log_alpha"] = p.log_alpha
-        for name in ("mll", "log_prior", "objective", "status", "jitter", "iterations"):
-            arrays[name] = np.asarray(getattr(self, name), dtype=np.float64)
-        np.savez(path, **arrays)
+        super().to_npz(path)
 
-    def __repr__(self) -> str:
-        b, d = self.lengthscale.shape
-        return (
-            f"FitResult(kernel={self.kernel!r}, B={b}, D={d}, objective={_short(self.objective)}, "
-            f"status: {_status_counts(self.status)})"
-        )
+    def _rounds(self) -> int:
+        return self.rounds
 
-    def summary(self, max_rows: int | None = 50) -> str:
-        """A table per member in natural units: outcome, objective, mll, log prior, every
-        hyperparameter, iterations (and the restart kept, when there were restarts)."""
-        b, d = self.lengthscale.shape
-        headers = ["member", "outcome", "objective", "mll", "log_prior"] + _hyper_headers(d, self.alpha is not None)
-        headers.append("iters")
-        restarts = bool(np.any(self.restart))
-        if restarts:
-            headers.append("restart")
-        rows = []
-        for m in range(b):
-            row = [str(m), str(self.outcome[m]), _num(self.objective[m]), _num(self.mll[m]), _num(self.log_prior[m])]
-            row += _hyper_cells(self, m)
-            row.append(str(self.iterations[m]))
-            if restarts:
-                row.append(str(self.restart[m]))
-            rows.append(row)
-        converged = int(np.sum((self.status == 0) | (self.status == 1)))
-        head = (
-            f"FitResult: {b} GPs, {self.kernel} kernel, D = {d}; converged {converged} of {b}"
-            f" ({_status_counts(self.status)}); {self.rounds} evaluation rounds"
-        )
-        return head + "\n" + _table(headers, rows, max_rows)
+    def _columns(self) -> dict:
+        return {"restart": self.restart} if np.any(self.restart) else {}
 
 
-class ElboResult(_Result):
+class ElboResult(_Objective):
     """The SVGP objective at given parameters, per member (as the CLI's ``batchgp elbo`` output).
 
     Attributes
@@ -355,41 +401,14 @@ class ElboResult(_Result):
         "grad_mean",
     )
     _optional = ("grad_log_alpha",)
+    _term = "elbo"
 
-    def __repr__(self) -> str:
+    def _dims(self) -> dict:
         b, m, d = self.grad_z.shape
-        return (
-            f"ElboResult(B={b}, M={m}, D={d}, elbo={_short(self.elbo)}, objective={_short(self.objective)}, "
-            f"status: {_status_counts(self.status)})"
-        )
-
-    def summary(self, max_rows: int | None = 50) -> str:
-        """A table per member: status, elbo, log prior, objective, jitter, largest |gradient|."""
-        b = len(self.elbo)
-        grads = [self.grad_z.reshape(b, -1), self.grad_q_mu, self.grad_q_sqrt.reshape(b, -1)]
-        grads += [self.grad_log_lengthscale, self.grad_log_outputscale[:, None], self.grad_log_noise[:, None]]
-        grads += [self.grad_mean[:, None]]
-        if self.grad_log_alpha is not None:
-            grads.append(self.grad_log_alpha[:, None])
-        gmax = np.max(np.abs(np.hstack(grads)), axis=1)
-        rows = [
-            [
-                str(k),
-                STATUS_TEXT[self.status[k]],
-                _num(self.elbo[k]),
-                _num(self.log_prior[k]),
-                _num(self.objective[k]),
-                _num(self.jitter[k]),
-                _num(gmax[k]),
-            ]
-            for k in range(b)
-        ]
-        head = f"ElboResult: {b} members, M = {self.grad_z.shape[1]}; {_status_counts(self.status)}"
-        table = _table(["member", "status", "elbo", "log_prior", "objective", "jitter", "max|grad|"], rows, max_rows)
-        return head + "\n" + table
+        return {"B": b, "M": m, "D": d}
 
 
-class SvgpResult(_Result):
+class SvgpResult(_Fit):
     """An SVGP fit, per member. Arrays are (B,) unless noted.
 
     Attributes
@@ -438,42 +457,23 @@ class SvgpResult(_Result):
     )
     _optional = ("alpha",)
 
-    def __init__(self, arrays: dict) -> None:
-        super().__init__(_with_text_arrays(arrays))
-        hyp = Params(self.lengthscale, self.outputscale, self.noise, self.mean, self.alpha, self.kernel)
-        self.params = SvgpParams(self.z, self.q_mu, self.q_sqrt, hyperparameters=hyp)
+    _term = "elbo"
+    _shown = "elbo"
+
+    def _params(self, hyp: Params) -> SvgpParams:
+        return SvgpParams(self.z, self.q_mu, self.q_sqrt, hyperparameters=hyp)
+
+    def _dims(self) -> dict:
+        return {"M": self.z.shape[1], "D": self.z.shape[2]}
+
+    def _rounds(self) -> int:
+        return self.loss.shape[0]
+
+    def _npz_arrays(self) -> dict:
+        return {**super()._npz_arrays(), "loss": np.asarray(self.loss, dtype=np.float64)}
 
     def to_npz(self, path: str | os.PathLike) -> None:
         """Writes the fit as ``batchgp fit --model svgp`` does: the S.npz arrays (see
         :meth:`SvgpParams.to_npz`) plus elbo, log_prior, objective, status, jitter, iterations
         (B,) and loss (T, B), all f64 but the kernel."""
-        arrays = self.params._npz_arrays()
-        for name in ("elbo", "log_prior", "objective", "status", "jitter", "iterations", "loss"):
-            arrays[name] = np.asarray(getattr(self, name), dtype=np.float64)
-        np.savez(path, **arrays)
-
-    def __repr__(self) -> str:
-        b, m, d = self.z.shape
-        return (
-            f"SvgpResult(kernel={self.kernel!r}, B={b}, M={m}, D={d}, elbo={_short(self.elbo)}, "
-            f"status: {_status_counts(self.status)})"
-        )
-
-    def summary(self, max_rows: int | None = 50) -> str:
-        """A table per member in natural units: outcome, objective, elbo, log prior, every
-        hyperparameter, and the optimiser steps."""
-        b, m, d = self.z.shape
-        headers = ["member", "outcome", "objective", "elbo", "log_prior"] + _hyper_headers(d, self.alpha is not None)
-        headers.append("iters")
-        rows = []
-        for k in range(b):
-            row = [str(k), str(self.outcome[k]), _num(self.objective[k]), _num(self.elbo[k]), _num(self.log_prior[k])]
-            row += _hyper_cells(self, k)
-            row.append(str(self.iterations[k]))
-            rows.append(row)
-        converged = int(np.sum((self.status == 0) | (self.status == 1)))
-        head = (
-            f"SvgpResult: {b} GPs, {self.kernel} kernel, M = {m}, D = {d}; converged {converged} of {b}"
-            f" ({_status_counts(self.status)}); {self.loss.shape[0]} evaluation rounds"
-        )
-        return head + "\n" + _table(headers, rows, max_rows)
+        super().to_npz(path)

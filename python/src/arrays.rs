@@ -4,13 +4,18 @@
 //! array reaches this module without a copy. Views are taken under the GIL; everything else
 //! (the one copy into the core's owned arrays, the checks) runs after the GIL is released.
 //! Rejected input is a `batchgp::Error`, so its message is the CLI's.
+//!
+//! A model's parameters arrive as one argument ([`ModelParamsArg`]): a `batchgp.Params` (the
+//! exact GP) or a `batchgp.SvgpParams` (the SVGP), and the model is the one they are for.
 
+use batchgp::backend::Backend;
 use batchgp::prior::PriorParam;
 use batchgp::svgp::SvgpParams;
 use batchgp::{Dataset, Error, Hyperparameters, Inputs, Kernel, Prior, PriorFamily, Priors, Result, Target};
 use ndarray::{Array1, ArrayD, ArrayViewD, Dimension, Ix1, Ix2, Ix3, Zip};
 use numpy::PyReadonlyArrayDyn;
 use pyo3::prelude::*;
+use std::sync::Arc;
 
 /// A numpy array of f64 or f32, borrowed read-only.
 #[derive(FromPyObject)]
@@ -262,5 +267,57 @@ impl SvgpParamsViews<'_> {
         let q_mu = self.q_mu.to::<Ix2>("q_mu", &format!("({b}, {m})"))?;
         let q_sqrt = self.q_sqrt.to::<Ix3>("q_sqrt", &format!("({b}, {m}, {m})"))?;
         SvgpParams::new(z, q_mu, q_sqrt, self.hyp.hyperparameters(kernel)?)
+    }
+}
+
+/// The parameters of either model, as the Python layer passes them: an object with z, q_mu,
+/// q_sqrt and hyperparameters is an SVGP's, one with only the hyperparameters an exact GP's.
+#[derive(FromPyObject)]
+pub enum ModelParamsArg<'py> {
+    Svgp(SvgpParamsArg<'py>),
+    Exact(ParamsArg<'py>),
+}
+
+impl<'py> ModelParamsArg<'py> {
+    pub fn views(&self) -> ModelParamsViews<'_> {
+        match self {
+            ModelParamsArg::Svgp(p) => ModelParamsViews::Svgp(p.views()),
+            ModelParamsArg::Exact(p) => ModelParamsViews::Exact(p.views()),
+        }
+    }
+}
+
+/// Views of either model's parameters, ready to leave the GIL.
+#[allow(clippy::large_enum_variant)] // one per call, moved once: a Box would buy nothing
+pub enum ModelParamsViews<'a> {
+    Svgp(SvgpParamsViews<'a>),
+    Exact(ParamsViews<'a>),
+}
+
+impl ModelParamsViews<'_> {
+    /// The checked parameters; `kernel` as in [`ParamsViews::hyperparameters`].
+    pub fn params(&self, kernel: Option<&str>) -> Result<ModelParams> {
+        match self {
+            ModelParamsViews::Svgp(p) => p.params(kernel).map(ModelParams::Svgp),
+            ModelParamsViews::Exact(p) => p.hyperparameters(kernel).map(ModelParams::Exact),
+        }
+    }
+}
+
+/// The parameters of an exact GP or of an SVGP, checked.
+#[allow(clippy::large_enum_variant)] // one per call, moved once: a Box would buy nothing
+pub enum ModelParams {
+    Exact(Hyperparameters),
+    Svgp(SvgpParams),
+}
+
+impl ModelParams {
+    /// The backend this model's work runs on for `choice`: an SVGP's auto is the CPU for now
+    /// ([`crate::runtime::svgp_backend`]).
+    pub fn backend(&self, choice: &str) -> Result<Arc<dyn Backend>> {
+        match self {
+            ModelParams::Exact(_) => crate::runtime::backend(choice),
+            ModelParams::Svgp(_) => crate::runtime::svgp_backend(choice),
+        }
     }
 }
