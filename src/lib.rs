@@ -32,16 +32,20 @@ pub mod data;
 pub mod demo;
 pub mod error;
 pub mod fit;
+pub mod gradient;
 pub mod io;
 pub mod kernel;
 pub mod layout;
 pub mod model;
+mod numeric;
 #[cfg(feature = "cli")]
 pub mod plot;
+pub mod precision;
 pub mod prior;
 pub mod sample;
 mod special;
 pub mod svgp;
+pub mod target;
 
 pub use backend::{
     select, Backend, BackendChoice, CholeskyBatch, JitterPolicy, MllBatch, MllGradient, MllOptions, PredictOptions,
