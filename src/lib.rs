@@ -56,11 +56,12 @@ pub use error::{Error, Result};
 #[cfg(feature = "cli")]
 pub use fit::ProgressBarObserver;
 pub use fit::{
-    Degeneracy, FitObserver, FitProgress, FitRequest, FitResult, Optimizer, SvgpFitRequest, SvgpFitResult, Termination,
+    Degeneracy, Exact, FitObserver, FitProgress, FitRequest, FitResult, Model, Optimizer, Svgp, SvgpFitRequest,
+    SvgpFitResult, Termination,
 };
 pub use kernel::Kernel;
 pub use layout::{Layout, SvgpLayout, Target};
-pub use model::{predict, MllReport, MllRequest};
+pub use model::{predict, EvalRequest, Evaluate, MllReport, MllRequest};
 pub use prior::{Prior, PriorFamily, Priors};
 pub use sample::{draw_samples, sample_prior};
 

@@ -26,10 +26,11 @@ pub mod params;
 
 pub use params::{ElboBatch, ElboOptions, SvgpGradient, SvgpParams};
 
-use crate::backend::{self, Backend, BackendChoice, PredictOptions, Prediction};
+use crate::backend::{Backend, BackendChoice, PredictOptions, Prediction};
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
-use crate::error::{Error, Result};
-use crate::prior::{Priors, ResolvedPriors};
+use crate::error::Result;
+use crate::model::{check_prediction, EvalRequest, Evaluate};
+use crate::prior::ResolvedPriors;
 use ndarray::{s, Array1, Array2, Array3, ArrayView2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -60,14 +61,7 @@ pub fn backend_choice(choice: BackendChoice) -> BackendChoice {
 /// assert!(r.elbo.iter().all(|v| v.is_finite()));
 /// # Ok::<(), batchgp::Error>(())
 /// ```
-pub struct ElboRequest<'a> {
-    data: &'a Dataset,
-    params: &'a SvgpParams,
-    priors: Option<&'a Priors>,
-    backend: Option<&'a dyn Backend>,
-    choice: BackendChoice,
-    opts: ElboOptions,
-}
+pub type ElboRequest<'a> = EvalRequest<'a, SvgpParams>;
 
 /// The result of an [`ElboRequest`]: arrays over the B members.
 #[derive(Debug, Clone, PartialEq)]
@@ -83,55 +77,33 @@ pub struct ElboReport {
     pub jitter: Array1<f64>,
 }
 
-impl<'a> ElboRequest<'a> {
-    pub fn new(data: &'a Dataset, params: &'a SvgpParams) -> Self {
-        ElboRequest {
-            data,
-            params,
-            priors: None,
-            backend: None,
-            choice: BackendChoice::Auto,
-            opts: ElboOptions::default(),
-        }
+impl Evaluate for SvgpParams {
+    type Options = ElboOptions;
+    type Report = ElboReport;
+    fn options(precision: Precision) -> ElboOptions {
+        ElboOptions::new(precision)
     }
-    /// Adds priors on the hyperparameters (MAP objective).
-    pub fn priors(mut self, priors: &'a Priors) -> Self {
-        self.priors = Some(priors);
-        self
+    fn with_precision(o: ElboOptions, p: Precision) -> ElboOptions {
+        ElboOptions { gradient: o.gradient, ..ElboOptions::new(p) }
     }
-    pub fn backend(mut self, choice: BackendChoice) -> Self {
-        self.choice = choice;
-        self
+    fn set_gradient(o: &mut ElboOptions, on: bool) {
+        o.gradient = on;
     }
-    /// Uses a backend already made.
-    pub fn on(mut self, backend: &'a dyn Backend) -> Self {
-        self.backend = Some(backend);
-        self
+    fn backend_choice(choice: BackendChoice) -> BackendChoice {
+        backend_choice(choice)
     }
-    /// Arithmetic precision (resets the jitter to that precision's default).
-    pub fn precision(mut self, p: Precision) -> Self {
-        self.opts = ElboOptions { gradient: self.opts.gradient, ..ElboOptions::new(p) };
-        self
+    fn validate(&self, data: &Dataset) -> Result<()> {
+        SvgpParams::validate(self, data.batch_size(), data.n_dims())
     }
-    pub fn gradient(mut self, on: bool) -> Self {
-        self.opts.gradient = on;
-        self
-    }
-    /// Evaluates.
-    ///
-    /// # Errors
-    /// Shapes or domains of the parameters, invalid priors, an unavailable backend.
-    pub fn run(self) -> Result<ElboReport> {
-        let (b, d) = (self.data.batch_size(), self.data.n_dims());
-        self.params.validate(b, d)?;
-        let priors = match self.priors {
-            Some(p) => p.resolve(b, d)?,
-            None => ResolvedPriors::flat(b, d),
-        };
-        let mut owned = None;
-        let be = backend::given_or_select(self.backend, backend_choice(self.choice), &mut owned)?;
-        let raw = be.elbo(self.data, self.params, None, None, &self.opts)?;
-        Ok(combine(raw, &priors, &self.params.hyp, None))
+    fn evaluate(
+        &self,
+        be: &dyn Backend,
+        data: &Dataset,
+        priors: &ResolvedPriors,
+        opts: &ElboOptions,
+    ) -> Result<ElboReport> {
+        let raw = be.elbo(data, self, None, None, opts)?;
+        Ok(combine(raw, priors, &self.hyp, None))
     }
 }
 
@@ -157,12 +129,7 @@ pub(crate) fn combine(
 pub fn predict(be: &dyn Backend, params: &SvgpParams, test: &Inputs, opts: &PredictOptions) -> Result<Prediction> {
     let (b, d) = (params.batch_size(), params.n_dims());
     params.validate(b, d)?;
-    test.validate_test("test x", b, d)?;
-    if let Some((count, _)) = opts.samples {
-        if count == 0 {
-            return Err(Error::option("samples", "must be >= 1"));
-        }
-    }
+    check_prediction(b, d, test, opts)?;
     be.svgp_predict(params, test, opts)
 }
 
