@@ -12,7 +12,7 @@ pub(crate) mod member;
 pub use cpu::memory;
 mod select;
 pub(crate) use select::given_or_select;
-pub use select::{available, select};
+pub use select::{available, kind, select, Kind};
 
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
 use crate::error::{Error, Result};
@@ -116,6 +116,13 @@ pub trait Backend: Send + Sync {
 
     /// A one-line description (threads, device name).
     fn describe(&self) -> String;
+
+    /// The backend itself, for [`kind`]: how a model's own operations (functions in
+    /// `backend/cpu/<model>.rs` and `backend/cuda/<model>.rs` taking the concrete backend) are
+    /// reached without a method of this trait per model. None for a backend outside this crate.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
 
     /// Gram matrices K_b = k_b(X_b, X_b) + noise_b I (no jitter): (B, N, N). Rows and columns of
     /// masked points are those of the identity.

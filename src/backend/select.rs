@@ -1,5 +1,6 @@
-//! Choosing a backend, at the edge: [`select`] by kind, [`available`] for the tests, and the
-//! request's own or a new one ([`given_or_select`]). The one place above both backends.
+//! Choosing a backend, at the edge: [`select`] by kind, [`available`] for the tests, the
+//! request's own or a new one ([`given_or_select`]), and which one a `&dyn Backend` is
+//! ([`kind`]). The one place above both backends.
 
 use crate::backend::cpu::CpuBackend;
 use crate::backend::cuda::CudaBackend;
@@ -45,4 +46,43 @@ pub fn available() -> Vec<Box<dyn Backend>> {
         v.push(Box::new(c));
     }
     v
+}
+
+/// Which concrete backend a `&dyn Backend` is: what a model's module matches on to call its own
+/// CPU or CUDA functions (docs/design.md, "Adding a model").
+pub enum Kind<'a> {
+    Cpu(&'a CpuBackend),
+    Cuda(&'a CudaBackend),
+    /// A backend made outside this crate.
+    Other,
+}
+
+/// The concrete backend behind `be`.
+pub fn kind(be: &dyn Backend) -> Kind<'_> {
+    let any = be.as_any();
+    if let Some(c) = any.and_then(|a| a.downcast_ref::<CpuBackend>()) {
+        Kind::Cpu(c)
+    } else if let Some(g) = any.and_then(|a| a.downcast_ref::<CudaBackend>()) {
+        Kind::Cuda(g)
+    } else {
+        Kind::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::BackendChoice;
+
+    #[test]
+    fn kind_names_the_backend_behind_a_trait_object() {
+        let be = select(BackendChoice::Cpu).expect("cpu");
+        assert!(matches!(kind(&*be), Kind::Cpu(_)));
+        for be in available() {
+            match (be.name(), kind(&*be)) {
+                ("cpu", Kind::Cpu(_)) | ("cuda", Kind::Cuda(_)) => {}
+                (name, _) => panic!("kind() does not match the backend `{name}`"),
+            }
+        }
+    }
 }

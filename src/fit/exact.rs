@@ -544,12 +544,7 @@ impl FitRequest<'_, Exact> {
             res.iterations[m] = states[e].iterations();
             res.restart[m] = e / b;
             res.jitter[m] = r.jitter;
-            res.status[m] = match (r.status, reason) {
-                (Status::Failed, _) | (_, Termination::Failed) => Status::Failed,
-                _ if degeneracy[m].is_some() => Status::Degenerate,
-                (_, Termination::IterationLimit | Termination::LineSearchStalled) => Status::MaxIter,
-                (st, _) => st,
-            };
+            res.status[m] = reason.final_status(r.status, degeneracy[m].is_some());
             if res.status[m] != Status::Failed {
                 res.mll[m] = r.mll;
                 res.log_prior[m] = r.log_prior;

@@ -122,6 +122,18 @@ pub enum Termination {
 }
 
 impl Termination {
+    /// A member's status after its fit, from the status of the evaluation at its kept point and
+    /// why its optimiser stopped: Empty, Failed, Degenerate (a degenerate member that did not
+    /// fail), MaxIter (stopped unconverged), else the evaluation's (Ok or Jitter).
+    pub(crate) fn final_status(self, evaluated: Status, degenerate: bool) -> Status {
+        match (evaluated, self) {
+            (Status::Empty, _) | (_, Termination::NoData) => Status::Empty,
+            (Status::Failed, _) | (_, Termination::Failed) => Status::Failed,
+            _ if degenerate => Status::Degenerate,
+            (_, Termination::IterationLimit | Termination::LineSearchStalled) => Status::MaxIter,
+            (st, _) => st,
+        }
+    }
     /// In words.
     pub fn text(self) -> &'static str {
         match self {

@@ -410,12 +410,7 @@ impl SvgpObjective<'_> {
             let reason = state.termination().unwrap_or(Termination::Failed);
             res.reason[e] = reason;
             res.iterations[e] = state.iterations();
-            res.status[e] = match (r.status[e], reason) {
-                (Status::Empty, _) | (_, Termination::NoData) => Status::Empty,
-                (Status::Failed, _) | (_, Termination::Failed) => Status::Failed,
-                (_, Termination::IterationLimit | Termination::LineSearchStalled) => Status::MaxIter,
-                (st, _) => st,
-            };
+            res.status[e] = reason.final_status(r.status[e], false);
             if res.status[e] == Status::Failed || res.status[e] == Status::Empty {
                 for t in Target::ALL {
                     for k in 0..self.layout.hyp.width(t) {

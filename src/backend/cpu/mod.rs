@@ -296,6 +296,10 @@ impl Backend for CpuBackend {
         format!("cpu (rayon, {} threads, faer)", rayon::current_num_threads())
     }
 
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
     fn gram(&self, data: &Dataset, hyp: &Hyperparameters, precision: Precision) -> Result<Array3<f64>> {
         let (b, n, d) = (data.batch_size(), data.n_points(), data.n_dims());
         let per = memory::cpu_mll_bytes(n, d, hyp.kernel, precision, false);

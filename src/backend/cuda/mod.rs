@@ -120,6 +120,10 @@ impl Backend for CudaBackend {
         self.desc.clone()
     }
 
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
     fn gram(&self, data: &Dataset, hyp: &Hyperparameters, precision: Precision) -> Result<Array3<f64>> {
         guarded(|| match precision {
             Precision::F64 => self.gram_t::<f64>(data, hyp),
