@@ -133,7 +133,7 @@ fn imports(text: &str, me: &Module) -> Vec<Module> {
     let s = strip(code);
     let mut out = Vec::new();
     let mut i = 0;
-    while let Some(k) = s[i..].find(|c: char| c == 'c' || c == 's').map(|k| i + k) {
+    while let Some(k) = s[i..].find(['c', 's']).map(|k| i + k) {
         let boundary = k == 0 || !s[..k].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':');
         if boundary && s[k..].starts_with("crate::") {
             i = paths_at(&s, k + 7, Vec::new(), &mut out);
