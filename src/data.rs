@@ -6,7 +6,8 @@
 
 use crate::error::{Error, Result};
 use crate::kernel::Kernel;
-use crate::layout::Target;
+pub use crate::precision::{Precision, Status};
+use crate::target::Target;
 use ndarray::{Array1, Array2, Array3, ArrayView1, ArrayView2, Axis};
 
 /// Training or test inputs: one set shared by all members, or one set per member.
@@ -311,77 +312,6 @@ impl Dataset {
     /// The id of the contents (see the field): equal ids, equal contents.
     pub(crate) fn id(&self) -> u64 {
         self.id
-    }
-}
-
-/// Arithmetic precision of the computation. Inputs and outputs are f64 either way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Precision {
-    /// Double precision: the default, ~1e-9 relative agreement between backends.
-    #[default]
-    F64,
-    /// Single precision: faster, above all on GPUs; ~1e-4 relative, jitter starts at 1e-6.
-    F32,
-}
-
-impl std::str::FromStr for Precision {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self> {
-        match s {
-            "f64" => Ok(Precision::F64),
-            "f32" => Ok(Precision::F32),
-            _ => Err(Error::option("precision", format!("expected f64 or f32, got `{s}`"))),
-        }
-    }
-}
-
-/// Outcome per member (docs/design.md sections 4 and 14), stored as its code in .npz files.
-/// Codes are ordered by severity: combining two outcomes keeps the larger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[repr(u8)]
-pub enum Status {
-    /// 0: factorised without added jitter (after a fit: converged).
-    Ok = 0,
-    /// 1: factorised after adding jitter (reported per member).
-    Jitter = 1,
-    /// 2: the optimiser stopped before converging: at its iteration limit, or in a line search
-    /// that stalled above the tolerance (the fit's reason says which).
-    MaxIter = 2,
-    /// 3: not positive definite at the largest jitter, or non-finite values; numbers are NaN.
-    Failed = 3,
-    /// 4: the member has no observed point: an MLL or a fit has no number (NaN); a prediction
-    /// is the prior.
-    Empty = 4,
-    /// 5: too few points or constant y: fitted to a defined limit and flagged.
-    Degenerate = 5,
-}
-
-impl Status {
-    /// Every status, by code.
-    pub const ALL: [Status; 6] =
-        [Status::Ok, Status::Jitter, Status::MaxIter, Status::Failed, Status::Empty, Status::Degenerate];
-    /// The numeric code written to files.
-    pub fn code(self) -> u8 {
-        self as u8
-    }
-    /// From a numeric code; None for an unknown one.
-    pub fn from_code(c: u8) -> Option<Status> {
-        Status::ALL.get(c as usize).copied()
-    }
-    /// Whether the member's numbers are usable.
-    pub fn is_ok(self) -> bool {
-        !matches!(self, Status::Failed | Status::Empty)
-    }
-    /// A short word for tables and summaries.
-    pub fn text(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Jitter => "ok (jitter)",
-            Status::MaxIter => "not converged",
-            Status::Failed => "failed",
-            Status::Empty => "empty",
-            Status::Degenerate => "degenerate",
-        }
     }
 }
 

@@ -40,8 +40,8 @@ pub enum Error {
     /// available): refused before any work.
     #[error(
         "one member with N = {n} needs {} of memory, more than the {} available (see --max-memory)",
-        crate::backend::memory::format_bytes(*needed),
-        crate::backend::memory::format_bytes(*budget)
+        format_bytes(*needed),
+        format_bytes(*budget)
     )]
     OutOfMemory { n: usize, needed: u64, budget: u64 },
     /// The caller asked a long computation to stop (a KeyboardInterrupt, say).
@@ -61,5 +61,21 @@ impl Error {
     }
     pub(crate) fn option(name: &str, reason: impl Into<String>) -> Self {
         Error::InvalidOption { name: name.to_string(), reason: reason.into() }
+    }
+}
+
+/// A byte count for people: `1.5 GiB`.
+pub fn format_bytes(b: u64) -> String {
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut v = b as f64;
+    let mut i = 0;
+    while v >= 1024.0 && i + 1 < units.len() {
+        v /= 1024.0;
+        i += 1;
+    }
+    if i == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", units[i])
     }
 }

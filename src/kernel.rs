@@ -24,9 +24,9 @@
 //! the fused CUDA kernels are instantiated with. Adding a kernel means a variant here, its
 //! policy there, and its tests.
 
-use crate::backend::cpu::simd::{dispatch_avx2, exp_in_place};
-use crate::backend::cpu::Float;
 use crate::error::{Error, Result};
+use crate::numeric::simd::{dispatch_avx2, exp_in_place};
+use crate::numeric::Real;
 
 /// A covariance kernel, chosen by name (`rbf`, `matern12`, `matern32`, `matern52`, `rq`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -128,11 +128,11 @@ dispatch_avx2! {
     /// The vectorised CPU form: `v` holds r^2 on entry and phi(r^2) on exit; when given, `psi`
     /// receives the lengthscale weight and `dalpha` d phi / d log alpha (same length as `v`).
     /// For rbf, psi equals phi, and callers that want both read phi twice instead of asking.
-    pub(crate) fn transform<T: Float>(kernel: Kernel, v: &mut [T], alpha: f64, psi: Option<&mut [T]>, dalpha: Option<&mut [T]>) => transform_body
+    pub(crate) fn transform<T: Real>(kernel: Kernel, v: &mut [T], alpha: f64, psi: Option<&mut [T]>, dalpha: Option<&mut [T]>) => transform_body
 }
 
 #[inline(always)]
-fn transform_body<T: Float>(
+fn transform_body<T: Real>(
     kernel: Kernel,
     v: &mut [T],
     alpha: f64,

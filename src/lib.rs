@@ -32,16 +32,20 @@ pub mod data;
 pub mod demo;
 pub mod error;
 pub mod fit;
+pub mod gradient;
 pub mod io;
 pub mod kernel;
 pub mod layout;
 pub mod model;
+mod numeric;
 #[cfg(feature = "cli")]
 pub mod plot;
+pub mod precision;
 pub mod prior;
 pub mod sample;
 mod special;
 pub mod svgp;
+pub mod target;
 
 pub use backend::{
     select, Backend, BackendChoice, CholeskyBatch, JitterPolicy, MllBatch, MllGradient, MllOptions, PredictOptions,
@@ -52,11 +56,12 @@ pub use error::{Error, Result};
 #[cfg(feature = "cli")]
 pub use fit::ProgressBarObserver;
 pub use fit::{
-    Degeneracy, FitObserver, FitProgress, FitRequest, FitResult, Optimizer, SvgpFitRequest, SvgpFitResult, Termination,
+    Degeneracy, Exact, FitObserver, FitProgress, FitRequest, FitResult, Model, Optimizer, Svgp, SvgpFitRequest,
+    SvgpFitResult, Termination,
 };
 pub use kernel::Kernel;
 pub use layout::{Layout, SvgpLayout, Target};
-pub use model::{predict, MllReport, MllRequest};
+pub use model::{predict, EvalRequest, Evaluate, MllReport, MllRequest};
 pub use prior::{Prior, PriorFamily, Priors};
 pub use sample::{draw_samples, sample_prior};
 

@@ -1,6 +1,7 @@
-//! The public entry points on a whole batch: the MAP objective (MLL plus log prior) with its
-//! gradient and posterior prediction (prior sampling: `crate::sample`). Each validates its request once, then
-//! hands the numbers to a [`Backend`].
+//! The public entry points on a whole batch: one evaluation request for every model's MAP
+//! objective ([`EvalRequest`], through [`Evaluate`]; the exact GP's MLL here, the SVGP's ELBO in
+//! `svgp`) and the exact GP's posterior prediction (prior sampling: `crate::sample`). Each
+//! validates its request once, then hands the numbers to a [`Backend`].
 
 use crate::backend::{self, Backend, BackendChoice, MllGradient, MllOptions, PredictOptions, Prediction};
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
@@ -29,13 +30,48 @@ use ndarray::Array1;
 /// assert!(r.mll.iter().all(|v| v.is_finite()));
 /// # Ok::<(), batchgp::Error>(())
 /// ```
-pub struct MllRequest<'a> {
+pub type MllRequest<'a> = EvalRequest<'a, Hyperparameters>;
+
+/// A model's parameters that an [`EvalRequest`] evaluates: the exact GP's [`Hyperparameters`]
+/// (the MLL) and the SVGP's `SvgpParams` (the ELBO). The request's builder, priors, backend
+/// choice and checks are written once; the parameters bring their options, their report and
+/// the backend call.
+pub trait Evaluate {
+    /// Options of one batched evaluation (precision, gradient, jitter).
+    type Options: Copy;
+    /// What an evaluation returns: the objective and its parts over the B members.
+    type Report;
+    /// The default options for a precision (gradient on).
+    fn options(precision: Precision) -> Self::Options;
+    /// `opts` at another precision (the jitter reset to its default, the rest kept).
+    fn with_precision(opts: Self::Options, precision: Precision) -> Self::Options;
+    /// Turns the gradient on or off.
+    fn set_gradient(opts: &mut Self::Options, on: bool);
+    /// The backend a choice means for this model (the exact GP: as chosen).
+    fn backend_choice(choice: BackendChoice) -> BackendChoice {
+        choice
+    }
+    /// Checks the parameters against the data's (B, D).
+    fn validate(&self, data: &Dataset) -> Result<()>;
+    /// The objective (and gradient) of every member, the log prior added.
+    fn evaluate(
+        &self,
+        be: &dyn Backend,
+        data: &Dataset,
+        priors: &ResolvedPriors,
+        opts: &Self::Options,
+    ) -> Result<Self::Report>;
+}
+
+/// One batched evaluation of a model's objective (MLL or ELBO) plus log prior, with its
+/// gradient: [`MllRequest`] for the exact GP, `ElboRequest` for the SVGP.
+pub struct EvalRequest<'a, P: Evaluate> {
     data: &'a Dataset,
-    hyp: &'a Hyperparameters,
+    params: &'a P,
     priors: Option<&'a Priors>,
     backend: Option<&'a dyn Backend>,
     choice: BackendChoice,
-    opts: MllOptions,
+    opts: P::Options,
 }
 
 /// The result of an [`MllRequest`]: arrays over the B members.
@@ -54,10 +90,17 @@ pub struct MllReport {
     pub jitter: Array1<f64>,
 }
 
-impl<'a> MllRequest<'a> {
-    /// The objective of `data` at `hyp` (B members), with the defaults of the table above.
-    pub fn new(data: &'a Dataset, hyp: &'a Hyperparameters) -> Self {
-        MllRequest { data, hyp, priors: None, backend: None, choice: BackendChoice::Auto, opts: MllOptions::default() }
+impl<'a, P: Evaluate> EvalRequest<'a, P> {
+    /// The objective of `data` at `params` (B members), with the defaults of the table above.
+    pub fn new(data: &'a Dataset, params: &'a P) -> Self {
+        EvalRequest {
+            data,
+            params,
+            priors: None,
+            backend: None,
+            choice: BackendChoice::Auto,
+            opts: P::options(Precision::F64),
+        }
     }
     /// Adds priors (MAP objective).
     pub fn priors(mut self, priors: &'a Priors) -> Self {
@@ -76,37 +119,66 @@ impl<'a> MllRequest<'a> {
     }
     /// Arithmetic precision (resets the jitter policy to that precision's default).
     pub fn precision(mut self, p: Precision) -> Self {
-        self.opts = MllOptions { gradient: self.opts.gradient, max_memory: self.opts.max_memory, ..MllOptions::new(p) };
+        self.opts = P::with_precision(self.opts, p);
         self
     }
+    /// Whether to compute the gradient.
+    pub fn gradient(mut self, on: bool) -> Self {
+        P::set_gradient(&mut self.opts, on);
+        self
+    }
+    /// Evaluates.
+    ///
+    /// # Errors
+    /// Shapes or domains of the parameters ([`Error::Shape`], [`Error::NonFinite`],
+    /// [`Error::InvalidHyperparameter`]), invalid priors ([`Error::InvalidPrior`]), an
+    /// unavailable backend.
+    pub fn run(self) -> Result<P::Report> {
+        let (b, d) = (self.data.batch_size(), self.data.n_dims());
+        self.params.validate(self.data)?;
+        let priors = match self.priors {
+            Some(p) => p.resolve(b, d)?,
+            None => ResolvedPriors::flat(b, d),
+        };
+        let mut owned = None;
+        let be = backend::given_or_select(self.backend, P::backend_choice(self.choice), &mut owned)?;
+        self.params.evaluate(be, self.data, &priors, &self.opts)
+    }
+}
+
+impl MllRequest<'_> {
     /// Memory budget in bytes (default: the memory available); a member that cannot fit alone
     /// is rejected with [`Error::OutOfMemory`] before any work.
     pub fn max_memory(mut self, bytes: u64) -> Self {
         self.opts.max_memory = Some(bytes);
         self
     }
-    /// Whether to compute the gradient.
-    pub fn gradient(mut self, on: bool) -> Self {
-        self.opts.gradient = on;
-        self
+}
+
+impl Evaluate for Hyperparameters {
+    type Options = MllOptions;
+    type Report = MllReport;
+    fn options(precision: Precision) -> MllOptions {
+        MllOptions::new(precision)
     }
-    /// Evaluates.
-    ///
-    /// # Errors
-    /// Shapes or domains of the hyperparameters ([`Error::Shape`],
-    /// [`Error::InvalidHyperparameter`]), invalid priors ([`Error::InvalidPrior`]), an
-    /// unavailable backend.
-    pub fn run(self) -> Result<MllReport> {
-        let (b, d) = (self.data.batch_size(), self.data.n_dims());
-        self.hyp.validate(b, d)?;
-        let priors = match self.priors {
-            Some(p) => p.resolve(b, d)?,
-            None => ResolvedPriors::flat(b, d),
-        };
-        let mut owned = None;
-        let be = backend::given_or_select(self.backend, self.choice, &mut owned)?;
-        let raw = be.mll(self.data, self.hyp, None, &self.opts)?;
-        Ok(combine(raw, &priors, self.hyp, None))
+    fn with_precision(o: MllOptions, p: Precision) -> MllOptions {
+        MllOptions { gradient: o.gradient, max_memory: o.max_memory, ..MllOptions::new(p) }
+    }
+    fn set_gradient(o: &mut MllOptions, on: bool) {
+        o.gradient = on;
+    }
+    fn validate(&self, data: &Dataset) -> Result<()> {
+        Hyperparameters::validate(self, data.batch_size(), data.n_dims())
+    }
+    fn evaluate(
+        &self,
+        be: &dyn Backend,
+        data: &Dataset,
+        priors: &ResolvedPriors,
+        opts: &MllOptions,
+    ) -> Result<MllReport> {
+        let raw = be.mll(data, self, None, opts)?;
+        Ok(combine(raw, priors, self, None))
     }
 }
 
@@ -137,11 +209,18 @@ pub fn predict(
 ) -> Result<Prediction> {
     let (b, d) = (data.batch_size(), data.n_dims());
     hyp.validate(b, d)?;
+    check_prediction(b, d, test, opts)?;
+    be.predict(data, hyp, test, opts)
+}
+
+/// The checks every model's prediction shares: test points of shape (M, D) or (B, M, D), finite,
+/// and at least one sample when samples are asked for.
+pub(crate) fn check_prediction(b: usize, d: usize, test: &Inputs, opts: &PredictOptions) -> Result<()> {
     test.validate_test("test x", b, d)?;
     if let Some((count, _)) = opts.samples {
         if count == 0 {
             return Err(Error::option("samples", "must be >= 1"));
         }
     }
-    be.predict(data, hyp, test, opts)
+    Ok(())
 }

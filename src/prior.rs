@@ -115,7 +115,7 @@ impl Prior {
     }
 }
 
-pub use crate::layout::Target;
+pub use crate::target::Target;
 
 /// Priors on each kind of hyperparameter (any may be absent: a flat prior).
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -8,42 +8,19 @@
 pub mod cpu;
 pub mod cuda;
 pub(crate) mod member;
-pub mod memory;
+/// The memory model and budget (CPU sizes, parsing and formatting byte counts).
+pub use cpu::memory;
+mod select;
+pub(crate) use select::given_or_select;
+pub use select::{available, kind, select, Kind};
 
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
 use crate::error::{Error, Result};
-use crate::layout::{Layout, Target};
-use crate::svgp::{ElboBatch, ElboOptions, SvgpParams};
-use ndarray::{Array1, Array2, Array3, Axis};
+pub use crate::gradient::MllGradient;
+pub use crate::precision::JitterPolicy;
+use crate::svgp::params::{ElboBatch, ElboOptions, SvgpParams};
+use ndarray::{Array1, Array2, Array3};
 use std::borrow::Cow;
-
-/// Jitter policy (docs/design.md section 4): on a failed factorisation of member b, retry with
-/// jitter = start * mean(diag K_b) * 10^k for k = 0..retries.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct JitterPolicy {
-    /// Relative jitter of the first retry: 1e-8 for f64, 1e-6 for f32 by default.
-    pub start: f64,
-    /// Retries after the jitter-free attempt (default 6: up to 1e-2 relative in f64).
-    pub retries: u32,
-}
-
-impl JitterPolicy {
-    /// The default for a precision.
-    pub fn for_precision(p: Precision) -> Self {
-        match p {
-            Precision::F64 => JitterPolicy { start: 1e-8, retries: 6 },
-            Precision::F32 => JitterPolicy { start: 1e-6, retries: 5 },
-        }
-    }
-    /// Absolute jitter of attempt `k` (0 = none) for a matrix whose mean diagonal is `mean_diag`.
-    pub fn jitter(&self, k: u32, mean_diag: f64) -> f64 {
-        if k == 0 {
-            0.0
-        } else {
-            self.start * mean_diag * 10f64.powi(k as i32 - 1)
-        }
-    }
-}
 
 /// Options of one batched MLL evaluation.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -66,76 +43,6 @@ impl MllOptions {
     /// Defaults for a precision (gradient on).
     pub fn new(precision: Precision) -> Self {
         MllOptions { precision, gradient: true, jitter: JitterPolicy::for_precision(precision), max_memory: None }
-    }
-}
-
-/// Gradient of the MLL with respect to log(lengthscale), log(outputscale), log(noise), mean
-/// and, for rq, log(alpha).
-#[derive(Debug, Clone, PartialEq)]
-pub struct MllGradient {
-    /// (K, D)
-    pub log_lengthscale: Array2<f64>,
-    /// (K,)
-    pub log_outputscale: Array1<f64>,
-    /// (K,)
-    pub log_noise: Array1<f64>,
-    /// (K,)
-    pub mean: Array1<f64>,
-    /// (K,) for the rq kernel, else None.
-    pub log_alpha: Option<Array1<f64>>,
-}
-
-impl MllGradient {
-    /// All zeros for K members in a layout.
-    pub fn zeros(k: usize, layout: Layout) -> Self {
-        MllGradient {
-            log_lengthscale: Array2::zeros((k, layout.n_dims())),
-            log_outputscale: Array1::zeros(k),
-            log_noise: Array1::zeros(k),
-            mean: Array1::zeros(k),
-            log_alpha: layout.has(Target::Alpha).then(|| Array1::zeros(k)),
-        }
-    }
-    /// From rows in layout order (K, P): one column copy per kind.
-    pub fn from_rows(rows: &Array2<f64>, layout: Layout) -> Self {
-        let col = |t: Target| rows.column(layout.index(t, 0)).to_owned();
-        MllGradient {
-            log_lengthscale: rows.slice(ndarray::s![.., ..layout.n_dims()]).to_owned(),
-            log_outputscale: col(Target::Outputscale),
-            log_noise: col(Target::Noise),
-            mean: col(Target::Mean),
-            log_alpha: layout.has(Target::Alpha).then(|| col(Target::Alpha)),
-        }
-    }
-    /// This gradient plus a prior's (the MAP objective's gradient), row for row.
-    pub(crate) fn with_prior(self, p: &crate::prior::PriorTerms) -> MllGradient {
-        MllGradient {
-            log_lengthscale: self.log_lengthscale + &p.grad_log_lengthscale,
-            log_outputscale: self.log_outputscale + &p.grad_log_outputscale,
-            log_noise: self.log_noise + &p.grad_log_noise,
-            mean: self.mean + &p.grad_mean,
-            log_alpha: self.log_alpha.map(|a| a + &p.grad_log_alpha),
-        }
-    }
-    /// The entry of kind `t` (index `k`) of row `i`.
-    pub fn get(&self, t: Target, i: usize, k: usize) -> f64 {
-        match t {
-            Target::Lengthscale => self.log_lengthscale[[i, k]],
-            Target::Outputscale => self.log_outputscale[i],
-            Target::Noise => self.log_noise[i],
-            Target::Mean => self.mean[i],
-            Target::Alpha => self.log_alpha.as_ref().map_or(0.0, |a| a[i]),
-        }
-    }
-    /// The entry of kind `t` (index `k`) of row `i`, to write. Alpha must be present.
-    pub fn get_mut(&mut self, t: Target, i: usize, k: usize) -> &mut f64 {
-        match t {
-            Target::Lengthscale => &mut self.log_lengthscale[[i, k]],
-            Target::Outputscale => &mut self.log_outputscale[i],
-            Target::Noise => &mut self.log_noise[i],
-            Target::Mean => &mut self.mean[i],
-            Target::Alpha => &mut self.log_alpha.as_mut().expect("alpha in the layout")[i],
-        }
     }
 }
 
@@ -210,6 +117,13 @@ pub trait Backend: Send + Sync {
     /// A one-line description (threads, device name).
     fn describe(&self) -> String;
 
+    /// The backend itself, for [`kind`]: how a model's own operations (functions in
+    /// `backend/cpu/<model>.rs` and `backend/cuda/<model>.rs` taking the concrete backend) are
+    /// reached without a method of this trait per model. None for a backend outside this crate.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
+
     /// Gram matrices K_b = k_b(X_b, X_b) + noise_b I (no jitter): (B, N, N). Rows and columns of
     /// masked points are those of the identity.
     fn gram(&self, data: &Dataset, hyp: &Hyperparameters, precision: Precision) -> Result<Array3<f64>>;
@@ -277,47 +191,6 @@ impl std::str::FromStr for BackendChoice {
     }
 }
 
-/// Chooses a backend once, at the edge.
-///
-/// # Errors
-/// [`Error::BackendUnavailable`] when `Cuda` is asked for and no usable GPU, driver or embedded
-/// kernels are there (the reason says which).
-pub fn select(choice: BackendChoice) -> Result<Box<dyn Backend>> {
-    match choice {
-        BackendChoice::Cpu => Ok(Box::new(cpu::CpuBackend::new())),
-        BackendChoice::Cuda => Ok(Box::new(cuda::CudaBackend::new()?)),
-        BackendChoice::Auto => match cuda::CudaBackend::new() {
-            Ok(b) => Ok(Box::new(b)),
-            Err(_) => Ok(Box::new(cpu::CpuBackend::new())),
-        },
-    }
-}
-
-/// The backend a request runs on: the one it was given, else a new one of the chosen kind,
-/// kept alive in `slot`.
-pub(crate) fn given_or_select<'a>(
-    given: Option<&'a dyn Backend>,
-    choice: BackendChoice,
-    slot: &'a mut Option<Box<dyn Backend>>,
-) -> Result<&'a dyn Backend> {
-    match given {
-        Some(be) => Ok(be),
-        None => {
-            let be: &'a mut Box<dyn Backend> = slot.insert(select(choice)?);
-            Ok(&**be)
-        }
-    }
-}
-
-/// Every backend usable here, CPU first: what the backend-agnostic tests loop over.
-pub fn available() -> Vec<Box<dyn Backend>> {
-    let mut v: Vec<Box<dyn Backend>> = vec![Box::new(cpu::CpuBackend::new())];
-    if let Ok(c) = cuda::CudaBackend::new() {
-        v.push(Box::new(c));
-    }
-    v
-}
-
 /// The member list of a call: `members` when given (each checked against B), else 0..B.
 ///
 /// # Errors
@@ -329,45 +202,5 @@ pub(crate) fn member_rows(members: Option<&[usize]>, b: usize) -> Result<Cow<'_,
             None => Ok(Cow::Borrowed(r)),
         },
         None => Ok(Cow::Owned((0..b).collect())),
-    }
-}
-
-impl Prediction {
-    /// Completes a prediction from the posterior of f: var_y = var + noise, the +/- 2 sd(y)
-    /// bounds, and samples drawn from `cov` when `opts` asks for them (a member whose covariance
-    /// cannot be factorised gets the worse of the two statuses). `cov` must be present when
-    /// samples or the full covariance are asked for.
-    pub(crate) fn assemble(
-        mean: Array2<f64>,
-        var: Array2<f64>,
-        noise: &Array1<f64>,
-        cov: Option<Array3<f64>>,
-        mut status: Vec<Status>,
-        jitter: Array1<f64>,
-        opts: &PredictOptions,
-    ) -> Prediction {
-        let var_y = &var + &noise.view().insert_axis(Axis(1));
-        let sd = var_y.mapv(f64::sqrt);
-        let samples = match (opts.samples, cov.as_ref()) {
-            (Some((count, seed)), Some(c)) => {
-                let (s, st) = crate::sample::draw_samples(mean.view(), c.view(), count, seed, opts.first_member);
-                for (a, b) in status.iter_mut().zip(st) {
-                    *a = (*a).max(b);
-                }
-                Some(s)
-            }
-            _ => None,
-        };
-        Prediction {
-            lower: &mean - &(2.0 * &sd),
-            upper: &mean + &(2.0 * &sd),
-            mean,
-            var,
-            var_y,
-            covariance: if opts.full_covariance { cov } else { None },
-            samples,
-            status,
-            jitter,
-        }
     }
 }

@@ -1,5 +1,6 @@
-//! The exact GP as a [`BatchObjective`]: its kernel, parameter layout, coordinate maps, priors
-//! and units. Member e of the batch fits GP `e % B` (restarts are extra members).
+//! The exact GP as a [`Model`] of [`FitRequest`] and a [`BatchObjective`]: its kernel, parameter
+//! layout, coordinate maps, priors, units, its own options (init, restarts, bounds), its start
+//! and its result. Member e of the batch fits GP `e % B` (restarts are extra members).
 //!
 //! # Units
 //! The backend sees each member's y standardised, y' = (y - mu) / sd (and yvar' = yvar / sd^2),
@@ -11,14 +12,20 @@
 //! -(mll' + log prior), where mll' = mll + n log sd is the MLL in standardised units and the
 //! priors are evaluated on the natural values in the data's units.
 
+use super::driver::{self, MemberOptimizer};
 use super::objective::{BatchObjective, MemberEval};
+use super::request::{Exact, ExactOptions, FitRequest, Model};
 use super::transform::Map;
+use super::{theta_of, Degeneracy, FitResult, Optimizer, Termination, ALPHA_MAX, MIN_POINTS};
 use crate::backend::{Backend, MllOptions};
 use crate::data::{Dataset, Hyperparameters, Status};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::layout::{Layout, Target};
 use crate::prior::ResolvedPriors;
-use ndarray::{Array2, Axis};
+use ndarray::{Array1, Array2, Axis};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
 
 /// Per GP: the units of y (mean, sd) and of x (spread per dimension).
 #[derive(Debug, Clone)]
@@ -223,5 +230,327 @@ impl BatchObjective for ExactObjective<'_> {
                 }
             })
             .collect())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The exact GP's fit: its own options, checks, start, restarts, boxes and result.
+
+impl Model for Exact {
+    type Options = ExactOptions;
+    type Fitted = FitResult;
+    fn defaults() -> (ExactOptions, Optimizer, f64) {
+        (ExactOptions::default(), Optimizer::Lbfgs, 0.1)
+    }
+    fn check(req: &FitRequest<'_, Exact>) -> Result<()> {
+        if let Some((lo, hi)) = req.model.bounds {
+            if lo.is_nan() || hi.is_nan() || lo <= 0.0 || lo >= hi {
+                return Err(Error::option("bounds", format!("need 0 < low < high, got ({lo}, {hi})")));
+            }
+        }
+        let b = req.data.batch_size();
+        for &(t, m) in &req.model.fixed_members {
+            if m >= b {
+                return Err(Error::option("fix", format!("member {m} of {} is out of range for {}", b, t.name())));
+            }
+        }
+        Ok(())
+    }
+    fn fixed(req: &FitRequest<'_, Exact>) -> Vec<Target> {
+        req.model.fixed_members.iter().map(|(t, _)| *t).collect()
+    }
+    fn run(req: FitRequest<'_, Exact>) -> Result<FitResult> {
+        req.run_exact()
+    }
+}
+
+/// The exact GP's own options and its fit.
+impl FitRequest<'_, Exact> {
+    pub fn init(mut self, hyp: &Hyperparameters) -> Self {
+        self.model.init = Some(hyp.clone());
+        self
+    }
+    /// Holds one kind of hyperparameter at its initial value for one member.
+    pub fn fix_member(mut self, target: Target, member: usize) -> Self {
+        self.model.fixed_members.push((target, member));
+        self
+    }
+    pub fn restarts(mut self, r: usize) -> Self {
+        self.model.restarts = r;
+        self
+    }
+    pub fn standardize(mut self, on: bool) -> Self {
+        self.model.standardize = on;
+        self
+    }
+    /// Box bounds (low, high) on every positive hyperparameter (lengthscale, outputscale,
+    /// noise) without a uniform prior, in natural units, as scikit-learn's `*_bounds`. With
+    /// them, L-BFGS runs as scipy's L-BFGS-B runs on a boxed problem (a projected first step),
+    /// so that a fit reproduces scikit-learn's from the same start and bounds.
+    pub fn bounds(mut self, low: f64, high: f64) -> Self {
+        self.model.bounds = Some((low, high));
+        self
+    }
+    /// Memory budget in bytes (default: the memory available); see [`crate::backend::memory`].
+    pub fn max_memory(mut self, bytes: u64) -> Self {
+        self.model.max_memory = Some(bytes);
+        self
+    }
+    /// The data-driven starting point of every member (see the type's docs), rbf kernel.
+    pub fn default_init(data: &Dataset) -> Hyperparameters {
+        let units = Units::of(data);
+        let (b, d) = (data.batch_size(), data.n_dims());
+        let mut h = Hyperparameters::broadcast(b, &vec![1.0; d], 1.0, 0.1, 0.0);
+        for m in 0..b {
+            h.lengthscale.row_mut(m).assign(&units.x_scale.row(m));
+            let var = units.sd[m] * units.sd[m];
+            h.outputscale[m] = var;
+            h.noise[m] = var / 10.0;
+            h.mean[m] = units.mu[m];
+        }
+        h
+    }
+
+    fn run_exact(mut self) -> Result<FitResult> {
+        let data = self.data;
+        let (b, d) = (data.batch_size(), data.n_dims());
+        let layout = Layout::new(self.kernel, d);
+        let init = match self.model.init.take() {
+            Some(h) => {
+                self.check_init_kernel("hyperparameters", h.kernel)?;
+                h.validate(b, d)?;
+                h
+            }
+            None => Self::default_init(data).with_kernel(self.kernel),
+        };
+        let priors = self.priors.resolve(b, d)?;
+        let mut owned = None;
+        let be = self.backend_in(&mut owned)?;
+        let units = Units::of(data);
+        let degeneracy: Vec<Option<Degeneracy>> = (0..b)
+            .map(|m| {
+                let n = data.n_observed(m);
+                if n > 0 && n < MIN_POINTS {
+                    Some(Degeneracy::TooFewPoints)
+                } else if n > 0 && data.y_moments(m).1 == 0.0 {
+                    Some(Degeneracy::ConstantY)
+                } else {
+                    None
+                }
+            })
+            .collect();
+
+        // Restarts are extra members: member e fits GP e % B.
+        let e_total = b * (self.model.restarts + 1);
+        let gp: Vec<usize> = (0..e_total).map(|e| e % b).collect();
+        let std_data = units.standardise(data);
+        let data_e = if self.model.restarts > 0 { std_data.select(&gp) } else { std_data };
+        let mut priors_e = if self.model.restarts > 0 { priors.select(&gp) } else { priors.clone() };
+        for t in Target::ALL {
+            priors_e.hold(t, |e| self.fixed.contains(&t) || self.model.fixed_members.contains(&(t, gp[e])));
+        }
+        let maps = self.maps(layout, &init, &priors_e, &units, &gp);
+        let (lower, upper) = self.boxes(layout, &maps, &degeneracy, &gp);
+        let starts = self.starts(layout, &init, &maps, &lower, &upper, &gp);
+
+        let mut states: Vec<Box<dyn MemberOptimizer>> = starts
+            .into_iter()
+            .enumerate()
+            .map(|(e, u)| {
+                let free = maps[e].iter().map(|m| m.free()).collect();
+                self.member_optimizer(u, data.n_observed(gp[e]) > 0, free, lower[e].clone(), upper[e].clone())
+            })
+            .collect();
+        let opts = MllOptions { max_memory: self.model.max_memory, ..MllOptions::new(self.precision) };
+        let mut objective = ExactObjective::new(be, data_e, layout, &maps, priors_e, units, gp, opts);
+        let snapshot = |states: &driver::Members| {
+            let mut h = Hyperparameters::broadcast(e_total, &vec![1.0; d], 1.0, 1.0, 0.0).with_kernel(self.kernel);
+            for (e, s) in states.iter().enumerate() {
+                layout.write(&mut h, e, &theta_of(&maps[e], s.point().0));
+            }
+            h
+        };
+        let mut observer = self.observer.take();
+        let rounds = driver::drive(&mut objective, &mut states, observer.as_deref_mut(), &snapshot)?;
+        let res = self.fold(&mut objective, &states, &degeneracy, rounds)?;
+        if let Some(o) = observer {
+            o.finish(&res.status);
+        }
+        Ok(res)
+    }
+
+    /// Every member's coordinate maps: fixed values exactly, a uniform prior's sigmoid, else
+    /// the scale-free map of its units.
+    fn maps(
+        &self,
+        layout: Layout,
+        init: &Hyperparameters,
+        priors: &ResolvedPriors,
+        units: &Units,
+        gp: &[usize],
+    ) -> Vec<Vec<Map>> {
+        let fixed = |e: usize, t: Target| self.fixed.contains(&t) || self.model.fixed_members.contains(&(t, gp[e]));
+        (0..gp.len())
+            .map(|e| {
+                (0..layout.len())
+                    .map(|c| {
+                        let (t, k) = layout.coordinate(c);
+                        if fixed(e, t) {
+                            Map::Fixed { value: init.get(t, gp[e], k) }
+                        } else if let Some((low, high)) = priors.bounds(t, e, k) {
+                            Map::Sigmoid { low, high }
+                        } else {
+                            units.map(t, gp[e], k)
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Box bounds in the optimiser's coordinates: `bounds` on the log-scale positive
+    /// hyperparameters, and a degenerate member's defined limit.
+    fn boxes(
+        &self,
+        layout: Layout,
+        maps: &[Vec<Map>],
+        degeneracy: &[Option<Degeneracy>],
+        gp: &[usize],
+    ) -> (Vec<Vec<f64>>, Vec<Vec<f64>>) {
+        (0..gp.len())
+            .map(|e| {
+                (0..layout.len())
+                    .map(|c| {
+                        let (t, _) = layout.coordinate(c);
+                        let Map::Log { scale } = maps[e][c] else {
+                            return (f64::NEG_INFINITY, f64::INFINITY);
+                        };
+                        let (mut lo, mut hi) = match self.model.bounds {
+                            Some((lo, hi)) => ((lo / scale).ln(), (hi / scale).ln()),
+                            None => (f64::NEG_INFINITY, f64::INFINITY),
+                        };
+                        if t == Target::Alpha {
+                            // Past ALPHA_MAX rq is rbf to 1e-7: the MLL keeps rising by less than
+                            // any tolerance, and an unbounded alpha would walk to infinity.
+                            hi = hi.min((ALPHA_MAX / scale).ln());
+                        }
+                        if degeneracy[gp[e]].is_some() {
+                            let (dlo, dhi) = match t {
+                                Target::Lengthscale => (1e-3f64.ln(), 1e3f64.ln()),
+                                Target::Outputscale | Target::Noise => (1e-6f64.ln(), f64::INFINITY),
+                                _ => (f64::NEG_INFINITY, f64::INFINITY),
+                            };
+                            lo = lo.max(dlo);
+                            hi = hi.min(dhi).max(lo);
+                        }
+                        (lo, hi)
+                    })
+                    .unzip()
+            })
+            .unzip()
+    }
+
+    /// Starting points: the init's, and for restarts spread by N(0, 1) in every free
+    /// scale-free coordinate (a factor of e^N(0,1) on positive values, N(0, sd(y)) on the mean).
+    /// GP m draws from its own ChaCha8 stream (seed, stream first_member + m), restart r taking
+    /// the r-th P draws, so a GP's restarts do not depend on which other GPs share the batch (a
+    /// batch split into chunks fits exactly as a whole).
+    fn starts(
+        &self,
+        layout: Layout,
+        init: &Hyperparameters,
+        maps: &[Vec<Map>],
+        lower: &[Vec<f64>],
+        upper: &[Vec<f64>],
+        gp: &[usize],
+    ) -> Vec<Vec<f64>> {
+        let b = self.data.batch_size();
+        let p = layout.len();
+        (0..gp.len())
+            .map(|e| {
+                let spread: Vec<f64> = if e >= b {
+                    let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
+                    rng.set_stream(self.first_member + gp[e] as u64);
+                    let draws: Vec<f64> = (0..(e / b) * p).map(|_| StandardNormal.sample(&mut rng)).collect();
+                    draws[draws.len() - p..].to_vec()
+                } else {
+                    vec![0.0; p]
+                };
+                (0..p)
+                    .map(|c| {
+                        let (t, k) = layout.coordinate(c);
+                        let mut u = maps[e][c].u(init.get(t, gp[e], k));
+                        if maps[e][c].free() {
+                            u += spread[c];
+                        }
+                        u.clamp(lower[e][c], upper[e][c])
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    /// Keeps the best run per GP and reports it in the data's units: one evaluation (without
+    /// gradient) at the kept points gives mll, log prior, status and jitter.
+    fn fold(
+        &self,
+        objective: &mut ExactObjective,
+        states: &[Box<dyn MemberOptimizer>],
+        degeneracy: &[Option<Degeneracy>],
+        rounds: usize,
+    ) -> Result<FitResult> {
+        let (b, d) = (self.data.batch_size(), self.data.n_dims());
+        let nan = f64::NAN;
+        let mut res = FitResult {
+            hyperparameters: Hyperparameters::broadcast(b, &vec![nan; d], nan, nan, nan).with_kernel(self.kernel),
+            mll: Array1::from_elem(b, nan),
+            log_prior: Array1::from_elem(b, nan),
+            objective: Array1::from_elem(b, nan),
+            status: vec![Status::Failed; b],
+            reason: vec![Termination::Failed; b],
+            degeneracy: degeneracy.to_vec(),
+            jitter: Array1::zeros(b),
+            iterations: Array1::zeros(b),
+            rounds,
+            restart: Array1::zeros(b),
+        };
+        if let Some(a) = res.hyperparameters.alpha.as_mut() {
+            a.fill(nan);
+        }
+        let mut kept = Vec::new();
+        for m in 0..b {
+            let runs = (0..=self.model.restarts).map(|r| m + r * b);
+            if self.data.n_observed(m) == 0 {
+                res.status[m] = Status::Empty;
+                res.reason[m] = Termination::NoData;
+                continue;
+            }
+            let best = runs
+                .filter(|&e| states[e].termination() != Some(Termination::Failed) && states[e].point().1.is_finite())
+                .min_by(|&x, &y| states[x].point().1.total_cmp(&states[y].point().1));
+            match best {
+                Some(e) => kept.push((m, e)),
+                None => res.reason[m] = Termination::Failed,
+            }
+        }
+        let members: Vec<usize> = kept.iter().map(|&(_, e)| e).collect();
+        let points: Vec<&[f64]> = members.iter().map(|&e| states[e].point().0).collect();
+        let report = objective.report(&members, &points)?;
+        for (&(m, e), r) in kept.iter().zip(report) {
+            let theta = objective.theta(e, states[e].point().0);
+            objective.layout.write(&mut res.hyperparameters, m, &theta);
+            let reason = states[e].termination().unwrap_or(Termination::Failed);
+            res.reason[m] = reason;
+            res.iterations[m] = states[e].iterations();
+            res.restart[m] = e / b;
+            res.jitter[m] = r.jitter;
+            res.status[m] = reason.final_status(r.status, degeneracy[m].is_some());
+            if res.status[m] != Status::Failed {
+                res.mll[m] = r.mll;
+                res.log_prior[m] = r.log_prior;
+                res.objective[m] = r.mll + r.log_prior;
+            }
+        }
+        Ok(res)
     }
 }

@@ -1,5 +1,6 @@
-//! Fitting batched SVGPs (docs/design.md section 11): the SVGP as a [`BatchObjective`], run by
-//! the same batched Adam and L-BFGS as the exact GP, with mini-batches of each member's data.
+//! Fitting batched SVGPs (docs/design.md section 11): the SVGP as a [`Model`] of [`FitRequest`]
+//! (its own options, start and result) and a [`BatchObjective`], run by the same batched Adam and
+//! L-BFGS as the exact GP, with mini-batches of each member's data.
 //!
 //! # Coordinates
 //! The hyperparameters use the exact GP's scale-free maps (`exact::Units`: log lengthscale in
@@ -19,14 +20,15 @@
 use super::driver::{self, MemberOptimizer};
 use super::exact::Units;
 use super::objective::{BatchObjective, MemberEval};
+use super::request::{FitRequest, Model, Svgp, SvgpOptions};
 use super::transform::Map;
-use super::{Adam, AdamState, FitObserver, Lbfgs, LbfgsState, NotRun, Optimizer, Termination, ALPHA_MAX};
-use crate::backend::{self, Backend, BackendChoice};
-use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
+use super::{Optimizer, Termination, ALPHA_MAX};
+use crate::backend::{Backend, BackendChoice};
+use crate::data::{Dataset, Hyperparameters, Inputs, Status};
 use crate::error::{Error, Result};
 use crate::kernel::Kernel;
 use crate::layout::{SvgpEntry, SvgpLayout, Target};
-use crate::prior::{Priors, ResolvedPriors};
+use crate::prior::ResolvedPriors;
 use crate::svgp::{init_inducing, ElboOptions, SvgpParams};
 use ndarray::{Array1, Array2, Array3, Axis};
 use rand::{Rng, SeedableRng};
@@ -55,186 +57,71 @@ pub struct SvgpFitResult {
     pub loss: Array2<f64>,
 }
 
-/// A batched SVGP fit.
-///
-/// # Parameters
-/// | name         | default                      | purpose |
-/// |--------------|------------------------------|---------|
-/// | kernel       | rbf                          | the covariance kernel |
-/// | num_inducing | min(N, 64)                   | M, inducing points per member (without `init`) |
-/// | init         | k-means++ Z, q = N(0, I), the exact GP's data-driven hyperparameters | starting parameters |
-/// | priors       | none                         | MAP priors on the hyperparameters |
-/// | fix          | nothing                      | hyperparameter kinds held at their start; [`SvgpFitRequest::fix_inducing`] holds Z |
-/// | optimizer    | Adam                         | Adam (the SVGP notebook's) or L-BFGS (full batch only) |
-/// | steps        | 1000                         | iterations per member |
-/// | learning_rate| 0.05                         | Adam's step |
-/// | batch_size   | none (full data)             | mini-batch size S per member (Adam only) |
-/// | gtol, ftol   | 1e-6, 1e-12                  | convergence tests, as for exact fits |
-/// | seed         | 0                            | k-means++ and mini-batches |
-pub struct SvgpFitRequest<'a> {
-    data: &'a Dataset,
-    kernel: Kernel,
-    num_inducing: Option<usize>,
-    init: Option<SvgpParams>,
-    priors: Priors,
-    fixed: Vec<Target>,
-    fix_inducing: bool,
-    optimizer: Optimizer,
-    steps: usize,
-    learning_rate: f64,
-    batch_size: Option<usize>,
-    gtol: f64,
-    ftol: f64,
-    seed: u64,
-    first_member: u64,
-    choice: BackendChoice,
-    backend: Option<&'a dyn Backend>,
-    precision: Precision,
-    observer: Option<&'a mut dyn FitObserver>,
-}
-
-impl<'a> SvgpFitRequest<'a> {
-    pub fn new(data: &'a Dataset) -> Self {
-        SvgpFitRequest {
-            data,
-            kernel: Kernel::Rbf,
-            num_inducing: None,
-            init: None,
-            priors: Priors::none(),
-            fixed: Vec::new(),
-            fix_inducing: false,
-            optimizer: Optimizer::Adam,
-            steps: 1000,
-            learning_rate: 0.05,
-            batch_size: None,
-            gtol: 1e-6,
-            ftol: 1e-12,
-            seed: 0,
-            first_member: 0,
-            choice: BackendChoice::Auto,
-            backend: None,
-            precision: Precision::F64,
-            observer: None,
-        }
+impl Model for Svgp {
+    type Options = SvgpOptions;
+    type Fitted = SvgpFitResult;
+    fn defaults() -> (SvgpOptions, Optimizer, f64) {
+        (SvgpOptions::default(), Optimizer::Adam, 0.05)
     }
-    pub fn kernel(mut self, kernel: Kernel) -> Self {
-        self.kernel = kernel;
-        self
-    }
-    pub fn num_inducing(mut self, m: usize) -> Self {
-        self.num_inducing = Some(m);
-        self
-    }
-    pub fn init(mut self, params: &SvgpParams) -> Self {
-        self.init = Some(params.clone());
-        self
-    }
-    pub fn priors(mut self, priors: &Priors) -> Self {
-        self.priors = priors.clone();
-        self
-    }
-    /// Holds one kind of hyperparameter at its starting value.
-    pub fn fix(mut self, target: Target) -> Self {
-        self.fixed.push(target);
-        self
-    }
-    /// Holds the inducing inputs Z at their starting values.
-    pub fn fix_inducing(mut self, on: bool) -> Self {
-        self.fix_inducing = on;
-        self
-    }
-    pub fn optimizer(mut self, o: Optimizer) -> Self {
-        self.optimizer = o;
-        self
-    }
-    pub fn steps(mut self, t: usize) -> Self {
-        self.steps = t;
-        self
-    }
-    pub fn learning_rate(mut self, lr: f64) -> Self {
-        self.learning_rate = lr;
-        self
-    }
-    pub fn batch_size(mut self, s: usize) -> Self {
-        self.batch_size = Some(s);
-        self
-    }
-    pub fn tolerances(mut self, gtol: f64, ftol: f64) -> Self {
-        self.gtol = gtol;
-        self.ftol = ftol;
-        self
-    }
-    pub fn seed(mut self, seed: u64) -> Self {
-        self.seed = seed;
-        self
-    }
-    /// The index of this batch's first member in a larger batch split into chunks (k-means++
-    /// and mini-batch streams then match the whole batch's).
-    pub fn first_member(mut self, index: u64) -> Self {
-        self.first_member = index;
-        self
-    }
-    pub fn backend(mut self, choice: BackendChoice) -> Self {
-        self.choice = choice;
-        self
-    }
-    pub fn on(mut self, be: &'a dyn Backend) -> Self {
-        self.backend = Some(be);
-        self
-    }
-    pub fn precision(mut self, p: Precision) -> Self {
-        self.precision = p;
-        self
-    }
-    pub fn observer(mut self, o: &'a mut dyn FitObserver) -> Self {
-        self.observer = Some(o);
-        self
-    }
-
-    fn check_options(&self) -> Result<()> {
-        super::check_steps(self.gtol, self.ftol, self.learning_rate)?;
-        if self.batch_size == Some(0) {
+    fn check(req: &FitRequest<'_, Svgp>) -> Result<()> {
+        let o = &req.model;
+        if o.batch_size == Some(0) {
             return Err(Error::option("batch_size", "must be >= 1"));
         }
-        if self.batch_size.is_some() && self.optimizer == Optimizer::Lbfgs {
+        if o.batch_size.is_some() && req.optimizer == Optimizer::Lbfgs {
             return Err(Error::option(
                 "batch_size",
                 "mini-batches need the adam optimizer (L-BFGS assumes a deterministic objective)",
             ));
         }
-        if self.num_inducing == Some(0) {
+        if o.num_inducing == Some(0) {
             return Err(Error::option("inducing", "must be >= 1"));
         }
-        if self.fixed.contains(&Target::Alpha) && !self.kernel.has_alpha() {
-            return Err(Error::option("fix", format!("alpha is not a hyperparameter of the {} kernel", self.kernel)));
-        }
-        if self.priors.alpha.is_some() && !self.kernel.has_alpha() {
-            return Err(Error::InvalidPrior {
-                target: "alpha".into(),
-                reason: format!("the {} kernel has no alpha", self.kernel),
-            });
-        }
         Ok(())
+    }
+    /// SVGP work runs where [`crate::svgp::backend_choice`] says (`Auto` is the CPU).
+    fn backend_choice(choice: BackendChoice) -> BackendChoice {
+        crate::svgp::backend_choice(choice)
+    }
+    fn run(req: FitRequest<'_, Svgp>) -> Result<SvgpFitResult> {
+        req.run_svgp()
+    }
+}
+
+/// The SVGP's own options and its fit.
+impl FitRequest<'_, Svgp> {
+    pub fn num_inducing(mut self, m: usize) -> Self {
+        self.model.num_inducing = Some(m);
+        self
+    }
+    pub fn init(mut self, params: &SvgpParams) -> Self {
+        self.model.init = Some(params.clone());
+        self
+    }
+    /// Holds the inducing inputs Z at their starting values.
+    pub fn fix_inducing(mut self, on: bool) -> Self {
+        self.model.fix_inducing = on;
+        self
+    }
+    /// Mini-batches of S points per member (Adam only).
+    pub fn batch_size(mut self, s: usize) -> Self {
+        self.model.batch_size = Some(s);
+        self
     }
 
     /// The starting parameters: `init`, or k-means++ Z, q = N(0, I) and the exact GP's start.
     fn start(&self) -> Result<SvgpParams> {
         let (b, n, d) = (self.data.batch_size(), self.data.n_points(), self.data.n_dims());
-        match &self.init {
+        match &self.model.init {
             Some(p) => {
-                if p.kernel() != self.kernel {
-                    return Err(Error::option(
-                        "init",
-                        format!("holds {} parameters for a fit of the {} kernel", p.kernel(), self.kernel),
-                    ));
-                }
+                self.check_init_kernel("parameters", p.kernel())?;
                 p.validate(b, d)?;
                 Ok(p.clone())
             }
             None => {
-                let m = self.num_inducing.unwrap_or(n.min(64)).max(1);
+                let m = self.model.num_inducing.unwrap_or(n.min(64)).max(1);
                 let z = init_inducing(self.data, m, self.seed, self.first_member);
-                let hyp = super::FitRequest::default_init(self.data).with_kernel(self.kernel);
+                let hyp = FitRequest::default_init(self.data).with_kernel(self.kernel);
                 Ok(SvgpParams::whitened_prior(z, hyp))
             }
         }
@@ -244,8 +131,7 @@ impl<'a> SvgpFitRequest<'a> {
     ///
     /// # Errors
     /// Invalid init, priors or options; an unavailable backend; [`Error::Interrupted`].
-    pub fn run(mut self) -> Result<SvgpFitResult> {
-        self.check_options()?;
+    fn run_svgp(mut self) -> Result<SvgpFitResult> {
         let data = self.data;
         let (b, d) = (data.batch_size(), data.n_dims());
         let start = self.start()?;
@@ -256,16 +142,13 @@ impl<'a> SvgpFitRequest<'a> {
             priors.hold(t, |_| self.fixed.contains(&t));
         }
         let mut owned = None;
-        let be = backend::given_or_select(self.backend, crate::svgp::backend_choice(self.choice), &mut owned)?;
+        let be = self.backend_in(&mut owned)?;
         let units = Units::of(data);
         let maps: Vec<Vec<Map>> = (0..b).map(|e| self.maps(layout, &start, &priors, &units, e)).collect();
         let mut states: Vec<Box<dyn MemberOptimizer>> = (0..b)
-            .map(|e| -> Box<dyn MemberOptimizer> {
+            .map(|e| {
                 let u: Vec<f64> = (0..layout.len()).map(|c| maps[e][c].u(read(&start, layout.entry(c), e))).collect();
-                if data.n_observed(e) == 0 {
-                    return Box::new(NotRun(u));
-                }
-                let free: Vec<bool> = maps[e].iter().map(|m| m.free()).collect();
+                let free = maps[e].iter().map(|m| m.free()).collect();
                 let lower = vec![f64::NEG_INFINITY; layout.len()];
                 let upper: Vec<f64> = (0..layout.len())
                     .map(|c| match (layout.entry(c), maps[e][c]) {
@@ -273,19 +156,7 @@ impl<'a> SvgpFitRequest<'a> {
                         _ => f64::INFINITY,
                     })
                     .collect();
-                match self.optimizer {
-                    Optimizer::Lbfgs => Box::new(Lbfgs {
-                        state: LbfgsState::new(u, free, 10).with_bounds(lower, upper),
-                        gtol: self.gtol,
-                        ftol: self.ftol,
-                        max_iter: self.steps,
-                    }),
-                    Optimizer::Adam => Box::new(Adam {
-                        state: AdamState::new(u, free, self.learning_rate).with_bounds(lower, upper),
-                        gtol: self.gtol,
-                        max_iter: self.steps,
-                    }),
-                }
+                self.member_optimizer(u, data.n_observed(e) > 0, free, lower, upper)
             })
             .collect();
         let mut objective = SvgpObjective {
@@ -297,7 +168,7 @@ impl<'a> SvgpFitRequest<'a> {
             priors,
             current: start,
             opts: ElboOptions::new(self.precision),
-            batch_size: self.batch_size,
+            batch_size: self.model.batch_size,
             rngs: (0..b)
                 .map(|e| {
                     let mut r = ChaCha8Rng::seed_from_u64(self.seed ^ 0x5eed_ba7c);
@@ -349,7 +220,7 @@ impl<'a> SvgpFitRequest<'a> {
                     }
                 }
                 SvgpEntry::Z(j, k) => {
-                    if self.fix_inducing {
+                    if self.model.fix_inducing {
                         Map::Fixed { value: start.z[[e, j, k]] }
                     } else {
                         let mean = self.data.observed(e).iter().map(|&i| self.data.x().member(e)[[i, k]]).sum::<f64>()
@@ -539,12 +410,7 @@ impl SvgpObjective<'_> {
             let reason = state.termination().unwrap_or(Termination::Failed);
             res.reason[e] = reason;
             res.iterations[e] = state.iterations();
-            res.status[e] = match (r.status[e], reason) {
-                (Status::Empty, _) | (_, Termination::NoData) => Status::Empty,
-                (Status::Failed, _) | (_, Termination::Failed) => Status::Failed,
-                (_, Termination::IterationLimit | Termination::LineSearchStalled) => Status::MaxIter,
-                (st, _) => st,
-            };
+            res.status[e] = reason.final_status(r.status[e], false);
             if res.status[e] == Status::Failed || res.status[e] == Status::Empty {
                 for t in Target::ALL {
                     for k in 0..self.layout.hyp.width(t) {

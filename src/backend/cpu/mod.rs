@@ -21,74 +21,48 @@
 
 mod cholesky;
 mod gram;
+pub mod memory;
 mod mll;
 mod predict;
+pub(crate) mod sample;
 mod small;
 mod svgp;
-#[macro_use]
-pub(crate) mod simd;
+pub(crate) use crate::numeric::simd;
+pub(crate) use crate::numeric::Real;
 
 pub(crate) use cholesky::factor_with_jitter;
 
-use super::{
-    memory, Backend, CholeskyBatch, JitterPolicy, MllBatch, MllGradient, MllOptions, PredictOptions, Prediction,
-};
+use super::{Backend, CholeskyBatch, JitterPolicy, MllBatch, MllGradient, MllOptions, PredictOptions, Prediction};
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
-use crate::svgp::{ElboBatch, ElboOptions, SvgpParams};
+use crate::svgp::params::{ElboBatch, ElboOptions, SvgpParams};
 use faer::dyn_stack::{MemBuffer, MemStack, StackReq};
 use faer::Par;
 use ndarray::{Array2, Array3, Axis};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
-/// Arithmetic type of the CPU kernels: f64 or f32.
-pub(crate) trait Float: faer::traits::RealField + Copy + Send + Sync + 'static {
-    fn from_f64(v: f64) -> Self;
-    fn to_f64(self) -> f64;
-    fn is_finite(self) -> bool;
-    fn sqrt(self) -> Self;
-    /// exp over a slice, vectorised (see `simd`).
-    fn exp_slice(v: &mut [Self]);
+/// Arithmetic type of the CPU kernels (f64 or f32, [`Real`]) with this thread's workspace.
+pub(crate) trait Float: Real {
     /// Runs `f` with this thread's workspace for this type.
     fn with_workspace<R>(f: impl FnOnce(&mut Workspace<Self>) -> R) -> R;
 }
 
 macro_rules! impl_float {
-    ($t:ty, $tls:ident, $exp_slice:path) => {
+    ($t:ty, $tls:ident) => {
         thread_local! {
             static $tls: RefCell<Workspace<$t>> = RefCell::new(Workspace::default());
         }
         impl Float for $t {
-            #[inline(always)]
-            fn from_f64(v: f64) -> Self {
-                v as $t
-            }
-            #[inline(always)]
-            fn to_f64(self) -> f64 {
-                self as f64
-            }
-            #[inline(always)]
-            fn sqrt(self) -> Self {
-                <$t>::sqrt(self)
-            }
-            #[inline(always)]
-            fn is_finite(self) -> bool {
-                <$t>::is_finite(self)
-            }
-            #[inline(always)]
-            fn exp_slice(v: &mut [Self]) {
-                $exp_slice(v)
-            }
             fn with_workspace<R>(f: impl FnOnce(&mut Workspace<Self>) -> R) -> R {
                 $tls.with(|w| f(&mut w.borrow_mut()))
             }
         }
     };
 }
-impl_float!(f64, WORKSPACE_F64, simd::exp_slice_f64);
-impl_float!(f32, WORKSPACE_F32, simd::exp_slice_f32);
+impl_float!(f64, WORKSPACE_F64);
+impl_float!(f32, WORKSPACE_F32);
 
 /// Scratch memory of one thread, reused across members and calls.
 pub(crate) struct Workspace<T> {
@@ -200,7 +174,7 @@ pub(crate) fn small_scratch(n: usize) -> usize {
 const KEEP_BYTES: usize = 256 << 20;
 
 fn out_of_memory(n: usize, bytes: usize) -> Error {
-    Error::OutOfMemory { n, needed: bytes as u64, budget: crate::backend::memory::available().unwrap_or(0) }
+    Error::OutOfMemory { n, needed: bytes as u64, budget: memory::available().unwrap_or(0) }
 }
 
 /// Grows `v` to `len` entries without aborting when the allocation fails.
@@ -320,6 +294,10 @@ impl Backend for CpuBackend {
 
     fn describe(&self) -> String {
         format!("cpu (rayon, {} threads, faer)", rayon::current_num_threads())
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
     }
 
     fn gram(&self, data: &Dataset, hyp: &Hyperparameters, precision: Precision) -> Result<Array3<f64>> {

@@ -4,10 +4,10 @@
 //! V = L^-1 K*: mean = m + K*^T alpha, var f = s - colsum(V^2), cov f = K** - V^T V.
 
 use super::gram::{fill_cross, fill_kf, load_member, scale_points, Cov};
+use super::memory;
 use super::simd::dot;
 use super::{cholesky::factor_with_jitter, for_members, schedule, Float, Workspace};
 use crate::backend::member::{precheck, MemberView};
-use crate::backend::memory;
 use crate::backend::{JitterPolicy, PredictOptions, Prediction};
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
 use crate::error::Result;

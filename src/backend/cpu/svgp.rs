@@ -26,7 +26,7 @@ use crate::data::{Dataset, Inputs, Precision, Status};
 use crate::error::Result;
 use crate::kernel::Kernel;
 use crate::layout::{Layout, Target};
-use crate::svgp::{ElboBatch, ElboOptions, SvgpGradient, SvgpParams};
+use crate::svgp::params::{ElboBatch, ElboOptions, SvgpGradient, SvgpParams};
 use faer::linalg::matmul::matmul;
 use faer::linalg::triangular_solve::{solve_lower_triangular_in_place, solve_upper_triangular_in_place};
 use faer::{Accum, MatMut, MatRef, Par};

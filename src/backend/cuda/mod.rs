@@ -57,7 +57,7 @@ pub use launch::emulation;
 use super::{Backend, CholeskyBatch, JitterPolicy, MllBatch, MllOptions, PredictOptions, Prediction};
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision};
 use crate::error::{Error, Result};
-use crate::svgp::{ElboBatch, ElboOptions, SvgpParams};
+use crate::svgp::params::{ElboBatch, ElboOptions, SvgpParams};
 use device::{guarded, Device};
 use ndarray::Array3;
 use std::sync::Mutex;
@@ -118,6 +118,10 @@ impl Backend for CudaBackend {
 
     fn describe(&self) -> String {
         self.desc.clone()
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
     }
 
     fn gram(&self, data: &Dataset, hyp: &Hyperparameters, precision: Precision) -> Result<Array3<f64>> {

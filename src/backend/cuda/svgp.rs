@@ -18,7 +18,7 @@ use crate::backend::{MllGradient, PredictOptions};
 use crate::data::{Dataset, Inputs, Status};
 use crate::error::Result;
 use crate::layout::Layout;
-use crate::svgp::{ElboBatch, ElboOptions, SvgpGradient, SvgpParams};
+use crate::svgp::params::{ElboBatch, ElboOptions, SvgpGradient, SvgpParams};
 use cudarc::driver::PushKernelArg;
 use ndarray::{Array1, Array2, Array3, ArrayView2, Axis};
 use rayon::prelude::*;

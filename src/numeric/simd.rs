@@ -22,18 +22,18 @@ pub(crate) fn avx2() -> bool {
 /// Defines `$name` (dispatching) from `$body` (an `#[inline(always)]` generic function): on
 /// x86-64 with AVX2 it runs a copy of the body compiled for AVX2.
 macro_rules! dispatch_avx2 {
-    ($(#[$m:meta])* $vis:vis fn $name:ident<T: Float>($($arg:ident: $ty:ty),*) $(-> $ret:ty)? => $body:ident) => {
+    ($(#[$m:meta])* $vis:vis fn $name:ident<T: $bound:ident>($($arg:ident: $ty:ty),*) $(-> $ret:ty)? => $body:ident) => {
         $(#[$m])*
         #[allow(clippy::too_many_arguments)]
-        $vis fn $name<T: Float>($($arg: $ty),*) $(-> $ret)? {
+        $vis fn $name<T: $bound>($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[allow(clippy::too_many_arguments)]
                 #[target_feature(enable = "avx2")]
-                unsafe fn with_avx2<T: Float>($($arg: $ty),*) $(-> $ret)? {
+                unsafe fn with_avx2<T: $bound>($($arg: $ty),*) $(-> $ret)? {
                     $body::<T>($($arg),*)
                 }
-                if $crate::backend::cpu::simd::avx2() {
+                if $crate::numeric::simd::avx2() {
                     // SAFETY: AVX2 was detected on this CPU just above.
                     return unsafe { with_avx2::<T>($($arg),*) };
                 }
@@ -44,7 +44,7 @@ macro_rules! dispatch_avx2 {
 }
 pub(crate) use dispatch_avx2;
 
-use super::Float;
+use super::Real;
 
 /// 1.5 * 2^52 and 1.5 * 2^23: adding one rounds to an integer (ties to even) held in the low
 /// mantissa bits.
@@ -55,7 +55,7 @@ const MAGIC_F32: f32 = 12_582_912.0;
 /// degree-12 Taylor polynomial in r (f64; error below 2e-16 relative) or degree 7 (f32),
 /// and 2^n built from its bits. Arguments below the smallest normal result give 0.
 #[inline(always)]
-pub(crate) fn exp_in_place<T: Float>(v: &mut [T]) {
+pub(crate) fn exp_in_place<T: Real>(v: &mut [T]) {
     T::exp_slice(v)
 }
 
@@ -124,7 +124,7 @@ pub(crate) fn exp_slice_f32(v: &mut [f32]) {
 
 /// out[i] += (a[i] - c)^2 for every i.
 #[inline(always)]
-pub(crate) fn add_sq_diff<T: Float>(out: &mut [T], a: &[T], c: T) {
+pub(crate) fn add_sq_diff<T: Real>(out: &mut [T], a: &[T], c: T) {
     for (o, x) in out.iter_mut().zip(a) {
         let t = *x - c;
         *o += t * t;
@@ -133,7 +133,7 @@ pub(crate) fn add_sq_diff<T: Float>(out: &mut [T], a: &[T], c: T) {
 
 /// sum_i w[i], four partial sums.
 #[inline(always)]
-pub(crate) fn sum<T: Float>(w: &[T]) -> T {
+pub(crate) fn sum<T: Real>(w: &[T]) -> T {
     let zero = T::from_f64(0.0);
     let mut acc = [zero; 4];
     let chunks = w.chunks_exact(4);
@@ -152,7 +152,7 @@ pub(crate) fn sum<T: Float>(w: &[T]) -> T {
 
 /// sum_i w[i] (a[i] - c)^2, four partial sums.
 #[inline(always)]
-pub(crate) fn weighted_sq_diff<T: Float>(w: &[T], a: &[T], c: T) -> T {
+pub(crate) fn weighted_sq_diff<T: Real>(w: &[T], a: &[T], c: T) -> T {
     let zero = T::from_f64(0.0);
     let mut acc = [zero; 4];
     let n = w.len();
@@ -173,7 +173,7 @@ pub(crate) fn weighted_sq_diff<T: Float>(w: &[T], a: &[T], c: T) -> T {
 
 /// sum_i a[i] b[i], four partial sums.
 #[inline(always)]
-pub(crate) fn dot<T: Float>(a: &[T], b: &[T]) -> T {
+pub(crate) fn dot<T: Real>(a: &[T], b: &[T]) -> T {
     let zero = T::from_f64(0.0);
     let mut acc = [zero; 4];
     let n = a.len().min(b.len());

@@ -56,21 +56,7 @@ pub fn parse_bytes(s: &str) -> Result<u64> {
     Ok(bytes as u64)
 }
 
-/// A byte count for people: `1.5 GiB`.
-pub fn format_bytes(b: u64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
-    let mut v = b as f64;
-    let mut i = 0;
-    while v >= 1024.0 && i + 1 < units.len() {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", units[i])
-    }
-}
+pub use crate::error::format_bytes;
 
 /// Requests that need less than this with every thread busy run without asking the system
 /// what is available (reading /proc costs more than a small evaluation).
@@ -112,7 +98,7 @@ pub(crate) fn cpu_mll_bytes(n: usize, d: usize, kernel: Kernel, precision: Preci
         (true, Kernel::Rq) => 2,
         (true, _) => 1,
     };
-    let small = crate::backend::cpu::small_scratch(n as usize) as u64;
+    let small = super::small_scratch(n as usize) as u64;
     size_of(precision).saturating_mul(n * d + 4 * n + small + sq.saturating_mul(4 + weights))
 }
 

@@ -1,0 +1,309 @@
+//! The one fit request of every model: [`FitRequest`], generic over the [`Model`] it fits (the
+//! exact GP by default, [`Svgp`] for the sparse variational GP), with the options every fit
+//! shares, their setters and their checks written once; a model adds its own options (`init`,
+//! restarts, inducing points, ...) and its run (`exact.rs`, `svgp.rs`).
+
+use super::adam::{Adam, AdamState};
+use super::driver::MemberOptimizer;
+use super::lbfgs::{Lbfgs, LbfgsState};
+use super::{check_steps, FitObserver, NotRun, Optimizer};
+use crate::backend::{self, Backend, BackendChoice};
+use crate::data::{Dataset, Hyperparameters, Precision};
+use crate::error::{Error, Result};
+use crate::kernel::Kernel;
+use crate::prior::{Priors, Target};
+use crate::svgp::SvgpParams;
+
+/// A model that [`FitRequest`] fits: its own options, what its fit returns, its defaults, its
+/// own checks and its run. Implemented by [`Exact`] and [`Svgp`]; a third model implements it
+/// in its own module (docs/design.md, "Adding a model").
+pub trait Model: Sized {
+    /// The model's own options (its init, restarts, inducing points, ...).
+    type Options;
+    /// What its fit returns.
+    type Fitted;
+    /// The model's default options, optimiser and learning rate.
+    fn defaults() -> (Self::Options, Optimizer, f64);
+    /// Checks the model's own options; Err names the option.
+    fn check(req: &FitRequest<'_, Self>) -> Result<()>;
+    /// Targets the model holds fixed beyond the request's `fix` (for the alpha check).
+    fn fixed(_req: &FitRequest<'_, Self>) -> Vec<Target> {
+        Vec::new()
+    }
+    /// The backend a choice means for this model (the exact GP: as chosen).
+    fn backend_choice(choice: BackendChoice) -> BackendChoice {
+        choice
+    }
+    /// Runs the fit (options already checked).
+    fn run(req: FitRequest<'_, Self>) -> Result<Self::Fitted>;
+}
+
+/// The exact GP (docs/design.md sections 1 to 5): the default model of a [`FitRequest`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Exact;
+
+/// The sparse variational GP (docs/design.md section 11).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Svgp;
+
+/// The exact GP's own options.
+#[derive(Debug, Clone, Default)]
+pub struct ExactOptions {
+    pub(super) init: Option<Hyperparameters>,
+    pub(super) fixed_members: Vec<(Target, usize)>,
+    pub(super) restarts: usize,
+    pub(super) standardize: bool,
+    pub(super) bounds: Option<(f64, f64)>,
+    pub(super) max_memory: Option<u64>,
+}
+
+/// The SVGP's own options.
+#[derive(Debug, Clone, Default)]
+pub struct SvgpOptions {
+    pub(super) num_inducing: Option<usize>,
+    pub(super) init: Option<SvgpParams>,
+    pub(super) fix_inducing: bool,
+    pub(super) batch_size: Option<usize>,
+}
+
+/// A batched fit of a [`Model`] (the exact GP unless said otherwise).
+///
+/// # Parameters every model shares
+/// | name        | default                 | purpose                                                  | range |
+/// |-------------|-------------------------|----------------------------------------------------------|-------|
+/// | kernel      | rbf                     | the covariance kernel ([`Kernel`]); an `init` must be of the same kernel |  |
+/// | priors      | none                    | MAP priors ([`Priors`]); uniform ones are hard bounds    |       |
+/// | fix         | nothing                 | hyperparameter kinds held at their initial value         |       |
+/// | optimizer   | L-BFGS (exact), Adam (SVGP) | [`Optimizer`]                                        |       |
+/// | max_iter, steps | 1000                | iterations per member (two names, one option)            | >= 0  |
+/// | gtol        | 1e-6                    | stop when the max abs projected gradient in the optimiser's scale-free coordinates is below | > 0 |
+/// | ftol        | 1e-12                   | stop when the relative decrease of the objective is below | >= 0 |
+/// | learning_rate | 0.1 (exact), 0.05 (SVGP) | Adam's step                                           | > 0   |
+/// | seed        | 0                       | restarts' spread, k-means++, mini-batches (one random stream per GP) |  |
+/// | first_member | 0                      | index of the first GP in a larger batch split into chunks |       |
+/// | backend     | auto                    | where to compute                                         |       |
+/// | precision   | f64                     | arithmetic inside the backend                            |       |
+///
+/// # The exact GP's own ([`FitRequest::new`])
+/// | name        | default                 | purpose                                                  | range |
+/// |-------------|-------------------------|----------------------------------------------------------|-------|
+/// | init        | data-driven (see below) | starting hyperparameters (B members)                     | valid hyperparameters |
+/// | fix_member  | nothing                 | a hyperparameter held for one member                     |       |
+/// | restarts    | 0                       | extra starts per GP from spread points; best kept        | >= 0  |
+/// | standardize | false                   | kept for compatibility: every fit runs on y standardised per member, with results in the data's units |       |
+/// | bounds      | none                    | box (low, high) on positive hyperparameters, as scikit-learn's; L-BFGS then runs as L-BFGS-B on a boxed problem | 0 < low < high |
+/// | max_memory  | the memory available    | budget in bytes: members run in chunks that fit it        | >= 1  |
+///
+/// The data-driven start (docs/design.md section 7): lengthscale = std of x per dimension,
+/// outputscale = var(y), noise = var(y) / 10, mean = mean(y), per member (for rq, alpha = 1); a
+/// start outside a uniform prior's interval is moved inside it. The fit does not depend on the
+/// data's units (docs/design.md section 14): see the `exact` module.
+///
+/// # The SVGP's own ([`SvgpFitRequest::new`])
+/// | name         | default                      | purpose |
+/// |--------------|------------------------------|---------|
+/// | num_inducing | min(N, 64)                   | M, inducing points per member (without `init`) |
+/// | init         | k-means++ Z, q = N(0, I), the exact GP's data-driven hyperparameters | starting parameters |
+/// | fix_inducing | false                        | holds Z at its start |
+/// | batch_size   | none (full data)             | mini-batch size S per member (Adam only) |
+pub struct FitRequest<'a, M: Model = Exact> {
+    pub(super) data: &'a Dataset,
+    pub(super) kernel: Kernel,
+    pub(super) priors: Priors,
+    pub(super) fixed: Vec<Target>,
+    pub(super) optimizer: Optimizer,
+    pub(super) max_iter: usize,
+    pub(super) gtol: f64,
+    pub(super) ftol: f64,
+    pub(super) learning_rate: f64,
+    pub(super) seed: u64,
+    pub(super) first_member: u64,
+    pub(super) choice: BackendChoice,
+    pub(super) backend: Option<&'a dyn Backend>,
+    pub(super) precision: Precision,
+    pub(super) observer: Option<&'a mut dyn FitObserver>,
+    pub(super) model: M::Options,
+}
+
+/// The SVGP's fit request: `SvgpFitRequest::new(&data)` is a [`FitRequest`] of [`Svgp`].
+pub struct SvgpFitRequest;
+
+impl SvgpFitRequest {
+    /// An SVGP fit of every member of `data`, with the defaults of [`FitRequest`]'s tables.
+    #[allow(clippy::new_ret_no_self)]
+    pub fn new(data: &Dataset) -> FitRequest<'_, Svgp> {
+        FitRequest::of(data)
+    }
+}
+
+impl<'a> FitRequest<'a, Exact> {
+    /// An exact fit of every member of `data`, with the defaults of the tables above.
+    pub fn new(data: &'a Dataset) -> Self {
+        FitRequest::of(data)
+    }
+}
+
+impl<'a, M: Model> FitRequest<'a, M> {
+    /// A fit of model M of every member of `data`, with M's defaults.
+    pub fn of(data: &'a Dataset) -> Self {
+        let (model, optimizer, learning_rate) = M::defaults();
+        FitRequest {
+            data,
+            kernel: Kernel::Rbf,
+            priors: Priors::none(),
+            fixed: Vec::new(),
+            optimizer,
+            max_iter: 1000,
+            gtol: 1e-6,
+            ftol: 1e-12,
+            learning_rate,
+            seed: 0,
+            first_member: 0,
+            choice: BackendChoice::Auto,
+            backend: None,
+            precision: Precision::F64,
+            observer: None,
+            model,
+        }
+    }
+    /// The covariance kernel (an `init` must be of the same kernel).
+    pub fn kernel(mut self, kernel: Kernel) -> Self {
+        self.kernel = kernel;
+        self
+    }
+    pub fn priors(mut self, priors: &Priors) -> Self {
+        self.priors = priors.clone();
+        self
+    }
+    /// Holds one kind of hyperparameter at its initial value for every member.
+    pub fn fix(mut self, target: Target) -> Self {
+        self.fixed.push(target);
+        self
+    }
+    pub fn optimizer(mut self, o: Optimizer) -> Self {
+        self.optimizer = o;
+        self
+    }
+    /// Iterations per member.
+    pub fn max_iter(mut self, n: usize) -> Self {
+        self.max_iter = n;
+        self
+    }
+    /// Iterations per member (the SVGP notebooks' word for `max_iter`).
+    pub fn steps(self, t: usize) -> Self {
+        self.max_iter(t)
+    }
+    /// Convergence tolerances: gradient (max abs) and relative objective decrease.
+    pub fn tolerances(mut self, gtol: f64, ftol: f64) -> Self {
+        self.gtol = gtol;
+        self.ftol = ftol;
+        self
+    }
+    pub fn learning_rate(mut self, lr: f64) -> Self {
+        self.learning_rate = lr;
+        self
+    }
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// The index of this batch's first member in a larger batch that was split into chunks:
+    /// with the same seed, each chunk's random streams (restarts, k-means++, mini-batches) then
+    /// start where the whole batch's would, so the chunks fit exactly as the whole (default 0).
+    pub fn first_member(mut self, index: u64) -> Self {
+        self.first_member = index;
+        self
+    }
+    pub fn backend(mut self, choice: BackendChoice) -> Self {
+        self.choice = choice;
+        self
+    }
+    /// Uses a backend already made.
+    pub fn on(mut self, be: &'a dyn Backend) -> Self {
+        self.backend = Some(be);
+        self
+    }
+    pub fn precision(mut self, p: Precision) -> Self {
+        self.precision = p;
+        self
+    }
+    pub fn observer(mut self, o: &'a mut dyn FitObserver) -> Self {
+        self.observer = Some(o);
+        self
+    }
+
+    /// Runs the fit.
+    ///
+    /// # Errors
+    /// Invalid init, priors or options; an unavailable backend; [`Error::Interrupted`] when the
+    /// observer stops it. Numerical failure of a member is reported in its status, never as an
+    /// error.
+    pub fn run(self) -> Result<M::Fitted> {
+        self.check()?;
+        M::run(self)
+    }
+
+    /// The one set of option checks: the steps, the model's own options, then alpha (held or
+    /// given a prior) only for a kernel that has it.
+    fn check(&self) -> Result<()> {
+        check_steps(self.gtol, self.ftol, self.learning_rate)?;
+        M::check(self)?;
+        if self.fixed.iter().chain(&M::fixed(self)).any(|t| *t == Target::Alpha) && !self.kernel.has_alpha() {
+            return Err(Error::option("fix", format!("alpha is not a hyperparameter of the {} kernel", self.kernel)));
+        }
+        if self.priors.alpha.is_some() && !self.kernel.has_alpha() {
+            return Err(Error::InvalidPrior {
+                target: "alpha".into(),
+                reason: format!("the {} kernel has no alpha", self.kernel),
+            });
+        }
+        Ok(())
+    }
+
+    /// An init's kernel must be the fit's: Err names what the init holds (`what`).
+    pub(super) fn check_init_kernel(&self, what: &str, kernel: Kernel) -> Result<()> {
+        if kernel != self.kernel {
+            return Err(Error::option(
+                "init",
+                format!("holds {kernel} {what} for a fit of the {} kernel", self.kernel),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The backend this fit runs on: the one given, else a new one of the model's choice.
+    pub(super) fn backend_in<'s>(&self, slot: &'s mut Option<Box<dyn Backend>>) -> Result<&'s dyn Backend>
+    where
+        'a: 's,
+    {
+        backend::given_or_select(self.backend, M::backend_choice(self.choice), slot)
+    }
+
+    /// Member e's optimiser from its start `u` (stopped from the start when it has no data):
+    /// which entries are free, and its box.
+    pub(super) fn member_optimizer(
+        &self,
+        u: Vec<f64>,
+        has_data: bool,
+        free: Vec<bool>,
+        lower: Vec<f64>,
+        upper: Vec<f64>,
+    ) -> Box<dyn MemberOptimizer> {
+        if !has_data {
+            return Box::new(NotRun(u));
+        }
+        match self.optimizer {
+            Optimizer::Lbfgs => Box::new(Lbfgs {
+                state: LbfgsState::new(u, free, 10).with_bounds(lower, upper),
+                gtol: self.gtol,
+                ftol: self.ftol,
+                max_iter: self.max_iter,
+            }),
+            Optimizer::Adam => Box::new(Adam {
+                state: AdamState::new(u, free, self.learning_rate).with_bounds(lower, upper),
+                gtol: self.gtol,
+                max_iter: self.max_iter,
+            }),
+        }
+    }
+}
