@@ -26,10 +26,12 @@ from harness import (  # noqa: E402
     KERNELS,
     MLL_RTOL,
     CliError,
+    add_common_args,
     batchgp_evaluate,
     batchgp_fit_run,
     check_agreement,
     check_batchgp,
+    finish_args,
     fmt_ms,
     gpytorch_grad_log,
     gpytorch_settings,
@@ -47,8 +49,6 @@ from harness import (  # noqa: E402
     smooth_targets,
     summarize_evals,
     time_repeats,
-    finish_args,
-    add_common_args,
     write_report_files,
 )
 from exact_peers import (  # noqa: E402
