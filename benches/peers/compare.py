@@ -12,31 +12,59 @@ Not part of CI. See README.md beside this file for the set-up and the GPU machin
 """
 
 import argparse
-import datetime
-import json
-import math
 import os
-import platform
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-import traceback
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+# harness imports only the standard library at module level (numpy and torch inside functions), so
+# importing it here does not fix the thread counts before set_threads runs.
+from harness import (  # noqa: E402
+    GRAD_RTOL,
+    KERNELS,
+    MLL_RTOL,
+    CliError,
+    add_common_args,
+    batchgp_evaluate,
+    batchgp_fit_run,
+    check_agreement,
+    check_batchgp,
+    finish_args,
+    fmt_ms,
+    gpytorch_grad_log,
+    gpytorch_settings,
+    limit_threadpools,
+    log,
+    machine_description,
+    machine_line,
+    output_base,
+    parse_shapes,
+    repeats_for,
+    report_head,
+    run_shapes,
+    save_npz,
+    set_threads,
+    smooth_targets,
+    summarize_evals,
+    time_repeats,
+    write_report_files,
+)
+from exact_peers import (  # noqa: E402
+    SK_BOUNDS,
+    gpytorch_adam_fit,
+    gpytorch_eval,
+    gpytorch_model,
+    sk_eval,
+    sk_fit,
+    sk_models,
+)
 
 CPU_SHAPES = [(4, 264, 3), (100, 264, 3), (1000, 50, 3), (10, 1000, 3), (10000, 32, 3)]
 GPU_SHAPES = [(1000, 256, 8), (100000, 32, 3)]
 QUICK_SHAPES = [(4, 64, 3), (50, 32, 2)]
 
-# --kernel: batchgp's name -> (GPyTorch base kernel, Matérn nu or None for rbf). rq is left out:
-# scikit-learn's RationalQuadratic has one length scale, not one per dimension.
-KERNELS = {"rbf": None, "matern12": 0.5, "matern32": 1.5, "matern52": 2.5}
-
-MLL_RTOL = 1e-8
-GRAD_RTOL = 1e-6
 FIT_RTOL = 1e-6
 
 
@@ -48,25 +76,13 @@ def parse_args(argv=None):
                    help="covariance kernel for every system: batchgp --kernel K (and the kernel in P.npz), "
                    "GPyTorch ScaleKernel(RBFKernel or MaternKernel(nu), ARD), scikit-learn "
                    "ConstantKernel * (RBF or Matern(nu)) with one length scale per dimension (default rbf)")
-    p.add_argument("--repeats", type=int, default=7, help="timed evaluations per system and shape "
-                   "(median reported; fewer for big shapes, see --budget)")
-    p.add_argument("--budget", type=float, default=20.0,
-                   help="seconds of timed evaluations per system and shape at most (the repeat count "
-                   "is lowered to fit, never below 3)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for every system (RAYON_NUM_THREADS, torch.set_num_threads, BLAS); "
-                   "default: RAYON_NUM_THREADS or all cores")
     p.add_argument("--quick", action="store_true", help="small shapes and 3 repeats: a smoke run")
     p.add_argument("--skip-fit", action="store_true", help="time evaluations only, no fits")
-    p.add_argument("--out-dir", default=os.path.join(ROOT, "benches", "results"))
     p.add_argument("--tag", default=None, help="file name prefix (default cpu or gpu, then the kernel unless "
                    "rbf, then the date)")
-    p.add_argument("--batchgp", default=os.path.join(ROOT, "target", "release", "batchgp"),
-                   help="path of the batchgp binary (default target/release/batchgp)")
     p.add_argument("--no-batchgp", action="store_true", help="leave batchgp out (Python side only)")
     p.add_argument("--no-gpytorch", action="store_true")
     p.add_argument("--no-sklearn", action="store_true")
-    p.add_argument("--no-cuda", action="store_true", help="CPU only even when a GPU is there")
     p.add_argument("--gpu-only", action="store_true", help="time batchgp and GPyTorch on the GPU alone (no CPU runs)")
     p.add_argument("--sklearn-max-members", type=int, default=2000,
                    help="time scikit-learn's per-member loop on at most this many members and scale "
@@ -79,30 +95,8 @@ def parse_args(argv=None):
     p.add_argument("--fit-budget", type=float, default=90.0,
                    help="seconds a peer's fit may take per shape, estimated from its evaluation time: "
                    "GPyTorch's Adam is skipped past it, scikit-learn fits fewer members (batchgp always runs)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--keep", action="store_true", help="keep the .npz files (printed path)")
-    a = p.parse_args(argv)
-    if a.threads is None:
-        a.threads = int(os.environ.get("RAYON_NUM_THREADS", "0")) or os.cpu_count()
-    return a
-
-
-def set_threads(n):
-    """Before numpy is imported: one thread count for BLAS, OpenMP and rayon."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "RAYON_NUM_THREADS"):
-        os.environ[var] = str(n)
-
-
-def parse_shapes(s, fields=3):
-    """'100x264x3,1000x50x3' -> [(100, 264, 3), (1000, 50, 3)]; `fields` numbers per shape
-    (3 here: B x N x D; svgp.py passes 4: B x N x M x D)."""
-    out = []
-    for item in s.split(","):
-        shape = tuple(int(v) for v in item.lower().strip().split("x"))
-        if len(shape) != fields:
-            raise ValueError(f"shape {item.strip()!r}: expected {fields} numbers separated by x")
-        out.append(shape)
-    return out
+    add_common_args(p)
+    return finish_args(p.parse_args(argv))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -117,11 +111,7 @@ def make_problem(shape, seed):
     b, n, d = shape
     rng = np.random.default_rng([seed, b, n, d])
     x = rng.uniform(0.0, 1.0, size=(b, n, d))
-    freq = rng.uniform(2.0, 6.0, size=(b, d))
-    phase = rng.uniform(0.0, 2 * np.pi, size=(b, d))
-    weight = 1.0 / (1.0 + np.arange(d))
-    f = (weight * np.sin(freq[:, None, :] * x + phase[:, None, :])).sum(-1)
-    y = f + 0.1 * rng.standard_normal((b, n)) + rng.uniform(-1, 1, size=(b, 1))
+    y = smooth_targets(rng, x, (2.0, 6.0))
     params = dict(
         log_lengthscale=np.log(rng.uniform(0.2, 0.8, size=(b, d))),
         log_outputscale=np.log(rng.uniform(0.5, 1.5, size=b)),
@@ -138,19 +128,8 @@ def make_problem(shape, seed):
     return x, y, params, init
 
 
-def save_npz(path, **arrays):
-    """f64 arrays; a str value becomes a 0-d numpy string (the CLI reads `kernel` that way)."""
-    import numpy as np
-    np.savez(path, **{k: (np.array(v) if isinstance(v, str) else np.ascontiguousarray(v, dtype=np.float64))
-                      for k, v in arrays.items()})
-
-
 # ---------------------------------------------------------------------------------------------
 # batchgp (through its CLI)
-
-
-class CliError(RuntimeError):
-    pass
 
 
 def cli_kernel_args(exe, kernel):
@@ -164,233 +143,21 @@ def cli_kernel_args(exe, kernel):
     return []
 
 
-def run_cli(args, threads):
-    env = dict(os.environ, RAYON_NUM_THREADS=str(threads))
-    r = subprocess.run(args, env=env, capture_output=True, text=True)
-    if r.returncode != 0:
-        raise CliError(f"{' '.join(args)} exited {r.returncode}: {r.stderr.strip()[-2000:]}")
-    return r
-
-
 def batchgp_mll(exe, dpath, ppath, opath, backend, repeat, threads, kernel_args):
-    import numpy as np
-    run_cli([exe, "mll", "--data", dpath, "--params", ppath, "--out", opath, "--backend", backend,
-             "--repeat", str(repeat)] + kernel_args, threads)
-    with np.load(opath) as z:
-        out = {k: z[k] for k in z.files}
-    if "seconds" not in out:
-        raise CliError("batchgp mll --repeat wrote no `seconds` array")
-    return out
-
-
-# scikit-learn's hyperparameter bounds in the fit comparison (its default is (1e-5, 1e5)); batchgp
-# gets the same through `fit --bounds`, so both run L-BFGS-B on the same boxed problem.
-SK_BOUNDS = (1e-12, 1e12)
+    return batchgp_evaluate(exe, "mll", dpath, ppath, opath, backend, repeat, threads, kernel_args)
 
 
 def batchgp_fit(exe, dpath, ipath, fpath, backend, threads, kernel_args, fix=None, bounds=None):
-    import numpy as np
     args = [exe, "fit", "--data", dpath, "--init", ipath, "--out", fpath, "--backend", backend] + kernel_args
     if fix:
         args += ["--fix", fix]
     if bounds:
         args += ["--bounds", f"{bounds[0]:g},{bounds[1]:g}"]
-    t0 = time.perf_counter()
-    run_cli(args, threads)
-    wall = time.perf_counter() - t0
-    with np.load(fpath) as z:
-        out = {k: z[k] for k in z.files}
-    out["wall"] = wall
-    out["time"] = float(np.asarray(out["seconds"]).ravel()[0]) if "seconds" in out else wall
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# GPyTorch
-
-
-def gpytorch_base_kernel(kernel, d, bs):
-    import gpytorch
-    nu = KERNELS[kernel]
-    if nu is None:
-        return gpytorch.kernels.RBFKernel(ard_num_dims=d, batch_shape=bs)
-    return gpytorch.kernels.MaternKernel(nu=nu, ard_num_dims=d, batch_shape=bs)
-
-
-def gpytorch_model(x, y, device, params, kernel):
-    import torch
-    import gpytorch
-
-    b, n, d = x.shape
-    bs = torch.Size([b])
-    tx = torch.as_tensor(x, dtype=torch.float64, device=device)
-    ty = torch.as_tensor(y, dtype=torch.float64, device=device)
-
-    class BatchGP(gpytorch.models.ExactGP):
-        def __init__(self, tx, ty, lik):
-            super().__init__(tx, ty, lik)
-            self.mean_module = gpytorch.means.ConstantMean(batch_shape=bs)
-            self.covar_module = gpytorch.kernels.ScaleKernel(gpytorch_base_kernel(kernel, d, bs), batch_shape=bs)
-
-        def forward(self, xx):
-            return gpytorch.distributions.MultivariateNormal(self.mean_module(xx), self.covar_module(xx))
-
-    # GPyTorch's default noise floor is GreaterThan(1e-4); lowered so the noise is batchgp's.
-    lik = gpytorch.likelihoods.GaussianLikelihood(
-        batch_shape=bs, noise_constraint=gpytorch.constraints.GreaterThan(1e-10))
-    model = BatchGP(tx, ty, lik).to(device=device, dtype=torch.float64)
-    mll = gpytorch.mlls.ExactMarginalLogLikelihood(lik, model)
-    set_gpytorch_params(model, params, device)
-    model.train()
-    lik.train()
-    return model, mll, tx, ty
-
-
-def set_gpytorch_params(model, params, device):
-    import numpy as np
-    import torch
-
-    def t(a):
-        return torch.as_tensor(np.asarray(a), dtype=torch.float64, device=device)
-
-    b = params["mean"].shape[0]
-    model.covar_module.base_kernel.lengthscale = t(np.exp(params["log_lengthscale"]))[:, None, :]
-    model.covar_module.outputscale = t(np.exp(params["log_outputscale"]))
-    model.likelihood.noise = t(np.exp(params["log_noise"])).reshape(b, 1)
-    model.mean_module.constant = t(params["mean"]).reshape(model.mean_module.constant.shape)
-
-
-def gpytorch_values(model):
-    """Actual hyperparameters (B, ...) as numpy, in batchgp's log form."""
-    import numpy as np
-    ls = model.covar_module.base_kernel.lengthscale.detach().cpu().numpy()[:, 0, :]
-    os_ = model.covar_module.outputscale.detach().cpu().numpy()
-    nz = model.likelihood.noise.detach().cpu().numpy().reshape(-1)
-    m = model.mean_module.constant.detach().cpu().numpy().reshape(-1)
-    return dict(log_lengthscale=np.log(ls), log_outputscale=np.log(os_), log_noise=np.log(nz), mean=m)
-
-
-def gpytorch_settings():
-    import contextlib
-    import gpytorch
-    st = contextlib.ExitStack()
-    st.enter_context(gpytorch.settings.max_cholesky_size(10**9))  # Cholesky, never CG
-    st.enter_context(gpytorch.settings.debug(False))
-    return st
-
-
-def gpytorch_eval(model, mll, tx, ty, n, sync):
-    """One MLL + gradient evaluation; returns the total MLL per member (B,)."""
-    model.zero_grad()
-    out = model(tx)
-    total = mll(out, ty) * n  # ExactMarginalLogLikelihood divides by N
-    total.sum().backward()
-    sync()
-    return total
-
-
-def gpytorch_grad_log(model):
-    """Gradients w.r.t. log(lengthscale), log(outputscale), log(noise) and mean, from the raw
-    parameters' gradients: value = lower + softplus(raw), so d/dlog v = v * g_raw / sigmoid(raw)."""
-    import torch
-
-    def conv(raw, value):
-        return (value * raw.grad / torch.sigmoid(raw)).detach().cpu().numpy()
-
-    k = model.covar_module
-    lik = model.likelihood
-    return dict(
-        grad_log_lengthscale=conv(k.base_kernel.raw_lengthscale, k.base_kernel.lengthscale)[:, 0, :],
-        grad_log_outputscale=conv(k.raw_outputscale, k.outputscale),
-        grad_log_noise=conv(lik.noise_covar.raw_noise, lik.noise).reshape(-1),
-        grad_mean=model.mean_module.constant.grad.detach().cpu().numpy().reshape(-1),
-    )
-
-
-def gpytorch_adam_fit(x, y, init, device, iters, sync, kernel):
-    import torch
-    n = x.shape[1]
-    with gpytorch_settings():
-        model, mll, tx, ty = gpytorch_model(x, y, device, init, kernel)
-        opt = torch.optim.Adam(model.parameters(), lr=0.1)
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(iters):
-            opt.zero_grad()
-            loss = -mll(model(tx), ty).sum()
-            loss.backward()
-            opt.step()
-        sync()
-        elapsed = time.perf_counter() - t0
-        with torch.no_grad():
-            final = (mll(model(tx), ty) * n).cpu().numpy()
-    return elapsed, final, gpytorch_values(model)
-
-
-# ---------------------------------------------------------------------------------------------
-# scikit-learn
-
-
-def sk_kernel(ls, os_, noise, kernel):
-    """ConstantKernel * (RBF or Matern(nu)) + WhiteKernel, with one length scale per dimension
-    (`ls` is a (D,) array). Matérn's nu is fixed, not a hyperparameter, so theta keeps rbf's order."""
-    from sklearn.gaussian_process.kernels import RBF, ConstantKernel, Matern, WhiteKernel
-    wide = SK_BOUNDS
-    nu = KERNELS[kernel]
-    base = RBF(ls, length_scale_bounds=wide) if nu is None else Matern(ls, length_scale_bounds=wide, nu=nu)
-    return ConstantKernel(os_, constant_value_bounds=wide) * base + WhiteKernel(noise, noise_level_bounds=wide)
-
-
-def sk_models(x, y, params, members, kernel):
-    """One GaussianProcessRegressor per member, fitted (optimizer=None) on y - mean; alpha=0 so
-    that K is exactly k(X, X) + noise I."""
-    import numpy as np
-    from sklearn.gaussian_process import GaussianProcessRegressor
-    gps, thetas = [], []
-    for b in members:
-        k = sk_kernel(np.exp(params["log_lengthscale"][b]), float(np.exp(params["log_outputscale"][b])),
-                      float(np.exp(params["log_noise"][b])), kernel)
-        gp = GaussianProcessRegressor(k, alpha=0.0, optimizer=None, normalize_y=False, copy_X_train=False)
-        gp.fit(x[b], y[b] - params["mean"][b])
-        gps.append(gp)
-        thetas.append(gp.kernel_.theta.copy())
-    return gps, thetas
-
-
-def sk_eval(gps, thetas):
-    return [gp.log_marginal_likelihood(th, eval_gradient=True) for gp, th in zip(gps, thetas)]
-
-
-def sk_grad_to_ours(g, d):
-    """sklearn's theta order: log constant, log length_scale (D), log noise_level."""
-    return dict(grad_log_outputscale=g[0], grad_log_lengthscale=g[1:1 + d], grad_log_noise=g[1 + d])
-
-
-def sk_fit(x, y, init, members, kernel):
-    import numpy as np
-    from sklearn.gaussian_process import GaussianProcessRegressor
-    objs, its = [], []
-    t0 = time.perf_counter()
-    for b in members:
-        k = sk_kernel(np.exp(init["log_lengthscale"][b]), float(np.exp(init["log_outputscale"][b])),
-                      float(np.exp(init["log_noise"][b])), kernel)
-        gp = GaussianProcessRegressor(k, alpha=0.0, optimizer="fmin_l_bfgs_b", n_restarts_optimizer=0,
-                                      normalize_y=False, copy_X_train=False)
-        gp.fit(x[b], y[b] - init["mean"][b])
-        objs.append(gp.log_marginal_likelihood_value_)
-    return time.perf_counter() - t0, np.array(objs)
+    return batchgp_fit_run(args, threads, fpath)
 
 
 # ---------------------------------------------------------------------------------------------
 # agreement
-
-
-def rel_err(a, b):
-    import numpy as np
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    scale = np.maximum(np.abs(a), np.abs(b))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(scale > 0, np.abs(a - b) / scale, 0.0)
 
 
 def grad_matrix(g, keys=("grad_log_lengthscale", "grad_log_outputscale", "grad_log_noise", "grad_mean")):
@@ -402,101 +169,6 @@ def grad_matrix(g, keys=("grad_log_lengthscale", "grad_log_outputscale", "grad_l
             v = np.asarray(g[k], float)
             cols.append(v.reshape(v.shape[0], -1))
     return np.concatenate(cols, axis=1)
-
-
-def compare(name, mll_a, mll_b, grad_a, grad_b):
-    """Worst relative MLL error, and worst gradient error relative to the member's largest
-    gradient component (a near-zero component is not held to 1e-6 of itself)."""
-    import numpy as np
-    me = rel_err(mll_a, mll_b)
-    diff = np.abs(grad_a - grad_b).max(1)
-    scale = np.maximum(np.abs(grad_a).max(1), np.abs(grad_b).max(1))
-    ge = np.where(scale > 0, diff / np.where(scale > 0, scale, 1), 0.0)
-    wm, wg = int(np.nanargmax(me)), int(np.nanargmax(ge))
-    ok = bool(np.all(me <= MLL_RTOL) and np.all(ge <= GRAD_RTOL))
-    return dict(pair=name, ok=ok, mll_rel=float(me[wm]), mll_member=wm, grad_rel=float(ge[wg]), grad_member=wg,
-                mll_values=[float(mll_a[wm]), float(mll_b[wm])],
-                grad_values=[grad_a[wg].tolist(), grad_b[wg].tolist()])
-
-
-# ---------------------------------------------------------------------------------------------
-# timing
-
-
-def median(v):
-    v = sorted(v)
-    k = len(v)
-    return v[k // 2] if k % 2 else 0.5 * (v[k // 2 - 1] + v[k // 2])
-
-
-def time_repeats(fn, repeats, budget, sync):
-    """One warm-up call, then up to `repeats` timed calls (fewer when the warm-up says they
-    would not fit in `budget` seconds, never fewer than 3). Returns the list of seconds."""
-    sync()
-    t0 = time.perf_counter()
-    fn()
-    sync()
-    first = time.perf_counter() - t0
-    r = max(3, min(repeats, int(budget / max(first, 1e-9))))
-    out = []
-    for _ in range(r):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        out.append(time.perf_counter() - t0)
-    return out
-
-
-def repeats_for(first_estimate, repeats, budget):
-    return max(3, min(repeats, int(budget / max(first_estimate, 1e-9))))
-
-
-# ---------------------------------------------------------------------------------------------
-# machine
-
-
-def machine_description(args, torch_mod, batchgp_exe):
-    cpu = "unknown CPU"
-    try:
-        fields = {}
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if not line.strip():
-                    break  # the first processor is enough
-                k, _, v = line.partition(":")
-                fields[k.strip()] = v.strip()
-        cpu = fields.get("model name", cpu)
-        if "cpu family" in fields:
-            cpu += f" (family {fields['cpu family']}, model {fields.get('model', '?')})"
-        if "hypervisor" in fields.get("flags", "").split():
-            cpu += ", virtual machine"
-    except OSError:
-        cpu = platform.processor() or cpu
-    desc = {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "threads": args.threads,
-        "python": platform.python_version(),
-        "os": platform.platform(),
-        "load_start": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
-    try:
-        import numpy, scipy, sklearn
-        desc.update(numpy=numpy.__version__, scipy=scipy.__version__, sklearn=sklearn.__version__)
-    except ImportError:
-        pass
-    if torch_mod is not None:
-        import gpytorch
-        desc.update(torch=torch_mod.__version__, gpytorch=gpytorch.__version__)
-        if torch_mod.cuda.is_available():
-            desc["gpu"] = torch_mod.cuda.get_device_name(0)
-    if batchgp_exe:
-        try:
-            r = subprocess.run([batchgp_exe, "info"], capture_output=True, text=True, timeout=60)
-            desc["batchgp_info"] = (r.stdout + r.stderr).strip()
-        except (OSError, subprocess.TimeoutExpired) as e:
-            desc["batchgp_info"] = f"(batchgp info failed: {e})"
-    return desc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -519,7 +191,6 @@ def bench_shape(shape, args, ctx, workdir):
     in_files = dict(kernel=kernel) if ctx["kernel_args"] else {}
     save_npz(ppath, **params, **in_files)
     save_npz(ipath, **init, **in_files)
-    log = ctx["log"]
 
     # --- values for the agreement check (and the first, untimed, evaluations) ---
     ref = {}
@@ -558,10 +229,10 @@ def bench_shape(shape, args, ctx, workdir):
     names = [k for k in ref if k != "sklearn"]
     base = names[0] if names else None
     for other in names[1:]:
-        res["agree"].append(compare(f"{base} vs {other}", ref[base][0], ref[other][0], ref[base][1], ref[other][1]))
+        res["agree"].append(check_agreement(f"{base} vs {other}", ref[base][0], ref[other][0], ref[base][1], ref[other][1]))
     if "sklearn" in ref and base is not None:
         m = len(sk_members)
-        res["agree"].append(compare(f"{base} vs sklearn (members 0..{m - 1}, no mean gradient)", ref[base][0][:m],
+        res["agree"].append(check_agreement(f"{base} vs sklearn (members 0..{m - 1}, no mean gradient)", ref[base][0][:m],
                                     ref["sklearn"][0], ref[base][1][:m, :d + 2], ref["sklearn"][1]))
     for a in res["agree"]:
         log(f"  agree {a['pair']}: {'ok' if a['ok'] else 'MISMATCH'} mll rel {a['mll_rel']:.1e} "
@@ -604,10 +275,7 @@ def bench_shape(shape, args, ctx, workdir):
         scale = b / len(members)
         res["eval"]["sklearn"] = dict(seconds=[s * scale for s in secs], scaled_from=len(members) if scale > 1 else None)
         del gps
-    for k, v in res["eval"].items():
-        v["median"] = median(v["seconds"])
-        v["evals_per_s"] = b / v["median"]
-        log(f"  {k:<16} {v['median'] * 1e3:10.2f} ms  ({len(v['seconds'])} repeats, {v['evals_per_s']:.0f} GP/s)")
+    summarize_evals(res["eval"], b, log)
 
     # --- fits ---
     if not args.skip_fit:
@@ -621,7 +289,6 @@ def bench_shape(shape, args, ctx, workdir):
 def bench_fits(shape, x, y, init, args, ctx, dpath, ipath, workdir, tag, evals):
     import numpy as np
     b, n, d = shape
-    log = ctx["log"]
     fit = {}
     exe = ctx["batchgp"]
     # batchgp (mean fixed) against scikit-learn's L-BFGS-B, same start, same model
@@ -688,14 +355,6 @@ def bench_fits(shape, x, y, init, args, ctx, dpath, ipath, workdir, tag, evals):
 # report
 
 
-def fmt_ms(v):
-    if v is None:
-        return "n/a"
-    s = v["median"] * 1e3
-    txt = f"{s:.3g}" if s < 100 else f"{s:.0f}"
-    return txt + ("*" if v.get("scaled_from") else "")
-
-
 def fmt_ratio(a, b):
     if a is None or b is None:
         return "n/a"
@@ -703,31 +362,11 @@ def fmt_ratio(a, b):
     return f"{r:.3g}x"
 
 
-def compact_json(o):
-    """Per-member lists longer than 200 become a summary, so the file stays small."""
-    if isinstance(o, dict):
-        return {k: compact_json(v) for k, v in o.items()}
-    if isinstance(o, list) and len(o) > 200 and all(isinstance(v, (int, float)) for v in o):
-        v = sorted(o)
-        return dict(n=len(o), min=v[0], median=v[len(v) // 2], max=v[-1], first=o[:20])
-    if isinstance(o, list):
-        return [compact_json(v) for v in o]
-    return o
-
-
 def write_report(results, machine, args, path_md, path_json, path_png):
-    lines = []
-    now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
-    lines.append(f"# batchgp vs GPyTorch vs scikit-learn, kernel {args.kernel} ({now})\n")
-    lines.append("Machine: " + machine["cpu"] + f", {machine['cores']} cores, {machine['threads']} threads used by "
-                 "every system (RAYON_NUM_THREADS, torch.set_num_threads, BLAS)"
-                 + (f"; GPU: {machine['gpu']}" if machine.get("gpu") else "; no GPU") + ".  ")
-    if machine.get("load_start") is not None:
-        lines.append(f"Load average (1 min) at the start: {machine['load_start']:.1f}, at the end: "
-                     f"{machine.get('load_end', float('nan')):.1f} (other processes on the machine slow every "
-                     "system alike; absolute times are then inflated, ratios less so).  ")
-    lines.append("Software: " + ", ".join(f"{k} {machine[k]}" for k in ("python", "numpy", "scipy", "sklearn", "torch",
-                                                                           "gpytorch") if k in machine) + ".  ")
+    lines = report_head(f"batchgp vs GPyTorch vs scikit-learn, kernel {args.kernel}", machine,
+                        "every system (RAYON_NUM_THREADS, torch.set_num_threads, BLAS)",
+                        " (other processes on the machine slow every system alike; absolute times are then "
+                        "inflated, ratios less so)", ("python", "numpy", "scipy", "sklearn", "torch", "gpytorch"))
     if machine.get("batchgp_info"):
         lines.append("batchgp info: `" + " / ".join(machine["batchgp_info"].splitlines()) + "`\n")
     nu = KERNELS[args.kernel]
@@ -811,15 +450,7 @@ def write_report(results, machine, args, path_md, path_json, path_png):
                     + (f"{vs_sk['at_least_as_good']}/{vs_sk['members']}" if vs_sk else "n/a") + " | "
                     + (f"{vs_sk['worst_diff']:.2e} (member {vs_sk['worst_member']})" if vs_sk else "n/a") + " |")
     notes = [(r["shape"], n) for r in results for n in r["notes"]]
-    if notes:
-        lines.append("\n## Notes\n")
-        for s, n in notes:
-            lines.append(f"- {tuple(s)}: {n}")
-    lines.append(f"\nCommand: `{' '.join(sys.argv)}`\n")
-    with open(path_md, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    with open(path_json, "w") as f:
-        json.dump(compact_json(dict(machine=machine, results=results, args=vars(args))), f, indent=1, default=float)
+    write_report_files(lines, notes, machine, results, args, path_md, path_json)
     plot(results, machine, path_png)
 
 
@@ -860,9 +491,6 @@ def main(argv=None):
     set_threads(args.threads)
     import numpy as np  # noqa: F401  (after the thread variables)
 
-    def log(msg):
-        print(msg, flush=True)
-
     torch = None
     devices = []
     sync = {"cpu": lambda: None}
@@ -875,15 +503,9 @@ def main(argv=None):
         if torch.cuda.is_available() and not args.no_cuda:
             devices.append("cuda")
             sync["cuda"] = torch.cuda.synchronize
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(args.threads)
-    except ImportError:
-        pass
+    limit_threadpools(args.threads)
 
-    exe = None if args.no_batchgp else os.path.abspath(args.batchgp)
-    if exe and not os.access(exe, os.X_OK):
-        sys.exit(f"no batchgp binary at {exe}: `cargo build --release`, pass --batchgp PATH, or --no-batchgp")
+    exe = check_batchgp(args)
     args.kernel_args = cli_kernel_args(exe, args.kernel) if exe else []
     gpu = torch is not None and torch.cuda.is_available() and not args.no_cuda
     backends = ["cpu", "cuda"] if gpu else ["cpu"]
@@ -902,34 +524,13 @@ def main(argv=None):
         args.repeats = min(args.repeats, 3)
 
     machine = machine_description(args, torch, exe)
-    log(f"machine: {machine['cpu']}, {machine['threads']} threads" + (f", GPU {machine['gpu']}" if machine.get("gpu") else "")
-        + f"; kernel {args.kernel}")
+    log(machine_line(machine) + f"; kernel {args.kernel}")
     ctx = dict(log=log, batchgp=exe, backends=backends if exe else [], torch=torch, torch_devices=devices, sync=sync,
                kernel_args=args.kernel_args)
-    results = []
-    workdir = tempfile.mkdtemp(prefix="batchgp-peers-")
-    try:
-        for shape in shapes:
-            log(f"shape B={shape[0]} N={shape[1]} D={shape[2]}")
-            t0 = time.perf_counter()
-            try:
-                results.append(bench_shape(shape, args, ctx, workdir))
-            except Exception as e:  # noqa: BLE001 (one broken shape does not lose the others)
-                traceback.print_exc()
-                results.append(dict(shape=list(shape), eval={}, agree=[], fit={}, notes=[f"{type(e).__name__}: {e}"]))
-            log(f"  ({time.perf_counter() - t0:.0f} s)")
-    finally:
-        if args.keep:
-            log(f"kept the .npz files in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-
-    os.makedirs(args.out_dir, exist_ok=True)
-    tag = args.tag or (("gpu" if machine.get("gpu") else "cpu") + ("-quick" if args.quick else "")
-                       + ("" if args.kernel == "rbf" else "-" + args.kernel) + "-" + datetime.date.today().isoformat())
-    base = os.path.join(args.out_dir, tag)
-    if hasattr(os, "getloadavg"):
-        machine["load_end"] = os.getloadavg()[0]
+    results = run_shapes(
+        shapes, bench_shape, args, ctx, "batchgp-peers-", lambda s: f"shape B={s[0]} N={s[1]} D={s[2]}",
+        lambda s, e: dict(shape=list(s), eval={}, agree=[], fit={}, notes=[f"{type(e).__name__}: {e}"]))
+    base = output_base(args, machine, "")
     write_report(results, machine, args, base + ".md", base + ".json", base + ".png")
     log(f"wrote {base}.md, {base}.json, {base}.png")
     bad = [r["shape"] for r in results if any(not a["ok"] for a in r["agree"])]

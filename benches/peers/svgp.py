@@ -22,50 +22,64 @@ Not part of CI. See README.md beside this file.
 """
 
 import argparse
-import datetime
-import json
-import math
 import os
-import shutil
 import sys
-import tempfile
 import time
-import traceback
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.normpath(os.path.join(HERE, "..", ".."))
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-# compare.py imports only the standard library at module level (numpy and torch inside
-# functions), so importing it here does not fix the thread counts before set_threads runs.
-from compare import (  # noqa: E402
+# harness imports only the standard library at module level (numpy and torch inside functions), so
+# importing it here does not fix the thread counts before set_threads runs.
+from harness import (  # noqa: E402
     GRAD_RTOL,
     KERNELS,
     MLL_RTOL,
     CliError,
-    compact_json,
-    compare,
-    gpytorch_base_kernel,
-    gpytorch_grad_log,
+    add_common_args,
+    as_tensors,
+    batchgp_evaluate,
+    batchgp_fit_run,
+    check_batchgp,
+    finish_args,
+    fmt_ms,
     gpytorch_settings,
-    gpytorch_values,
+    limit_threadpools,
+    log,
     machine_description,
-    median,
+    machine_line,
+    output_base,
     parse_shapes,
     rel_err,
     repeats_for,
-    run_cli,
+    report_head,
+    run_shapes,
     save_npz,
-    set_gpytorch_params,
     set_threads,
+    smooth_targets,
+    summarize_evals,
     time_repeats,
+    write_report_files,
+)
+from svgp_peers import (  # noqa: E402
+    GRAD_KEYS,
+    JITTER_REL,
+    PARAM_KEYS,
+    agreement,
+    grad_matrix,
+    fd_coords,
+    fd_gradient,
+    gpytorch_eval,
+    gpytorch_fit,
+    gpytorch_full_elbo,
+    gpytorch_svgp,
+    gpytorch_values_and_grads,
+    member_params,
+    np_elbo,
 )
 
 DEFAULT_SHAPES = [(64, 5000, 64, 1), (1024, 1000, 32, 3)]
 QUICK_SHAPES = [(8, 200, 16, 1), (16, 100, 8, 2)]
 
-# K_ZZ + JITTER_REL * s I (f64), the model's jitter (docs/design.md section 11).
-JITTER_REL = 1e-6
 ELBO_RTOL = MLL_RTOL  # batchgp vs GPyTorch, per member
 SELF_RTOL = 1e-10  # numpy vs GPyTorch ELBO, per member
 FD_RTOL = 1e-6  # GPyTorch gradient vs central differences of the numpy ELBO (of the largest component)
@@ -75,10 +89,6 @@ FIT_RTOL = 1e-6
 # gradient with respect to z there is a convention (Matérn 1/2) and central differences are
 # inaccurate (Matérn 3/2), so the checks below would test conventions, not the model.
 SVGP_KERNELS = ("rbf", "matern52")
-
-PARAM_KEYS = ("z", "q_mu", "q_sqrt", "log_lengthscale", "log_outputscale", "log_noise", "mean")
-GRAD_KEYS = tuple("grad_" + k for k in PARAM_KEYS)
-
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -92,16 +102,9 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=None,
                    help="mini-batch size S of the fits (default: full data); each member draws its own "
                    "random S points per step and the data term is scaled by N/S")
-    p.add_argument("--repeats", type=int, default=7, help="timed evaluations per system and shape (median "
-                   "reported; fewer for slow shapes, see --budget)")
-    p.add_argument("--budget", type=float, default=20.0,
-                   help="seconds of timed evaluations per system and shape at most (never fewer than 3)")
     p.add_argument("--fit-budget", type=float, default=300.0,
                    help="seconds GPyTorch's fit may take per shape and device, estimated from its "
                    "evaluation time x --steps; it is skipped past that (batchgp always runs)")
-    p.add_argument("--threads", type=int, default=None,
-                   help="CPU threads for both systems (RAYON_NUM_THREADS, torch.set_num_threads, BLAS); "
-                   "default: RAYON_NUM_THREADS or all cores")
     p.add_argument("--quick", action="store_true", help="tiny shapes, 3 repeats, 20 steps: a smoke run")
     p.add_argument("--skip-fit", action="store_true", help="agreement and evaluation timings only")
     p.add_argument("--self-check", dest="self_check", action="store_true", default=True,
@@ -110,19 +113,12 @@ def parse_args(argv=None):
     p.add_argument("--fd-coords", type=int, default=300,
                    help="coordinates of member 0 checked by central differences in the self-check "
                    "(all hyperparameters plus a seeded random subset of z, q_mu, q_sqrt; default 300)")
-    p.add_argument("--out-dir", default=os.path.join(ROOT, "benches", "results"))
     p.add_argument("--tag", default=None, help="file name prefix (default svgp-<cpu|gpu>[-quick][-kernel]-<date>)")
-    p.add_argument("--batchgp", default=os.path.join(ROOT, "target", "release", "batchgp"),
-                   help="path of the batchgp binary (default target/release/batchgp)")
     p.add_argument("--no-batchgp", action="store_true", help="leave batchgp out (GPyTorch and the self-check only)")
-    p.add_argument("--no-cuda", action="store_true", help="CPU only even when torch sees a GPU")
     p.add_argument("--gpu-only", action="store_true",
                    help="time and fit on the GPU alone (the agreement still uses GPyTorch on the CPU as reference)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--keep", action="store_true", help="keep the .npz files (printed path)")
-    a = p.parse_args(argv)
-    if a.threads is None:
-        a.threads = int(os.environ.get("RAYON_NUM_THREADS", "0")) or os.cpu_count()
+    add_common_args(p)
+    a = finish_args(p.parse_args(argv))
     if a.steps is None:
         a.steps = 20 if a.quick else 200
     if a.batch_size is not None and a.batch_size < 1:
@@ -146,16 +142,10 @@ def make_problem(shape, seed):
     if d == 1:
         u = rng.uniform(0.0, 0.8, size=(b, n, 1))
         x = np.where(u < 0.4, u, u + 0.2)  # a gap in (0.4, 0.6)
-        freq = rng.uniform(6.0, 12.0, size=(b, 1))
-        phase = rng.uniform(0.0, 2 * np.pi, size=(b, 1))
-        f = np.sin(freq * x[..., 0] + phase)
+        y = smooth_targets(rng, x, (6.0, 12.0))
     else:
         x = rng.uniform(0.0, 1.0, size=(b, n, d))
-        freq = rng.uniform(2.0, 6.0, size=(b, d))
-        phase = rng.uniform(0.0, 2 * np.pi, size=(b, d))
-        weight = 1.0 / (1.0 + np.arange(d))
-        f = (weight * np.sin(freq[:, None, :] * x + phase[:, None, :])).sum(-1)
-    y = f + 0.1 * rng.standard_normal((b, n)) + rng.uniform(-1, 1, size=(b, 1))
+        y = smooth_targets(rng, x, (2.0, 6.0))
     idx = np.argsort(rng.random((b, n)), axis=1)[:, :m]
     z = np.take_along_axis(x, idx[..., None], axis=1)
     q_sqrt = np.tril(0.05 * rng.standard_normal((b, m, m)), -1)
@@ -173,295 +163,29 @@ def make_problem(shape, seed):
 
 
 # ---------------------------------------------------------------------------------------------
-# numpy reference (the model of docs/design.md section 11, written independently of GPyTorch)
-
-
-def np_kernel(a, c, log_ls, log_s, kernel):
-    """k(a, c) for one member: a (n, D), c (m, D) -> (n, m)."""
-    import numpy as np
-    diff = (a[:, None, :] - c[None, :, :]) / np.exp(log_ls)
-    r2 = (diff * diff).sum(-1)
-    s = np.exp(log_s)
-    nu = KERNELS[kernel]
-    if nu is None:
-        return s * np.exp(-0.5 * r2)
-    r = np.sqrt(r2)
-    if nu == 0.5:
-        return s * np.exp(-r)
-    if nu == 1.5:
-        return s * (1 + math.sqrt(3) * r) * np.exp(-math.sqrt(3) * r)
-    return s * (1 + math.sqrt(5) * r + 5.0 / 3.0 * r2) * np.exp(-math.sqrt(5) * r)
-
-
-def np_elbo_member(x, y, p, kernel, jitter_rel=JITTER_REL):
-    """Total ELBO of one member (x (n, D), y (n,), p: that member's parameters)."""
-    import numpy as np
-    from scipy.linalg import cholesky, solve_triangular
-    z, q_mu = p["z"], p["q_mu"]
-    lq = np.tril(p["q_sqrt"])
-    m = z.shape[0]
-    s = math.exp(float(p["log_outputscale"]))
-    noise = math.exp(float(p["log_noise"]))
-    kzz = np_kernel(z, z, p["log_lengthscale"], p["log_outputscale"], kernel) + jitter_rel * s * np.eye(m)
-    lz = cholesky(kzz, lower=True)
-    a = solve_triangular(lz, np_kernel(z, x, p["log_lengthscale"], p["log_outputscale"], kernel), lower=True)
-    mu = p["mean"] + a.T @ q_mu
-    var = s - (a * a).sum(0) + ((lq.T @ a) ** 2).sum(0)
-    ell = np.sum(-0.5 * math.log(2 * math.pi * noise) - ((y - mu) ** 2 + var) / (2 * noise))
-    kl = 0.5 * (np.sum(lq * lq) + q_mu @ q_mu - m - 2 * np.sum(np.log(np.abs(np.diag(lq)))))
-    return ell - kl
-
-
-def member_params(params, b):
-    return {k: params[k][b] for k in PARAM_KEYS}
-
-
-def np_elbo(x, y, params, kernel, members=None):
-    import numpy as np
-    members = range(x.shape[0]) if members is None else members
-    return np.array([np_elbo_member(x[b], y[b], member_params(params, b), kernel) for b in members])
-
-
-def fd_coords(params, fd_max, seed):
-    """(key, index) pairs of member 0 to difference: every hyperparameter, then a seeded random
-    subset of z, q_mu and the lower triangle of q_sqrt up to fd_max in all."""
-    import numpy as np
-    hyper = [(k, i) for k in ("log_lengthscale", "log_outputscale", "log_noise", "mean")
-             for i in np.ndindex(np.shape(params[k][0]))]
-    m = params["q_mu"].shape[1]
-    rest = [("z", i) for i in np.ndindex(params["z"][0].shape)] + [("q_mu", (i,)) for i in range(m)]
-    rest += [("q_sqrt", (i, j)) for i in range(m) for j in range(i + 1)]
-    k = max(0, fd_max - len(hyper))
-    if len(rest) > k:
-        pick = np.random.default_rng(seed).choice(len(rest), size=k, replace=False)
-        rest = [rest[i] for i in sorted(pick)]
-    return hyper + rest
-
-
-def fd_gradient(x, y, p, kernel, coords, h=1e-5):
-    """Central differences of the numpy ELBO of one member at the given coordinates."""
-    import numpy as np
-    out = []
-    for key, idx in coords:
-        vals = []
-        for sgn in (1.0, -1.0):
-            q = {k: np.array(v, dtype=float, copy=True) for k, v in p.items()}
-            q[key][idx] += sgn * h
-            vals.append(np_elbo_member(x, y, q, kernel))
-        out.append((vals[0] - vals[1]) / (2 * h))
-    return np.array(out)
-
-
-# ---------------------------------------------------------------------------------------------
-# GPyTorch
-
-
-def gpytorch_svgp(x, params, device, kernel, jitter_rel=None, jitter_grad=True):
-    """A batch SVGP with B = x.shape[0] independent members, in float64, at `params`.
-
-    The jitter: GPyTorch's VariationalStrategy adds `jitter_val` (absolute; by default
-    settings.variational_cholesky_jitter, 1e-6 for float64, 1e-4 for float32) both to K_ZZ and
-    to the diagonal of K_XX, so its var_f would carry an extra jitter_val and its ELBO an extra
-    -N jitter_val / (2 noise). The strategy here has jitter_val = 0 and adds the jitter of
-    docs/design.md section 11, jitter_rel_b * s_b, to K_ZZ alone, just before its Cholesky
-    factorisation (RelativeJitterStrategy). With jitter_grad the jitter is part of the autograd
-    graph (the derivative of K_ZZ + 1e-6 s I with respect to s); without, it is held constant."""
-    import numpy as np
-    import torch
-    import gpytorch
-
-    b, m, d = params["z"].shape
-    bs = torch.Size([b])
-    dt = torch.float64
-    jr = np.full(b, JITTER_REL) if jitter_rel is None else np.asarray(jitter_rel, dtype=float)
-
-    class RelativeJitterStrategy(gpytorch.variational.VariationalStrategy):
-        """GPyTorch's whitened VariationalStrategy, jitter_val = 0, plus jitter_rel_b * s_b on K_ZZ."""
-
-        def _cholesky_factor(self, induc_induc_covar):
-            jit = self.jitter_rel * self.model.covar_module.outputscale
-            if not jitter_grad:
-                jit = jit.detach()
-            return super()._cholesky_factor(induc_induc_covar.add_diagonal(jit[:, None]))
-
-    class BatchSVGP(gpytorch.models.ApproximateGP):
-        def __init__(self, z):
-            vd = gpytorch.variational.CholeskyVariationalDistribution(m, batch_shape=bs)
-            vs = RelativeJitterStrategy(self, z, vd, learn_inducing_locations=True, jitter_val=0.0)
-            vs.register_buffer("jitter_rel", torch.as_tensor(jr, dtype=dt))
-            super().__init__(vs)
-            self.mean_module = gpytorch.means.ConstantMean(batch_shape=bs)
-            self.covar_module = gpytorch.kernels.ScaleKernel(gpytorch_base_kernel(kernel, d, bs), batch_shape=bs)
-            # A submodule, so model.parameters() holds the noise too. GPyTorch's default noise floor,
-            # GreaterThan(1e-4), is lowered so the noise is batchgp's.
-            self.likelihood = gpytorch.likelihoods.GaussianLikelihood(
-                batch_shape=bs, noise_constraint=gpytorch.constraints.GreaterThan(1e-10))
-
-        def forward(self, xx):
-            return gpytorch.distributions.MultivariateNormal(self.mean_module(xx), self.covar_module(xx))
-
-    z = torch.as_tensor(params["z"], dtype=dt, device=device).clone()
-    model = BatchSVGP(z).to(device=device, dtype=dt)
-    load_params(model, params, device)
-    model.train()
-    return model
-
-
-def load_params(model, params, device):
-    import numpy as np
-    import torch
-
-    def t(a):
-        return torch.as_tensor(np.asarray(a, dtype=float), dtype=torch.float64, device=device)
-
-    vs = model.variational_strategy
-    with torch.no_grad():
-        vs.inducing_points.copy_(t(params["z"]))
-        vs._variational_distribution.variational_mean.copy_(t(params["q_mu"]))
-        vs._variational_distribution.chol_variational_covar.copy_(t(np.tril(params["q_sqrt"])))
-        # Otherwise the strategy's first call overwrites q with its own initialisation (N(0, I)).
-        vs.variational_params_initialized.fill_(1)
-    set_gpytorch_params(model, params, device)
-
-
-def svgp_elbo(model, tx, ty, scale=1.0):
-    """Per-member totals (B,): scale * sum_i E_q[log p(y_i | f_i)] - KL(q(v) || N(0, I)).
-    (gpytorch.mlls.VariationalELBO would divide by num_data and the batch would be summed.)"""
-    out = model(tx)
-    ell = model.likelihood.expected_log_prob(ty, out).sum(-1)
-    return scale * ell - model.variational_strategy.kl_divergence()
-
-
-def svgp_grads(model):
-    """Gradients in batchgp's coordinates (the arrays of O.npz): z, q_mu, q_sqrt (lower triangle;
-    GPyTorch masks the upper one, so its gradient there is 0), and log lengthscale, log
-    outputscale, log noise and mean through compare.gpytorch_grad_log (raw-parameter chain rule)."""
-    vs = model.variational_strategy
-    vd = vs._variational_distribution
-    g = dict(grad_z=vs.inducing_points.grad.detach().cpu().numpy(),
-             grad_q_mu=vd.variational_mean.grad.detach().cpu().numpy(),
-             grad_q_sqrt=vd.chol_variational_covar.grad.detach().cpu().numpy())
-    g.update(gpytorch_grad_log(model))
-    return g
-
-
-def svgp_params(model):
-    """The model's parameters as S.npz arrays."""
-    import numpy as np
-    vs = model.variational_strategy
-    vd = vs._variational_distribution
-    out = dict(z=vs.inducing_points.detach().cpu().numpy(), q_mu=vd.variational_mean.detach().cpu().numpy(),
-               q_sqrt=np.tril(vd.chol_variational_covar.detach().cpu().numpy()))
-    out.update(gpytorch_values(model))
-    return out
-
-
-def gpytorch_eval(model, tx, ty, sync):
-    """One ELBO + gradient evaluation of the whole batch; returns the per-member ELBO."""
-    model.zero_grad()
-    e = svgp_elbo(model, tx, ty)
-    e.sum().backward()
-    sync()
-    return e
-
-
-def gpytorch_values_and_grads(x, y, params, device, kernel, jitter_rel=None, jitter_grad=True):
-    import torch
-    with gpytorch_settings():
-        model = gpytorch_svgp(x, params, device, kernel, jitter_rel, jitter_grad)
-        tx = torch.as_tensor(x, dtype=torch.float64, device=device)
-        ty = torch.as_tensor(y, dtype=torch.float64, device=device)
-        e = gpytorch_eval(model, tx, ty, lambda: None)
-        return e.detach().cpu().numpy(), svgp_grads(model)
-
-
-def gpytorch_full_elbo(x, y, params, device, kernel, jitter_rel=None):
-    import torch
-    with gpytorch_settings(), torch.no_grad():
-        model = gpytorch_svgp(x, params, device, kernel, jitter_rel)
-        tx = torch.as_tensor(x, dtype=torch.float64, device=device)
-        ty = torch.as_tensor(y, dtype=torch.float64, device=device)
-        return svgp_elbo(model, tx, ty).cpu().numpy()
-
-
-def gpytorch_fit(x, y, params, device, kernel, steps, lr, batch_size, seed, sync):
-    """Adam (torch.optim.Adam, lr, GPyTorch's own parametrisation: softplus raw values for the
-    positive hyperparameters) on the sum over members of the negative per-member ELBO; with a
-    batch size S, each member draws S of its N points per step (without replacement) and the data
-    term is scaled by N / S. Returns the time, the loss (steps, B) and the fitted parameters."""
-    import numpy as np
-    import torch
-    b, n, d = x.shape
-    with gpytorch_settings():
-        model = gpytorch_svgp(x, params, device, kernel)
-        tx = torch.as_tensor(x, dtype=torch.float64, device=device)
-        ty = torch.as_tensor(y, dtype=torch.float64, device=device)
-        opt = torch.optim.Adam(model.parameters(), lr=lr)
-        gen = torch.Generator(device=device)
-        gen.manual_seed(seed)
-        losses = []
-        sync()
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            opt.zero_grad()
-            if batch_size and batch_size < n:
-                idx = torch.rand(b, n, generator=gen, device=device, dtype=torch.float64).argsort(-1)[:, :batch_size]
-                xb = torch.gather(tx, 1, idx[..., None].expand(b, batch_size, d))
-                yb = torch.gather(ty, 1, idx)
-                loss = -svgp_elbo(model, xb, yb, n / batch_size)
-            else:
-                loss = -svgp_elbo(model, tx, ty)
-            loss.sum().backward()
-            opt.step()
-            losses.append(loss.detach())
-        sync()
-        elapsed = time.perf_counter() - t0
-        loss = torch.stack(losses).cpu().numpy() if losses else np.zeros((0, b))
-        return elapsed, loss, svgp_params(model)
-
-
-# ---------------------------------------------------------------------------------------------
 # batchgp (through its CLI)
 
 
 def batchgp_has_svgp(exe):
     import subprocess
-    r = subprocess.run([exe, "elbo", "--help"], capture_output=True, text=True)
-    return r.returncode == 0
+    return subprocess.run([exe, "elbo", "--help"], capture_output=True, text=True).returncode == 0
 
 
 def batchgp_elbo(exe, dpath, spath, opath, backend, repeat, threads, kernel):
-    import numpy as np
-    run_cli([exe, "elbo", "--data", dpath, "--params", spath, "--out", opath, "--backend", backend,
-             "--kernel", kernel, "--repeat", str(repeat)], threads)
-    with np.load(opath) as f:
-        out = {k: f[k] for k in f.files}
-    missing = [k for k in ("elbo",) + GRAD_KEYS if k not in out]
-    if missing:
-        raise CliError(f"batchgp elbo wrote no {', '.join(missing)}")
-    if "seconds" not in out:
-        raise CliError("batchgp elbo --repeat wrote no `seconds` array")
-    return out
+    return batchgp_evaluate(exe, "elbo", dpath, spath, opath, backend, repeat, threads, ["--kernel", kernel],
+                            ("elbo",) + GRAD_KEYS)
 
 
 def batchgp_fit(exe, dpath, spath, fpath, backend, threads, kernel, steps, lr, batch_size, seed):
-    import numpy as np
     args = [exe, "fit", "--model", "svgp", "--data", dpath, "--init", spath, "--steps", str(steps),
             "--lr", repr(lr), "--optimizer", "adam", "--backend", backend, "--kernel", kernel, "--seed", str(seed),
             "--out", fpath]
     if batch_size:
         args += ["--batch-size", str(batch_size)]
-    t0 = time.perf_counter()
-    run_cli(args, threads)
-    wall = time.perf_counter() - t0
-    with np.load(fpath) as f:
-        out = {k: f[k] for k in f.files}
+    out = batchgp_fit_run(args, threads, fpath)
     missing = [k for k in PARAM_KEYS if k not in out]
     if missing:
         raise CliError(f"batchgp fit --model svgp wrote no {', '.join(missing)}")
-    out["wall"] = wall
-    out["time"] = float(np.asarray(out["seconds"]).ravel()[0]) if "seconds" in out else wall
-    out["time_from"] = "seconds" if "seconds" in out else "subprocess wall time (process start and I/O included)"
     return out
 
 
@@ -489,46 +213,12 @@ def jitter_rel_from(o, params, notes, label):
 
 
 # ---------------------------------------------------------------------------------------------
-# agreement helpers
-
-
-def grad_matrix(g):
-    """(B, P) of every gradient array in GRAD_KEYS order."""
-    import numpy as np
-    return np.concatenate([np.asarray(g[k], float).reshape(np.shape(g[k])[0], -1) for k in GRAD_KEYS], axis=1)
-
-
-def per_array_errors(ga, gb):
-    """Worst error per gradient array, relative to each member's largest component overall."""
-    import numpy as np
-    scale = np.maximum(np.abs(grad_matrix(ga)).max(1), np.abs(grad_matrix(gb)).max(1))
-    scale = np.where(scale > 0, scale, 1.0)
-    out = {}
-    for k in GRAD_KEYS:
-        a = np.asarray(ga[k], float).reshape(scale.shape[0], -1)
-        b = np.asarray(gb[k], float).reshape(scale.shape[0], -1)
-        out[k] = float((np.abs(a - b).max(1) / scale).max()) if a.size else 0.0
-    return out
-
-
-def agreement(name, elbo_a, elbo_b, ga, gb):
-    r = compare(name, elbo_a, elbo_b, grad_matrix(ga), grad_matrix(gb))
-    # compare() is the exact-GP check of compare.py with the same tolerances (MLL_RTOL = 1e-8 on
-    # the value, GRAD_RTOL = 1e-6 of the member's largest gradient component); its "mll" is the ELBO.
-    r["elbo_rel"], r["elbo_member"], r["elbo_values"] = r.pop("mll_rel"), r.pop("mll_member"), r.pop("mll_values")
-    r["grad_values"] = None if r["ok"] else r["grad_values"]
-    r["per_array"] = per_array_errors(ga, gb)
-    return r
-
-
-# ---------------------------------------------------------------------------------------------
 # one shape
 
 
 def bench_shape(shape, args, ctx, workdir):
     import numpy as np
     b, n, m, d = shape
-    log = ctx["log"]
     res = dict(shape=list(shape), self_check={}, agree=[], eval={}, fit={}, notes=[])
     x, y, params = make_problem(shape, args.seed)
     tag = f"b{b}_n{n}_m{m}_d{d}"
@@ -638,8 +328,7 @@ def bench_shape(shape, args, ctx, workdir):
             import torch
             with gpytorch_settings():
                 model = gpytorch_svgp(x, params, dev, kernel)
-                tx = torch.as_tensor(x, dtype=torch.float64, device=dev)
-                ty = torch.as_tensor(y, dtype=torch.float64, device=dev)
+                tx, ty = as_tensors(dev, x, y)
                 sync = ctx["sync"][dev]
                 secs = time_repeats(lambda: gpytorch_eval(model, tx, ty, sync), args.repeats, args.budget, sync)
                 res["eval"][f"gpytorch-{dev}"] = dict(seconds=secs)
@@ -648,10 +337,7 @@ def bench_shape(shape, args, ctx, workdir):
                     torch.cuda.empty_cache()
         except Exception as err:  # noqa: BLE001
             res["notes"].append(f"gpytorch-{dev} timing: {type(err).__name__}: {err}")
-    for k, v in res["eval"].items():
-        v["median"] = median(v["seconds"])
-        v["evals_per_s"] = b / v["median"]
-        log(f"  eval {k:<14} {v['median'] * 1e3:10.2f} ms  ({len(v['seconds'])} repeats, {v['evals_per_s']:.0f} GP/s)")
+    summarize_evals(res["eval"], b, log, "eval ", 14)
 
     if not args.skip_fit:
         res["fit"] = bench_fits(shape, x, y, params, args, ctx, dpath, spath, workdir, tag, res)
@@ -671,7 +357,6 @@ def summarize_final(elbo):
 def bench_fits(shape, x, y, params, args, ctx, dpath, spath, workdir, tag, res):
     import numpy as np
     b, n, m, d = shape
-    log = ctx["log"]
     kernel = args.kernel
     fit = dict(steps=args.steps, lr=args.lr, batch_size=args.batch_size)
     bs = args.batch_size if args.batch_size and args.batch_size < n else None
@@ -752,13 +437,6 @@ def bench_fits(shape, x, y, params, args, ctx, dpath, spath, workdir, tag, res):
 # report
 
 
-def fmt_ms(v):
-    if v is None:
-        return "n/a"
-    s = v["median"] * 1e3
-    return f"{s:.3g}" if s < 100 else f"{s:.0f}"
-
-
 def fmt_fit_time(v):
     if not v:
         return "n/a"
@@ -770,19 +448,11 @@ def fmt_fit_time(v):
 
 
 def write_report(results, machine, args, path_md, path_json):
-    lines = []
-    now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     nu = KERNELS[args.kernel]
     gp_kernel = "RBFKernel(ard_num_dims=D)" if nu is None else f"MaternKernel(nu={nu}, ard_num_dims=D)"
-    lines.append(f"# Batched SVGP: batchgp vs GPyTorch, kernel {args.kernel} ({now})\n")
-    lines.append("Machine: " + machine["cpu"] + f", {machine['cores']} cores, {machine['threads']} threads used by "
-                 "both systems (RAYON_NUM_THREADS, torch.set_num_threads)"
-                 + (f"; GPU: {machine['gpu']}" if machine.get("gpu") else "; no GPU") + ".  ")
-    if machine.get("load_start") is not None:
-        lines.append(f"Load average (1 min) at the start: {machine['load_start']:.1f}, at the end: "
-                     f"{machine.get('load_end', float('nan')):.1f}.  ")
-    lines.append("Software: " + ", ".join(f"{k} {machine[k]}" for k in ("python", "numpy", "scipy", "torch", "gpytorch")
-                                          if k in machine) + ".  ")
+    lines = report_head(f"Batched SVGP: batchgp vs GPyTorch, kernel {args.kernel}", machine,
+                        "both systems (RAYON_NUM_THREADS, torch.set_num_threads)", "",
+                        ("python", "numpy", "scipy", "torch", "gpytorch"))
     if machine.get("batchgp_info"):
         lines.append("batchgp info: `" + " / ".join(machine["batchgp_info"].splitlines()) + "`")
     if not machine.get("batchgp_info"):
@@ -881,15 +551,7 @@ def write_report(results, machine, args, path_md, path_json):
     notes = [(r["shape"], n) for r in results for n in r["notes"]]
     notes += [(r["shape"], n) for r in results for k, v in r["fit"].items() if isinstance(v, dict)
               for n in v.get("notes", [])]
-    if notes:
-        lines.append("\n## Notes\n")
-        for s, n in notes:
-            lines.append(f"- {tuple(s)}: {n}")
-    lines.append(f"\nCommand: `{' '.join(sys.argv)}`\n")
-    with open(path_md, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    with open(path_json, "w") as f:
-        json.dump(compact_json(dict(machine=machine, results=results, args=vars(args))), f, indent=1, default=float)
+    write_report_files(lines, notes, machine, results, args, path_md, path_json)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -906,14 +568,7 @@ def main(argv=None):
     import gpytorch  # noqa: F401
 
     torch.set_num_threads(args.threads)
-    try:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(args.threads)
-    except ImportError:
-        pass
-
-    def log(msg):
-        print(msg, flush=True)
+    limit_threadpools(args.threads)
 
     gpu = torch.cuda.is_available() and not args.no_cuda
     if args.gpu_only and not gpu:
@@ -924,9 +579,7 @@ def main(argv=None):
     if gpu:
         sync["cuda"] = torch.cuda.synchronize
 
-    exe = None if args.no_batchgp else os.path.abspath(args.batchgp)
-    if exe and not os.access(exe, os.X_OK):
-        sys.exit(f"no batchgp binary at {exe}: `cargo build --release`, pass --batchgp PATH, or --no-batchgp")
+    exe = check_batchgp(args)
     if exe and not batchgp_has_svgp(exe):
         sys.exit(f"{exe} has no `elbo` command (built before the SVGP existed): rebuild, or --no-batchgp")
 
@@ -940,35 +593,14 @@ def main(argv=None):
         args.repeats = min(args.repeats, 3)
 
     machine = machine_description(args, torch, exe)
-    log(f"machine: {machine['cpu']}, {machine['threads']} threads" + (f", GPU {machine['gpu']}" if machine.get("gpu") else "")
-        + f"; kernel {args.kernel}")
+    log(machine_line(machine) + f"; kernel {args.kernel}")
     ctx = dict(log=log, batchgp=exe, backends=devices if exe else [], time_backends=time_devices if exe else [],
                torch=torch, torch_devices=devices, time_devices=time_devices, sync=sync)
-    results = []
-    workdir = tempfile.mkdtemp(prefix="batchgp-svgp-")
-    try:
-        for shape in shapes:
-            log(f"shape B={shape[0]} N={shape[1]} M={shape[2]} D={shape[3]}")
-            t0 = time.perf_counter()
-            try:
-                results.append(bench_shape(shape, args, ctx, workdir))
-            except Exception as e:  # noqa: BLE001 (one broken shape does not lose the others)
-                traceback.print_exc()
-                results.append(dict(shape=list(shape), self_check={}, agree=[], eval={}, fit={},
-                                    notes=[f"{type(e).__name__}: {e}"], error=True))
-            log(f"  ({time.perf_counter() - t0:.0f} s)")
-    finally:
-        if args.keep:
-            log(f"kept the .npz files in {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
-
-    os.makedirs(args.out_dir, exist_ok=True)
-    tag = args.tag or ("svgp-" + ("gpu" if machine.get("gpu") else "cpu") + ("-quick" if args.quick else "")
-                       + ("" if args.kernel == "rbf" else "-" + args.kernel) + "-" + datetime.date.today().isoformat())
-    base = os.path.join(args.out_dir, tag)
-    if hasattr(os, "getloadavg"):
-        machine["load_end"] = os.getloadavg()[0]
+    results = run_shapes(
+        shapes, bench_shape, args, ctx, "batchgp-svgp-", lambda s: f"shape B={s[0]} N={s[1]} M={s[2]} D={s[3]}",
+        lambda s, e: dict(shape=list(s), self_check={}, agree=[], eval={}, fit={}, notes=[f"{type(e).__name__}: {e}"],
+                          error=True))
+    base = output_base(args, machine, "svgp-")
     write_report(results, machine, args, base + ".md", base + ".json")
     log(f"wrote {base}.md, {base}.json")
     bad = [r["shape"] for r in results
