@@ -1,24 +1,35 @@
 // Fused per-member kernels: the MLL with its gradient (gp_mll_*) and the Cholesky of given
 // matrices (chol_*), each with per-member jitter escalation (docs/design.md sections 1, 3, 4).
 //
-// Entry points: gp_mll_{warp,block,global}_<kernel>_<dtype> for every covariance kernel of
+// Entry points: gp_mll_{warp8,warp16,warp,block,global}_<kernel>_<dtype> for every covariance kernel of
 // covariance.cuh (rbf, matern12, matern32, matern52, rq) and dtype (f64, f32), and
-// chol_{warp,block,global}_<dtype>, which involve no covariance kernel.
+// chol_{warp,block,global}_<dtype>, which involve no covariance kernel. Two generations of each
+// (src/backend/cuda/launch.rs Generation; BATCHGP_CUDA_KERNELS=v0 selects the old): v1 under
+// those names, and v0, the kernels as they were, as gp_mll_{warp,block,global}_v0_<kernel>_<dtype>
+// and chol_{warp,block,global}_v0_<dtype>, kept until a GPU run has timed both (docs/gpu-notes.md).
+// v1: lengthscales inverted once per member (covariance.cuh LsInv), row loops instead of
+// tri_index, rowalg.cuh's linear algebra (one barrier per Cholesky column, solves in one warp,
+// N + 4 barriers for K^-1 in the block variant), two or four members per warp for N <= 16.
 //
 // One member is handled by one thread group, in three variants that share the same code:
-//   *_warp_*     N <= 32: one warp per member, BGP_WARPS_PER_BLOCK members per block, the
-//                member's matrix in shared memory (ld = N + 1);
+//   *_warp_*     N <= 32: one warp per member (v1: gp_mll_warp8_* and gp_mll_warp16_* put
+//                four and two members on a warp for N <= 8 and N <= 16, a segment of W = 8 or 16
+//                lanes each; gp_warp.cuh), BGP_WARPS_PER_BLOCK warps per block,
+//                the member's matrix in shared memory (ld = N + 1);
 //   *_block_*    N up to the opt-in shared-memory limit (168 in f64, 239 in f32 on an H100/H200): one block
 //                of BGP_BLOCK threads per member, K built, factored, solved and inverted in shared
 //                memory (ld = N + 1), so K never goes to global memory;
 //   *_global_*   any N: one block of BGP_BLOCK threads per member working in a global workspace
 //                of WORK_STRIDE = N * N + 2 * N elements per member (ld = N).
-// Grid: warp variant ceil(B / BGP_WARPS_PER_BLOCK) blocks of 32 * BGP_WARPS_PER_BLOCK threads;
-// block and global variants B blocks of BGP_BLOCK threads. Dynamic shared memory (bytes):
-//   warp   BGP_WARPS_PER_BLOCK * warp_elems(N) * sizeof(T)
-//   block  32 * 8 + (N * (N + 1) + 2 * N) * sizeof(T)
+// Grid: warp variant ceil(B / (BGP_WARPS_PER_BLOCK * mpw)) blocks of 32 * BGP_WARPS_PER_BLOCK
+// threads (mpw = warp_members_v1(N), 1 in v0); block and global variants B blocks of BGP_BLOCK
+// threads. Dynamic shared memory (bytes):
+//   warp   BGP_WARPS_PER_BLOCK * mpw * elems * sizeof(T), elems = warp_elems(N) (v0) or
+//          warp_region_v1(N) = warp_elems(N) + BGP_IL_MAX (v1)
+//   block  32 * 8 + (N * (N + 1) + 2 * N (+ BGP_IL_MAX in v1)) * sizeof(T)
 //   global 0 (static: 32 doubles of reduction scratch, BGP_TILE_ELEMS elements of T for the
-//   tiles of the blocked Cholesky and of L^-T L^-1, and BGP_NB^2 doubles of tile sums)
+//   tiles of the blocked Cholesky and of L^-T L^-1, BGP_NB^2 doubles of tile sums, and in v1
+//   BGP_IL_MAX elements of T for the inverse lengthscales)
 // where warp_elems(N) = N * (N + 1) + 2 * N rounded up to even.
 //
 // Inputs of gp_mll (prepared on the host as the CPU backend prepares them, src/backend/member.rs):
@@ -383,7 +394,7 @@ __device__ __forceinline__ void chol_warp_members(const CholArgs<T>& p, T* smem)
         BGP_DYNAMIC_SHARED double bgp_smem[];                                                      \
         const MllArgs<T> p{BGP_MLL_ARGS};                                                          \
         if constexpr (V1)                                                                          \
-            gp_mll_warp_v1<COV, T>(p, reinterpret_cast<T*>(bgp_smem));                             \
+            gp_mll_warp_v1<COV, T, BGP_WARP>(p, reinterpret_cast<T*>(bgp_smem));                   \
         else                                                                                       \
             gp_mll_warp_v0<COV, T>(p, reinterpret_cast<T*>(bgp_smem));                             \
     }                                                                                              \
@@ -410,8 +421,18 @@ __device__ __forceinline__ void chol_warp_members(const CholArgs<T>& p, T* smem)
         gp_mll_member<COV, T, BlockGroup, V1>(BlockGroup{}, p, b, base, N, base + (size_t)N * N,   \
                                               base + (size_t)N * N + N, scratch, tile, kacc, il);  \
     }
+// gp_mll_warp<W>_<KN>_<DT>: the v1 warp kernel with 32 / W members per warp (W = 8, 16).
+#define BGP_GP_PACKED(COV, KN, T, DT, W)                                                           \
+    extern "C" __global__ void __launch_bounds__(BGP_WARP * BGP_WARPS_PER_BLOCK, 4)                 \
+        gp_mll_warp##W##_##KN##_##DT(BGP_MLL_PARAMS(T)) {                                          \
+        BGP_DYNAMIC_SHARED double bgp_smem[];                                                      \
+        const MllArgs<T> p{BGP_MLL_ARGS};                                                          \
+        gp_mll_warp_v1<COV, T, W>(p, reinterpret_cast<T*>(bgp_smem));                              \
+    }
 #define BGP_GP(COV, KN, T, DT)                                                                     \
     BGP_GP_GEN(COV, KN, T, DT, true, )                                                             \
+    BGP_GP_PACKED(COV, KN, T, DT, 8)                                                               \
+    BGP_GP_PACKED(COV, KN, T, DT, 16)                                                              \
     BGP_GP_GEN(COV, KN, T, DT, false, _v0)
 
 // chol_{warp,block,global}<SUF>_<DT> in precision T (no covariance kernel involved), v1 or v0.
@@ -446,7 +467,10 @@ __device__ __forceinline__ void chol_warp_members(const CholArgs<T>& p, T* smem)
     BGP_CHOL_GEN(T, DT, true, )                                                                    \
     BGP_CHOL_GEN(T, DT, false, _v0)
 
+// (BGP_GP_ONE: only the entry points that file defines, for measuring one kernel's costs.)
+#ifndef BGP_GP_ONE
 BGP_FOR_EACH_COVARIANCE(BGP_GP, double, f64)
 BGP_FOR_EACH_COVARIANCE(BGP_GP, float, f32)
 BGP_CHOL(double, f64)
 BGP_CHOL(float, f32)
+#endif

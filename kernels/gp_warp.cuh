@@ -8,9 +8,9 @@
 // the backward solve.
 //
 // v0 (gp_mll_warp_v0_*): one member per warp (W = 32), coordinate differences divided by the
-// lengthscales. v1 (gp_mll_warp_*): two members per warp for N <= 16 and four for N <= 8
-// (segments of W = 16 or 8 lanes), differences multiplied by lengthscales inverted once per
-// member.
+// lengthscales. v1: two members per warp for N <= 16 (gp_mll_warp16_*) and four for N <= 8
+// (gp_mll_warp8_*), segments of W = 16 or 8 lanes, one per warp otherwise (gp_mll_warp_*);
+// differences multiplied by lengthscales inverted once per member.
 #pragma once
 
 // A segment of W lanes (W = 8, 16 or 32, W >= N) per member, 32 / W members per warp. Shuffles stay inside the segment (width W), and every lane of the warp runs
@@ -220,28 +220,25 @@ __device__ void gp_mll_warp_member(const MllArgs<T>& p, int b, T* sm, T* il) {
     }
 }
 
-// Members per warp of the v1 warp kernel for order n, and the elements of shared memory of one
+// Members per warp of the v1 warp kernels for order n (gp_mll_warp8_*: four, N <= 8;
+// gp_mll_warp16_*: two, N <= 16; gp_mll_warp_*: one), and the elements of shared memory of one
 // member (its matrix and two columns, warp_elems, then its inverse lengthscales);
-// src/backend/cuda/launch.rs mirrors both.
+// src/backend/cuda/launch.rs mirrors both (Variant::Warp8, Warp16, Warp).
 __device__ __forceinline__ int warp_members_v1(int n) { return n <= 8 ? 4 : n <= 16 ? 2 : 1; }
 __device__ __forceinline__ int warp_region_v1(int n) { return warp_elems(n) + BGP_IL_MAX; }
 
-// The v1 warp kernel's body: the calling lane's member and segment width.
-template <class Cov, typename T>
+// The body of a v1 warp kernel of segment width W: the calling lane's member. One width per
+// entry point: the three instantiations in one kernel shared its register allocation and
+// spilled (348 bytes at 128 registers in f64), each alone does not.
+template <class Cov, typename T, int W>
 __device__ __forceinline__ void gp_mll_warp_v1(const MllArgs<T>& p, T* smem) {
-    const int w = threadIdx.x / BGP_WARP, N = p.N;
-    const int mpw = warp_members_v1(N);
+    constexpr int mpw = BGP_WARP / W;
+    const int w = threadIdx.x / BGP_WARP;
     const int first = (blockIdx.x * BGP_WARPS_PER_BLOCK + w) * mpw;
     if (first >= p.B) return;
-    const int seg = (threadIdx.x & (BGP_WARP - 1)) / (BGP_WARP / mpw);
-    T* sm = smem + (size_t)(w * mpw + seg) * warp_region_v1(N);
-    T* il = sm + warp_elems(N);
-    if (mpw == 4)
-        gp_mll_warp_member<Cov, T, 8, true>(p, first + seg, sm, il);
-    else if (mpw == 2)
-        gp_mll_warp_member<Cov, T, 16, true>(p, first + seg, sm, il);
-    else
-        gp_mll_warp_member<Cov, T, 32, true>(p, first + seg, sm, il);
+    const int seg = (threadIdx.x & (BGP_WARP - 1)) / W;
+    T* sm = smem + (size_t)(w * mpw + seg) * warp_region_v1(p.N);
+    gp_mll_warp_member<Cov, T, W, true>(p, first + seg, sm, sm + warp_elems(p.N));
 }
 
 // The v0 warp kernel's body: one member per warp, BGP_WARPS_PER_BLOCK warps_elems(N) regions.

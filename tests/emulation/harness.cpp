@@ -21,6 +21,8 @@ template <class Cov, typename T> struct K;
         static constexpr auto block = gp_mll_block_##KN##_##DT;                                   \
         static constexpr auto global = gp_mll_global_##KN##_##DT;                                 \
         static constexpr auto warp0 = gp_mll_warp_v0_##KN##_##DT;                                 \
+        static constexpr auto warp8 = gp_mll_warp8_##KN##_##DT;                                   \
+        static constexpr auto warp16 = gp_mll_warp16_##KN##_##DT;                                 \
         static constexpr auto block0 = gp_mll_block_v0_##KN##_##DT;                               \
         static constexpr auto global0 = gp_mll_global_v0_##KN##_##DT;                             \
         static constexpr auto gram = gram_##KN##_##DT;                                            \
@@ -151,6 +153,10 @@ static double g_worst[2] = {0, 0};
 // changes reorder and rescale, they never change what is computed. (Entry by entry, f32 alpha
 // at N = 70 moves by cond(K) eps ~ 6e-5 of itself under any reordering.)
 enum Gen { V1, V0 };
+// The v1 warp kernel the backend launches for order n (launch.rs Variant::Warp8, Warp16, Warp).
+template <class Cov, typename T> static auto warp_v1(int n) {
+    return n <= 8 ? K<Cov, T>::warp8 : n <= 16 ? K<Cov, T>::warp16 : K<Cov, T>::warp;
+}
 static const char* GEN_NAME[] = {"v1", "v0"};
 static Shape v0_shape(const std::string& variant, Shape v1, int n, int B, size_t sz) {
     if (variant == "warp") {
@@ -324,7 +330,7 @@ template <class Cov, typename T> static void run_case(const Plan& pl) {
         std::fill(att.begin(), att.end(), -7);
         for (auto& v : g_sync_count) v = 0;
         auto entry = K<Cov, T>::warp;
-        if (variant == "warp") entry = gen == V1 ? K<Cov, T>::warp : K<Cov, T>::warp0;
+        if (variant == "warp") entry = gen == V0 ? K<Cov, T>::warp0 : warp_v1<Cov, T>(n);
         if (variant == "block") entry = gen == V1 ? K<Cov, T>::block : K<Cov, T>::block0;
         const std::string name = "gp_mll_" + variant + (gen == V0 ? "_v0_" : "_") + kn + " flags=" + std::to_string(flags);
         launch(name, gen == V1 ? member : member0, o, seed, [&] {
@@ -465,7 +471,7 @@ template <typename T> static void run_fused_jitter(const Plan& pl, int config) {
             entry(xs.data(), n, r.data(), mask.data(), lt.data(), st.data(), nt.data(), nullptr, nullptr, jit.data(), na, B, n, d, 3, mll.data(), grad.data(), at.data(), L.data(), alpha.data(), extra...);
         };
         launch(g_case + " " + GEN_NAME[gen], gen == V1 ? member : v0_shape(variant, member, n, B, sizeof(T)), (Order)pl.num("order"), 11, [&] {
-            if (variant == "warp") args(gen == V1 ? K<RbfCov, T>::warp : K<RbfCov, T>::warp0);
+            if (variant == "warp") args(gen == V1 ? warp_v1<RbfCov, T>(n) : K<RbfCov, T>::warp0);
             else if (variant == "block") args(gen == V1 ? K<RbfCov, T>::block : K<RbfCov, T>::block0);
             else args(gen == V1 ? K<RbfCov, T>::global : K<RbfCov, T>::global0, work.data());
         });

@@ -73,10 +73,12 @@ pub(super) enum Op {
     CholWarpV0,
     CholBlockV0,
     CholGlobalV0,
+    MllWarp8,
+    MllWarp16,
 }
 
 impl Op {
-    pub const ALL: [Op; 17] = [
+    pub const ALL: [Op; 19] = [
         Op::MllWarp,
         Op::MllBlock,
         Op::MllGlobal,
@@ -94,6 +96,8 @@ impl Op {
         Op::CholWarpV0,
         Op::CholBlockV0,
         Op::CholGlobalV0,
+        Op::MllWarp8,
+        Op::MllWarp16,
     ];
 
     /// The first part of the entry point's name.
@@ -116,6 +120,8 @@ impl Op {
             Op::CholWarpV0 => "chol_warp_v0",
             Op::CholBlockV0 => "chol_block_v0",
             Op::CholGlobalV0 => "chol_global_v0",
+            Op::MllWarp8 => "gp_mll_warp8",
+            Op::MllWarp16 => "gp_mll_warp16",
         }
     }
 
@@ -143,6 +149,8 @@ impl Op {
                 | Op::MllBlockV0
                 | Op::CholWarpV0
                 | Op::CholBlockV0
+                | Op::MllWarp8
+                | Op::MllWarp16
         )
     }
 
@@ -153,10 +161,12 @@ impl Op {
 
     fn mll_of(v: Variant, g: Generation) -> Op {
         match (v, g) {
+            (Variant::Warp8, Generation::V1) => Op::MllWarp8,
+            (Variant::Warp16, Generation::V1) => Op::MllWarp16,
             (Variant::Warp, Generation::V1) => Op::MllWarp,
             (Variant::Block, Generation::V1) => Op::MllBlock,
             (Variant::Global, Generation::V1) => Op::MllGlobal,
-            (Variant::Warp, Generation::V0) => Op::MllWarpV0,
+            (Variant::Warp | Variant::Warp8 | Variant::Warp16, Generation::V0) => Op::MllWarpV0,
             (Variant::Block, Generation::V0) => Op::MllBlockV0,
             (Variant::Global, Generation::V0) => Op::MllGlobalV0,
         }
@@ -164,11 +174,12 @@ impl Op {
 
     /// The Cholesky kernel of a variant, in the process's generation.
     fn chol(v: Variant) -> Op {
+        // chol_warp (v1) takes every warp launch: it runs a warp's members one after another.
         match (v, Generation::current()) {
-            (Variant::Warp, Generation::V1) => Op::CholWarp,
+            (Variant::Warp | Variant::Warp8 | Variant::Warp16, Generation::V1) => Op::CholWarp,
             (Variant::Block, Generation::V1) => Op::CholBlock,
             (Variant::Global, Generation::V1) => Op::CholGlobal,
-            (Variant::Warp, Generation::V0) => Op::CholWarpV0,
+            (Variant::Warp | Variant::Warp8 | Variant::Warp16, Generation::V0) => Op::CholWarpV0,
             (Variant::Block, Generation::V0) => Op::CholBlockV0,
             (Variant::Global, Generation::V0) => Op::CholGlobalV0,
         }
@@ -234,9 +245,12 @@ impl fmt::Display for KernelId {
     }
 }
 
-/// Which per-member kernel variant handles matrices of order n.
+/// Which per-member kernel variant handles matrices of order n. Warp8 and Warp16 (v1 only): the
+/// warp kernel with four and two members per warp (N <= 8, N <= 16).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Variant {
+    Warp8,
+    Warp16,
     Warp,
     Block,
     Global,
@@ -249,19 +263,21 @@ fn warp_elems(n: usize, g: Generation) -> usize {
     ((e + 1) & !1) + if g == Generation::V1 { IL_MAX } else { 0 }
 }
 
-/// Members per warp of the warp kernels (gp_warp.cuh warp_members_v1; v0 one).
-fn warp_members(n: usize, g: Generation) -> usize {
-    match g {
-        Generation::V0 => 1,
-        Generation::V1 if n <= 8 => 4,
-        Generation::V1 if n <= 16 => 2,
-        Generation::V1 => 1,
+/// Members per warp of the v1 warp kernels for order n (gp_warp.cuh warp_members_v1).
+fn warp_members(n: usize) -> usize {
+    if n <= 8 {
+        4
+    } else if n <= 16 {
+        2
+    } else {
+        1
     }
 }
 
-/// Dynamic shared memory of a warp-variant launch (one block of BGP_WARPS_PER_BLOCK warps).
-fn warp_smem(n: usize, sz: usize, g: Generation) -> usize {
-    WARPS_PER_BLOCK as usize * warp_members(n, g) * warp_elems(n, g) * sz
+/// Dynamic shared memory of a warp-variant launch (one block of BGP_WARPS_PER_BLOCK warps of
+/// `mpw` members each).
+fn warp_smem(n: usize, sz: usize, mpw: usize, g: Generation) -> usize {
+    WARPS_PER_BLOCK as usize * mpw * warp_elems(n, g) * sz
 }
 
 /// Dynamic shared memory of a block-variant launch (kernels/gp.cu BGP_GP_GEN): 32 doubles of
@@ -283,8 +299,13 @@ impl Variant {
     }
 
     fn select_for(n: usize, sz: usize, smem_optin: usize, g: Generation) -> Variant {
-        if n <= WARP_MAX_N && warp_smem(n, sz, g) <= smem_optin.max(SMEM_DEFAULT) {
-            Variant::Warp
+        let warp = match (g, warp_members(n)) {
+            (Generation::V1, 4) => Variant::Warp8,
+            (Generation::V1, 2) => Variant::Warp16,
+            _ => Variant::Warp,
+        };
+        if n <= WARP_MAX_N && warp_smem(n, sz, warp.members(), g) <= smem_optin.max(SMEM_DEFAULT) {
+            warp
         } else if block_smem(n, sz, g) <= smem_optin {
             Variant::Block
         } else {
@@ -306,12 +327,21 @@ impl Variant {
         self.launch_for(n, sz, count, Generation::current())
     }
 
+    /// Members per warp (the warp variants; 1 for the others).
+    fn members(self) -> usize {
+        match self {
+            Variant::Warp8 => 4,
+            Variant::Warp16 => 2,
+            _ => 1,
+        }
+    }
+
     fn launch_for(self, n: usize, sz: usize, count: usize, g: Generation) -> LaunchConfig {
         match self {
-            Variant::Warp => LaunchConfig {
-                grid_dim: (count.div_ceil(WARPS_PER_BLOCK as usize * warp_members(n, g)) as u32, 1, 1),
+            Variant::Warp | Variant::Warp8 | Variant::Warp16 => LaunchConfig {
+                grid_dim: (count.div_ceil(WARPS_PER_BLOCK as usize * self.members()) as u32, 1, 1),
                 block_dim: (32 * WARPS_PER_BLOCK, 1, 1),
-                shared_mem_bytes: warp_smem(n, sz, g) as u32,
+                shared_mem_bytes: warp_smem(n, sz, self.members(), g) as u32,
             },
             Variant::Block => LaunchConfig {
                 grid_dim: (count as u32, 1, 1),
@@ -364,9 +394,13 @@ pub mod emulation {
         (c.grid_dim.0, c.block_dim.0, c.shared_mem_bytes)
     }
 
-    fn variant(name: &str) -> Variant {
+    /// A variant by name; `warp` is the warp kernel the v1 backend launches for order n.
+    fn variant(name: &str, n: usize) -> Variant {
         match name {
-            "warp" => Variant::Warp,
+            "warp" => match Variant::select_for(n, 8, 0, Generation::V1) {
+                v @ (Variant::Warp8 | Variant::Warp16) => v,
+                _ => Variant::Warp,
+            },
             "block" => Variant::Block,
             "global" => Variant::Global,
             _ => panic!("no variant {name:?}"),
@@ -378,7 +412,7 @@ pub mod emulation {
     /// kernels).
     pub fn select(n: usize, sz: usize, smem_optin: usize) -> &'static str {
         match Variant::select_for(n, sz, smem_optin, Generation::V1) {
-            Variant::Warp => "warp",
+            Variant::Warp | Variant::Warp8 | Variant::Warp16 => "warp",
             Variant::Block => "block",
             Variant::Global => "global",
         }
@@ -388,12 +422,12 @@ pub mod emulation {
     /// (tests/emulation/harness.cpp derives the v0 kernels' launch from it as
     /// `launch_shapes_by_generation` below pins them).
     pub fn member_launch(name: &str, n: usize, sz: usize, count: usize) -> Shape {
-        shape(variant(name).launch_for(n, sz, count, Generation::V1))
+        shape(variant(name, n).launch_for(n, sz, count, Generation::V1))
     }
 
     /// Elements of the global workspace per member of a variant.
     pub fn work_per_member(name: &str, n: usize) -> usize {
-        variant(name).work_per_member(n)
+        variant(name, n).work_per_member(n)
     }
 
     /// The launch of a grid-stride kernel (gram, predict_cov) over `total` entries.
@@ -462,15 +496,20 @@ mod tests {
         assert_eq!(KernelId::new(Op::PredictCov, Kernel::Rbf, Dtype::F64).to_string(), "predict_cov_rbf_f64");
         assert_eq!(KernelId::new(Op::CholBlock, Kernel::Rq, Dtype::F32).to_string(), "chol_block_f32");
         assert_eq!(KernelId::new(Op::SvgpElbo, Kernel::Matern32, Dtype::F32).to_string(), "svgp_elbo_matern32_f32");
-        // 11 covariance ops x 5 kernels + 6 Cholesky ops (v1 and v0), in two precisions, all
+        // 13 covariance ops x 5 kernels + 6 Cholesky ops (v1 and v0), in two precisions, all
         // distinct.
         let names: std::collections::HashSet<String> = KernelId::all().map(|k| k.to_string()).collect();
-        assert_eq!(names.len(), 2 * (11 * 5 + 6));
+        assert_eq!(names.len(), 2 * (13 * 5 + 6));
     }
 
     #[test]
     fn variants_by_size() {
         let optin = 227 * 1024;
+        assert_eq!(Variant::select_for(8, 8, optin, Generation::V1), Variant::Warp8);
+        assert_eq!(Variant::select_for(9, 8, optin, Generation::V1), Variant::Warp16);
+        assert_eq!(Variant::select_for(16, 4, optin, Generation::V1), Variant::Warp16);
+        assert_eq!(Variant::select_for(17, 8, optin, Generation::V1), Variant::Warp);
+        assert_eq!(Variant::select_for(8, 8, optin, Generation::V0), Variant::Warp);
         for g in [Generation::V0, Generation::V1] {
             assert_eq!(Variant::select_for(32, 8, optin, g), Variant::Warp);
             assert_eq!(Variant::select_for(33, 8, optin, g), Variant::Block);
@@ -491,6 +530,8 @@ mod tests {
         assert_eq!(v0.to_string(), "gp_mll_block_v0_rbf_f64");
         let v1 = KernelId::new(Op::mll_of(Variant::Warp, Generation::V1), Kernel::Rq, Dtype::F32);
         assert_eq!(v1.to_string(), "gp_mll_warp_rq_f32");
+        let v1 = KernelId::new(Op::mll_of(Variant::Warp16, Generation::V1), Kernel::Rbf, Dtype::F64);
+        assert_eq!(v1.to_string(), "gp_mll_warp16_rbf_f64");
         assert_eq!(KernelId::new(Op::CholGlobalV0, Kernel::Rq, Dtype::F64).to_string(), "chol_global_v0_f64");
     }
 
@@ -504,7 +545,8 @@ mod tests {
             let old_elems = (n * (n + 1) + 2 * n + 1) & !1;
             assert_eq!(v0.grid_dim.0 as usize, count.div_ceil(4));
             assert_eq!(v0.shared_mem_bytes as usize, 4 * old_elems * sz);
-            let v1 = Variant::Warp.launch_for(n, sz, count, Generation::V1);
+            let w = Variant::select_for(n, sz, 227 * 1024, Generation::V1);
+            let v1 = w.launch_for(n, sz, count, Generation::V1);
             let mpw = if n <= 8 {
                 4
             } else if n <= 16 {
