@@ -37,10 +37,16 @@
 #define BGP_DCHUNK 8
 
 // A whole thread block working on one member.
+// Besides rank and size, a group names its warps (warp(), warps()) and the lane in a warp, for
+// the row loops of the v1 code: warp w takes rows w, w + warps(), ..., its lanes the columns of
+// each row (no tri_index, shared memory walked along rows).
 struct BlockGroup {
     __device__ __forceinline__ int rank() const { return threadIdx.x; }
     __device__ __forceinline__ int size() const { return blockDim.x; }
     __device__ __forceinline__ void sync() const { __syncthreads(); }
+    __device__ __forceinline__ int warp() const { return threadIdx.x / BGP_WARP; }
+    __device__ __forceinline__ int warps() const { return blockDim.x / BGP_WARP; }
+    __device__ __forceinline__ int lane() const { return threadIdx.x & (BGP_WARP - 1); }
 };
 
 // One warp working on one member (several members per block, never __syncthreads).
@@ -48,6 +54,9 @@ struct WarpGroup {
     __device__ __forceinline__ int rank() const { return threadIdx.x & (BGP_WARP - 1); }
     __device__ __forceinline__ int size() const { return BGP_WARP; }
     __device__ __forceinline__ void sync() const { __syncwarp(); }
+    __device__ __forceinline__ int warp() const { return 0; }
+    __device__ __forceinline__ int warps() const { return 1; }
+    __device__ __forceinline__ int lane() const { return threadIdx.x & (BGP_WARP - 1); }
 };
 
 __device__ __forceinline__ double warp_sum(double v) {
@@ -134,19 +143,24 @@ __device__ bool group_cholesky(const G& g, T* a, int n, int ld, T* col) {
 // Shared memory of group_cholesky_blocked's tiles, in elements of T.
 #define BGP_TILE_ELEMS (2 * BGP_NB * (BGP_NB + 1))
 
+template <typename T, class G>
+__device__ bool group_cholesky_columns_v1(const G& g, T* a, int n, int ld, T* buf, int k0, int k1);
+
 // As group_cholesky, blocked for matrices in global memory: for each panel of BGP_NB columns,
 // the panel is factored column by column (its updates stay inside the panel), then the trailing
 // matrix is updated once, tile by tile, from the panel rows staged in `tile` (shared memory,
 // BGP_TILE_ELEMS elements), so each trailing entry is read and written once per panel instead
-// of once per column.
-template <typename T, class G>
+// of once per column. V1: the panel by rowalg.cuh's group_cholesky_columns_v1 (one barrier per
+// column; `col` then holds 2n elements).
+template <bool V1, typename T, class G>
 __device__ bool group_cholesky_blocked(const G& g, T* a, int n, int ld, T* col, T* tile) {
     const int TS = BGP_NB, TL = BGP_NB + 1;
     T* ta = tile;            // rows of the row tile, panel columns: ta[r * TL + t]
     T* tb = tile + TS * TL;  // rows of the column tile
     for (int k0 = 0; k0 < n; k0 += BGP_NB) {
         const int k1 = n < k0 + BGP_NB ? n : k0 + BGP_NB;
-        for (int k = k0; k < k1; ++k) {
+        if (V1 && !group_cholesky_columns_v1(g, a, n, ld, col, k0, k1)) return false;
+        for (int k = k0; k < (V1 ? k0 : k1); ++k) {
             if (!group_cholesky_column(g, a, k, n, ld, col)) return false;
             // The rest of the panel: columns k+1 .. k1-1, rows i >= j.
             const int w = k1 - k - 1;

@@ -101,15 +101,60 @@ __device__ __forceinline__ T cov_alpha(const T* alpha, int b) {
     return Cov::has_alpha ? alpha[b] : T(1);
 }
 
-// Squared scaled distance sum_d ((a_d - b_d) / l_d)^2.
+// How a coordinate difference is scaled by its lengthscale: divided by l_d (LsDiv, the v0
+// kernels, gram.cu and predict.cu), or multiplied by 1 / l_d inverted once per member (LsInv,
+// the v1 fused kernels: no FP64 division per pair and dimension). LsInv's `il` holds 1 / l_d for
+// d < BGP_IL_MAX in shared memory (fill_inverse_ls); a member with more dimensions inverts the
+// rest on the fly.
+#define BGP_IL_MAX 32
+
 template <typename T>
-__device__ __forceinline__ T scaled_sqdist(const T* a, const T* b, const T* ls, int d) {
+struct LsDiv {
+    const T* ls;
+    __device__ __forceinline__ T operator()(T diff, int d) const { return diff / ls[d]; }
+};
+
+template <typename T>
+struct LsInv {
+    const T* ls;
+    const T* il;
+    __device__ __forceinline__ T operator()(T diff, int d) const {
+        return diff * (d < BGP_IL_MAX ? il[d] : T(1) / ls[d]);
+    }
+};
+
+// The scaling of a kernel generation: LsDiv for v0, LsInv for v1.
+template <bool V1, typename T>
+struct LsScaleOf {
+    __device__ __forceinline__ static LsDiv<T> make(const T* ls, const T*) { return LsDiv<T>{ls}; }
+};
+template <typename T>
+struct LsScaleOf<true, T> {
+    __device__ __forceinline__ static LsInv<T> make(const T* ls, const T* il) { return LsInv<T>{ls, il}; }
+};
+
+// il[d] = 1 / ls[d] for d < min(D, BGP_IL_MAX), by the `rank`-th of `size` threads (the caller
+// syncs before the values are read).
+template <typename T>
+__device__ __forceinline__ void fill_inverse_ls(T* il, const T* ls, int D, int rank, int size) {
+    for (int d = rank; d < D && d < BGP_IL_MAX; d += size) il[d] = T(1) / ls[d];
+}
+
+// Squared scaled distance sum_d (sc(a_d - b_d, d))^2.
+template <typename T, class S>
+__device__ __forceinline__ T scaled_sqdist_by(const T* a, const T* b, const S& sc, int d) {
     T acc = T(0);
     for (int k = 0; k < d; ++k) {
-        const T t = (a[k] - b[k]) / ls[k];
+        const T t = sc(a[k] - b[k], k);
         acc += t * t;
     }
     return acc;
+}
+
+// Squared scaled distance sum_d ((a_d - b_d) / l_d)^2.
+template <typename T>
+__device__ __forceinline__ T scaled_sqdist(const T* a, const T* b, const T* ls, int d) {
+    return scaled_sqdist_by(a, b, LsDiv<T>{ls}, d);
 }
 
 // Kf(a, b) = s phi(r^2(a, b)).
@@ -122,11 +167,18 @@ __device__ __forceinline__ T cov_value(const T* a, const T* b, const T* ls, T s,
 // column. x points at the member's (N, D) inputs, yvar at its (N,) known noise variances or is
 // null; diag_add is noise + jitter. The diagonal is summed as the CPU backend sums it:
 // (s + diag_add) + yvar_i.
-template <class Cov, typename T>
-__device__ __forceinline__ T gram_entry(const T* x, const uint8_t* mask, const T* ls, T s, T alpha, T diag_add,
-                                        const T* yvar, int i, int j, int d) {
+// gram_entry_by scales by `sc` (LsDiv or LsInv).
+template <class Cov, typename T, class S>
+__device__ __forceinline__ T gram_entry_by(const T* x, const uint8_t* mask, const S& sc, T s, T alpha, T diag_add,
+                                           const T* yvar, int i, int j, int d) {
     const bool oi = mask[i] != 0, oj = mask[j] != 0;
     if (!oi || !oj) return i == j ? T(1) : T(0);
     if (i == j) return yvar ? (s + diag_add) + yvar[i] : s + diag_add;
-    return cov_value<Cov>(x + (size_t)i * d, x + (size_t)j * d, ls, s, alpha, d);
+    return s * Cov::phi(scaled_sqdist_by(x + (size_t)i * d, x + (size_t)j * d, sc, d), alpha);
+}
+
+template <class Cov, typename T>
+__device__ __forceinline__ T gram_entry(const T* x, const uint8_t* mask, const T* ls, T s, T alpha, T diag_add,
+                                        const T* yvar, int i, int j, int d) {
+    return gram_entry_by<Cov>(x, mask, LsDiv<T>{ls}, s, alpha, diag_add, yvar, i, j, d);
 }

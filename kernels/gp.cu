@@ -1,24 +1,35 @@
 // Fused per-member kernels: the MLL with its gradient (gp_mll_*) and the Cholesky of given
 // matrices (chol_*), each with per-member jitter escalation (docs/design.md sections 1, 3, 4).
 //
-// Entry points: gp_mll_{warp,block,global}_<kernel>_<dtype> for every covariance kernel of
+// Entry points: gp_mll_{warp8,warp16,warp,block,global}_<kernel>_<dtype> for every covariance kernel of
 // covariance.cuh (rbf, matern12, matern32, matern52, rq) and dtype (f64, f32), and
-// chol_{warp,block,global}_<dtype>, which involve no covariance kernel.
+// chol_{warp,block,global}_<dtype>, which involve no covariance kernel. Two generations of each
+// (src/backend/cuda/launch.rs Generation; BATCHGP_CUDA_KERNELS=v0 selects the old): v1 under
+// those names, and v0, the kernels as they were, as gp_mll_{warp,block,global}_v0_<kernel>_<dtype>
+// and chol_{warp,block,global}_v0_<dtype>, kept until a GPU run has timed both (docs/gpu-notes.md).
+// v1: lengthscales inverted once per member (covariance.cuh LsInv), row loops instead of
+// tri_index, rowalg.cuh's linear algebra (one barrier per Cholesky column, solves in one warp,
+// N + 4 barriers for K^-1 in the block variant), two or four members per warp for N <= 16.
 //
 // One member is handled by one thread group, in three variants that share the same code:
-//   *_warp_*     N <= 32: one warp per member, BGP_WARPS_PER_BLOCK members per block, the
-//                member's matrix in shared memory (ld = N + 1);
+//   *_warp_*     N <= 32: one warp per member (v1: gp_mll_warp8_* and gp_mll_warp16_* put
+//                four and two members on a warp for N <= 8 and N <= 16, a segment of W = 8 or 16
+//                lanes each; gp_warp.cuh), BGP_WARPS_PER_BLOCK warps per block,
+//                the member's matrix in shared memory (ld = N + 1);
 //   *_block_*    N up to the opt-in shared-memory limit (168 in f64, 239 in f32 on an H100/H200): one block
 //                of BGP_BLOCK threads per member, K built, factored, solved and inverted in shared
 //                memory (ld = N + 1), so K never goes to global memory;
 //   *_global_*   any N: one block of BGP_BLOCK threads per member working in a global workspace
 //                of WORK_STRIDE = N * N + 2 * N elements per member (ld = N).
-// Grid: warp variant ceil(B / BGP_WARPS_PER_BLOCK) blocks of 32 * BGP_WARPS_PER_BLOCK threads;
-// block and global variants B blocks of BGP_BLOCK threads. Dynamic shared memory (bytes):
-//   warp   BGP_WARPS_PER_BLOCK * warp_elems(N) * sizeof(T)
-//   block  32 * 8 + (N * (N + 1) + 2 * N) * sizeof(T)
+// Grid: warp variant ceil(B / (BGP_WARPS_PER_BLOCK * mpw)) blocks of 32 * BGP_WARPS_PER_BLOCK
+// threads (mpw = warp_members_v1(N), 1 in v0); block and global variants B blocks of BGP_BLOCK
+// threads. Dynamic shared memory (bytes):
+//   warp   BGP_WARPS_PER_BLOCK * mpw * elems * sizeof(T), elems = warp_elems(N) (v0) or
+//          warp_region_v1(N) = warp_elems(N) + BGP_IL_MAX (v1)
+//   block  32 * 8 + (N * (N + 1) + 2 * N (+ BGP_IL_MAX in v1)) * sizeof(T)
 //   global 0 (static: 32 doubles of reduction scratch, BGP_TILE_ELEMS elements of T for the
-//   tiles of the blocked Cholesky and of L^-T L^-1, and BGP_NB^2 doubles of tile sums)
+//   tiles of the blocked Cholesky and of L^-T L^-1, BGP_NB^2 doubles of tile sums, and in v1
+//   BGP_IL_MAX elements of T for the inverse lengthscales)
 // where warp_elems(N) = N * (N + 1) + 2 * N rounded up to even.
 //
 // Inputs of gp_mll (prepared on the host as the CPU backend prepares them, src/backend/member.rs):
@@ -38,6 +49,7 @@
 //   d/dlog noise = 0.5 noise tr W,   d/dm = sum_i alpha_i,
 //   d/dlog alpha = 0.5 sum_ij W_ij s dphi/dlog alpha_ij.
 #include "covariance.cuh"
+#include "rowalg.cuh"
 
 #define BGP_FLAG_GRAD 1
 #define BGP_FLAG_FACTOR 2
@@ -98,10 +110,10 @@ __device__ __forceinline__ void add_diagonal(GradSums& q, double w, T s) {
 
 // An off-diagonal pair (i, j) of observed points with W_ij = w, counted twice (W and the kernel
 // matrices are symmetric): the kernel is evaluated once for every sum of the pass.
-template <class Cov, typename T>
-__device__ __forceinline__ void add_pair(GradSums& q, const T* xi, const T* xj, const T* lsb, int D, int d0, T s,
+template <class Cov, typename T, class S>
+__device__ __forceinline__ void add_pair(GradSums& q, const T* xi, const T* xj, const S& sc, int D, int d0, T s,
                                          T shape, double w) {
-    const T r2 = scaled_sqdist(xi, xj, lsb, D);
+    const T r2 = scaled_sqdist_by(xi, xj, sc, D);
     const double w2 = 2.0 * w;
     if (d0 == 0) {
         q.s += w2 * (double)(s * Cov::phi(r2, shape));
@@ -112,7 +124,7 @@ __device__ __forceinline__ void add_pair(GradSums& q, const T* xi, const T* xj, 
     for (int c = 0; c < BGP_DCHUNK; ++c) {
         const int d = d0 + c;
         if (d < D) {
-            const T u = (xi[d] - xj[d]) / lsb[d];
+            const T u = sc(xi[d] - xj[d], d);
             q.ls[c] += wg * (double)(u * u);
         }
     }
@@ -120,7 +132,7 @@ __device__ __forceinline__ void add_pair(GradSums& q, const T* xi, const T* xj, 
 
 // Sums a pass's GradSums over the group and writes its gradient entries of member b (layout of
 // the file header): the pass's lengthscales, and with d0 = 0 outputscale, noise, mean (gmean,
-// already summed) and alpha.
+// already summed) and alpha. b < 0: sums only (a warp segment with nothing to write).
 template <class Cov, typename T, class G>
 __device__ __forceinline__ void write_gradient(const G& g, const MllArgs<T>& p, int b, int d0, const GradSums& q, double gmean,
                                T noise, double* scratch) {
@@ -128,13 +140,13 @@ __device__ __forceinline__ void write_gradient(const G& g, const MllArgs<T>& p, 
     #pragma unroll
     for (int c = 0; c < BGP_DCHUNK; ++c) {
         const double tot = group_sum(g, q.ls[c], scratch);
-        if (g.rank() == 0 && d0 + c < D) p.out_grad[(size_t)b * P + d0 + c] = (T)(0.5 * tot);
+        if (g.rank() == 0 && b >= 0 && d0 + c < D) p.out_grad[(size_t)b * P + d0 + c] = (T)(0.5 * tot);
     }
     if (d0 == 0) {
         const double ts = group_sum(g, q.s, scratch);
         const double tn = group_sum(g, q.n, scratch);
         const double ta = Cov::has_alpha ? group_sum(g, q.a, scratch) : 0.0;
-        if (g.rank() == 0) {
+        if (g.rank() == 0 && b >= 0) {
             p.out_grad[(size_t)b * P + D] = (T)(0.5 * ts);
             p.out_grad[(size_t)b * P + D + 1] = (T)(0.5 * (double)noise * tn);
             p.out_grad[(size_t)b * P + D + 2] = (T)gmean;
@@ -143,9 +155,15 @@ __device__ __forceinline__ void write_gradient(const G& g, const MllArgs<T>& p, 
     }
 }
 
-template <class Cov, typename T, class G>
+// Member b on group g (block and global variants). a (ld) holds K, then L, then K^-1; alpha and
+// tmp n values each (contiguous: the v1 Cholesky uses both as its column buffers); scratch 32
+// doubles; tile and kacc the global variant's tiles (null in the block variant); il (V1)
+// BGP_IL_MAX elements for the inverse lengthscales. V1: row loops, rowalg.cuh's factorisation,
+// solves and inverse (K^-1 left in the upper triangle in the block variant), lengthscales
+// inverted once (LsInv).
+template <class Cov, typename T, class G, bool V1>
 __device__ void gp_mll_member(const G& g, const MllArgs<T>& p, int b, T* a, int ld, T* alpha, T* tmp,
-                              double* scratch, T* tile, double* kacc) {
+                              double* scratch, T* tile, double* kacc, T* il) {
     const int N = p.N, D = p.D;
     const T* xb = p.x + b * p.x_stride;
     const T* rb = p.r + (size_t)b * N;
@@ -155,17 +173,32 @@ __device__ void gp_mll_member(const G& g, const MllArgs<T>& p, int b, T* a, int 
     const T s = p.s[b], noise = p.noise[b];
     const T shape = cov_alpha<Cov>(p.rq_alpha, b);
     const long long tri = (long long)N * (N + 1) / 2;
+    if (V1) {
+        fill_inverse_ls(il, lsb, D, g.rank(), g.size());
+        g.sync();
+    }
+    const auto sc = LsScaleOf<V1, T>::make(lsb, il);
 
     int used = -1;
     for (int t = 0; t < p.nattempts; ++t) {
         const T diag_add = noise + p.jit[(size_t)b * p.nattempts + t];
-        for (long long idx = g.rank(); idx < tri; idx += g.size()) {
-            int i, j;
-            tri_index(idx, i, j);
-            a[(size_t)i * ld + j] = gram_entry<Cov>(xb, mb, lsb, s, shape, diag_add, yvb, i, j, D);
+        if (V1) {
+            for (int i = g.warp(); i < N; i += g.warps())
+                for (int j = g.lane(); j <= i; j += BGP_WARP)
+                    a[(size_t)i * ld + j] = gram_entry_by<Cov>(xb, mb, sc, s, shape, diag_add, yvb, i, j, D);
+        } else {
+            for (long long idx = g.rank(); idx < tri; idx += g.size()) {
+                int i, j;
+                tri_index(idx, i, j);
+                a[(size_t)i * ld + j] = gram_entry_by<Cov>(xb, mb, sc, s, shape, diag_add, yvb, i, j, D);
+            }
         }
         g.sync();
-        const bool ok = tile ? group_cholesky_blocked(g, a, N, ld, tmp, tile) : group_cholesky(g, a, N, ld, tmp);
+        bool ok;
+        if (V1)
+            ok = tile ? group_cholesky_blocked<true>(g, a, N, ld, alpha, tile) : group_cholesky_v1(g, a, N, ld, alpha);
+        else
+            ok = tile ? group_cholesky_blocked<false>(g, a, N, ld, tmp, tile) : group_cholesky(g, a, N, ld, tmp);
         g.sync();
         if (ok) {
             used = t;
@@ -199,12 +232,18 @@ __device__ void gp_mll_member(const G& g, const MllArgs<T>& p, int b, T* a, int 
     g.sync();
     nobs = group_sum(g, nobs, scratch);
     logdet = 2.0 * group_sum(g, logdet, scratch);
-    group_forward(g, a, N, ld, alpha);
+    if (V1)
+        group_solve_one_warp<T>(g, [&](const WarpGroup& w) { group_forward(w, a, N, ld, alpha); });
+    else
+        group_forward(g, a, N, ld, alpha);
     double quad = 0.0;
     for (int i = g.rank(); i < N; i += g.size())
         if (mb[i] != 0) quad += (double)alpha[i] * (double)alpha[i];
     quad = group_sum(g, quad, scratch);
-    group_backward(g, a, N, ld, alpha);
+    if (V1)
+        group_solve_one_warp<T>(g, [&](const WarpGroup& w) { group_backward(w, a, N, ld, alpha); });
+    else
+        group_backward(g, a, N, ld, alpha);
     const double log2pi = 1.8378770664093454835606594728112;
     if (g.rank() == 0) p.out_mll[b] = (T)(-0.5 * quad - 0.5 * logdet - 0.5 * nobs * log2pi);
 
@@ -220,228 +259,58 @@ __device__ void gp_mll_member(const G& g, const MllArgs<T>& p, int b, T* a, int 
         if (mb[i] != 0) gmean += (double)alpha[i];
     gmean = group_sum(g, gmean, scratch);
 
-    group_spd_inverse(g, a, N, ld, tmp, tile, kacc);  // a (lower) = K^-1
+    // a = K^-1: lower triangle, or upper (v1 block variant).
+    const bool upper = V1 && !tile;
+    if (upper)
+        group_spd_inverse_v1(g, a, N, ld, tmp);
+    else
+        group_spd_inverse(g, a, N, ld, tmp, tile, kacc);
 
     // W = alpha alpha^T - K^-1, summed over the observed lower triangle (off-diagonal twice).
     // Diagonal terms enter the outputscale and noise sums only (u = 0 and d phi / d alpha = 0
-    // at r = 0). The kernel is evaluated once per pair and pass of BGP_DCHUNK dimensions.
+    // at r = 0). The kernel is evaluated once per pair and pass of BGP_DCHUNK dimensions. v1:
+    // warp w takes rows i = w, w + warps(), ..., its lanes the stored entries (i, j) of the row,
+    // j < i (lower) or j > i (upper): W and the pair terms are symmetric.
     for (int d0 = 0; d0 < (D > 0 ? D : 1); d0 += BGP_DCHUNK) {
         GradSums q = grad_sums_zero();
-        for (long long idx = g.rank(); idx < tri; idx += g.size()) {
-            int i, j;
-            tri_index(idx, i, j);
-            if (mb[i] == 0 || mb[j] == 0) continue;
-            const double w = (double)alpha[i] * (double)alpha[j] - (double)a[(size_t)i * ld + j];
-            if (i == j) {
-                if (d0 == 0) add_diagonal(q, w, s);
-                continue;
+        if (V1) {
+            for (int i = g.warp(); i < N; i += g.warps()) {
+                if (mb[i] == 0) continue;
+                const double ai = (double)alpha[i];
+                const T* ai_row = a + (size_t)i * ld;
+                if (d0 == 0 && g.lane() == 0) add_diagonal(q, ai * ai - (double)ai_row[i], s);
+                const int j0 = upper ? i + 1 : 0, j1 = upper ? N : i;
+                for (int j = j0 + g.lane(); j < j1; j += BGP_WARP) {
+                    if (mb[j] == 0) continue;
+                    const double w = ai * (double)alpha[j] - (double)ai_row[j];
+                    add_pair<Cov>(q, xb + (size_t)i * D, xb + (size_t)j * D, sc, D, d0, s, shape, w);
+                }
             }
-            add_pair<Cov>(q, xb + (size_t)i * D, xb + (size_t)j * D, lsb, D, d0, s, shape, w);
+        } else {
+            for (long long idx = g.rank(); idx < tri; idx += g.size()) {
+                int i, j;
+                tri_index(idx, i, j);
+                if (mb[i] == 0 || mb[j] == 0) continue;
+                const double w = (double)alpha[i] * (double)alpha[j] - (double)a[(size_t)i * ld + j];
+                if (i == j) {
+                    if (d0 == 0) add_diagonal(q, w, s);
+                    continue;
+                }
+                add_pair<Cov>(q, xb + (size_t)i * D, xb + (size_t)j * D, sc, D, d0, s, shape, w);
+            }
         }
         write_gradient<Cov>(g, p, b, d0, q, gmean, noise, scratch);
     }
 }
 
-// The warp variant (N <= 32), register resident: lane i owns row i of K, of L, of L^-1 and of
-// K^-1 in turn, in `row[j]` (j = 0..31, indexed only by unrolled loop counters, so the array
-// stays in registers), and a column moves between lanes by shuffles instead of shared-memory
-// round trips and warp barriers. Loops over columns stop at N (uniform across the warp); lanes
-// >= N and masked points are identity rows, exactly as in the group version, so the numbers are
-// the same up to rounding. Shared memory (N x (N + 1) elements of this warp's region) is used
-// once, to transpose L^-1 for K^-1 = L^-T L^-1 and for the backward solve.
-template <typename T>
-__device__ __forceinline__ T lane_shfl(T v, int src) { return __shfl_sync(0xffffffffu, v, src); }
-
-// Row `lane` (< N) of a lower-triangular matrix held in registers into shared memory (ld), zeros
-// above the diagonal; lanes >= N store nothing.
-template <typename T>
-__device__ __forceinline__ void store_lower_row(T* sm, int ld, int N, int lane, const T (&row)[BGP_WARP]) {
-    if (lane >= N) return;
-    #pragma unroll
-    for (int j = 0; j < BGP_WARP; ++j) {
-        if (j >= N) break;
-        sm[lane * ld + j] = j <= lane ? row[j] : T(0);
-    }
+// Elements of one warp's region in the v0 warp kernels (the matrix with ld = N + 1 and two
+// columns), rounded up to even.
+__device__ __forceinline__ int warp_elems(int n) {
+    const int e = n * (n + 1) + 2 * n;
+    return (e + 1) & ~1;
 }
 
-template <class Cov, typename T>
-__device__ void gp_mll_warp_member(const MllArgs<T>& p, int b, T* sm) {
-    const int lane = threadIdx.x & (BGP_WARP - 1);
-    const int N = p.N, D = p.D, ld = N + 1;
-    const T* xb = p.x + b * p.x_stride;
-    const uint8_t* mb = p.mask + (size_t)b * N;
-    const T* lsb = p.ls + (size_t)b * D;
-    const T s = p.s[b], noise = p.noise[b];
-    const T shape = cov_alpha<Cov>(p.rq_alpha, b);
-    const bool obs = lane < N && mb[lane] != 0;
-    const T* xi = xb + (size_t)(lane < N ? lane : 0) * D;
-    const T yv = (obs && p.yvar) ? p.yvar[(size_t)b * N + lane] : T(0);
-
-    T row[BGP_WARP];
-    T diag = T(1);  // L_ii of this lane's row
-    int used = -1;
-    for (int t = 0; t < p.nattempts; ++t) {
-        const T diag_add = noise + p.jit[(size_t)b * p.nattempts + t];
-        // Row `lane` of K through this lane's own row of shared memory (a run-time loop, so
-        // the kernel function is inlined once), then into registers.
-        if (lane < N) {
-            for (int j = 0; j < N; ++j) {
-                T v = lane == j ? T(1) : T(0);
-                if (obs && mb[j] != 0) {
-                    if (lane == j)
-                        v = p.yvar ? (s + diag_add) + yv : s + diag_add;
-                    else
-                        v = cov_value<Cov>(xi, xb + (size_t)j * D, lsb, s, shape, D);
-                }
-                sm[lane * ld + j] = v;
-            }
-        }
-        #pragma unroll
-        for (int j = 0; j < BGP_WARP; ++j) row[j] = (lane < N && j < N) ? sm[lane * ld + j] : (lane == j ? T(1) : T(0));
-        // Right-looking Cholesky: column k is scaled by its lane's pivot, then every row i > k
-        // updates its entries j in (k, i] with l_ik l_jk (l_jk shuffled from lane j).
-        bool ok = true;
-        #pragma unroll
-        for (int k = 0; k < BGP_WARP; ++k) {
-            if (k >= N) break;
-            const T pv = lane_shfl(row[k], k);
-            if (!(pv > T(0)) || !bgp_finite(pv)) {
-                ok = false;
-                break;
-            }
-            const T dk = sqrt(pv);
-            if (lane == k) {
-                row[k] = dk;
-                diag = dk;
-            } else if (lane > k) {
-                row[k] = row[k] / dk;
-            }
-            const T lik = row[k];
-            #pragma unroll
-            for (int j = k + 1; j < BGP_WARP; ++j) {
-                if (j >= N) break;
-                const T ljk = lane_shfl(lik, j);
-                if (lane >= j) row[j] -= lik * ljk;
-            }
-        }
-        if (ok) {
-            used = t;
-            break;
-        }
-    }
-    if (lane == 0) p.out_attempt[b] = used;
-    const int P = D + 3 + (Cov::has_alpha ? 1 : 0);
-    if (used < 0) {
-        if (lane == 0) p.out_mll[b] = bgp_nan<T>();
-        if (p.flags & BGP_FLAG_GRAD)
-            for (int k = lane; k < P; k += BGP_WARP) p.out_grad[(size_t)b * P + k] = bgp_nan<T>();
-        if (p.flags & BGP_FLAG_FACTOR) {
-            for (int e = lane; e < N * N; e += BGP_WARP) p.out_l[(size_t)b * N * N + e] = bgp_nan<T>();
-            if (lane < N) p.out_alpha[(size_t)b * N + lane] = bgp_nan<T>();
-        }
-        return;
-    }
-
-    const double nobs = warp_sum(obs ? 1.0 : 0.0);
-    const double logdet = 2.0 * warp_sum(obs ? log((double)diag) : 0.0);
-    // Forward substitution L v = r, column by column: lane k finishes v_k, the rows below use it.
-    T v = obs ? p.r[(size_t)b * N + lane] : T(0);
-    #pragma unroll
-    for (int k = 0; k < BGP_WARP; ++k) {
-        if (k >= N) break;
-        const T vk = lane_shfl(v / diag, k);
-        if (lane == k)
-            v = vk;
-        else if (lane > k)
-            v -= row[k] * vk;
-    }
-    const double quad = warp_sum(obs ? (double)v * (double)v : 0.0);
-    const double log2pi = 1.8378770664093454835606594728112;
-    if (lane == 0) p.out_mll[b] = (T)(-0.5 * quad - 0.5 * logdet - 0.5 * nobs * log2pi);
-
-    // L to shared memory (row i by lane i) for the backward solve, which walks rows of L.
-    store_lower_row(sm, ld, N, lane, row);
-    __syncwarp();
-    // Backward substitution L^T a = v: lane k finishes a_k, the rows above subtract l_ki a_k.
-    T al = v;
-    for (int k = N - 1; k >= 0; --k) {
-        const T ak = lane_shfl(al / diag, k);
-        if (lane == k)
-            al = ak;
-        else if (lane < k)
-            al -= sm[k * ld + lane] * ak;
-    }
-    if (p.flags & BGP_FLAG_FACTOR) {
-        if (lane < N) {
-            #pragma unroll
-            for (int j = 0; j < BGP_WARP; ++j) {
-                if (j >= N) break;
-                p.out_l[(size_t)b * N * N + (size_t)lane * N + j] = j <= lane ? row[j] : T(0);
-            }
-            p.out_alpha[(size_t)b * N + lane] = al;
-        }
-    }
-    if (!(p.flags & BGP_FLAG_GRAD)) return;
-    const double gmean = warp_sum(obs ? (double)al : 0.0);
-
-    // M = L^-1 in place, column j by column: m_j = 1 / l_jj, then for k > j lane k finishes
-    // m_k = -(sum_{t=j}^{k-1} l_kt m_t) / l_kk from its running sum (times 1 / l_kk). l_ij is
-    // last read at step j of column j, so row[j] can take m_ij once column j is done.
-    const T inv_diag = T(1) / diag;
-    #pragma unroll
-    for (int j = 0; j < BGP_WARP; ++j) {
-        if (j >= N) break;
-        T acc = T(0);
-        T mine = T(0);
-        #pragma unroll
-        for (int k = j; k < BGP_WARP; ++k) {
-            if (k >= N) break;
-            const T mk = lane_shfl(((lane == j ? T(1) : T(0)) - acc) * inv_diag, k);
-            if (lane == k) mine = mk;
-            if (lane > k) acc += row[k] * mk;
-        }
-        if (lane >= j) row[j] = mine;
-    }
-    __syncwarp();  // every lane has read L from shared memory
-    store_lower_row(sm, ld, N, lane, row);
-    __syncwarp();
-    // Row i of K^-1 = M^T M: (K^-1)_ij = sum_k m_ki m_kj, with m_ki from column i of M in shared
-    // memory and m_kj broadcast (m_kj = 0 for j > k).
-    T kdiag = T(0);
-    #pragma unroll
-    for (int j = 0; j < BGP_WARP; ++j) row[j] = T(0);
-    #pragma unroll
-    for (int k = 0; k < BGP_WARP; ++k) {
-        if (k >= N) break;
-        const T mki = lane < N ? sm[k * ld + lane] : T(0);
-        kdiag += mki * mki;
-        #pragma unroll
-        for (int j = 0; j <= k; ++j) row[j] += mki * sm[k * ld + j];
-    }
-
-    // Row `lane` of K^-1 back to shared memory, for the run-time loop below.
-    __syncwarp();  // every lane has read M
-    if (lane < N) {
-        #pragma unroll
-        for (int j = 0; j < BGP_WARP; ++j) {
-            if (j >= N) break;
-            sm[lane * ld + j] = row[j];
-        }
-    }
-    // W = a a^T - K^-1 over the observed pairs: the diagonal enters the outputscale and noise
-    // sums, each off-diagonal pair (j < i, counted twice) every sum.
-    const double ai = (double)al;
-    for (int d0 = 0; d0 < (D > 0 ? D : 1); d0 += BGP_DCHUNK) {
-        GradSums q = grad_sums_zero();
-        if (d0 == 0 && obs) add_diagonal(q, ai * ai - (double)kdiag, s);
-        for (int j = 0; j < N; ++j) {
-            const double aj = (double)lane_shfl(al, j);
-            if (j < lane && obs && mb[j] != 0)
-                add_pair<Cov>(q, xi, xb + (size_t)j * D, lsb, D, d0, s, shape, ai * aj - (double)sm[lane * ld + j]);
-        }
-        write_gradient<Cov>(WarpGroup{}, p, b, d0, q, gmean, noise, nullptr);
-    }
-}
+#include "gp_warp.cuh"
 
 template <typename T>
 struct CholArgs {
@@ -453,7 +322,8 @@ struct CholArgs {
     int* out_attempt;
 };
 
-template <typename T, class G>
+// col: n values (v0), 2n (V1, the column buffers of rowalg.cuh's Cholesky).
+template <typename T, class G, bool V1>
 __device__ void chol_member(const G& g, const CholArgs<T>& p, int b, T* a, int ld, T* col, T* tile) {
     const int N = p.N;
     const T* ab = p.a + (size_t)b * N * N;
@@ -461,14 +331,26 @@ __device__ void chol_member(const G& g, const CholArgs<T>& p, int b, T* a, int l
     int used = -1;
     for (int t = 0; t < p.nattempts; ++t) {
         const T jit = p.jit[(size_t)b * p.nattempts + t];
-        for (long long idx = g.rank(); idx < tri; idx += g.size()) {
-            int i, j;
-            tri_index(idx, i, j);
-            const T v = ab[(size_t)i * N + j];
-            a[(size_t)i * ld + j] = i == j ? v + jit : v;
+        if (V1) {
+            for (int i = g.warp(); i < N; i += g.warps())
+                for (int j = g.lane(); j <= i; j += BGP_WARP) {
+                    const T v = ab[(size_t)i * N + j];
+                    a[(size_t)i * ld + j] = i == j ? v + jit : v;
+                }
+        } else {
+            for (long long idx = g.rank(); idx < tri; idx += g.size()) {
+                int i, j;
+                tri_index(idx, i, j);
+                const T v = ab[(size_t)i * N + j];
+                a[(size_t)i * ld + j] = i == j ? v + jit : v;
+            }
         }
         g.sync();
-        const bool ok = tile ? group_cholesky_blocked(g, a, N, ld, col, tile) : group_cholesky(g, a, N, ld, col);
+        bool ok;
+        if (V1)
+            ok = tile ? group_cholesky_blocked<true>(g, a, N, ld, col, tile) : group_cholesky_v1(g, a, N, ld, col);
+        else
+            ok = tile ? group_cholesky_blocked<false>(g, a, N, ld, col, tile) : group_cholesky(g, a, N, ld, col);
         g.sync();
         if (ok) {
             used = t;
@@ -479,9 +361,19 @@ __device__ void chol_member(const G& g, const CholArgs<T>& p, int b, T* a, int l
     write_factor(g, a, N, ld, p.out_l + (size_t)b * N * N, used >= 0);
 }
 
-__device__ __forceinline__ int warp_elems(int n) {
-    const int e = n * (n + 1) + 2 * n;
-    return (e + 1) & ~1;
+// chol_warp: the members of the calling warp one after another (v1: the warp kernel's launch,
+// warp_members_v1(N) members per warp in regions of warp_region_v1(N) elements; v0: one member
+// per warp in regions of warp_elems(N)).
+template <typename T, bool V1>
+__device__ __forceinline__ void chol_warp_members(const CholArgs<T>& p, T* smem) {
+    const int w = threadIdx.x / BGP_WARP, N = p.N;
+    const int mpw = V1 ? warp_members_v1(N) : 1;
+    for (int m = 0; m < mpw; ++m) {
+        const int b = (blockIdx.x * BGP_WARPS_PER_BLOCK + w) * mpw + m;
+        if (b >= p.B) return;
+        T* base = smem + (size_t)(w * mpw + m) * (V1 ? warp_region_v1(N) : warp_elems(N));
+        chol_member<T, WarpGroup, V1>(WarpGroup{}, p, b, base, N + 1, base + (size_t)N * (N + 1), nullptr);
+    }
 }
 
 #define BGP_MLL_PARAMS(T)                                                                          \
@@ -492,72 +384,93 @@ __device__ __forceinline__ int warp_elems(int n) {
     x, x_stride, r, mask, ls, s, noise, rq_alpha, yvar, jit, nattempts, B, N, D, flags, out_mll,   \
         out_grad, out_attempt, out_l, out_alpha
 
-// gp_mll_{warp,block,global}_<KN>_<DT> for the covariance policy COV in precision T.
-#define BGP_GP(COV, KN, T, DT)                                                                     \
+// gp_mll_{warp,block,global}<SUF>_<KN>_<DT> for the covariance policy COV in precision T: the v1
+// kernels (V1 = true, SUF empty) or the v0 ones (V1 = false, SUF = _v0). Block variant shared
+// memory: 32 doubles of scratch, the matrix (ld = N + 1), alpha and tmp (N each), and (v1) the
+// inverse lengthscales (BGP_IL_MAX).
+#define BGP_GP_GEN(COV, KN, T, DT, V1, SUF)                                                        \
     extern "C" __global__ void __launch_bounds__(BGP_WARP * BGP_WARPS_PER_BLOCK, 4)                 \
-        gp_mll_warp_##KN##_##DT(BGP_MLL_PARAMS(T)) {                                               \
+        gp_mll_warp##SUF##_##KN##_##DT(BGP_MLL_PARAMS(T)) {                                        \
         BGP_DYNAMIC_SHARED double bgp_smem[];                                                      \
-        const int w = threadIdx.x / BGP_WARP;                                                      \
-        const int b = blockIdx.x * BGP_WARPS_PER_BLOCK + w;                                        \
-        if (b >= B) return;                                                                        \
         const MllArgs<T> p{BGP_MLL_ARGS};                                                          \
-        T* base = reinterpret_cast<T*>(bgp_smem) + (size_t)w * warp_elems(N);                      \
-        gp_mll_warp_member<COV, T>(p, b, base);                                                    \
+        if constexpr (V1)                                                                          \
+            gp_mll_warp_v1<COV, T, BGP_WARP>(p, reinterpret_cast<T*>(bgp_smem));                   \
+        else                                                                                       \
+            gp_mll_warp_v0<COV, T>(p, reinterpret_cast<T*>(bgp_smem));                             \
     }                                                                                              \
-    extern "C" __global__ void gp_mll_block_##KN##_##DT(BGP_MLL_PARAMS(T)) {                       \
+    extern "C" __global__ void gp_mll_block##SUF##_##KN##_##DT(BGP_MLL_PARAMS(T)) {                \
         BGP_DYNAMIC_SHARED double bgp_smem[];                                                      \
         const int b = blockIdx.x;                                                                  \
         if (b >= B) return;                                                                        \
         const MllArgs<T> p{BGP_MLL_ARGS};                                                          \
         T* base = reinterpret_cast<T*>(bgp_smem + BGP_WARP);                                       \
         const int ld = N + 1;                                                                      \
-        gp_mll_member<COV, T>(BlockGroup{}, p, b, base, ld, base + (size_t)N * ld,                 \
-                              base + (size_t)N * ld + N, bgp_smem, nullptr, nullptr);              \
+        T* alpha = base + (size_t)N * ld;                                                          \
+        gp_mll_member<COV, T, BlockGroup, V1>(BlockGroup{}, p, b, base, ld, alpha, alpha + N,      \
+                                              bgp_smem, nullptr, nullptr, alpha + 2 * N);          \
     }                                                                                              \
-    extern "C" __global__ void gp_mll_global_##KN##_##DT(BGP_MLL_PARAMS(T), T* work) {             \
+    extern "C" __global__ void gp_mll_global##SUF##_##KN##_##DT(BGP_MLL_PARAMS(T), T* work) {      \
         BGP_STATIC_SHARED(double, scratch, BGP_WARP);                                              \
         BGP_STATIC_SHARED(T, tile, BGP_TILE_ELEMS);                                                \
         BGP_STATIC_SHARED(double, kacc, BGP_NB * BGP_NB);                                          \
+        BGP_STATIC_SHARED(T, il, V1 ? BGP_IL_MAX : 1);                                             \
         const int b = blockIdx.x;                                                                  \
         if (b >= B) return;                                                                        \
         const MllArgs<T> p{BGP_MLL_ARGS};                                                          \
         T* base = work + (size_t)b * ((size_t)N * N + 2 * (size_t)N);                              \
-        gp_mll_member<COV, T>(BlockGroup{}, p, b, base, N, base + (size_t)N * N,                   \
-                              base + (size_t)N * N + N, scratch, tile, kacc);                      \
+        gp_mll_member<COV, T, BlockGroup, V1>(BlockGroup{}, p, b, base, N, base + (size_t)N * N,   \
+                                              base + (size_t)N * N + N, scratch, tile, kacc, il);  \
     }
-
-// chol_{warp,block,global}_<DT> in precision T (no covariance kernel involved).
-#define BGP_CHOL(T, DT)                                                                            \
-    extern "C" __global__ void chol_warp_##DT(const T* a, const T* jit, int nattempts, int B,      \
-                                              int N, T* out_l, int* out_attempt) {                 \
+// gp_mll_warp<W>_<KN>_<DT>: the v1 warp kernel with 32 / W members per warp (W = 8, 16).
+#define BGP_GP_PACKED(COV, KN, T, DT, W)                                                           \
+    extern "C" __global__ void __launch_bounds__(BGP_WARP * BGP_WARPS_PER_BLOCK, 4)                 \
+        gp_mll_warp##W##_##KN##_##DT(BGP_MLL_PARAMS(T)) {                                          \
         BGP_DYNAMIC_SHARED double bgp_smem[];                                                      \
-        const int w = threadIdx.x / BGP_WARP;                                                      \
-        const int b = blockIdx.x * BGP_WARPS_PER_BLOCK + w;                                        \
-        if (b >= B) return;                                                                        \
+        const MllArgs<T> p{BGP_MLL_ARGS};                                                          \
+        gp_mll_warp_v1<COV, T, W>(p, reinterpret_cast<T*>(bgp_smem));                              \
+    }
+#define BGP_GP(COV, KN, T, DT)                                                                     \
+    BGP_GP_GEN(COV, KN, T, DT, true, )                                                             \
+    BGP_GP_PACKED(COV, KN, T, DT, 8)                                                               \
+    BGP_GP_PACKED(COV, KN, T, DT, 16)                                                              \
+    BGP_GP_GEN(COV, KN, T, DT, false, _v0)
+
+// chol_{warp,block,global}<SUF>_<DT> in precision T (no covariance kernel involved), v1 or v0.
+#define BGP_CHOL_GEN(T, DT, V1, SUF)                                                               \
+    extern "C" __global__ void chol_warp##SUF##_##DT(const T* a, const T* jit, int nattempts,      \
+                                                     int B, int N, T* out_l, int* out_attempt) {   \
+        BGP_DYNAMIC_SHARED double bgp_smem[];                                                      \
         const CholArgs<T> p{a, jit, nattempts, B, N, out_l, out_attempt};                          \
-        T* base = reinterpret_cast<T*>(bgp_smem) + (size_t)w * warp_elems(N);                      \
-        chol_member<T>(WarpGroup{}, p, b, base, N + 1, base + (size_t)N * (N + 1), nullptr);       \
+        chol_warp_members<T, V1>(p, reinterpret_cast<T*>(bgp_smem));                               \
     }                                                                                              \
-    extern "C" __global__ void chol_block_##DT(const T* a, const T* jit, int nattempts, int B,     \
-                                               int N, T* out_l, int* out_attempt) {                \
+    extern "C" __global__ void chol_block##SUF##_##DT(const T* a, const T* jit, int nattempts,     \
+                                                      int B, int N, T* out_l, int* out_attempt) {  \
         BGP_DYNAMIC_SHARED double bgp_smem[];                                                      \
         const int b = blockIdx.x;                                                                  \
         if (b >= B) return;                                                                        \
         const CholArgs<T> p{a, jit, nattempts, B, N, out_l, out_attempt};                          \
         T* base = reinterpret_cast<T*>(bgp_smem + BGP_WARP);                                       \
-        chol_member<T>(BlockGroup{}, p, b, base, N + 1, base + (size_t)N * (N + 1), nullptr);      \
+        chol_member<T, BlockGroup, V1>(BlockGroup{}, p, b, base, N + 1, base + (size_t)N * (N + 1), \
+                                       nullptr);                                                   \
     }                                                                                              \
-    extern "C" __global__ void chol_global_##DT(const T* a, const T* jit, int nattempts, int B,    \
-                                                int N, T* out_l, int* out_attempt, T* work) {      \
+    extern "C" __global__ void chol_global##SUF##_##DT(const T* a, const T* jit, int nattempts,    \
+                                                       int B, int N, T* out_l, int* out_attempt,   \
+                                                       T* work) {                                  \
         BGP_STATIC_SHARED(T, tile, BGP_TILE_ELEMS);                                                \
         const int b = blockIdx.x;                                                                  \
         if (b >= B) return;                                                                        \
         const CholArgs<T> p{a, jit, nattempts, B, N, out_l, out_attempt};                          \
         T* base = work + (size_t)b * ((size_t)N * N + 2 * (size_t)N);                              \
-        chol_member<T>(BlockGroup{}, p, b, base, N, base + (size_t)N * N, tile);                   \
+        chol_member<T, BlockGroup, V1>(BlockGroup{}, p, b, base, N, base + (size_t)N * N, tile);   \
     }
+#define BGP_CHOL(T, DT)                                                                            \
+    BGP_CHOL_GEN(T, DT, true, )                                                                    \
+    BGP_CHOL_GEN(T, DT, false, _v0)
 
+// (BGP_GP_ONE: only the entry points that file defines, for measuring one kernel's costs.)
+#ifndef BGP_GP_ONE
 BGP_FOR_EACH_COVARIANCE(BGP_GP, double, f64)
 BGP_FOR_EACH_COVARIANCE(BGP_GP, float, f32)
 BGP_CHOL(double, f64)
 BGP_CHOL(float, f32)
+#endif

@@ -190,8 +190,11 @@ static char* stack_of(unsigned t) {
     return g_stacks[t];
 }
 
-enum SyncKind { SYNCTHREADS, SYNCWARP, SHFL_XOR, SHFL_IDX };
-static const char* SYNC_NAME[] = {"__syncthreads", "__syncwarp", "__shfl_xor_sync", "__shfl_sync"};
+enum SyncKind { SYNCTHREADS, SYNCWARP, SHFL_XOR, SHFL_IDX, VOTE };
+static const char* SYNC_NAME[] = {"__syncthreads", "__syncwarp", "__shfl_xor_sync", "__shfl_sync", "__all_sync/__any_sync"};
+// Completed barriers of each kind since the counters were last read (emu_take_counts): the
+// harnesses report barriers and shuffles per member of each kernel generation.
+static unsigned long long g_sync_count[5] = {};
 
 struct Barrier {
     unsigned arrived = 0;
@@ -284,6 +287,7 @@ static unsigned next_ready() {
 }
 
 static void release(Barrier& b) {
+    g_sync_count[b.kind]++;
     for (unsigned t : b.waiting) make_ready(t);
     b.waiting.clear();
     b.arrived = 0;
@@ -398,9 +402,29 @@ template <typename V> static V warp_exchange(unsigned mask, V v, unsigned src, S
 inline double __shfl_xor_sync(unsigned mask, double v, int off) {
     return warp_exchange(mask, v, (g_run.cur % 32) ^ (unsigned)off, SHFL_XOR);
 }
-template <typename V> inline V __shfl_sync(unsigned mask, V v, int src) {
-    return warp_exchange(mask, v, (unsigned)src & 31u, SHFL_IDX);
+// width (a power of two up to 32): src names a lane of the caller's segment of `width` lanes.
+template <typename V> inline V __shfl_sync(unsigned mask, V v, int src, int width = 32) {
+    if (width <= 0 || width > 32 || (width & (width - 1)) != 0) emu_fail("__shfl_sync with width %d", width);
+    const unsigned lane = g_run.cur % 32, w = (unsigned)width;
+    return warp_exchange(mask, v, (lane & ~(w - 1)) | ((unsigned)src & (w - 1)), SHFL_IDX);
 }
+// Warp votes: every lane's predicate through one exchange (a barrier of the warp), then the
+// whole warp's answer in every lane.
+static bool warp_vote(unsigned mask, int pred, bool all) {
+    if (mask != 0xffffffffu) emu_fail("a vote with a partial mask is not emulated");
+    BlockRun& r = g_run;
+    const unsigned t = r.cur, w = t / 32, lane = t % 32;
+    Fiber& f = r.f[t];
+    uint64_t* buf = r.shfl[w].data() + 32 * (f.shfl_count & 1);
+    buf[lane] = pred != 0;
+    arrive(1 + w, VOTE);
+    bool any = false, every = true;
+    for (unsigned l = 0; l < r.warp_size[w]; ++l) any |= buf[l] != 0, every &= buf[l] != 0;
+    f.shfl_count++;
+    return all ? every : any;
+}
+inline int __all_sync(unsigned mask, int pred) { return warp_vote(mask, pred, true); }
+inline int __any_sync(unsigned mask, int pred) { return warp_vote(mask, pred, false); }
 inline double __longlong_as_double(long long v) { double d; memcpy(&d, &v, 8); return d; }
 inline float __int_as_float(int v) { float d; memcpy(&d, &v, 4); return d; }
 

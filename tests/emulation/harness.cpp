@@ -20,6 +20,11 @@ template <class Cov, typename T> struct K;
         static constexpr auto warp = gp_mll_warp_##KN##_##DT;                                     \
         static constexpr auto block = gp_mll_block_##KN##_##DT;                                   \
         static constexpr auto global = gp_mll_global_##KN##_##DT;                                 \
+        static constexpr auto warp0 = gp_mll_warp_v0_##KN##_##DT;                                 \
+        static constexpr auto warp8 = gp_mll_warp8_##KN##_##DT;                                   \
+        static constexpr auto warp16 = gp_mll_warp16_##KN##_##DT;                                 \
+        static constexpr auto block0 = gp_mll_block_v0_##KN##_##DT;                               \
+        static constexpr auto global0 = gp_mll_global_v0_##KN##_##DT;                             \
         static constexpr auto gram = gram_##KN##_##DT;                                            \
         static constexpr auto predict = predict_##KN##_##DT;                                      \
         static constexpr auto cov = predict_cov_##KN##_##DT;                                      \
@@ -32,11 +37,17 @@ template <> struct Chol<double> {
     static constexpr auto warp = chol_warp_f64;
     static constexpr auto block = chol_block_f64;
     static constexpr auto global = chol_global_f64;
+    static constexpr auto warp0 = chol_warp_v0_f64;
+    static constexpr auto block0 = chol_block_v0_f64;
+    static constexpr auto global0 = chol_global_v0_f64;
 };
 template <> struct Chol<float> {
     static constexpr auto warp = chol_warp_f32;
     static constexpr auto block = chol_block_f32;
     static constexpr auto global = chol_global_f32;
+    static constexpr auto warp0 = chol_warp_v0_f32;
+    static constexpr auto block0 = chol_block_v0_f32;
+    static constexpr auto global0 = chol_global_v0_f32;
 };
 
 // One member's hyperparameters in natural units.
@@ -45,7 +56,7 @@ struct Hyp { std::vector<double> ls; double s, noise, mu, alpha; };
 // Naive dense reference on the observed points of one member (raw, uncentred x): mll, and
 // optionally k*^T K^-1 k* and k*^T K^-1 r for one test point z. yv is the member's known noise
 // (N,) or null.
-struct Ref { double mll, quad_z, mean_z; };
+struct Ref { double mll, quad_z, mean_z; std::vector<double> alpha; };  // alpha = K^-1 r (n, 0 at masked)
 static Ref reference(Kind kind, int n, int d, const double* x, const double* y, const uint8_t* m, const double* yv,
                      const Hyp& h, const double* z) {
     std::vector<int> o;
@@ -66,7 +77,7 @@ static Ref reference(Kind kind, int n, int d, const double* x, const double* y, 
     for (int j = 0; j < k; ++j) {
         double p = K[j * k + j];
         for (int t = 0; t < j; ++t) p -= K[j * k + t] * K[j * k + t];
-        if (!(p > 0)) return {NAN, NAN, NAN};
+        if (!(p > 0)) return {NAN, NAN, NAN, {}};
         const double lj = sqrt(p);
         K[j * k + j] = lj;
         for (int i = j + 1; i < k; ++i) {
@@ -87,7 +98,14 @@ static Ref reference(Kind kind, int n, int d, const double* x, const double* y, 
     if (z) fwd(w);
     double ld = 0, qd = 0, qz = 0, mz = 0;
     for (int i = 0; i < k; ++i) { qd += u[i] * u[i]; ld += 2 * log(K[i * k + i]); qz += w[i] * w[i]; mz += w[i] * u[i]; }
-    return {-0.5 * qd - 0.5 * ld - 0.5 * k * log(2 * M_PI), qz, mz};
+    std::vector<double> al(n, 0.0), b = u;
+    for (int i = k - 1; i >= 0; --i) {
+        double a = b[i];
+        for (int t = i + 1; t < k; ++t) a -= K[t * k + i] * b[t];
+        b[i] = a / K[i * k + i];
+        al[o[i]] = b[i];
+    }
+    return {-0.5 * qd - 0.5 * ld - 0.5 * k * log(2 * M_PI), qz, mz, al};
 }
 
 // Dense lower Cholesky (double) of an n x n matrix, for the chol_* check; false if not SPD.
@@ -121,6 +139,65 @@ template <typename V> static void same_bits(const char* what, const std::vector<
             check(false, what, -1, (int)i, (double)a[i], (double)b[i]);
             return;
         }
+}
+
+// The largest relative v1 - v0 difference seen, f32 [0] and f64 [1] (printed at the end).
+static double g_worst[2] = {0, 0};
+
+// The two kernel generations (src/backend/cuda/launch.rs Generation): v1, the entry points the
+// plan's shapes are for, and v0 (the *_v0 entry points), whose launch this computes as
+// launch.rs's v0 shapes do (a unit test there pins them): the warp variant one member per warp
+// in BGP_WARPS_PER_BLOCK regions of warp_elems(n), the block variant without the inverse
+// lengthscales, the global variant as v1. Every v1 output array must equal v0's to 1e-12 (f64)
+// or 1e-5 (f32) in the max norm, relative to 1 + max |v0| (NaN where v0 has NaN): the v1
+// changes reorder and rescale, they never change what is computed. (Entry by entry, f32 alpha
+// at N = 70 moves by cond(K) eps ~ 6e-5 of itself under any reordering.)
+enum Gen { V1, V0 };
+// The v1 warp kernel the backend launches for order n (launch.rs Variant::Warp8, Warp16, Warp).
+template <class Cov, typename T> static auto warp_v1(int n) {
+    return n <= 8 ? K<Cov, T>::warp8 : n <= 16 ? K<Cov, T>::warp16 : K<Cov, T>::warp;
+}
+static const char* GEN_NAME[] = {"v1", "v0"};
+static Shape v0_shape(const std::string& variant, Shape v1, int n, int B, size_t sz) {
+    if (variant == "warp") {
+        const size_t e = ((size_t)(n * (n + 1) + 2 * n) + 1) & ~(size_t)1;
+        return Shape{(unsigned)((B + BGP_WARPS_PER_BLOCK - 1) / BGP_WARPS_PER_BLOCK), 32 * BGP_WARPS_PER_BLOCK,
+                     (unsigned)(BGP_WARPS_PER_BLOCK * e * sz)};
+    }
+    if (variant == "block") return Shape{v1.grid, v1.block, (unsigned)(v1.smem - BGP_IL_MAX * sz)};
+    return v1;
+}
+template <typename V> static void same_numbers(const char* what, const std::vector<V>& v1, const std::vector<V>& v0) {
+    const double tol = sizeof(V) == 8 ? 1e-12 : 1e-5;
+    double scale = 0, worst = 0;
+    size_t at = 0;
+    for (size_t i = 0; i < v1.size(); ++i) {
+        const double a = (double)v1[i], b = (double)v0[i];
+        if (std::isnan(a) || std::isnan(b)) {
+            if (std::isnan(a) != std::isnan(b)) {
+                check(false, what, -1, (int)i, a, b);
+                return;
+            }
+            continue;
+        }
+        scale = std::max(scale, std::fabs(b));
+        if (std::fabs(a - b) > worst) worst = std::fabs(a - b), at = i;
+    }
+    if (worst > tol * (1 + scale)) check(false, what, -1, (int)at, (double)v1[at], (double)v0[at]);
+    g_worst[sizeof(V) == 8] = std::max(g_worst[sizeof(V) == 8], worst / (1 + scale));
+}
+
+// Barriers per member of the fused kernels, by generation (printed at the end: the emulation's
+// count of what the v1 changes remove).
+struct Counts { double block = 0, warp = 0, shfl = 0; };
+static std::map<std::string, Counts> g_counts;
+static void take_counts(const std::string& key, int members) {
+    Counts c;
+    c.block = (double)g_sync_count[SYNCTHREADS] / members;
+    c.warp = (double)g_sync_count[SYNCWARP] / members;
+    c.shfl = (double)(g_sync_count[SHFL_XOR] + g_sync_count[SHFL_IDX] + g_sync_count[VOTE]) / members;
+    g_counts[key] = c;
+    for (auto& v : g_sync_count) v = 0;
 }
 
 // One plan line: key=value tokens.
@@ -210,16 +287,31 @@ template <class Cov, typename T> static void run_case(const Plan& pl) {
                 check(std::fabs(got - want) <= tol * (1 + std::fabs(want)), "gram", b, i * n + j, got, want);
             }
 
-    // Cholesky of the Gram matrices through the same variant (chol_*), no jitter needed.
+    const Shape member0 = v0_shape(variant, member, n, B, sizeof(T));
+    // Cholesky of the Gram matrices through the same variant (chol_*), no jitter needed; v1
+    // checked against the reference and against v0.
     {
-        std::vector<T> Lc(B * n * n), work(B * work_per);
-        std::fill(work.begin(), work.end(), T(NAN));
-        std::vector<int> att(B, -7);
-        launch(std::string("chol_") + variant + (sizeof(T) == 8 ? "_f64" : "_f32"), member, order2, 2, [&] {
-            if (variant == "warp") Chol<T>::warp(G.data(), jit.data(), na, B, n, Lc.data(), att.data());
-            else if (variant == "block") Chol<T>::block(G.data(), jit.data(), na, B, n, Lc.data(), att.data());
-            else Chol<T>::global(G.data(), jit.data(), na, B, n, Lc.data(), att.data(), work.data());
-        });
+        std::vector<T> Lc(B * n * n), Lc0(B * n * n), work(B * work_per);
+        std::vector<int> att(B, -7), att0(B, -7);
+        for (Gen gen : {V0, V1}) {
+            std::vector<T>& out = gen == V1 ? Lc : Lc0;
+            std::vector<int>& at = gen == V1 ? att : att0;
+            std::fill(work.begin(), work.end(), T(NAN));
+            const std::string name = std::string("chol_") + variant + (gen == V0 ? "_v0" : "") + (sizeof(T) == 8 ? "_f64" : "_f32");
+            launch(name, gen == V1 ? member : member0, order2, 2, [&] {
+                if (gen == V1) {
+                    if (variant == "warp") Chol<T>::warp(G.data(), jit.data(), na, B, n, out.data(), at.data());
+                    else if (variant == "block") Chol<T>::block(G.data(), jit.data(), na, B, n, out.data(), at.data());
+                    else Chol<T>::global(G.data(), jit.data(), na, B, n, out.data(), at.data(), work.data());
+                } else {
+                    if (variant == "warp") Chol<T>::warp0(G.data(), jit.data(), na, B, n, out.data(), at.data());
+                    else if (variant == "block") Chol<T>::block0(G.data(), jit.data(), na, B, n, out.data(), at.data());
+                    else Chol<T>::global0(G.data(), jit.data(), na, B, n, out.data(), at.data(), work.data());
+                }
+            });
+        }
+        same_numbers("chol factor v1 == v0", Lc, Lc0);
+        same_bits("chol attempt v1 == v0", att, att0);
         for (int b = 0; b < B; ++b) {
             std::vector<double> a(G.begin() + b * n * n, G.begin() + (b + 1) * n * n);
             const bool ok = dense_cholesky(n, a);
@@ -231,20 +323,29 @@ template <class Cov, typename T> static void run_case(const Plan& pl) {
 
     std::vector<T> mll(B), grad(B * P), L(B * n * n), alpha(B * n), work(B * work_per);
     std::vector<int> att(B, -7);
-    auto fused = [&](int flags, Order o, uint64_t seed) {
+    auto fused = [&](int flags, Order o, uint64_t seed, Gen gen = V1) {
         std::fill(work.begin(), work.end(), T(NAN));
         std::fill(mll.begin(), mll.end(), T(NAN));
         std::fill(grad.begin(), grad.end(), T(NAN));
         std::fill(att.begin(), att.end(), -7);
-        launch("gp_mll_" + variant + "_" + kn + " flags=" + std::to_string(flags), member, o, seed, [&] {
-            if (variant == "warp")
-                K<Cov, T>::warp(xs.data(), n * d, r.data(), mask.data(), lt.data(), st.data(), nt_.data(), ap, yp, jit.data(), na, B, n, d, flags, mll.data(), grad.data(), att.data(), L.data(), alpha.data());
-            else if (variant == "block")
-                K<Cov, T>::block(xs.data(), n * d, r.data(), mask.data(), lt.data(), st.data(), nt_.data(), ap, yp, jit.data(), na, B, n, d, flags, mll.data(), grad.data(), att.data(), L.data(), alpha.data());
+        for (auto& v : g_sync_count) v = 0;
+        auto entry = K<Cov, T>::warp;
+        if (variant == "warp") entry = gen == V0 ? K<Cov, T>::warp0 : warp_v1<Cov, T>(n);
+        if (variant == "block") entry = gen == V1 ? K<Cov, T>::block : K<Cov, T>::block0;
+        const std::string name = "gp_mll_" + variant + (gen == V0 ? "_v0_" : "_") + kn + " flags=" + std::to_string(flags);
+        launch(name, gen == V1 ? member : member0, o, seed, [&] {
+            if (variant != "global")
+                entry(xs.data(), n * d, r.data(), mask.data(), lt.data(), st.data(), nt_.data(), ap, yp, jit.data(), na, B, n, d, flags, mll.data(), grad.data(), att.data(), L.data(), alpha.data());
             else
-                K<Cov, T>::global(xs.data(), n * d, r.data(), mask.data(), lt.data(), st.data(), nt_.data(), ap, yp, jit.data(), na, B, n, d, flags, mll.data(), grad.data(), att.data(), L.data(), alpha.data(), work.data());
+                (gen == V1 ? K<Cov, T>::global : K<Cov, T>::global0)(xs.data(), n * d, r.data(), mask.data(), lt.data(), st.data(), nt_.data(), ap, yp, jit.data(), na, B, n, d, flags, mll.data(), grad.data(), att.data(), L.data(), alpha.data(), work.data());
         });
+        if (flags == 3)
+            take_counts(std::string(K<Cov, T>::name) + " " + variant + " n=" + std::to_string(n) + " d=" + std::to_string(d) + " " + GEN_NAME[gen], B);
     };
+    // v0 first, kept for the comparison with v1.
+    fused(3, order, 9, V0);
+    const auto mll0 = mll, grad0 = grad, L0 = L, alpha0 = alpha;
+    const auto att0 = att;
     // Under two schedules: bit-identical outputs.
     fused(3, order2, 3);
     const auto mll2 = mll, grad2 = grad, L2 = L, alpha2 = alpha;
@@ -255,6 +356,30 @@ template <class Cov, typename T> static void run_case(const Plan& pl) {
     same_bits("factor under two schedules", L, L2);
     same_bits("alpha under two schedules", alpha, alpha2);
     same_bits("attempt under two schedules", att, att2);
+    same_numbers("mll v1 == v0", mll, mll0);
+    same_numbers("gradient v1 == v0", grad, grad0);
+    same_numbers("factor v1 == v0", L, L0);
+    if (sizeof(T) == 8) {
+        same_numbers("alpha v1 == v0", alpha, alpha0);
+    } else {
+        // f32: alpha = K^-1 r moves by about cond(K) eps under any change of rounding (N = 240:
+        // 2e-5 of itself); where v1 and v0 differ by more than 1e-5, v1 must be as accurate as
+        // v0 against the f64 reference (within twice v0's error).
+        double scale = 0, diff = 0, e1 = 0, e0 = 0;
+        for (int b = 0; b < B; ++b) {
+            const Ref rf = reference(kind, n, d, x.data() + b * n * d, y.data() + b * n, mask.data() + b * n, yv_of(b), hyp[b], nullptr);
+            for (int i = 0; i < n && !rf.alpha.empty(); ++i) {
+                const double a1 = alpha[b * n + i], a0 = alpha0[b * n + i], w = rf.alpha[i];
+                scale = std::max(scale, std::fabs(a0));
+                diff = std::max(diff, std::fabs(a1 - a0));
+                e1 = std::max(e1, std::fabs(a1 - w));
+                e0 = std::max(e0, std::fabs(a0 - w));
+            }
+        }
+        check(diff <= 1e-5 * (1 + scale) || e1 <= 2 * e0, "f32 alpha v1 as accurate as v0", -1, 0, e1, e0);
+        if (diff > 1e-5 * (1 + scale)) printf("NOTE %s: f32 alpha |v1 - v0| %.3g of max |alpha|; error vs f64: v1 %.3g, v0 %.3g\n", g_case.c_str(), diff / (1 + scale), e1, e0);
+    }
+    same_bits("attempt v1 == v0", att, att0);
     for (int b = 0; b < B; ++b) {
         const double* xb = x.data() + b * n * d;
         auto ref = [&](const Hyp& h) { return reference(kind, n, d, xb, y.data() + b * n, mask.data() + b * n, yv_of(b), h, nullptr).mll; };
@@ -311,6 +436,67 @@ template <class Cov, typename T> static void run_case(const Plan& pl) {
     }
 }
 
+// Jitter through gp_mll_<variant> (rbf, D = 1), B members on one launch (in the v1 warp variant
+// they share a warp): member 0 has a negative diagonal until attempt 1's jitter; member 1 never
+// factors (config 0: NaN outputs, attempt -1) or factors at attempt 0 (config 1: it refactors
+// with its own jitter while member 0 retries). v1 is checked against the reference and v0.
+template <typename T> static void run_fused_jitter(const Plan& pl, int config) {
+    const std::string variant = pl.str("variant");
+    const int n = (int)pl.num("n"), B = (int)pl.num("b"), na = 3, d = 1, P = d + 3;
+    const Shape member = pl.shape("member");
+    const size_t work_per = (size_t)pl.num("work");
+    g_case = "jitter gp_mll_" + variant + "_rbf config " + std::to_string(config) + (sizeof(T) == 8 ? " f64" : " f32");
+    ++cases;
+    std::vector<double> x(B * n), y(B * n);
+    std::vector<T> xs(B * n), r(B * n), lt(B, T(0.8)), st(B, T(1)), nt(B), jit(B * na);
+    std::vector<uint8_t> mask(B * n, 1);
+    for (int i = 0; i < B * n; ++i) {
+        x[i] = 0.7 * (i % n) - 0.35 * (n - 1);
+        y[i] = std::sin(1.3 * i);
+        xs[i] = T(x[i]);
+        r[i] = T(y[i]);
+    }
+    const double jit0[3] = {0, 4, 8}, jit_fail[3] = {0, 0.5, 1};
+    for (int b = 0; b < B; ++b) {
+        const bool fails = b == 1 && config == 0, easy = b == 1 && config == 1;
+        nt[b] = T(easy ? 0.1 : -3.0);
+        for (int t = 0; t < na; ++t) jit[b * na + t] = T(fails ? jit_fail[t] : jit0[t]);
+    }
+    std::vector<T> out[2][4];
+    std::vector<int> att[2];
+    for (Gen gen : {V1, V0}) {
+        std::vector<T> mll(B, T(NAN)), grad(B * P, T(NAN)), L(B * n * n, T(NAN)), alpha(B * n, T(NAN)), work(B * work_per, T(NAN));
+        std::vector<int> at(B, -7);
+        auto args = [&](auto entry, auto... extra) {
+            entry(xs.data(), n, r.data(), mask.data(), lt.data(), st.data(), nt.data(), nullptr, nullptr, jit.data(), na, B, n, d, 3, mll.data(), grad.data(), at.data(), L.data(), alpha.data(), extra...);
+        };
+        launch(g_case + " " + GEN_NAME[gen], gen == V1 ? member : v0_shape(variant, member, n, B, sizeof(T)), (Order)pl.num("order"), 11, [&] {
+            if (variant == "warp") args(gen == V1 ? warp_v1<RbfCov, T>(n) : K<RbfCov, T>::warp0);
+            else if (variant == "block") args(gen == V1 ? K<RbfCov, T>::block : K<RbfCov, T>::block0);
+            else args(gen == V1 ? K<RbfCov, T>::global : K<RbfCov, T>::global0, work.data());
+        });
+        out[gen][0] = mll, out[gen][1] = grad, out[gen][2] = L, out[gen][3] = alpha, att[gen] = at;
+    }
+    const double tol = sizeof(T) == 8 ? 1e-10 : 2e-3;
+    const auto& mll = out[V1][0];
+    check(att[V1][0] == 1, "fused jitter attempt", 0, 0, att[V1][0], 1);
+    Hyp h{{0.8}, 1.0, -3.0 + jit0[1], 0.0, 1.0};
+    const double want = reference(RBF, n, d, x.data(), y.data(), mask.data(), nullptr, h, nullptr).mll;
+    check(std::fabs(double(mll[0]) - want) <= tol * (1 + std::fabs(want)), "fused jitter mll", 0, 0, mll[0], want);
+    if (B >= 2 && config == 0) {
+        check(att[V1][1] == -1 && std::isnan((double)mll[1]), "fused jitter failure", 1, 0, att[V1][1], -1);
+        for (int k = 0; k < P; ++k) check(std::isnan((double)out[V1][1][P + k]), "fused jitter failure gradient", 1, k, out[V1][1][P + k], NAN);
+        for (int i = 0; i < n; ++i) check(std::isnan((double)out[V1][3][n + i]), "fused jitter failure alpha", 1, i, out[V1][3][n + i], NAN);
+    }
+    if (B >= 2 && config == 1) {
+        Hyp h1{{0.8}, 1.0, 0.1, 0.0, 1.0};
+        const double w1 = reference(RBF, n, d, x.data() + n, y.data() + n, mask.data() + n, nullptr, h1, nullptr).mll;
+        check(att[V1][1] == 0 && std::fabs(double(mll[1]) - w1) <= tol * (1 + std::fabs(w1)), "fused jitter sibling", 1, 0, mll[1], w1);
+    }
+    same_bits("fused jitter attempts v1 == v0", att[V1], att[V0]);
+    for (int o = 0; o < 4; ++o) same_numbers("fused jitter outputs v1 == v0", out[V1][o], out[V0][o]);
+}
+
 // Jitter through chol_<variant>: member 0 has a zero last row and column (attempt 0 meets a
 // zero pivot, attempt 1 succeeds with pivot sqrt(jitter)); member 1 is a plain SPD matrix.
 template <typename T> static void run_jitter(const Plan& pl) {
@@ -318,25 +504,28 @@ template <typename T> static void run_jitter(const Plan& pl) {
     const int n = (int)pl.num("n"), B = (int)pl.num("b"), na = 3;
     const Shape member = pl.shape("member");
     const size_t work_per = (size_t)pl.num("work");
-    g_case = std::string("jitter chol_") + variant + (sizeof(T) == 8 ? "_f64" : "_f32") + " n=" + std::to_string(n);
-    ++cases;
-    std::vector<T> A(B * n * n, T(0)), jit(B * na), L(B * n * n), work(B * work_per);
-    std::fill(work.begin(), work.end(), T(NAN));
-    std::vector<int> att(B, -7);
-    for (int b = 0; b < B; ++b) {
-        jit[b * na] = T(0), jit[b * na + 1] = T(1e-8), jit[b * na + 2] = T(1e-7);
-        for (int i = 0; i < n; ++i) A[b * n * n + i * n + i] = (b == 0 && i == n - 1) ? T(0) : T(2);
+    for (Gen gen : {V1, V0}) {
+        g_case = std::string("jitter chol_") + variant + (gen == V0 ? "_v0" : "") + (sizeof(T) == 8 ? "_f64" : "_f32") + " n=" + std::to_string(n);
+        ++cases;
+        std::vector<T> A(B * n * n, T(0)), jit(B * na), L(B * n * n), work(B * work_per);
+        std::fill(work.begin(), work.end(), T(NAN));
+        std::vector<int> att(B, -7);
+        for (int b = 0; b < B; ++b) {
+            jit[b * na] = T(0), jit[b * na + 1] = T(1e-8), jit[b * na + 2] = T(1e-7);
+            for (int i = 0; i < n; ++i) A[b * n * n + i * n + i] = (b == 0 && i == n - 1) ? T(0) : T(2);
+        }
+        A[n * n + 2 * n + 1] = A[n * n + n + 2] = T(1);
+        launch(g_case, gen == V1 ? member : v0_shape(variant, member, n, B, sizeof(T)), (Order)pl.num("order"), 8, [&] {
+            if (variant == "warp") (gen == V1 ? Chol<T>::warp : Chol<T>::warp0)(A.data(), jit.data(), na, B, n, L.data(), att.data());
+            else if (variant == "block") (gen == V1 ? Chol<T>::block : Chol<T>::block0)(A.data(), jit.data(), na, B, n, L.data(), att.data());
+            else (gen == V1 ? Chol<T>::global : Chol<T>::global0)(A.data(), jit.data(), na, B, n, L.data(), att.data(), work.data());
+        });
+        const double tl = sizeof(T) == 8 ? 1e-12 : 1e-6;
+        check(att[0] == 1 && att[1] == 0, "chol attempts", 0, 0, att[0], att[1]);
+        check(std::fabs(double(L[n * n - 1]) - 1e-4) < tl, "chol jitter pivot", 0, n * n - 1, L[n * n - 1], 1e-4);
+        check(std::fabs(double(L[n * n + 2 * n + 1]) - 1 / sqrt(2.0)) < tl && L[n * n + n + 2] == T(0), "chol values", 1, 0, L[n * n + 2 * n + 1], 1 / sqrt(2.0));
     }
-    A[n * n + 2 * n + 1] = A[n * n + n + 2] = T(1);
-    launch(g_case, member, (Order)pl.num("order"), 8, [&] {
-        if (variant == "warp") Chol<T>::warp(A.data(), jit.data(), na, B, n, L.data(), att.data());
-        else if (variant == "block") Chol<T>::block(A.data(), jit.data(), na, B, n, L.data(), att.data());
-        else Chol<T>::global(A.data(), jit.data(), na, B, n, L.data(), att.data(), work.data());
-    });
-    const double tl = sizeof(T) == 8 ? 1e-12 : 1e-6;
-    check(att[0] == 1 && att[1] == 0, "chol attempts", 0, 0, att[0], att[1]);
-    check(std::fabs(double(L[n * n - 1]) - 1e-4) < tl, "chol jitter pivot", 0, n * n - 1, L[n * n - 1], 1e-4);
-    check(std::fabs(double(L[n * n + 2 * n + 1]) - 1 / sqrt(2.0)) < tl && L[n * n + n + 2] == T(0), "chol values", 1, 0, L[n * n + 2 * n + 1], 1 / sqrt(2.0));
+    for (int config = 0; config < 2; ++config) run_fused_jitter<T>(pl, config);
 }
 
 template <typename T> static void dispatch_kernel(const Plan& pl) {
@@ -360,6 +549,9 @@ int main(int argc, char** argv) {
         else { printf("unknown plan line %s\n", pl.what.c_str()); exit(2); }
         per_variant[pl.str("variant") + "/" + pl.str("dtype")]++;
     });
+    printf("barriers per member of gp_mll (flags 3), by case and generation: __syncthreads, __syncwarp, shuffles+votes\n");
+    for (auto& [k, c] : g_counts) printf("COUNT %s: %.1f %.1f %.1f\n", k.c_str(), c.block, c.warp, c.shfl);
+    printf("largest |v1 - v0| / (1 + max |v0|) over every output array: f64 %.3g, f32 %.3g\n", g_worst[1], g_worst[0]);
     std::string pv;
     for (auto& [k, v] : per_variant) pv += " " + k + ":" + std::to_string(v);
     printf("%d cases (variant/dtype:%s), %llu launches, %llu blocks, %llu thread switches, bounds checked by %s, %d failures\n",

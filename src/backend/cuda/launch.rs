@@ -1,7 +1,8 @@
 //! Launch shapes and kernel selection: the typed id of every entry point of the embedded
 //! fatbin (and the one place that spells its name), which per-member variant handles a matrix
-//! of order n, and the grid, block and shared memory of each launch. The constants mirror
-//! kernels/common.cuh, gp.cu and predict.cu.
+//! of order n, which generation of the fused per-member kernels runs, and the grid, block and
+//! shared memory of each launch. The constants mirror kernels/common.cuh, covariance.cuh,
+//! gp.cu, gp_warp.cuh and predict.cu.
 
 use crate::kernel::Kernel;
 use cudarc::driver::LaunchConfig;
@@ -22,6 +23,35 @@ const WARP_MAX_N: usize = 32;
 const STRIDE_GRID_MAX: usize = 65_535 * 4;
 /// Shared memory every block can have without opting in.
 pub(super) const SMEM_DEFAULT: usize = 48 * 1024;
+/// Inverse lengthscales kept in shared memory per member by the v1 kernels (BGP_IL_MAX).
+const IL_MAX: usize = 32;
+
+/// Generation of the fused per-member kernels (gp_mll_*, chol_*). V1 (the default): row loops
+/// instead of tri_index, one barrier per Cholesky column, solves in one warp, lengthscales
+/// inverted once per member, two or four members per warp for N <= 16. V0: the kernels as they
+/// were before (entry points `*_v0_*`), kept so that a GPU run can time both on one card;
+/// `BATCHGP_CUDA_KERNELS=v0` selects them for the whole process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) enum Generation {
+    V0,
+    V1,
+}
+
+impl Generation {
+    /// The process's generation: BATCHGP_CUDA_KERNELS=v0 or v1 (default v1), read once.
+    pub fn current() -> Generation {
+        static GEN: std::sync::OnceLock<Generation> = std::sync::OnceLock::new();
+        *GEN.get_or_init(|| Generation::parse(std::env::var("BATCHGP_CUDA_KERNELS").ok().as_deref()))
+    }
+
+    /// `v0` selects V0; anything else (unset included) V1.
+    fn parse(v: Option<&str>) -> Generation {
+        match v.map(str::trim) {
+            Some("v0") => Generation::V0,
+            _ => Generation::V1,
+        }
+    }
+}
 
 /// What an entry point computes (kernels/gp.cu, gram.cu, predict.cu).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -37,10 +67,18 @@ pub(super) enum Op {
     PredictCov,
     SvgpElbo,
     SvgpPredict,
+    MllWarpV0,
+    MllBlockV0,
+    MllGlobalV0,
+    CholWarpV0,
+    CholBlockV0,
+    CholGlobalV0,
+    MllWarp8,
+    MllWarp16,
 }
 
 impl Op {
-    pub const ALL: [Op; 11] = [
+    pub const ALL: [Op; 19] = [
         Op::MllWarp,
         Op::MllBlock,
         Op::MllGlobal,
@@ -52,6 +90,14 @@ impl Op {
         Op::PredictCov,
         Op::SvgpElbo,
         Op::SvgpPredict,
+        Op::MllWarpV0,
+        Op::MllBlockV0,
+        Op::MllGlobalV0,
+        Op::CholWarpV0,
+        Op::CholBlockV0,
+        Op::CholGlobalV0,
+        Op::MllWarp8,
+        Op::MllWarp16,
     ];
 
     /// The first part of the entry point's name.
@@ -68,36 +114,74 @@ impl Op {
             Op::PredictCov => "predict_cov",
             Op::SvgpElbo => "svgp_elbo",
             Op::SvgpPredict => "svgp_predict",
+            Op::MllWarpV0 => "gp_mll_warp_v0",
+            Op::MllBlockV0 => "gp_mll_block_v0",
+            Op::MllGlobalV0 => "gp_mll_global_v0",
+            Op::CholWarpV0 => "chol_warp_v0",
+            Op::CholBlockV0 => "chol_block_v0",
+            Op::CholGlobalV0 => "chol_global_v0",
+            Op::MllWarp8 => "gp_mll_warp8",
+            Op::MllWarp16 => "gp_mll_warp16",
         }
     }
 
     /// Whether the op is instantiated per covariance kernel (all but the Cholesky of given
     /// matrices).
     fn has_covariance(self) -> bool {
-        !matches!(self, Op::CholWarp | Op::CholBlock | Op::CholGlobal)
+        !matches!(
+            self,
+            Op::CholWarp | Op::CholBlock | Op::CholGlobal | Op::CholWarpV0 | Op::CholBlockV0 | Op::CholGlobalV0
+        )
     }
 
     /// Whether the op takes dynamic shared memory (whose limit is raised to the opt-in maximum
     /// when the module loads).
     pub fn dynamic_shared(self) -> bool {
-        matches!(self, Op::MllWarp | Op::MllBlock | Op::CholWarp | Op::CholBlock | Op::SvgpElbo | Op::SvgpPredict)
+        matches!(
+            self,
+            Op::MllWarp
+                | Op::MllBlock
+                | Op::CholWarp
+                | Op::CholBlock
+                | Op::SvgpElbo
+                | Op::SvgpPredict
+                | Op::MllWarpV0
+                | Op::MllBlockV0
+                | Op::CholWarpV0
+                | Op::CholBlockV0
+                | Op::MllWarp8
+                | Op::MllWarp16
+        )
     }
 
-    /// The fused MLL kernel of a variant.
+    /// The fused MLL kernel of a variant, in the process's generation.
     pub fn mll(v: Variant) -> Op {
-        match v {
-            Variant::Warp => Op::MllWarp,
-            Variant::Block => Op::MllBlock,
-            Variant::Global => Op::MllGlobal,
+        Op::mll_of(v, Generation::current())
+    }
+
+    fn mll_of(v: Variant, g: Generation) -> Op {
+        match (v, g) {
+            (Variant::Warp8, Generation::V1) => Op::MllWarp8,
+            (Variant::Warp16, Generation::V1) => Op::MllWarp16,
+            (Variant::Warp, Generation::V1) => Op::MllWarp,
+            (Variant::Block, Generation::V1) => Op::MllBlock,
+            (Variant::Global, Generation::V1) => Op::MllGlobal,
+            (Variant::Warp | Variant::Warp8 | Variant::Warp16, Generation::V0) => Op::MllWarpV0,
+            (Variant::Block, Generation::V0) => Op::MllBlockV0,
+            (Variant::Global, Generation::V0) => Op::MllGlobalV0,
         }
     }
 
-    /// The Cholesky kernel of a variant.
+    /// The Cholesky kernel of a variant, in the process's generation.
     fn chol(v: Variant) -> Op {
-        match v {
-            Variant::Warp => Op::CholWarp,
-            Variant::Block => Op::CholBlock,
-            Variant::Global => Op::CholGlobal,
+        // chol_warp (v1) takes every warp launch: it runs a warp's members one after another.
+        match (v, Generation::current()) {
+            (Variant::Warp | Variant::Warp8 | Variant::Warp16, Generation::V1) => Op::CholWarp,
+            (Variant::Block, Generation::V1) => Op::CholBlock,
+            (Variant::Global, Generation::V1) => Op::CholGlobal,
+            (Variant::Warp | Variant::Warp8 | Variant::Warp16, Generation::V0) => Op::CholWarpV0,
+            (Variant::Block, Generation::V0) => Op::CholBlockV0,
+            (Variant::Global, Generation::V0) => Op::CholGlobalV0,
         }
     }
 }
@@ -161,23 +245,45 @@ impl fmt::Display for KernelId {
     }
 }
 
-/// Which per-member kernel variant handles matrices of order n.
+/// Which per-member kernel variant handles matrices of order n. Warp8 and Warp16 (v1 only): the
+/// warp kernel with four and two members per warp (N <= 8, N <= 16).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Variant {
+    Warp8,
+    Warp16,
     Warp,
     Block,
     Global,
 }
 
-/// Elements of one warp's shared-memory region (kernels/gp.cu warp_elems).
-fn warp_elems(n: usize) -> usize {
+/// Elements of one member's shared-memory region of the v0 warp kernels (kernels/gp.cu
+/// warp_elems); v1 adds the inverse lengthscales (gp_warp.cuh warp_region_v1).
+fn warp_elems(n: usize, g: Generation) -> usize {
     let e = n * (n + 1) + 2 * n;
-    (e + 1) & !1
+    ((e + 1) & !1) + if g == Generation::V1 { IL_MAX } else { 0 }
 }
 
-/// Dynamic shared memory of a block-variant launch (kernels/gp.cu).
-fn block_smem(n: usize, sz: usize) -> usize {
-    32 * 8 + (n * (n + 1) + 2 * n) * sz
+/// Members per warp of the v1 warp kernels for order n (gp_warp.cuh warp_members_v1).
+fn warp_members(n: usize) -> usize {
+    if n <= 8 {
+        4
+    } else if n <= 16 {
+        2
+    } else {
+        1
+    }
+}
+
+/// Dynamic shared memory of a warp-variant launch (one block of BGP_WARPS_PER_BLOCK warps of
+/// `mpw` members each).
+fn warp_smem(n: usize, sz: usize, mpw: usize, g: Generation) -> usize {
+    WARPS_PER_BLOCK as usize * mpw * warp_elems(n, g) * sz
+}
+
+/// Dynamic shared memory of a block-variant launch (kernels/gp.cu BGP_GP_GEN): 32 doubles of
+/// scratch, the matrix, two columns and (v1) the inverse lengthscales.
+fn block_smem(n: usize, sz: usize, g: Generation) -> usize {
+    32 * 8 + (n * (n + 1) + 2 * n + if g == Generation::V1 { IL_MAX } else { 0 }) * sz
 }
 
 /// Elements of one member's global workspace (kernels/gp.cu WORK_STRIDE).
@@ -186,11 +292,21 @@ pub(super) fn work_elems(n: usize) -> usize {
 }
 
 impl Variant {
-    /// The variant for order n in elements of `sz` bytes, given the opt-in shared memory limit.
+    /// The variant for order n in elements of `sz` bytes, given the opt-in shared memory limit,
+    /// in the process's generation.
     pub fn select(n: usize, sz: usize, smem_optin: usize) -> Variant {
-        if n <= WARP_MAX_N && WARPS_PER_BLOCK as usize * warp_elems(n) * sz <= smem_optin.max(SMEM_DEFAULT) {
-            Variant::Warp
-        } else if block_smem(n, sz) <= smem_optin {
+        Variant::select_for(n, sz, smem_optin, Generation::current())
+    }
+
+    fn select_for(n: usize, sz: usize, smem_optin: usize, g: Generation) -> Variant {
+        let warp = match (g, warp_members(n)) {
+            (Generation::V1, 4) => Variant::Warp8,
+            (Generation::V1, 2) => Variant::Warp16,
+            _ => Variant::Warp,
+        };
+        if n <= WARP_MAX_N && warp_smem(n, sz, warp.members(), g) <= smem_optin.max(SMEM_DEFAULT) {
+            warp
+        } else if block_smem(n, sz, g) <= smem_optin {
             Variant::Block
         } else {
             Variant::Global
@@ -206,18 +322,31 @@ impl Variant {
         }
     }
 
-    /// Launch shape for `count` members.
+    /// Launch shape for `count` members, in the process's generation.
     pub fn launch(self, n: usize, sz: usize, count: usize) -> LaunchConfig {
+        self.launch_for(n, sz, count, Generation::current())
+    }
+
+    /// Members per warp (the warp variants; 1 for the others).
+    fn members(self) -> usize {
         match self {
-            Variant::Warp => LaunchConfig {
-                grid_dim: (count.div_ceil(WARPS_PER_BLOCK as usize) as u32, 1, 1),
+            Variant::Warp8 => 4,
+            Variant::Warp16 => 2,
+            _ => 1,
+        }
+    }
+
+    fn launch_for(self, n: usize, sz: usize, count: usize, g: Generation) -> LaunchConfig {
+        match self {
+            Variant::Warp | Variant::Warp8 | Variant::Warp16 => LaunchConfig {
+                grid_dim: (count.div_ceil(WARPS_PER_BLOCK as usize * self.members()) as u32, 1, 1),
                 block_dim: (32 * WARPS_PER_BLOCK, 1, 1),
-                shared_mem_bytes: (WARPS_PER_BLOCK as usize * warp_elems(n) * sz) as u32,
+                shared_mem_bytes: warp_smem(n, sz, self.members(), g) as u32,
             },
             Variant::Block => LaunchConfig {
                 grid_dim: (count as u32, 1, 1),
                 block_dim: (BLOCK, 1, 1),
-                shared_mem_bytes: block_smem(n, sz) as u32,
+                shared_mem_bytes: block_smem(n, sz, g) as u32,
             },
             Variant::Global => {
                 LaunchConfig { grid_dim: (count as u32, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 }
@@ -256,7 +385,7 @@ pub(super) fn predict_tiles(m: usize) -> usize {
 /// the launches cannot drift apart. Not an API.
 #[doc(hidden)]
 pub mod emulation {
-    use super::{predict_launch, stride_launch, LaunchConfig, Variant};
+    use super::{predict_launch, stride_launch, Generation, LaunchConfig, Variant};
 
     /// (grid.x, block.x, dynamic shared memory bytes) of a launch.
     pub type Shape = (u32, u32, u32);
@@ -265,9 +394,13 @@ pub mod emulation {
         (c.grid_dim.0, c.block_dim.0, c.shared_mem_bytes)
     }
 
-    fn variant(name: &str) -> Variant {
+    /// A variant by name; `warp` is the warp kernel the v1 backend launches for order n.
+    fn variant(name: &str, n: usize) -> Variant {
         match name {
-            "warp" => Variant::Warp,
+            "warp" => match Variant::select_for(n, 8, 0, Generation::V1) {
+                v @ (Variant::Warp8 | Variant::Warp16) => v,
+                _ => Variant::Warp,
+            },
             "block" => Variant::Block,
             "global" => Variant::Global,
             _ => panic!("no variant {name:?}"),
@@ -275,23 +408,26 @@ pub mod emulation {
     }
 
     /// The variant (`warp`, `block` or `global`) the backend picks for order n in elements of
-    /// `sz` bytes on a device with `smem_optin` bytes of opt-in shared memory per block.
+    /// `sz` bytes on a device with `smem_optin` bytes of opt-in shared memory per block (v1
+    /// kernels).
     pub fn select(n: usize, sz: usize, smem_optin: usize) -> &'static str {
-        match Variant::select(n, sz, smem_optin) {
-            Variant::Warp => "warp",
+        match Variant::select_for(n, sz, smem_optin, Generation::V1) {
+            Variant::Warp | Variant::Warp8 | Variant::Warp16 => "warp",
             Variant::Block => "block",
             Variant::Global => "global",
         }
     }
 
-    /// The launch of a variant's per-member kernels (gp_mll_*, chol_*) for `count` members.
+    /// The launch of a variant's v1 per-member kernels (gp_mll_*, chol_*) for `count` members
+    /// (tests/emulation/harness.cpp derives the v0 kernels' launch from it as
+    /// `launch_shapes_by_generation` below pins them).
     pub fn member_launch(name: &str, n: usize, sz: usize, count: usize) -> Shape {
-        shape(variant(name).launch(n, sz, count))
+        shape(variant(name, n).launch_for(n, sz, count, Generation::V1))
     }
 
     /// Elements of the global workspace per member of a variant.
     pub fn work_per_member(name: &str, n: usize) -> usize {
-        variant(name).work_per_member(n)
+        variant(name, n).work_per_member(n)
     }
 
     /// The launch of a grid-stride kernel (gram, predict_cov) over `total` entries.
@@ -360,18 +496,72 @@ mod tests {
         assert_eq!(KernelId::new(Op::PredictCov, Kernel::Rbf, Dtype::F64).to_string(), "predict_cov_rbf_f64");
         assert_eq!(KernelId::new(Op::CholBlock, Kernel::Rq, Dtype::F32).to_string(), "chol_block_f32");
         assert_eq!(KernelId::new(Op::SvgpElbo, Kernel::Matern32, Dtype::F32).to_string(), "svgp_elbo_matern32_f32");
-        // 8 covariance ops x 5 kernels + 3 Cholesky ops, in two precisions, all distinct.
+        // 13 covariance ops x 5 kernels + 6 Cholesky ops (v1 and v0), in two precisions, all
+        // distinct.
         let names: std::collections::HashSet<String> = KernelId::all().map(|k| k.to_string()).collect();
-        assert_eq!(names.len(), 2 * (8 * 5 + 3));
+        assert_eq!(names.len(), 2 * (13 * 5 + 6));
     }
 
     #[test]
     fn variants_by_size() {
         let optin = 227 * 1024;
-        assert_eq!(Variant::select(32, 8, optin), Variant::Warp);
-        assert_eq!(Variant::select(33, 8, optin), Variant::Block);
-        assert_eq!(Variant::select(160, 8, optin), Variant::Block);
-        assert_eq!(Variant::select(170, 8, optin), Variant::Global);
+        assert_eq!(Variant::select_for(8, 8, optin, Generation::V1), Variant::Warp8);
+        assert_eq!(Variant::select_for(9, 8, optin, Generation::V1), Variant::Warp16);
+        assert_eq!(Variant::select_for(16, 4, optin, Generation::V1), Variant::Warp16);
+        assert_eq!(Variant::select_for(17, 8, optin, Generation::V1), Variant::Warp);
+        assert_eq!(Variant::select_for(8, 8, optin, Generation::V0), Variant::Warp);
+        for g in [Generation::V0, Generation::V1] {
+            assert_eq!(Variant::select_for(32, 8, optin, g), Variant::Warp);
+            assert_eq!(Variant::select_for(33, 8, optin, g), Variant::Block);
+            assert_eq!(Variant::select_for(168, 8, optin, g), Variant::Block);
+            assert_eq!(Variant::select_for(169, 8, optin, g), Variant::Global);
+            assert_eq!(Variant::select_for(239, 4, optin, g), Variant::Block);
+            assert_eq!(Variant::select_for(240, 4, optin, g), Variant::Global);
+        }
+    }
+
+    #[test]
+    fn generations_name_their_entry_points_and_parse() {
+        assert_eq!(Generation::parse(None), Generation::V1);
+        assert_eq!(Generation::parse(Some("v0")), Generation::V0);
+        assert_eq!(Generation::parse(Some(" v0 ")), Generation::V0);
+        assert_eq!(Generation::parse(Some("v1")), Generation::V1);
+        let v0 = KernelId::new(Op::mll_of(Variant::Block, Generation::V0), Kernel::Rbf, Dtype::F64);
+        assert_eq!(v0.to_string(), "gp_mll_block_v0_rbf_f64");
+        let v1 = KernelId::new(Op::mll_of(Variant::Warp, Generation::V1), Kernel::Rq, Dtype::F32);
+        assert_eq!(v1.to_string(), "gp_mll_warp_rq_f32");
+        let v1 = KernelId::new(Op::mll_of(Variant::Warp16, Generation::V1), Kernel::Rbf, Dtype::F64);
+        assert_eq!(v1.to_string(), "gp_mll_warp16_rbf_f64");
+        assert_eq!(KernelId::new(Op::CholGlobalV0, Kernel::Rq, Dtype::F64).to_string(), "chol_global_v0_f64");
+    }
+
+    /// The v0 launches are the kernels' as they were (one member per warp, no inverse
+    /// lengthscales), which tests/emulation/harness.cpp's v0_shape also computes; v1 packs
+    /// members for N <= 16.
+    #[test]
+    fn launch_shapes_by_generation() {
+        for (n, sz, count) in [(6, 8, 37), (12, 4, 9), (16, 8, 5), (17, 8, 5), (32, 4, 100)] {
+            let v0 = Variant::Warp.launch_for(n, sz, count, Generation::V0);
+            let old_elems = (n * (n + 1) + 2 * n + 1) & !1;
+            assert_eq!(v0.grid_dim.0 as usize, count.div_ceil(4));
+            assert_eq!(v0.shared_mem_bytes as usize, 4 * old_elems * sz);
+            let w = Variant::select_for(n, sz, 227 * 1024, Generation::V1);
+            let v1 = w.launch_for(n, sz, count, Generation::V1);
+            let mpw = if n <= 8 {
+                4
+            } else if n <= 16 {
+                2
+            } else {
+                1
+            };
+            assert_eq!(v1.grid_dim.0 as usize, count.div_ceil(4 * mpw), "n = {n}");
+            assert_eq!(v1.shared_mem_bytes as usize, 4 * mpw * (old_elems + IL_MAX) * sz);
+            let b0 = Variant::Block.launch_for(n, sz, count, Generation::V0);
+            let b1 = Variant::Block.launch_for(n, sz, count, Generation::V1);
+            assert_eq!(b0.shared_mem_bytes as usize, 32 * 8 + (n * (n + 1) + 2 * n) * sz);
+            assert_eq!(b1.shared_mem_bytes - b0.shared_mem_bytes, (IL_MAX * sz) as u32);
+            assert_eq!((b0.grid_dim, b0.block_dim), (b1.grid_dim, b1.block_dim));
+        }
     }
 
     #[test]
