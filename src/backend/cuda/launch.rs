@@ -37,10 +37,13 @@ pub(super) enum Op {
     PredictCov,
     SvgpElbo,
     SvgpPredict,
+    MllPrep,
+    DenseShift,
+    DensePairs,
 }
 
 impl Op {
-    pub const ALL: [Op; 11] = [
+    pub const ALL: [Op; 14] = [
         Op::MllWarp,
         Op::MllBlock,
         Op::MllGlobal,
@@ -52,6 +55,9 @@ impl Op {
         Op::PredictCov,
         Op::SvgpElbo,
         Op::SvgpPredict,
+        Op::MllPrep,
+        Op::DenseShift,
+        Op::DensePairs,
     ];
 
     /// The first part of the entry point's name.
@@ -68,13 +74,16 @@ impl Op {
             Op::PredictCov => "predict_cov",
             Op::SvgpElbo => "svgp_elbo",
             Op::SvgpPredict => "svgp_predict",
+            Op::MllPrep => "gp_mll_prep",
+            Op::DenseShift => "dense_shift",
+            Op::DensePairs => "dense_pairs",
         }
     }
 
     /// Whether the op is instantiated per covariance kernel (all but the Cholesky of given
     /// matrices).
     fn has_covariance(self) -> bool {
-        !matches!(self, Op::CholWarp | Op::CholBlock | Op::CholGlobal)
+        !matches!(self, Op::CholWarp | Op::CholBlock | Op::CholGlobal | Op::MllPrep | Op::DenseShift)
     }
 
     /// Whether the op takes dynamic shared memory (whose limit is raised to the opt-in maximum
@@ -360,9 +369,12 @@ mod tests {
         assert_eq!(KernelId::new(Op::PredictCov, Kernel::Rbf, Dtype::F64).to_string(), "predict_cov_rbf_f64");
         assert_eq!(KernelId::new(Op::CholBlock, Kernel::Rq, Dtype::F32).to_string(), "chol_block_f32");
         assert_eq!(KernelId::new(Op::SvgpElbo, Kernel::Matern32, Dtype::F32).to_string(), "svgp_elbo_matern32_f32");
-        // 8 covariance ops x 5 kernels + 3 Cholesky ops, in two precisions, all distinct.
+        assert_eq!(KernelId::new(Op::MllPrep, Kernel::Rq, Dtype::F64).to_string(), "gp_mll_prep_f64");
+        assert_eq!(KernelId::new(Op::DensePairs, Kernel::Rq, Dtype::F32).to_string(), "dense_pairs_rq_f32");
+        // 9 covariance ops x 5 kernels + 3 Cholesky ops + the MLL preparation and the dense
+        // shift, in two precisions, all distinct.
         let names: std::collections::HashSet<String> = KernelId::all().map(|k| k.to_string()).collect();
-        assert_eq!(names.len(), 2 * (8 * 5 + 3));
+        assert_eq!(names.len(), 2 * (9 * 5 + 3 + 2));
     }
 
     #[test]
