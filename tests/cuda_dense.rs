@@ -5,11 +5,13 @@
 //! CPU backend: MLL and gradient to 1e-9 relative, status and jitter equal, for every covariance
 //! kernel, with a mask (NaN in masked entries), known noise, a member that needs jitter (exact
 //! duplicate points), an empty one and a failing one (outputscale inf), in chunks of 1, 3 and all.
+//! And the two kernels of that path (kernels/dense.cu) in the host emulation
+//! (tests/emulation/dense_harness.cpp) at the backend's launch shapes.
 
 mod common;
 
 use batchgp::backend::cpu::CpuBackend;
-use batchgp::backend::cuda::dense_check::{reference_mll, DENSE_MIN_N};
+use batchgp::backend::cuda::dense_check::{pairs_launch, reference_mll, DENSE_MIN_N};
 use batchgp::{Backend, Dataset, Hyperparameters, Inputs, Kernel, MllOptions, Precision, Status};
 use ndarray::{Array2, Array3};
 use rand::{Rng, SeedableRng};
@@ -129,4 +131,35 @@ fn listed_members_and_no_gradient() {
     close("mll", want.mll.as_slice().unwrap(), got.mll.as_slice().unwrap());
     // The provisional threshold sits past the fused block kernel's largest N (168 in f64).
     assert!(DENSE_MIN_N > 168);
+}
+
+/// The launches of the dense.cu emulation: the shift over C N N entries (grid-stride) and the
+/// pair pass (a block per member) for every kernel in both precisions, N across one and several
+/// passes of a block's threads over the triangle, D = 1 and 3.
+fn dense_plan() -> (String, usize) {
+    use batchgp::backend::cuda::emulation as emu;
+    let mut lines = Vec::new();
+    let mut seed = 1u64;
+    for dt in ["f64", "f32"] {
+        for (c, n) in [(1, 1), (5, 7), (3, 40)] {
+            let (g, b, sm) = emu::stride(c * n * n);
+            lines.push(format!("shift {dt} - {c} {n} 0 {g} {b} {sm} {seed}"));
+            seed += 1;
+        }
+        for k in Kernel::ALL {
+            for (c, n, d) in [(2, 5, 1), (3, 30, 3)] {
+                let (g, b, sm) = pairs_launch(c);
+                lines.push(format!("pairs {dt} {k} {c} {n} {d} {g} {b} {sm} {seed}"));
+                seed += 1;
+            }
+        }
+    }
+    let count = lines.len();
+    (lines.join("\n") + "\n", count)
+}
+
+#[test]
+fn dense_kernels_in_host_emulation() {
+    let (plan, count) = dense_plan();
+    common::emulation::run_harness("dense_harness.cpp", &plan, count);
 }

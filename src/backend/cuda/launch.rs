@@ -81,7 +81,7 @@ impl Op {
     }
 
     /// Whether the op is instantiated per covariance kernel (all but the Cholesky of given
-    /// matrices).
+    /// matrices, the MLL preparation and the dense shift).
     fn has_covariance(self) -> bool {
         !matches!(self, Op::CholWarp | Op::CholBlock | Op::CholGlobal | Op::MllPrep | Op::DenseShift)
     }

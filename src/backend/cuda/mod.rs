@@ -94,6 +94,13 @@ pub mod dense_check {
 
     /// The smallest N that the vendor path takes (provisional until measured on a GPU).
     pub const DENSE_MIN_N: usize = super::dense::DENSE_MIN_N;
+
+    /// (grid.x, block.x, dynamic shared memory bytes) of dense_pairs for `c` members, for the
+    /// host emulation of kernels/dense.cu.
+    pub fn pairs_launch(c: usize) -> (u32, u32, u32) {
+        let l = super::vendor::pairs_launch(c);
+        (l.grid_dim.0, l.block_dim.0, l.shared_mem_bytes)
+    }
 }
 
 /// The MLL host path over a stand-in for the device that counts what the path asks for (calls,

@@ -55,6 +55,12 @@ pub(super) fn wanted(n: usize, global: bool) -> bool {
     by_n && availability().is_ok()
 }
 
+/// Launch shape of dense_pairs for c members: a block of BLOCK threads per member, no dynamic
+/// shared memory.
+pub(super) fn pairs_launch(c: usize) -> LaunchConfig {
+    LaunchConfig { grid_dim: (c as u32, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 }
+}
+
 fn blas_err(what: &'static str) -> impl Fn(blas::cublasStatus_t) -> Error {
     move |st| Error::Cuda { what: format!("{what}: {st:?}"), source: DriverError(sys::CUresult::CUDA_ERROR_UNKNOWN) }
 }
@@ -311,7 +317,7 @@ impl DenseOps for Vendor<'_> {
         lb.arg(&dinp.x).arg(&dinp.mask).arg(&dinp.ls).arg(&dinp.s);
         arg_opt(&mut lb, &dinp.alpha);
         lb.arg(&alpha.buf).arg(&kinv.buf).arg(&cc).arg(&nn).arg(&dd).arg(&sums);
-        let cfg = LaunchConfig { grid_dim: (c as u32, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 };
+        let cfg = pairs_launch(c);
         // SAFETY: dense_pairs_<kernel>_f64(const double* x, const uint8_t* mask, const double*
         // ls, const double* s, const double* rq_alpha, const double* alpha, double* kinv, int C,
         // int N, int D, double* sums): x c*N*D, mask and alpha c*N, ls c*D, s and rq_alpha c
