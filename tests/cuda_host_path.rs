@@ -75,7 +75,6 @@ fn repeated(c_per_chunk: &[usize], d: usize, alpha: bool, p: usize, sz: usize, n
 #[test]
 fn a_repeated_call_uploads_only_hyperparameters() {
     let (b, n, d) = (3000, 32, 3);
-    let na = 7; // JitterPolicy::for_precision: 6 retries
     for (kernel, p, yvar) in [
         (Kernel::Rbf, Precision::F64, false),
         (Kernel::Rq, Precision::F64, true),
@@ -87,6 +86,7 @@ fn a_repeated_call_uploads_only_hyperparameters() {
         let np = d + 3 + alpha as usize;
         let sz = if p == Precision::F64 { 8 } else { 4 };
         let opts = MllOptions::new(p);
+        let na = opts.jitter.retries as usize + 1;
         let mut s = Session::default();
         let all: Vec<usize> = (0..b).collect();
         let first = s.mll(&data, &hyp, None, &opts).expect("first call");
@@ -224,9 +224,12 @@ fn prep_plan() -> (String, usize) {
         for (b, n, d, c) in [(1, 1, 1, 1), (9, 7, 3, 5), (40, 33, 2, 17), (300, 12, 9, 257)] {
             for (alpha, yvar, gather) in [(0, 0, 0), (1, 1, 0), (0, 1, 1), (1, 0, 1)] {
                 let na = 7;
-                let (g, blk, _) = emu::stride((c * n).max(c));
-                let off = param_offsets(c, d, alpha == 1, na).map(|o| o.to_string()).join(" ");
-                lines.push(format!("{dt} {b} {n} {d} {c} {alpha} {yvar} {gather} {na} {g} {blk} {seed} {off}"));
+                let (g, blk, sm) = emu::stride((c * n).max(c));
+                let off = param_offsets(c, d, alpha == 1, na).map(|o| o.to_string()).join(",");
+                lines.push(format!(
+                    "prep dt={dt} B={b} N={n} D={d} C={c} alpha={alpha} yvar={yvar} gather={gather} na={na} \
+                     shape={g},{blk},{sm} seed={seed} off={off}"
+                ));
                 seed += 1;
             }
         }

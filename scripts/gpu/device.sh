@@ -2,7 +2,7 @@
 # The one command of a lent GPU session (issue 19): runs over the binaries scripts/gpu/bundle.sh
 # put in .carry/gpu/ and answers every open question of the GPU path in one call of the device
 # tool, under 9 minutes, writing everything to $OUT (at most 8 files come back).
-#   bash scripts/gpu/device.sh [--dry-run] STEP...    STEP: env tests vendor bench torch peers svgp
+#   bash scripts/gpu/device.sh [--dry-run] STEP...    STEP: env tests vendor bench peers torch svgp
 #                                                     sanitize (all: these, in this order), profile, fit
 #   device run: command "bash scripts/gpu/device.sh all", carry [".carry"], timeout_s 600
 # Steps (seconds: each step's own limit; the whole run stops starting steps at DEADLINE, 530 s):
@@ -41,7 +41,7 @@ if [ "${#steps[@]}" -eq 0 ] || [ "${steps[0]}" = "--help" ]; then
     sed -n 2,23p "$0"
     exit 0
 fi
-[ "${steps[0]}" = all ] && steps=(env tests vendor bench torch peers svgp sanitize)
+[ "${steps[0]}" = all ] && steps=(env tests vendor bench peers torch svgp sanitize)
 fails=0
 summary=()
 
@@ -56,9 +56,10 @@ run() {
     timeout "$limit" "$@"
 }
 
-# Seconds left before the deadline, at least 1.
+# Seconds left before the deadline, at most $1, at least 1.
 left() {
     local l=$((deadline - $(date +%s)))
+    [ $l -gt "$1" ] && l=$1
     [ $l -lt 1 ] && l=1
     echo $l
 }
@@ -104,7 +105,6 @@ run_tests() {
 
 step_env() {
     say "env"
-    find_vendor_libs
     echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}" | tee -a "$log"
     run 20 nvidia-smi --query-gpu=name,driver_version,pstate,clocks.sm,clocks.max.sm,clocks.mem,power.draw,power.limit,temperature.gpu,memory.used --format=csv 2>&1 | tee -a "$log"
     run 30 "$bin/batchgp" info 2>&1 | tee -a "$log" || fails=$((fails + 1))
@@ -124,24 +124,24 @@ step_vendor() {
 
 step_bench() {
     say "bench (kernel = device events around the launches; wall = the whole backend call)"
-    run "$(left)" "$bin/gpu_bench" --bench ${BENCH_ARGS:-} --json "$out/bench.json" 2>&1 | tee -a "$log" || fails=$((fails + 1))
+    run "$(left 150)" "$bin/gpu_bench" --bench ${BENCH_ARGS:-} --json "$out/bench.json" 2>&1 | tee -a "$log" || fails=$((fails + 1))
 }
 
 step_torch() {
     say "torch.linalg.cholesky"
-    run 90 python3 benches/peers/torch_cholesky.py --json "$out/torch.json" 2>&1 | tee -a "$log" || fails=$((fails + 1))
+    run "$(left 60)" python3 benches/peers/torch_cholesky.py --json "$out/torch.json" 2>&1 | tee -a "$log" || fails=$((fails + 1))
 }
 
 step_peers() {
     say "peers harness (GPU only, the goal shapes)"
-    run "$(left)" python3 benches/peers/compare.py --gpu-only --no-sklearn --skip-fit --batchgp "$bin/batchgp" \
+    run "$(left 130)" python3 benches/peers/compare.py --gpu-only --no-sklearn --skip-fit --batchgp "$bin/batchgp" \
         --shapes "${PEERS_SHAPES:-100000x32x3,10000x64x3,1000x256x8,10x1000x3,4x264x3}" --budget 8 --out-dir "$out" \
         --tag "gpu-$(date +%Y-%m-%d)" 2>&1 | tail -n 30 | tee -a "$log"
 }
 
 step_svgp() {
     say "SVGP: batchgp elbo against GPyTorch's batch SVGP"
-    run 120 python3 benches/peers/svgp.py --gpu-only --skip-fit --batchgp "$bin/batchgp" --shapes "${SVGP_SHAPES:-1024x1000x32x3}" \
+    run "$(left 100)" python3 benches/peers/svgp.py --gpu-only --skip-fit --batchgp "$bin/batchgp" --shapes "${SVGP_SHAPES:-1024x1000x32x3}" \
         --budget 8 --out-dir "$out" 2>&1 | tail -n 20 | tee -a "$log" || fails=$((fails + 1))
 }
 
@@ -222,6 +222,8 @@ PY
         done
     done
 }
+
+find_vendor_libs
 
 # With --dry-run: the binaries and the Python scripts the steps use must be there.
 if [ $dry -eq 1 ]; then

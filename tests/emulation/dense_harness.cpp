@@ -155,30 +155,23 @@ int main(int argc, char** argv) {
         printf("usage: dense_harness PLAN\n");
         return 2;
     }
-    std::ifstream in(argv[1]);
-    std::string text;
     int lines = 0;
-    while (std::getline(in, text)) {
-        if (text.empty()) continue;
-        std::istringstream ss(text);
-        std::string what, dt, kn;
-        int C, N, D;
-        Shape sh;
-        uint64_t seed;
-        ss >> what >> dt >> kn >> C >> N >> D >> sh.grid >> sh.block >> sh.smem >> seed;
-        if (!ss) {
-            printf("FAIL bad plan line: %s\n", text.c_str());
-            return 1;
-        }
+    for_each_plan_line(argv[1], [&](const Plan& pl) {
+        const std::string dt = pl.str("dt");
+        const int C = (int)pl.num("C"), N = (int)pl.num("N");
+        const Shape sh = pl.shape("shape");
+        const uint64_t seed = (uint64_t)pl.num("seed");
         ++lines;
-        if (what == "shift") {
+        if (pl.what == "shift") {
             if (dt == "f64") shift_case<double>(C, N, sh, seed);
             else shift_case<float>(C, N, sh, seed);
         } else {
+            const std::string kn = pl.str("kernel");
+            const int D = (int)pl.num("D");
             if (dt == "f64") pairs_any<double>(kn, C, N, D, sh, seed);
             else pairs_any<float>(kn, C, N, D, sh, seed);
         }
-    }
+    });
     printf("%d plan lines, %lld checks, %d failures\n", lines, g_checks, g_fail);
     return g_fail == 0 && lines > 0 ? 0 : 1;
 }

@@ -11,6 +11,8 @@
 // 1 on a failure.
 #include "cuda_host.h"
 #include "prep.cu"
+#include "covariance.cuh"  // the kernel policies harness_common.h names
+#include "harness_common.h"  // the plan reader
 
 static int g_fail = 0;
 static long long g_checks = 0;
@@ -140,23 +142,31 @@ int main(int argc, char** argv) {
         printf("usage: prep_harness PLAN\n");
         return 2;
     }
-    std::ifstream in(argv[1]);
-    std::string text;
     int lines = 0;
-    while (std::getline(in, text)) {
-        if (text.empty()) continue;
-        std::istringstream ss(text);
+    for_each_plan_line(argv[1], [&](const Plan& pl) {
         Line L;
-        ss >> L.dt >> L.B >> L.N >> L.D >> L.C >> L.alpha >> L.yvar >> L.gather >> L.na >> L.grid >> L.block >> L.seed;
-        for (auto& o : L.off) ss >> o;
-        if (!ss) {
-            printf("FAIL bad plan line: %s\n", text.c_str());
-            return 1;
+        L.dt = pl.str("dt");
+        L.B = (int)pl.num("B");
+        L.N = (int)pl.num("N");
+        L.D = (int)pl.num("D");
+        L.C = (int)pl.num("C");
+        L.alpha = (int)pl.num("alpha");
+        L.yvar = (int)pl.num("yvar");
+        L.gather = (int)pl.num("gather");
+        L.na = (int)pl.num("na");
+        const Shape sh = pl.shape("shape");
+        L.grid = sh.grid;
+        L.block = sh.block;
+        L.seed = (uint64_t)pl.num("seed");
+        if (sscanf(pl.str("off").c_str(), "%zu,%zu,%zu,%zu,%zu,%zu,%zu,%zu", &L.off[0], &L.off[1], &L.off[2], &L.off[3],
+                   &L.off[4], &L.off[5], &L.off[6], &L.off[7]) != 8) {
+            printf("bad offsets\n");
+            exit(2);
         }
         ++lines;
         if (L.dt == "f64") run<double>(L);
         else run<float>(L);
-    }
+    });
     printf("%d plan lines, %lld checks, %d failures\n", lines, g_checks, g_fail);
     return g_fail == 0 && lines > 0 ? 0 : 1;
 }
