@@ -6,8 +6,11 @@
 //! Run where a GPU is lent: `cargo bench --bench gpu` (or the carried binary with `--bench`);
 //! `--quick` runs each shape 3 times; `--json PATH` writes every number.
 //!
-//! Lines: `<op> <kernel> <dtype> b<B>_n<N>[_d<D>]  kernel <ms>  wall <ms>  <members/s>`, with the
-//! kernel time the sum over the call's launches (a call can chunk) and members/s from it.
+//! Lines: `<op> [fused|vendor] <kernel> <dtype> b<B>_n<N>[_d<D>]  kernel <ms>  wall <ms>
+//! <members/s>`, with the kernel time the sum over the call's launches (a call can chunk; the
+//! vendor path's cuSOLVER/cuBLAS calls are not launches of ours, so its `kernel` column counts our
+//! kernels only: read its wall time) and members/s from it. The wall time of the MLL is a repeated
+//! call's: the dataset stays on the device between calls (src/backend/cuda/host.rs), as in a fit.
 
 use batchgp::backend::cpu::CpuBackend;
 use batchgp::backend::cuda::CudaBackend;
@@ -76,20 +79,48 @@ fn main() {
         }
     };
     let mut rows = Vec::new();
-    let mll_shapes = [(1000, 256, 8), (100_000, 32, 3), (10, 1000, 3), (64, 2048, 1), (10_000, 64, 3), (100, 264, 3)];
+    // The goal shapes of issue 19 and the vendor threshold's candidates (N = 264, 512, 1000,
+    // 2048). Past the fused block kernel (N > 168 in f64) each f64 shape runs twice: `fused`
+    // (BATCHGP_CUDA_VENDOR=off: the global kernel) and `vendor` (=on: cuSOLVER/cuBLAS), the old
+    // and the new variant side by side; the crossing sets dense::DENSE_MIN_N.
+    let mll_shapes = [
+        (100_000, 32, 3),
+        (10_000, 64, 3),
+        (1000, 256, 8),
+        (4, 264, 3),
+        (100, 264, 3),
+        (20, 512, 3),
+        (10, 1000, 3),
+        (64, 2048, 1),
+    ];
     for (b, n, d) in mll_shapes {
         let (data, hyp) = problem(b, n, d, 7);
-        for kernel in [Kernel::Rbf, Kernel::Matern52] {
+        for (kernel, p) in
+            [(Kernel::Rbf, Precision::F64), (Kernel::Rbf, Precision::F32), (Kernel::Matern52, Precision::F64)]
+        {
+            if kernel != Kernel::Rbf && n > 1000 {
+                continue;
+            }
             let hyp = hyp.clone().with_kernel(kernel);
-            for p in [Precision::F64, Precision::F32] {
+            let modes: &[&str] = if p == Precision::F64 && n > 168 { &["off", "on"] } else { &["auto"] };
+            for &mode in modes {
+                // Read by the backend at every call (src/backend/cuda/vendor.rs); set between
+                // calls of this single-threaded program.
+                std::env::set_var("BATCHGP_CUDA_VENDOR", mode);
                 let opts = MllOptions::new(p);
                 let (kernel_ms, wall_ms, launches) = measure(&gpu, reps(b, n), || {
                     gpu.mll(&data, &hyp, None, &opts).expect("cuda mll");
                 });
-                let what = format!("mll {kernel} {p:?} b{b}_n{n}_d{d}");
+                let tag = match mode {
+                    "off" => " fused",
+                    "on" => " vendor",
+                    _ => "",
+                };
+                let what = format!("mll{tag} {kernel} {p:?} b{b}_n{n}_d{d}");
                 rows.push(Row { what, members: b, kernel_ms, wall_ms, launches });
                 print_row(rows.last().expect("a row"));
             }
+            std::env::remove_var("BATCHGP_CUDA_VENDOR");
         }
     }
     let cpu = CpuBackend::new();

@@ -579,6 +579,38 @@ fn cached_device_inputs_do_not_change_results() {
 }
 
 #[test]
+#[ignore = "needs a GPU: cargo test --release --test cuda_agreement -- --include-ignored where one is lent"]
+fn resident_data_serves_any_members() {
+    // The dataset stays on the device after a call on every member; later calls on a run of
+    // members (read in place), on members out of order with repeats (gathered on the device),
+    // and in chunks of 3, agree bit for bit with a fresh backend and with the CPU to tolerance.
+    let warm = gpu();
+    let chunked = gpu().with_max_chunk(3);
+    let cpu = CpuBackend::new();
+    let bits = |v: &Array1<f64>| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    for (kernel, n, p) in
+        [(Kernel::Rbf, 20, Precision::F64), (Kernel::Rq, 60, Precision::F32), (Kernel::Matern32, 200, Precision::F64)]
+    {
+        let (data, hyp) = make(Case { b: 9, n, d: 2, shared: false, masked: true }, 70 + n as u64);
+        let (data, hyp) = dress(data, hyp, kernel, true, 6);
+        let opts = MllOptions::new(p);
+        let _ = warm.mll(&data, &hyp, None, &opts).expect("every member");
+        let _ = chunked.mll(&data, &hyp, None, &opts).expect("every member, chunked");
+        for rows in [vec![3, 4, 5, 6], vec![8, 0, 3, 3, 7, 1]] {
+            let a = warm.mll(&data, &hyp, Some(&rows), &opts).expect("resident");
+            let c = chunked.mll(&data, &hyp, Some(&rows), &opts).expect("resident, chunked");
+            let b = gpu().mll(&data, &hyp, Some(&rows), &opts).expect("fresh");
+            let want = cpu.mll(&data, &hyp, Some(&rows), &opts).expect("cpu");
+            assert_eq!(bits(&a.mll), bits(&b.mll), "{kernel} n = {n} {rows:?}: resident vs fresh");
+            assert_eq!(bits(&c.mll), bits(&b.mll), "{kernel} n = {n} {rows:?}: chunked vs fresh");
+            assert_eq!(a.status, want.status, "{kernel} n = {n} {rows:?}: status");
+            close_arr(&format!("{kernel} n = {n} {rows:?}: mll"), &want.mll, &a.mll, tol(p));
+            close_arr(&format!("{kernel} n = {n} {rows:?}: jitter"), &want.jitter, &a.jitter, tol(p));
+        }
+    }
+}
+
+#[test]
 fn info_strings_do_not_panic() {
     let info = batchgp::backend::cuda::build_info();
     let probe = batchgp::backend::cuda::probe();

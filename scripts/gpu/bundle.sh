@@ -6,7 +6,10 @@
 #   svgp_cuda        tests/svgp_cuda.rs (the SVGP, CPU == CUDA; likewise #[ignore]d)
 #   gpu_bench        benches/gpu.rs (kernel times with device events, wall times)
 # Then the device command is scripts/gpu/device.sh, with `.carry` carried:
-#   device run: command "bash scripts/gpu/device.sh all", carry [".carry"]
+#   device run: command "bash scripts/gpu/device.sh all", carry [".carry"], timeout_s 600
+# and bundle.sh ends with that script's dry run (binaries there, Python scripts compile, every
+# step's command printed), so a bundle that would fail on the GPU fails here first.
+# BATCHGP_NVCC_VENV names an existing nvcc virtualenv to use (.ci/install-nvcc.sh).
 # (scripts/gpu/device.sh --help lists the steps; each test runs in its own process with
 # --include-ignored --exact --nocapture, so one sticky kernel fault cannot hide the rest.)
 set -euo pipefail
@@ -38,4 +41,5 @@ cp "$bench" .carry/gpu/gpu_bench
 strip .carry/gpu/batchgp .carry/gpu/cuda_agreement .carry/gpu/svgp_cuda .carry/gpu/gpu_bench
 .carry/gpu/batchgp info | sed -n 3p
 du -sh .carry/gpu/*
-echo 'device: command "bash scripts/gpu/device.sh all", carry [".carry"]'
+OUT="${TMPDIR:-/tmp}/batchgp-device-dry-run" bash scripts/gpu/device.sh --dry-run all
+echo 'device: command "bash scripts/gpu/device.sh all", carry [".carry"], timeout_s 600'

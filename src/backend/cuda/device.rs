@@ -102,6 +102,14 @@ pub(super) fn cuda_err(what: &'static str) -> impl Fn(DriverError) -> Error {
     move |source| Error::Cuda { what: what.into(), source }
 }
 
+/// The error of a member that needs `per_member` bytes of device memory when `free` are free.
+pub(super) fn out_of_memory(per_member: usize, free: usize) -> Error {
+    Error::Cuda {
+        what: format!("one member needs {per_member} bytes of device memory and {free} are free"),
+        source: DriverError(sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY),
+    }
+}
+
 /// Runs `f`, turning a panic inside the driver bindings (a symbol missing from an old driver,
 /// say) into [`Error::BackendUnavailable`]: the library never panics on a machine it cannot use.
 pub(super) fn guarded<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
@@ -112,7 +120,7 @@ pub(super) fn guarded<R>(f: impl FnOnce() -> Result<R>) -> Result<R> {
 }
 
 /// Arithmetic type of the kernels.
-pub(super) trait Real: DeviceRepr + ValidAsZeroBits + Copy + Default + Send + Sync + Unpin + 'static {
+pub(super) trait Real: super::driver::Elem {
     const DTYPE: Dtype;
     fn of(v: f64) -> Self;
     fn f64(self) -> f64;
@@ -153,6 +161,9 @@ pub(super) fn arg_opt<'a, T>(lb: &mut LaunchArgs<'a>, v: &'a Option<CudaSlice<T>
 
 /// One device (ordinal 0), its stream and the loaded kernels.
 pub(super) struct Device {
+    /// The cuBLAS and cuSOLVER handles of the large-N path, made on its first call. First, so
+    /// that they are destroyed while the context lives (fields drop in order).
+    pub vendor: Option<super::vendor::Handles>,
     ctx: Arc<CudaContext>,
     pub stream: Arc<CudaStream>,
     funcs: HashMap<KernelId, CudaFunction>,
@@ -166,31 +177,9 @@ pub(super) struct Device {
     /// Set by [`CudaBackend::with_kernel_times`](super::CudaBackend::with_kernel_times): every
     /// launch is timed and kept here until taken.
     pub times: Option<std::cell::RefCell<Vec<KernelTime>>>,
-    /// The device inputs of the last single-chunk MLL call, under the key of the data they came
-    /// from (see [`InputKey`]): the evaluations of a fit (and repeated calls) upload only what
-    /// the hyperparameters change.
-    cache: Option<(InputKey, Box<dyn std::any::Any + Send>)>,
-}
-
-/// What device inputs were made from: the dataset's contents (its id), the members in order
-/// (a hash of the list and its length), the extents and the precision (the type of the cached
-/// value). Equal keys, equal data-derived inputs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct InputKey {
-    pub data: u64,
-    pub rows: u64,
-    pub count: usize,
-    pub n: usize,
-    pub d: usize,
-}
-
-impl InputKey {
-    pub fn new(data: &crate::data::Dataset, rows: &[usize]) -> Self {
-        use std::hash::{Hash, Hasher};
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        rows.hash(&mut h);
-        InputKey { data: data.id(), rows: h.finish(), count: rows.len(), n: data.n_points(), d: data.n_dims() }
-    }
+    /// What the MLL host path keeps between calls: the dataset on the device and the
+    /// workspace of a fit ([`super::host`]).
+    pub host_cache: super::host::HostCache,
 }
 
 /// One timed kernel launch (device events around it).
@@ -259,7 +248,20 @@ impl Device {
             .filter(|&v| v > 0)
             .unwrap_or(usize::MAX);
         let timing = std::env::var_os("BATCHGP_CUDA_TIMING").is_some_and(|v| !v.is_empty() && v != "0");
-        Ok((Device { ctx, stream, funcs, smem_optin, max_chunk, timing, times: None, cache: None }, desc))
+        Ok((
+            Device {
+                vendor: None,
+                ctx,
+                stream,
+                funcs,
+                smem_optin,
+                max_chunk,
+                timing,
+                times: None,
+                host_cache: Default::default(),
+            },
+            desc,
+        ))
     }
 
     /// The loaded entry point `id`.
@@ -306,37 +308,20 @@ impl Device {
         Ok(())
     }
 
-    /// Takes the cached value under `key` when it is there and of type V; the cache is then
-    /// empty (a different key empties it too, freeing its device memory).
-    pub fn take_cached<V: 'static>(&mut self, key: InputKey) -> Option<V> {
-        match self.cache.take() {
-            Some((k, v)) if k == key => v.downcast::<V>().ok().map(|b| *b),
-            _ => None,
-        }
-    }
-
-    /// Keeps `v` under `key` for the next call.
-    pub fn put_cached<V: Send + 'static>(&mut self, key: InputKey, v: V) {
-        self.cache = Some((key, Box::new(v)));
-    }
-
-    /// Empties the cache (its device memory is freed).
-    pub fn clear_cache(&mut self) {
-        self.cache = None;
-    }
-
     /// Members per launch when one member needs `per_member` bytes of device memory.
     pub fn chunk(&self, per_member: usize, total: usize) -> Result<usize> {
-        let (free, _) = self.ctx.mem_get_info().map_err(cuda_err("cuMemGetInfo"))?;
+        let free = self.free_bytes()?;
         let budget = free / 10 * 7;
         let c = budget / per_member.max(1);
         if c == 0 {
-            return Err(Error::Cuda {
-                what: format!("one member needs {per_member} bytes of device memory and {free} are free"),
-                source: DriverError(sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY),
-            });
+            return Err(out_of_memory(per_member, free));
         }
         Ok(c.min(total).min(self.max_chunk).min(i32::MAX as usize / 2).max(1))
+    }
+
+    /// Free device memory, bytes.
+    pub fn free_bytes(&self) -> Result<usize> {
+        Ok(self.ctx.mem_get_info().map_err(cuda_err("cuMemGetInfo"))?.0)
     }
 
     /// Copies to the device (at least one element: the driver rejects empty allocations).

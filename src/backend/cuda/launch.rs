@@ -75,10 +75,13 @@ pub(super) enum Op {
     CholGlobalV0,
     MllWarp8,
     MllWarp16,
+    MllPrep,
+    DenseShift,
+    DensePairs,
 }
 
 impl Op {
-    pub const ALL: [Op; 19] = [
+    pub const ALL: [Op; 22] = [
         Op::MllWarp,
         Op::MllBlock,
         Op::MllGlobal,
@@ -98,6 +101,9 @@ impl Op {
         Op::CholGlobalV0,
         Op::MllWarp8,
         Op::MllWarp16,
+        Op::MllPrep,
+        Op::DenseShift,
+        Op::DensePairs,
     ];
 
     /// The first part of the entry point's name.
@@ -122,15 +128,25 @@ impl Op {
             Op::CholGlobalV0 => "chol_global_v0",
             Op::MllWarp8 => "gp_mll_warp8",
             Op::MllWarp16 => "gp_mll_warp16",
+            Op::MllPrep => "gp_mll_prep",
+            Op::DenseShift => "dense_shift",
+            Op::DensePairs => "dense_pairs",
         }
     }
 
     /// Whether the op is instantiated per covariance kernel (all but the Cholesky of given
-    /// matrices).
+    /// matrices, the MLL preparation and the dense shift).
     fn has_covariance(self) -> bool {
         !matches!(
             self,
-            Op::CholWarp | Op::CholBlock | Op::CholGlobal | Op::CholWarpV0 | Op::CholBlockV0 | Op::CholGlobalV0
+            Op::CholWarp
+                | Op::CholBlock
+                | Op::CholGlobal
+                | Op::CholWarpV0
+                | Op::CholBlockV0
+                | Op::CholGlobalV0
+                | Op::MllPrep
+                | Op::DenseShift
         )
     }
 
@@ -496,10 +512,12 @@ mod tests {
         assert_eq!(KernelId::new(Op::PredictCov, Kernel::Rbf, Dtype::F64).to_string(), "predict_cov_rbf_f64");
         assert_eq!(KernelId::new(Op::CholBlock, Kernel::Rq, Dtype::F32).to_string(), "chol_block_f32");
         assert_eq!(KernelId::new(Op::SvgpElbo, Kernel::Matern32, Dtype::F32).to_string(), "svgp_elbo_matern32_f32");
-        // 13 covariance ops x 5 kernels + 6 Cholesky ops (v1 and v0), in two precisions, all
-        // distinct.
+        assert_eq!(KernelId::new(Op::MllPrep, Kernel::Rq, Dtype::F64).to_string(), "gp_mll_prep_f64");
+        assert_eq!(KernelId::new(Op::DensePairs, Kernel::Rq, Dtype::F32).to_string(), "dense_pairs_rq_f32");
+        // 14 covariance ops x 5 kernels + 6 Cholesky ops (v1 and v0) + the MLL preparation and
+        // the dense shift, in two precisions, all distinct.
         let names: std::collections::HashSet<String> = KernelId::all().map(|k| k.to_string()).collect();
-        assert_eq!(names.len(), 2 * (13 * 5 + 6));
+        assert_eq!(names.len(), 2 * (14 * 5 + 6 + 2));
     }
 
     #[test]

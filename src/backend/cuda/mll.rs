@@ -1,16 +1,16 @@
 //! The MLL and its gradient on the GPU: member preparation (shared with the CPU backend through
 //! [`MemberView`]), the fused gp_mll kernel, and the status rules of the CPU backend.
 
-use super::device::{arg_opt, Device, InputKey, Real};
+use super::device::{arg_opt, Device, Real};
 use super::launch::{KernelId, Op, Variant, FLAG_FACTOR, FLAG_GRAD};
 use super::CudaBackend;
-use crate::backend::member::{finite_or_failed, precheck, MemberView};
-use crate::backend::{JitterPolicy, MllBatch, MllGradient, MllOptions};
+use crate::backend::member::{precheck, MemberView};
+use crate::backend::{JitterPolicy, MllBatch, MllOptions};
 use crate::data::{Dataset, Hyperparameters, Status};
 use crate::kernel::Kernel;
 use crate::layout::Layout;
 use cudarc::driver::{CudaSlice, PushKernelArg};
-use ndarray::{Array1, Array2};
+
 use rayon::prelude::*;
 
 /// Host copies of the inputs of a chunk of members, prepared as the CPU backend prepares them
@@ -165,17 +165,6 @@ impl<T: Real> DeviceInputs<T> {
             dims: inp.dims,
         })
     }
-
-    /// Replaces the hyperparameter-dependent inputs (the data's stay: x, mask, yvar).
-    pub fn replace_params(&mut self, dev: &Device, p: &ParamInputs<T>) -> crate::error::Result<()> {
-        self.r = dev.up(&p.r)?;
-        self.ls = dev.up(&p.ls)?;
-        self.s = dev.up(&p.s)?;
-        self.noise = dev.up(&p.noise)?;
-        self.alpha = dev.up_opt(p.alpha.as_deref())?;
-        self.jit = dev.up(&p.jit)?;
-        Ok(())
-    }
 }
 
 /// Device results of the fused kernel for one chunk.
@@ -269,6 +258,34 @@ pub(super) fn screen(hyp: &Hyperparameters, member: &MemberView, b: usize) -> Op
 }
 
 impl CudaBackend {
+    /// The f64 MLL: members past the fused block kernel through cuSOLVER and cuBLAS when
+    /// [`super::vendor::wanted`], else the fused kernels.
+    pub(super) fn mll_f64(
+        &self,
+        data: &Dataset,
+        hyp: &Hyperparameters,
+        rows: &[usize],
+        opts: &MllOptions,
+    ) -> crate::error::Result<MllBatch> {
+        let n = data.n_points();
+        let global = Variant::select(n, 8, self.lock().smem_optin) == Variant::Global;
+        if !super::vendor::wanted(n, global) {
+            return self.mll_t::<f64>(data, hyp, rows, opts);
+        }
+        let mut dev = self.lock();
+        if dev.vendor.is_none() {
+            dev.vendor = Some(super::vendor::Handles::new(&dev)?);
+        }
+        let dev = &*dev;
+        let ops = super::vendor::Vendor::new(dev, dev.vendor.as_ref().expect("made above"));
+        let d = data.n_dims();
+        let per = 8 * (3 * n * n + 3 * n * (d + 1) + n * d + 4 * n + d + 8) + n;
+        let chunk = dev.chunk(per, rows.len().max(1))?;
+        super::dense::mll(&ops, data, hyp, rows, opts, chunk)
+    }
+
+    /// The MLL through the host path of [`super::host`], which keeps the dataset on the device
+    /// between calls.
     pub(super) fn mll_t<T: Real>(
         &self,
         data: &Dataset,
@@ -277,81 +294,9 @@ impl CudaBackend {
         opts: &MllOptions,
     ) -> crate::error::Result<MllBatch> {
         let mut dev = self.lock();
-        let (n, d) = (data.n_points(), data.n_dims());
-        let k = rows.len();
-        let layout = Layout::of(hyp);
-        let p = layout.len();
-        let policy = opts.jitter;
-        let na = policy.retries as usize + 1;
-        let flags = if opts.gradient { FLAG_GRAD } else { 0 };
-        let mut mll = Array1::from_elem(k, f64::NAN);
-        let mut grad = Array2::from_elem((k, p), f64::NAN);
-        let mut status = vec![Status::Failed; k];
-        let mut jitter = Array1::zeros(k);
-        let mut mean_diag = vec![0.0; k];
-        // Members that reach the kernel, as indices into `rows`.
-        let mut live = Vec::with_capacity(k);
-        let screened: Vec<(Option<Status>, f64)> = rows
-            .par_iter()
-            .map(|&b| {
-                let member = MemberView::new(data, hyp, b);
-                (screen(hyp, &member, b), member.mean_diag())
-            })
-            .collect();
-        for (i, (st, md)) in screened.into_iter().enumerate() {
-            match st {
-                Some(st) => status[i] = st,
-                None => {
-                    mean_diag[i] = md;
-                    live.push(i);
-                }
-            }
-        }
-        let v = Variant::select(n, std::mem::size_of::<T>(), dev.smem_optin);
-        let per = fused_bytes::<T>(n, d, na, v) + std::mem::size_of::<T>() * (1 + p) + 4;
-        // The data-derived device inputs of the previous call, when it evaluated the same
-        // members of the same data in one chunk (a fit's next evaluation, a repeated call).
-        let live_rows: Vec<usize> = live.iter().map(|&i| rows[i]).collect();
-        let key = InputKey::new(data, &live_rows);
-        let mut cached = dev.take_cached::<DeviceInputs<T>>(key);
-        let chunk = if cached.is_some() { live.len().max(1) } else { dev.chunk(per, live.len().max(1))? };
-        let single = live.len() <= chunk;
-        for part in live.chunks(chunk) {
-            let c = part.len();
-            let members: Vec<usize> = part.iter().map(|&i| rows[i]).collect();
-            let dinp = match cached.take() {
-                Some(mut d) => {
-                    let md: Vec<f64> = part.iter().map(|&i| mean_diag[i]).collect();
-                    d.replace_params(&dev, &ParamInputs::new(data, hyp, &members, policy, &md))?;
-                    d
-                }
-                None => DeviceInputs::upload(&dev, &MemberInputs::<T>::new(data, hyp, &members, policy))?,
-            };
-            let out = run_fused(&dev, hyp.kernel, &dinp, na, flags)?;
-            let m = dev.down(&out.mll, c)?;
-            let att = dev.down(&out.attempt, c)?;
-            let g = if opts.gradient { dev.down(&out.grad, c * p)? } else { Vec::new() };
-            for (q, &i) in part.iter().enumerate() {
-                let (st, jit) = attempt_status(att[q], policy, mean_diag[i]);
-                jitter[i] = jit;
-                if st == Status::Failed {
-                    continue;
-                }
-                let gm = if opts.gradient { &g[q * p..(q + 1) * p] } else { &[][..] };
-                let st = finite_or_failed(st, std::iter::once(m[q].f64()).chain(gm.iter().map(|v| v.f64())));
-                if st == Status::Failed {
-                    continue;
-                }
-                status[i] = st;
-                mll[i] = m[q].f64();
-                for (dst, src) in grad.row_mut(i).iter_mut().zip(gm) {
-                    *dst = src.f64();
-                }
-            }
-            if single {
-                dev.put_cached(key, dinp);
-            }
-        }
-        Ok(MllBatch { mll, gradient: opts.gradient.then(|| MllGradient::from_rows(&grad, layout)), status, jitter })
+        let mut cache = std::mem::take(&mut dev.host_cache);
+        let r = super::host::mll::<Device, T>(&dev, &mut cache, data, hyp, rows, opts);
+        dev.host_cache = cache;
+        r
     }
 }
