@@ -98,7 +98,7 @@ impl Npz {
         } else if ArrayD::<bool>::read_npy(bytes.as_slice()).is_ok() {
             return Err(io("holds booleans, not numbers (only a mask may be boolean)".into()));
         }
-        Err(io("not stored as a float (f64, f32, f16) or integer type (or bool, for a mask)".into()))
+        Err(io("not stored as f64, f32, f16, an integer type or (for a mask) bool".into()))
     }
     /// Reads array `name` as f64.
     ///
