@@ -16,7 +16,8 @@ use std::process::ExitCode;
     name = "batchgp",
     version,
     about = "Fit and predict with many independent exact Gaussian processes at once",
-    after_help = "Files are .npz (numpy's np.savez); arrays may be f32 or f64, outputs are f64.\n\
+    after_help = "Files are .npz (numpy's np.savez); arrays may be any float or integer type (bool only for a \
+                  mask); outputs are f64, written whole or not at all.\n\
                   Exit status: 0 when the request ran (failed members are in `status`), 2 when it was rejected."
 )]
 struct Cli {
