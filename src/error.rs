@@ -44,6 +44,13 @@ pub enum Error {
         format_bytes(*budget)
     )]
     OutOfMemory { n: usize, needed: u64, budget: u64 },
+    /// An allocation that planning let through failed: what it was for, its size and the
+    /// limit in force (`ulimit -v` when set, else the memory available).
+    #[error(
+        "could not allocate {} for {what} ({limit}); lower --max-memory or free memory",
+        format_bytes(*bytes)
+    )]
+    AllocationFailed { what: String, bytes: u64, limit: String },
     /// The caller asked a long computation to stop (a KeyboardInterrupt, say).
     #[error("interrupted")]
     Interrupted,

@@ -1,7 +1,8 @@
 //! The `batchgp` command line: a thin shell over the library on .npz files (docs/design.md sections 7,
 //! 10 and 14). Exit status 0 when the request ran (failed members are in `status`), 2 for a
-//! rejected request, with one line on stderr. Output paths are checked before any work, and an
-//! output never overwrites an input. This file parses and dispatches; each command lives in its
+//! rejected request, with one line on stderr. Output paths are checked before any work, an
+//! output never overwrites an input, and an output is written whole or not at all
+//! (`batchgp::io::write_atomically`). This file parses and dispatches; each command lives in its
 //! module under src/cli/.
 
 mod cli;
@@ -15,7 +16,8 @@ use std::process::ExitCode;
     name = "batchgp",
     version,
     about = "Fit and predict with many independent exact Gaussian processes at once",
-    after_help = "Files are .npz (numpy's np.savez); arrays may be f32 or f64, outputs are f64.\n\
+    after_help = "Files are .npz (numpy's np.savez); arrays may be any float or integer type (bool only for a \
+                  mask); outputs are f64, written whole or not at all.\n\
                   Exit status: 0 when the request ran (failed members are in `status`), 2 when it was rejected."
 )]
 struct Cli {
@@ -52,6 +54,13 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A write past `ulimit -f` then fails with EFBIG (reported, the old output kept) instead of
+    // the signal killing the process half way through the file.
+    #[cfg(unix)]
+    // SAFETY: setting a signal's disposition to SIG_IGN, before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => match e.kind() {

@@ -270,7 +270,9 @@ class SvgpParams:
         """Writes the CLI's S.npz: kernel, z, q_mu, q_sqrt, log_lengthscale, log_outputscale,
         log_noise, mean, [log_alpha]; ``batchgp elbo --params`` and ``batchgp predict --params``
         read it."""
-        np.savez(path, **self._npz_arrays())
+        from .results import save_npz  # results imports this module
+
+        save_npz(path, self._npz_arrays())
 
     def _npz_arrays(self) -> dict:
         return {"z": self._z, "q_mu": self._q_mu, "q_sqrt": self._q_sqrt, **self._hyperparameters._npz_arrays()}

@@ -8,6 +8,9 @@ from typing import Any
 
 import numpy as np
 
+import contextlib
+import stat
+
 from . import _batchgp as _native
 from .params import Params, SvgpParams
 
@@ -75,6 +78,45 @@ def _with_text_arrays(arrays: dict) -> dict:
         "outcome": np.array(arrays["outcome"], dtype=str),
     }
 
+
+
+def save_npz(path: Any, arrays: dict) -> None:
+    """``np.savez(path, **arrays)`` that never leaves a half-written file, as the command line
+    writes: the arrays go to ``.NAME.batchgp-PID.tmp`` in the target's folder, are synced and
+    renamed over the target (which keeps its permissions; a symbolic link is followed). A write
+    that fails part way (disk full, a file size limit) removes the temporary and raises, the old
+    file untouched. A file object, or a target that is not a regular file (/dev/null), is written
+    directly."""
+    if not isinstance(path, (str, os.PathLike)):
+        np.savez(path, **arrays)
+        return
+    target = os.fspath(path)
+    if isinstance(target, bytes):
+        target = os.fsdecode(target)
+    if not target.endswith(".npz"):
+        target += ".npz"  # as np.savez names it
+    if os.path.islink(target):
+        target = os.path.realpath(target)
+    old = os.stat(target) if os.path.exists(target) else None
+    if old is not None and not stat.S_ISREG(old.st_mode):
+        np.savez(target, **arrays)
+        return
+    folder, name = os.path.split(target)
+    temp = os.path.join(folder or ".", f".{name}.batchgp-{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(temp)  # only this process writes this name
+    try:
+        with open(temp, "xb") as f:
+            np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        if old is not None:
+            os.chmod(temp, stat.S_IMODE(old.st_mode))
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.remove(temp)
+        raise
 
 class _Result:
     _fields: tuple = ()
@@ -175,7 +217,7 @@ class _Fit(_Result):
         return arrays
 
     def to_npz(self, path: str | os.PathLike) -> None:
-        np.savez(path, **self._npz_arrays())
+        save_npz(path, self._npz_arrays())
 
     def __repr__(self) -> str:
         dims = ", ".join(f"{k}={v}" for k, v in self._dims().items())

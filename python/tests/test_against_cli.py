@@ -142,7 +142,7 @@ def test_predict_matches_cli(run_cli, kernel):
             "4",
             "--seed",
             "9",
-            "--covariance",
+            "--full-covariance",
         )
         for name in ("mean", "var", "var_y", "lower", "upper", "status", "jitter", "covariance", "samples"):
             assert_close(getattr(ours, name), theirs[name], err_msg=name)

@@ -41,7 +41,7 @@ pub fn run(a: ElboArgs) -> batchgp::Result<()> {
     let params = read_svgp_params(&params, Some((data.batch_size(), data.n_dims())), kernel)?;
     let priors = read_priors(&priors)?;
     let request = || ElboRequest::new(&data, &params).priors(&priors).on(be.as_ref()).precision(precision);
-    let (r, secs, seconds) = timed(repeat, || request().run())?;
+    let (r, secs, seconds) = timed(repeat, compute.max_memory, || request().run())?;
     let line = one_line("elbo", &r.status, secs, be.as_ref(), precision, params.kernel());
     let g = r.gradient.expect("gradient requested");
     let mut o = NpzOut::new();

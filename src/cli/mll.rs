@@ -48,7 +48,7 @@ pub fn run(a: MllArgs) -> batchgp::Result<()> {
             None => r,
         }
     };
-    let (r, secs, seconds) = timed(repeat, || request().run())?;
+    let (r, secs, seconds) = timed(repeat, compute.max_memory, || request().run())?;
     let line = one_line("mll", &r.status, secs, be.as_ref(), precision, hyp.kernel);
     let g = r.gradient.expect("gradient requested");
     let mut o = NpzOut::new();

@@ -95,12 +95,29 @@ fn setup_svgp(c: &Common) -> batchgp::Result<(Box<dyn Backend>, Precision)> {
 }
 
 /// Runs `f` once for its answer and its time, then `repeat` more times for their wall times
-/// (`--repeat`: the first run is the warm-up).
-fn timed<R>(repeat: usize, f: impl Fn() -> batchgp::Result<R>) -> batchgp::Result<(R, f64, Vec<f64>)> {
+/// (`--repeat`: the first run is the warm-up). The times are kept, 8 bytes a run: a `repeat`
+/// whose times do not fit the memory budget (`max_memory`, else the memory available) is
+/// refused before the first run, with the bytes it needs.
+fn timed<R>(
+    repeat: usize,
+    max_memory: Option<u64>,
+    f: impl Fn() -> batchgp::Result<R>,
+) -> batchgp::Result<(R, f64, Vec<f64>)> {
+    let needed = (repeat as u64).saturating_mul(8);
+    let refuse = |budget: String| {
+        let needs = batchgp::backend::memory::format_bytes(needed);
+        option_error("repeat", format!("--repeat {repeat} keeps one time per run: {needs}, more than {budget}"))
+    };
+    let budget = if needed > 64 << 20 { max_memory.or_else(batchgp::backend::memory::available) } else { None };
+    if let Some(budget) = budget.filter(|&b| needed > b) {
+        let budget = batchgp::backend::memory::format_bytes(budget);
+        return Err(refuse(format!("the {budget} available (see --max-memory)")));
+    }
+    let mut seconds = Vec::new();
+    seconds.try_reserve_exact(repeat).map_err(|_| refuse("could be allocated".into()))?;
     let t = Instant::now();
     let r = f()?;
     let secs = t.elapsed().as_secs_f64();
-    let mut seconds = Vec::with_capacity(repeat);
     for _ in 0..repeat {
         let t = Instant::now();
         std::hint::black_box(f()?);
@@ -120,7 +137,8 @@ fn read_priors(path: &Option<String>) -> batchgp::Result<Priors> {
 }
 
 /// Checks `--out` before any work: not a folder, its folder exists and is writable, and it is
-/// none of the inputs (compared as canonical paths).
+/// none of the inputs: not the same path, nor the same file under another name (a hard or
+/// symbolic link: the same device and inode).
 fn check_out(out: &str, inputs: &[(&str, Option<&str>)]) -> batchgp::Result<()> {
     let bad = |reason: String| option_error("out", reason);
     let path = Path::new(out);
@@ -143,17 +161,19 @@ fn check_out(out: &str, inputs: &[(&str, Option<&str>)]) -> batchgp::Result<()> 
     let target = target.canonicalize().unwrap_or(target);
     for (flag, input) in inputs {
         let Some(input) = input else { continue };
-        if Path::new(input).canonicalize().is_ok_and(|c| c == target) {
+        if Path::new(input).canonicalize().is_ok_and(|c| c == target) || same_file(input, out) {
             return Err(bad(format!(
                 "{out} is the {flag} file; batchgp never writes over an input (choose another --out)"
             )));
         }
     }
-    // Writable: an existing file is opened for writing (not truncated); otherwise a probe file
-    // is created in the folder and removed.
+    // Writable: an existing file is opened for writing (not truncated); a regular file (or a
+    // new one) is written through a temporary in its folder (batchgp::io::write_atomically), so
+    // a probe file is created there and removed.
     if path.exists() {
         std::fs::OpenOptions::new().write(true).open(path).map_err(|e| bad(format!("{out} cannot be written: {e}")))?;
-    } else {
+    }
+    if !path.exists() || path.is_file() {
         let probe = canonical_folder.join(format!(".batchgp-write-check-{}", std::process::id()));
         std::fs::OpenOptions::new()
             .write(true)
@@ -163,6 +183,23 @@ fn check_out(out: &str, inputs: &[(&str, Option<&str>)]) -> batchgp::Result<()> 
         let _ = std::fs::remove_file(&probe);
     }
     Ok(())
+}
+
+/// Whether paths `a` and `b` name the same file (links followed): the same device and inode.
+fn same_file(a: &str, b: &str) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (std::fs::metadata(a), std::fs::metadata(b)) {
+            (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (a, b);
+        false
+    }
 }
 
 /// The exact GP's hyperparameter gradient as the output arrays `grad_log_lengthscale`, ...,

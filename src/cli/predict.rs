@@ -30,8 +30,12 @@ pub struct PredictArgs {
     /// Seed of the samples, a whole number >= 0.
     #[arg(long, default_value_t = 0, value_name = "SEED", value_parser = parse_seed)]
     seed: u64,
-    /// Also write the full posterior covariance `covariance` (B, M, M).
+    /// Also write the full posterior covariance `covariance` (B, M, M) (the Python API's
+    /// `full_covariance`).
     #[arg(long)]
+    full_covariance: bool,
+    /// The old name of --full-covariance, accepted with a note for this release.
+    #[arg(long, hide = true)]
     covariance: bool,
     /// Output: mean, var (of f), var_y, lower, upper (B, M), status, jitter (B,).
     #[arg(long, value_name = "O.npz")]
@@ -41,7 +45,10 @@ pub struct PredictArgs {
 }
 
 pub fn run(a: PredictArgs) -> batchgp::Result<()> {
-    let PredictArgs { data, params, test, samples, seed, covariance, out, compute } = a;
+    let PredictArgs { data, params, test, samples, seed, full_covariance, covariance, out, compute } = a;
+    if covariance {
+        eprintln!("batchgp predict: note: --covariance is now --full-covariance (as Python's full_covariance); the old name goes in the next release");
+    }
     check_out(&out, &[("--data", data.as_deref()), ("--params", Some(&params)), ("--test", Some(&test))])?;
     let kernel = compute.kernel()?;
     let svgp = is_svgp_params(&params)?;
@@ -49,7 +56,7 @@ pub fn run(a: PredictArgs) -> batchgp::Result<()> {
     let test = read_test(&test)?;
     let opts = PredictOptions {
         precision,
-        full_covariance: covariance,
+        full_covariance: full_covariance || covariance,
         samples: samples.map(|s| (s, seed)),
         max_memory: compute.max_memory,
         ..Default::default()

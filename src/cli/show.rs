@@ -90,6 +90,9 @@ fn show(path: &str, member: Option<usize>, csv: bool) -> batchgp::Result<()> {
             .or_else(|| find("x").map(|x| x.shape()[x.ndim() - 2])),
         None => find("x").filter(|x| x.ndim() == 2).map(|x| x.shape()[0]),
     };
+    if b.is_none() && m.is_none() {
+        return Err(not_batchgp(path, &names));
+    }
     let rows_b = b.unwrap_or(1);
     if let Some(want) = member {
         match b {
@@ -255,6 +258,23 @@ fn show(path: &str, member: Option<usize>, csv: bool) -> batchgp::Result<()> {
     // A closed pipe (`| head`) ends the output quietly.
     let _ = stdout.write_all(out.as_bytes());
     Ok(())
+}
+
+/// The error for an .npz file that is none of batchgp's: no per-member array (status, mll,
+/// log_outputscale, objective, y, mean, a batched x) and no test inputs x (M, D).
+fn not_batchgp(path: &str, names: &[String]) -> batchgp::Error {
+    let holds = if names.is_empty() {
+        "no arrays".to_string()
+    } else {
+        names.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", ")
+    };
+    batchgp::Error::Io {
+        path: path.to_string(),
+        reason: format!(
+            "not a batchgp file (data, test points, parameters or an output): it holds {holds}, and none of \
+             x, y, log_outputscale, status, mll, objective or mean in batchgp's shapes"
+        ),
+    }
 }
 
 /// x's columns x_1..x_D, per member and point: `at(member, point, k)` for (members, points, D) =

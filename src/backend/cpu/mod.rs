@@ -114,7 +114,7 @@ impl<T: Float> Workspace<T> {
     /// Makes every buffer fit n points in D dimensions and `extra` columns of prediction scratch.
     ///
     /// # Errors
-    /// [`Error::OutOfMemory`] when an allocation fails (planning should have prevented it).
+    /// [`Error::AllocationFailed`] when an allocation fails (planning should have prevented it).
     pub fn reserve(&mut self, n: usize, d: usize, extra: usize, par: Par) -> Result<()> {
         grow(&mut self.xs, n * d, n)?;
         grow(&mut self.alpha, n, n)?;
@@ -174,7 +174,25 @@ pub(crate) fn small_scratch(n: usize) -> usize {
 const KEEP_BYTES: usize = 256 << 20;
 
 fn out_of_memory(n: usize, bytes: usize) -> Error {
-    Error::OutOfMemory { n, needed: bytes as u64, budget: memory::available().unwrap_or(0) }
+    let what = format!("the workspace of a member with N = {n}");
+    Error::AllocationFailed { what, bytes: bytes as u64, limit: allocation_limit() }
+}
+
+/// The limit an allocation meets: the address-space limit (`ulimit -v`, RLIMIT_AS) when one is
+/// set, else the memory available.
+fn allocation_limit() -> String {
+    #[cfg(unix)]
+    {
+        let mut r = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        // SAFETY: getrlimit writes the struct it is given.
+        if unsafe { libc::getrlimit(libc::RLIMIT_AS, &mut r) } == 0 && r.rlim_cur != libc::RLIM_INFINITY {
+            return format!("the address-space limit, ulimit -v, is {}", memory::format_bytes(r.rlim_cur as u64));
+        }
+    }
+    match memory::available() {
+        Some(a) => format!("no address-space limit; {} of memory available", memory::format_bytes(a)),
+        None => "no address-space limit".into(),
+    }
 }
 
 /// Grows `v` to `len` entries without aborting when the allocation fails.

@@ -10,10 +10,13 @@ use crate::kernel::Kernel;
 use crate::svgp::SvgpParams;
 use ndarray::{Array1, Array2, Array3, ArrayD, Ix1, Ix2, Ix3};
 use ndarray_npy::npy::header::Header;
-use ndarray_npy::{ReadNpyError, ReadNpyExt, WriteNpyExt};
+use ndarray_npy::{ReadNpyError, ReadNpyExt};
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::Read;
 use zip::ZipArchive;
+
+mod write;
+pub use write::{status_array, write_atomically, Guarded, NpzOut};
 
 /// An open .npz file.
 pub struct Npz {
@@ -40,13 +43,15 @@ impl Npz {
         self.names.iter().any(|n| n == name)
     }
 
-    /// Reads array `name` as f64, whatever its stored numeric type; None when absent.
+    /// Reads array `name` as f64 from any float (f64, f32, f16) or integer type, and from bool
+    /// only for `mask`; None when absent.
     ///
     /// The entry is read into memory first and its .npy header checked against the bytes it
     /// holds, so a header that claims a huge shape is an error, not an allocation of that size.
     ///
     /// # Errors
-    /// [`Error::Io`] when it is present but not numeric, or not a well-formed .npy array.
+    /// [`Error::Io`] when it is present but not numeric (a boolean array other than `mask`, a
+    /// string or object array), or not a well-formed .npy array.
     pub fn get_opt(&mut self, name: &str) -> Result<Option<ArrayD<f64>>> {
         if !self.has(name) {
             return Ok(None);
@@ -76,14 +81,25 @@ impl Npz {
         }
         attempt!(f64, |v| v);
         attempt!(f32, |v| v as f64);
+        if let Some(a) = read_f16(&bytes).map_err(io)? {
+            return Ok(Some(a));
+        }
         attempt!(i64, |v| v as f64);
         attempt!(i32, |v| v as f64);
-        attempt!(u8, |v| v as f64);
+        attempt!(i16, |v| v as f64);
         attempt!(i8, |v| v as f64);
-        attempt!(bool, |v| if v { 1.0 } else { 0.0 });
-        Err(io("not stored as f64, f32, an integer type or bool".into()))
+        attempt!(u64, |v| v as f64);
+        attempt!(u32, |v| v as f64);
+        attempt!(u16, |v| v as f64);
+        attempt!(u8, |v| v as f64);
+        // True is not the number 1: booleans only for a mask, the rule of the Python package.
+        if name == "mask" {
+            attempt!(bool, |v| if v { 1.0 } else { 0.0 });
+        } else if ArrayD::<bool>::read_npy(bytes.as_slice()).is_ok() {
+            return Err(io("holds booleans, not numbers (only a mask may be boolean)".into()));
+        }
+        Err(io("not stored as f64, f32, f16, an integer type or (for a mask) bool".into()))
     }
-
     /// Reads array `name` as f64.
     ///
     /// # Errors
@@ -138,6 +154,48 @@ fn check_npy_header(bytes: &[u8]) -> std::result::Result<(), String> {
     match (count(false), count(true)) {
         (Some(n), Some(m)) if n <= data && m <= isize::MAX as usize => Ok(()),
         _ => Err(format!("the .npy header claims shape {:?}, more elements than its {data} data bytes", header.shape)),
+    }
+}
+
+/// Reads an .npy array of IEEE half floats (`<f2` or `>f2`, as numpy's float16) as f64; None
+/// for any other dtype. Call after [`check_npy_header`].
+fn read_f16(bytes: &[u8]) -> std::result::Result<Option<ArrayD<f64>>, String> {
+    use ndarray::ShapeBuilder;
+    use ndarray_npy::npy::header::Layout;
+    let mut data = bytes;
+    let Ok(header) = Header::from_reader(&mut data) else { return Ok(None) };
+    let text = header.to_string();
+    let big = if text.contains("'descr': '<f2'") || text.contains("'descr': '=f2'") {
+        false
+    } else if text.contains("'descr': '>f2'") {
+        true
+    } else {
+        return Ok(None);
+    };
+    let count = header.shape.iter().try_fold(1usize, |a, &n| a.checked_mul(n));
+    let data = count.and_then(|n| data.get(..n.checked_mul(2)?)).ok_or("the f16 data is shorter than its shape")?;
+    let values: Vec<f64> = data
+        .chunks_exact(2)
+        .map(|c| f16_to_f64(if big { u16::from_be_bytes([c[0], c[1]]) } else { u16::from_le_bytes([c[0], c[1]]) }))
+        .collect();
+    let shape = header.shape.clone();
+    let a = match header.layout {
+        Layout::Fortran => ArrayD::from_shape_vec(ndarray::IxDyn(&shape).f(), values),
+        _ => ArrayD::from_shape_vec(ndarray::IxDyn(&shape), values),
+    };
+    a.map(Some).map_err(|e| e.to_string())
+}
+
+/// An IEEE 754 half float's bits as f64 (every half is exact in f64).
+fn f16_to_f64(h: u16) -> f64 {
+    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exp = i32::from((h >> 10) & 0x1f);
+    let frac = f64::from(h & 0x3ff);
+    sign * match exp {
+        0 => frac * 2f64.powi(-24),
+        31 if frac == 0.0 => f64::INFINITY,
+        31 => f64::NAN,
+        _ => (1.0 + frac / 1024.0) * 2f64.powi(exp - 15),
     }
 }
 
@@ -425,89 +483,4 @@ pub fn read_svgp_params(path: &str, expect: Option<(usize, usize)>, kernel: Opti
     drop(f);
     let hyp = read_params_with_kernel(path, b, d, kernel)?;
     SvgpParams::new(z, q_mu, q_sqrt, hyp)
-}
-
-/// One entry of an [`NpzOut`].
-enum Entry {
-    Array(ArrayD<f64>),
-    Text(String),
-}
-
-/// Arrays to write into one .npz file, in order.
-#[derive(Default)]
-pub struct NpzOut {
-    entries: Vec<(String, Entry)>,
-}
-
-impl NpzOut {
-    pub fn new() -> Self {
-        NpzOut::default()
-    }
-    pub fn add1(&mut self, name: &str, a: Array1<f64>) -> &mut Self {
-        self.entries.push((name.into(), Entry::Array(a.into_dyn())));
-        self
-    }
-    pub fn add2(&mut self, name: &str, a: Array2<f64>) -> &mut Self {
-        self.entries.push((name.into(), Entry::Array(a.into_dyn())));
-        self
-    }
-    pub fn add3(&mut self, name: &str, a: Array3<f64>) -> &mut Self {
-        self.entries.push((name.into(), Entry::Array(a.into_dyn())));
-        self
-    }
-    /// Adds a string as a 0-d numpy unicode array (`np.load(f)[name]` gives `array('rbf')`).
-    pub fn add_str(&mut self, name: &str, s: &str) -> &mut Self {
-        self.entries.push((name.into(), Entry::Text(s.to_string())));
-        self
-    }
-    /// Adds the log form of hyperparameters: kernel (its name), log_lengthscale,
-    /// log_outputscale, log_noise, mean, and log_alpha for rq.
-    pub fn add_params(&mut self, h: &Hyperparameters) -> &mut Self {
-        self.add_str("kernel", h.kernel.name());
-        self.add2("log_lengthscale", h.lengthscale.mapv(f64::ln));
-        self.add1("log_outputscale", h.outputscale.mapv(f64::ln));
-        self.add1("log_noise", h.noise.mapv(f64::ln));
-        self.add1("mean", h.mean.clone());
-        if let Some(a) = &h.alpha {
-            self.add1("log_alpha", a.mapv(f64::ln));
-        }
-        self
-    }
-    /// Adds SVGP parameters: the hyperparameters as [`NpzOut::add_params`], then z, q_mu and
-    /// q_sqrt (its lower triangle; zeros above).
-    pub fn add_svgp(&mut self, p: &SvgpParams) -> &mut Self {
-        self.add_params(&p.hyp);
-        self.add3("z", p.z.clone());
-        self.add2("q_mu", p.q_mu.clone());
-        let q = Array3::from_shape_fn(p.q_sqrt.dim(), |(b, i, j)| if j <= i { p.q_sqrt[[b, i, j]] } else { 0.0 });
-        self.add3("q_sqrt", q)
-    }
-    /// Writes the file (uncompressed, as `np.savez`).
-    pub fn write(&self, path: &str) -> Result<()> {
-        let io = |reason: String| Error::Io { path: path.to_string(), reason };
-        let file = File::create(path).map_err(|e| io(e.to_string()))?;
-        let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
-        for (name, entry) in &self.entries {
-            let bytes = match entry {
-                Entry::Array(a) => 8 * a.len() as u64,
-                Entry::Text(s) => 4 * s.len() as u64,
-            };
-            let options = zip::write::SimpleFileOptions::default()
-                .compression_method(zip::CompressionMethod::Stored)
-                .large_file(bytes > u32::MAX as u64 / 2);
-            zip.start_file(format!("{name}.npy"), options).map_err(|e| io(e.to_string()))?;
-            match entry {
-                Entry::Array(a) => a.write_npy(&mut zip).map_err(|e| io(e.to_string()))?,
-                Entry::Text(s) => zip.write_all(&npy_string(s)).map_err(|e| io(e.to_string()))?,
-            }
-        }
-        let mut w = zip.finish().map_err(|e| io(e.to_string()))?;
-        w.flush().map_err(|e| io(e.to_string()))?;
-        Ok(())
-    }
-}
-
-/// Status codes as f64 (the CLI writes every output as f64).
-pub fn status_array(s: &[crate::Status]) -> Array1<f64> {
-    s.iter().map(|v| v.code() as f64).collect()
 }
