@@ -303,7 +303,7 @@ def test_chunking_errors():
 def test_svgp_fits_are_refused_before_any_task():
     """batchgp.dask.fit fits exact GPs: batchgp.fit's SVGP options are refused with a
     BatchGPError that says so (not an AttributeError from assembling SVGP chunks)."""
-    x, y, _mask, _yvar = ragged_batch()
+    x, y, mask, _yvar = ragged_batch()
     dx, dy = chunked(x, y)
     hyp = batchgp.Params(np.ones((B, D)), 1.0, 0.1, 0.0)
     svgp_init = batchgp.SvgpParams(np.zeros((B, 3, D)), hyperparameters=hyp)
@@ -314,7 +314,7 @@ def test_svgp_fits_are_refused_before_any_task():
     # an exact option with model='svgp' reads as in process
     assert "restarts" in _message(bd.fit, dx, dy, model="svgp", restarts=2)
     # the exact model, named, still fits
-    r = bd.fit(dx, dy, model="exact", max_iter=3, backend="cpu")
+    r = bd.fit(dx, dy, mask=mask, model="exact", max_iter=3, backend="cpu")
     assert r.params.lengthscale.shape == (B, D)
 
 
