@@ -71,7 +71,7 @@ pub struct EvalRequest<'a, P: Evaluate> {
     priors: Option<&'a Priors>,
     backend: Option<&'a dyn Backend>,
     choice: BackendChoice,
-    opts: P::Options,
+    pub(crate) opts: P::Options,
 }
 
 /// The result of an [`MllRequest`]: arrays over the B members.

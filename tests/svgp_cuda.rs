@@ -21,7 +21,7 @@ mod common;
 
 use batchgp::backend::cpu::CpuBackend;
 use batchgp::svgp::{ElboBatch, ElboOptions, SvgpParams};
-use batchgp::{Backend, Dataset, Hyperparameters, Inputs, Kernel, Precision, PredictOptions, Status};
+use batchgp::{Dataset, Hyperparameters, Inputs, Kernel, Precision, PredictOptions, Status};
 use common::{gpu, random_batch, tol};
 use ndarray::{Array2, Array3};
 use rand::{Rng, SeedableRng};

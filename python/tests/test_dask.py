@@ -300,6 +300,24 @@ def test_chunking_errors():
     assert "`mask` is chunked" in msg
 
 
+def test_svgp_fits_are_refused_before_any_task():
+    """batchgp.dask.fit fits exact GPs: batchgp.fit's SVGP options are refused with a
+    BatchGPError that says so (not an AttributeError from assembling SVGP chunks)."""
+    x, y, mask, _yvar = ragged_batch()
+    dx, dy = chunked(x, y)
+    hyp = batchgp.Params(np.ones((B, D)), 1.0, 0.1, 0.0)
+    svgp_init = batchgp.SvgpParams(np.zeros((B, 3, D)), hyperparameters=hyp)
+    for opts in [{"num_inducing": 4}, {"model": "svgp"}, {"batch_size": 8}, {"z": np.zeros((3, D))},
+                 {"init": svgp_init}]:
+        msg = _message(bd.fit, dx, dy, backend="cpu", **opts)
+        assert "batchgp.dask.fit fits exact GPs only" in msg, (opts, msg)
+    # an exact option with model='svgp' reads as in process
+    assert "restarts" in _message(bd.fit, dx, dy, model="svgp", restarts=2)
+    # the exact model, named, still fits
+    r = bd.fit(dx, dy, mask=mask, model="exact", max_iter=3, backend="cpu")
+    assert r.params.lengthscale.shape == (B, D)
+
+
 def test_rejections_read_as_in_process():
     """Shapes, priors, params and non-finite data: the in-process message, member indices
     counted in the whole batch."""

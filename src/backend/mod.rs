@@ -18,7 +18,6 @@ use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
 use crate::error::{Error, Result};
 pub use crate::gradient::MllGradient;
 pub use crate::precision::JitterPolicy;
-use crate::svgp::params::{ElboBatch, ElboOptions, SvgpParams};
 use ndarray::{Array1, Array2, Array3};
 use std::borrow::Cow;
 
@@ -109,7 +108,11 @@ pub struct Prediction {
 /// The batched numerical core. Implemented by [`cpu::CpuBackend`] and [`cuda::CudaBackend`].
 ///
 /// Hyperparameters are validated by the caller (the public functions in the crate root); a
-/// backend may assume shapes agree.
+/// backend may assume shapes agree. The trait holds what every model needs and the exact GP's
+/// batched MLL and prediction; it names no other model's types. Another model's operations are
+/// methods of the concrete backends (`CpuBackend::elbo`, `CudaBackend::elbo`, in
+/// `backend/<cpu|cuda>/<model>.rs`) that its module reaches through [`kind`]; the SVGP's are also
+/// callable on a `&dyn Backend` (`be.elbo(..)`, `be.svgp_predict(..)`, defined in `crate::svgp`).
 pub trait Backend: Send + Sync {
     /// "cpu" or "cuda".
     fn name(&self) -> &'static str;
@@ -151,21 +154,6 @@ pub trait Backend: Send + Sync {
         test: &Inputs,
         opts: &PredictOptions,
     ) -> Result<Prediction>;
-
-    /// SVGP ELBO (and gradient) of the members listed in `members` (all when None), in that
-    /// order (docs/design.md section 11). Row b of `data` goes with row b of `params`. The data
-    /// term of listed member i is scaled by `scale[i]` (1 when None): n_b / S on a mini-batch.
-    fn elbo(
-        &self,
-        data: &Dataset,
-        params: &SvgpParams,
-        members: Option<&[usize]>,
-        scale: Option<&[f64]>,
-        opts: &ElboOptions,
-    ) -> Result<ElboBatch>;
-
-    /// SVGP posterior at test points `test` ((M, D) shared or (B, M, D)); needs no data.
-    fn svgp_predict(&self, params: &SvgpParams, test: &Inputs, opts: &PredictOptions) -> Result<Prediction>;
 }
 
 /// Which backend to use.

@@ -17,8 +17,8 @@ use super::objective::{BatchObjective, MemberEval};
 use super::request::{Exact, ExactOptions, FitRequest, Model};
 use super::transform::Map;
 use super::{theta_of, Degeneracy, FitResult, Optimizer, Termination, ALPHA_MAX, MIN_POINTS};
-use crate::backend::{Backend, MllOptions};
-use crate::data::{Dataset, Hyperparameters, Status};
+use crate::backend::{Backend, MllOptions, PredictOptions, Prediction};
+use crate::data::{Dataset, Hyperparameters, Inputs, Status};
 use crate::error::{Error, Result};
 use crate::layout::{Layout, Target};
 use crate::prior::ResolvedPriors;
@@ -239,6 +239,26 @@ impl BatchObjective for ExactObjective<'_> {
 impl Model for Exact {
     type Options = ExactOptions;
     type Fitted = FitResult;
+    type Params = Hyperparameters;
+    fn params(fitted: &FitResult) -> &Hyperparameters {
+        &fitted.hyperparameters
+    }
+    fn member_bytes(req: &FitRequest<'_, Exact>) -> u64 {
+        let (n, d) = (req.data.n_points(), req.data.n_dims());
+        crate::backend::memory::cpu_mll_bytes(n, d, req.kernel, req.precision, true)
+    }
+    fn max_memory(req: &FitRequest<'_, Exact>) -> Option<u64> {
+        req.model.max_memory
+    }
+    fn predict(
+        be: &dyn Backend,
+        data: &Dataset,
+        hyp: &Hyperparameters,
+        test: &Inputs,
+        opts: &PredictOptions,
+    ) -> Result<Prediction> {
+        crate::model::predict(be, data, hyp, test, opts)
+    }
     fn defaults() -> (ExactOptions, Optimizer, f64) {
         (ExactOptions::default(), Optimizer::Lbfgs, 0.1)
     }

@@ -7,21 +7,41 @@ use super::adam::{Adam, AdamState};
 use super::driver::MemberOptimizer;
 use super::lbfgs::{Lbfgs, LbfgsState};
 use super::{check_steps, FitObserver, NotRun, Optimizer};
-use crate::backend::{self, Backend, BackendChoice};
-use crate::data::{Dataset, Hyperparameters, Precision};
+use crate::backend::{self, memory, Backend, BackendChoice, Kind, PredictOptions, Prediction};
+use crate::data::{Dataset, Hyperparameters, Inputs, Precision};
 use crate::error::{Error, Result};
 use crate::kernel::Kernel;
+use crate::model::Evaluate;
 use crate::prior::{Priors, Target};
 use crate::svgp::SvgpParams;
 
 /// A model that [`FitRequest`] fits: its own options, what its fit returns, its defaults, its
-/// own checks and its run. Implemented by [`Exact`] and [`Svgp`]; a third model implements it
-/// in its own module (docs/design.md, "Adding a model").
+/// own checks, its memory need, its run and its prediction. Implemented by [`Exact`] and
+/// [`Svgp`]; a third model implements it in its own module (docs/design.md, "Adding a model").
+/// Its batched objective and gradient are its parameters' [`Evaluate`].
 pub trait Model: Sized {
     /// The model's own options (its init, restarts, inducing points, ...).
     type Options;
     /// What its fit returns.
     type Fitted;
+    /// Its parameters: what a fit finds, an evaluation reads and a prediction uses.
+    type Params: Evaluate;
+    /// The fitted parameters of a fit's result.
+    fn params(fitted: &Self::Fitted) -> &Self::Params;
+    /// Bytes one member's objective and gradient need on the CPU backend
+    /// (`backend::memory`, docs/design.md section 14).
+    fn member_bytes(req: &FitRequest<'_, Self>) -> u64;
+    /// The fit's memory budget on the CPU (None: the memory available).
+    fn max_memory(req: &FitRequest<'_, Self>) -> Option<u64>;
+    /// The posterior of every member at test points ((M, D) shared or (B, M, D)); `data` is the
+    /// training data (a model that does not need it ignores it).
+    fn predict(
+        be: &dyn Backend,
+        data: &Dataset,
+        params: &Self::Params,
+        test: &Inputs,
+        opts: &PredictOptions,
+    ) -> Result<Prediction>;
     /// The model's default options, optimiser and learning rate.
     fn defaults() -> (Self::Options, Optimizer, f64);
     /// Checks the model's own options; Err names the option.
@@ -64,6 +84,7 @@ pub struct SvgpOptions {
     pub(super) init: Option<SvgpParams>,
     pub(super) fix_inducing: bool,
     pub(super) batch_size: Option<usize>,
+    pub(super) max_memory: Option<u64>,
 }
 
 /// A batched fit of a [`Model`] (the exact GP unless said otherwise).
@@ -106,6 +127,7 @@ pub struct SvgpOptions {
 /// | init         | k-means++ Z, q = N(0, I), the exact GP's data-driven hyperparameters | starting parameters |
 /// | fix_inducing | false                        | holds Z at its start |
 /// | batch_size   | none (full data)             | mini-batch size S per member (Adam only) |
+/// | max_memory   | the memory available         | CPU budget in bytes: members run in chunks that fit it |
 pub struct FitRequest<'a, M: Model = Exact> {
     pub(super) data: &'a Dataset,
     pub(super) kernel: Kernel,
@@ -240,7 +262,22 @@ impl<'a, M: Model> FitRequest<'a, M> {
     /// error.
     pub fn run(self) -> Result<M::Fitted> {
         self.check()?;
+        self.plan()?;
         M::run(self)
+    }
+
+    /// On the CPU, refuses before any work (the start, k-means++, restarts' spread) a fit whose
+    /// one member does not fit the memory budget alone; the backend then runs the members in
+    /// chunks that fit (docs/design.md section 14). Other backends size their own chunks.
+    fn plan(&self) -> Result<()> {
+        let on_cpu = match self.backend {
+            Some(be) => matches!(backend::kind(be), Kind::Cpu(_)),
+            None => M::backend_choice(self.choice) == BackendChoice::Cpu,
+        };
+        if on_cpu {
+            memory::in_flight(M::member_bytes(self), 0, M::max_memory(self), self.data.n_points())?;
+        }
+        Ok(())
     }
 
     /// The one set of option checks: the steps, the model's own options, then alpha (held or
@@ -304,6 +341,48 @@ impl<'a, M: Model> FitRequest<'a, M> {
                 gtol: self.gtol,
                 max_iter: self.max_iter,
             }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::memory::cpu_mll_bytes;
+    use ndarray::Array2;
+
+    /// Fits model M and predicts at the training inputs through the trait alone.
+    fn fit_then_predict<M: Model>(req: FitRequest<'_, M>, data: &Dataset, x: &Array2<f64>) -> Prediction {
+        let fitted = req.backend(BackendChoice::Cpu).run().unwrap();
+        let be = backend::select(BackendChoice::Cpu).unwrap();
+        let test = Inputs::Shared(x.clone());
+        M::predict(&*be, data, M::params(&fitted), &test, &PredictOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn every_model_fits_and_predicts_through_the_trait() {
+        let (b, n) = (2, 40);
+        let x = Array2::from_shape_fn((n, 1), |(i, _)| i as f64 / n as f64);
+        let y = Array2::from_shape_fn((b, n), |(m, i)| (5.0 * x[[i, 0]] + m as f64).sin());
+        let data = Dataset::new(x.clone(), y.clone()).unwrap();
+        let exact = fit_then_predict(FitRequest::new(&data), &data, &x);
+        let svgp = fit_then_predict(FitRequest::<Svgp>::of(&data).num_inducing(12).steps(400), &data, &x);
+        for (name, p, tol) in [("exact", exact, 0.02), ("svgp", svgp, 0.1)] {
+            let rms = ((&p.mean - &y).mapv(|v| v * v).mean().unwrap()).sqrt();
+            assert!(rms < tol, "{name}: rms {rms} of the posterior mean at the training points");
+        }
+    }
+
+    #[test]
+    fn an_exact_fit_on_the_cpu_refuses_a_member_too_large_before_work() {
+        let (b, n) = (2, 50);
+        let x = Array2::from_shape_fn((n, 1), |(i, _)| i as f64);
+        let data = Dataset::new(x, Array2::from_shape_fn((b, n), |(m, i)| (i + m) as f64)).unwrap();
+        let per = cpu_mll_bytes(n, 1, Kernel::Rbf, Precision::F64, true);
+        let e = FitRequest::new(&data).backend(BackendChoice::Cpu).max_memory(per - 1).run().unwrap_err();
+        match e {
+            Error::OutOfMemory { n: 50, needed, budget } => assert_eq!((needed, budget), (per, per - 1)),
+            other => panic!("expected OutOfMemory, got {other:?}"),
         }
     }
 }

@@ -23,7 +23,7 @@ use super::objective::{BatchObjective, MemberEval};
 use super::request::{FitRequest, Model, Svgp, SvgpOptions};
 use super::transform::Map;
 use super::{Optimizer, Termination, ALPHA_MAX};
-use crate::backend::{Backend, BackendChoice};
+use crate::backend::{Backend, BackendChoice, PredictOptions, Prediction};
 use crate::data::{Dataset, Hyperparameters, Inputs, Status};
 use crate::error::{Error, Result};
 use crate::kernel::Kernel;
@@ -60,6 +60,28 @@ pub struct SvgpFitResult {
 impl Model for Svgp {
     type Options = SvgpOptions;
     type Fitted = SvgpFitResult;
+    type Params = SvgpParams;
+    fn params(fitted: &SvgpFitResult) -> &SvgpParams {
+        &fitted.params
+    }
+    /// The ELBO's on the full data (the fit's last evaluation), at the M the fit will use.
+    fn member_bytes(req: &FitRequest<'_, Svgp>) -> u64 {
+        let (n, d) = (req.data.n_points(), req.data.n_dims());
+        crate::backend::memory::cpu_elbo_bytes(n, req.inducing_count(), d, req.kernel, req.precision, true)
+    }
+    fn max_memory(req: &FitRequest<'_, Svgp>) -> Option<u64> {
+        req.model.max_memory
+    }
+    /// The SVGP's posterior needs no training data.
+    fn predict(
+        be: &dyn Backend,
+        _data: &Dataset,
+        params: &SvgpParams,
+        test: &Inputs,
+        opts: &PredictOptions,
+    ) -> Result<Prediction> {
+        crate::svgp::predict(be, params, test, opts)
+    }
     fn defaults() -> (SvgpOptions, Optimizer, f64) {
         (SvgpOptions::default(), Optimizer::Adam, 0.05)
     }
@@ -108,10 +130,24 @@ impl FitRequest<'_, Svgp> {
         self.model.batch_size = Some(s);
         self
     }
+    /// Memory budget in bytes on the CPU (default: the memory available); see
+    /// [`crate::backend::memory`].
+    pub fn max_memory(mut self, bytes: u64) -> Self {
+        self.model.max_memory = Some(bytes);
+        self
+    }
+
+    /// M, the inducing points per member: `init`'s, else `num_inducing`, else min(N, 64).
+    fn inducing_count(&self) -> usize {
+        match &self.model.init {
+            Some(p) => p.n_inducing(),
+            None => self.model.num_inducing.unwrap_or(self.data.n_points().min(64)).max(1),
+        }
+    }
 
     /// The starting parameters: `init`, or k-means++ Z, q = N(0, I) and the exact GP's start.
     fn start(&self) -> Result<SvgpParams> {
-        let (b, n, d) = (self.data.batch_size(), self.data.n_points(), self.data.n_dims());
+        let (b, d) = (self.data.batch_size(), self.data.n_dims());
         match &self.model.init {
             Some(p) => {
                 self.check_init_kernel("parameters", p.kernel())?;
@@ -119,8 +155,7 @@ impl FitRequest<'_, Svgp> {
                 Ok(p.clone())
             }
             None => {
-                let m = self.model.num_inducing.unwrap_or(n.min(64)).max(1);
-                let z = init_inducing(self.data, m, self.seed, self.first_member);
+                let z = init_inducing(self.data, self.inducing_count(), self.seed, self.first_member);
                 let hyp = FitRequest::default_init(self.data).with_kernel(self.kernel);
                 Ok(SvgpParams::whitened_prior(z, hyp))
             }
@@ -167,7 +202,7 @@ impl FitRequest<'_, Svgp> {
             maps: &maps,
             priors,
             current: start,
-            opts: ElboOptions::new(self.precision),
+            opts: ElboOptions { max_memory: self.model.max_memory, ..ElboOptions::new(self.precision) },
             batch_size: self.model.batch_size,
             rngs: (0..b)
                 .map(|e| {

@@ -26,9 +26,9 @@ pub mod params;
 
 pub use params::{ElboBatch, ElboOptions, SvgpGradient, SvgpParams};
 
-use crate::backend::{Backend, BackendChoice, PredictOptions, Prediction};
+use crate::backend::{kind, Backend, BackendChoice, Kind, PredictOptions, Prediction};
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::model::{check_prediction, EvalRequest, Evaluate};
 use crate::prior::ResolvedPriors;
 use ndarray::{s, Array1, Array2, Array3, ArrayView2};
@@ -43,6 +43,49 @@ pub fn backend_choice(choice: BackendChoice) -> BackendChoice {
         BackendChoice::Auto => BackendChoice::Cpu,
         c => c,
     }
+}
+
+/// The SVGP's backend operations on any backend: the model reaches each backend's own through
+/// [`kind`], so the `Backend` trait names no SVGP type (docs/design.md, "Models"). Methods of
+/// `dyn Backend` itself, so `be.elbo(..)` needs no import beside `Backend`.
+impl dyn Backend + '_ {
+    /// SVGP ELBO (and gradient) of the members listed in `members` (all when None), in that
+    /// order (docs/design.md section 11). Row b of `data` goes with row b of `params`. The data
+    /// term of listed member i is scaled by `scale[i]` (1 when None): n_b / S on a mini-batch.
+    ///
+    /// # Errors
+    /// A listed member out of range, `scale` of the wrong length, memory (`opts.max_memory`),
+    /// [`Error::BackendUnavailable`] for a backend made outside this crate.
+    pub fn elbo(
+        &self,
+        data: &Dataset,
+        params: &SvgpParams,
+        members: Option<&[usize]>,
+        scale: Option<&[f64]>,
+        opts: &ElboOptions,
+    ) -> Result<ElboBatch> {
+        match kind(self) {
+            Kind::Cpu(be) => be.elbo(data, params, members, scale, opts),
+            Kind::Cuda(be) => be.elbo(data, params, members, scale, opts),
+            Kind::Other => Err(no_svgp(self)),
+        }
+    }
+
+    /// SVGP posterior at test points `test` ((M, D) shared or (B, M, D)); needs no data.
+    ///
+    /// # Errors
+    /// As [`predict`] (which checks the parameters and test points first).
+    pub fn svgp_predict(&self, params: &SvgpParams, test: &Inputs, opts: &PredictOptions) -> Result<Prediction> {
+        match kind(self) {
+            Kind::Cpu(be) => be.svgp_predict(params, test, opts),
+            Kind::Cuda(be) => be.svgp_predict(params, test, opts),
+            Kind::Other => Err(no_svgp(self)),
+        }
+    }
+}
+
+fn no_svgp(be: &dyn Backend) -> Error {
+    Error::BackendUnavailable { backend: be.name().into(), reason: "it has no SVGP operations".into() }
 }
 
 /// The MAP objective of a batch of SVGPs: `elbo + log_prior`, with its gradient.
@@ -77,6 +120,15 @@ pub struct ElboReport {
     pub jitter: Array1<f64>,
 }
 
+impl ElboRequest<'_> {
+    /// Memory budget in bytes on the CPU (default: the memory available); a member that cannot
+    /// fit alone is rejected with [`Error::OutOfMemory`] before any work.
+    pub fn max_memory(mut self, bytes: u64) -> Self {
+        self.opts.max_memory = Some(bytes);
+        self
+    }
+}
+
 impl Evaluate for SvgpParams {
     type Options = ElboOptions;
     type Report = ElboReport;
@@ -84,7 +136,7 @@ impl Evaluate for SvgpParams {
         ElboOptions::new(precision)
     }
     fn with_precision(o: ElboOptions, p: Precision) -> ElboOptions {
-        ElboOptions { gradient: o.gradient, ..ElboOptions::new(p) }
+        ElboOptions { gradient: o.gradient, max_memory: o.max_memory, ..ElboOptions::new(p) }
     }
     fn set_gradient(o: &mut ElboOptions, on: bool) {
         o.gradient = on;
@@ -209,4 +261,65 @@ pub fn init_inducing(data: &Dataset, m: usize, seed: u64, first_member: u64) -> 
         z.slice_mut(s![mb, .., ..]).assign(&kmeans_pp(xo.view(), m, &mut rng));
     }
     z
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::memory::cpu_elbo_bytes;
+    use crate::fit::SvgpFitRequest;
+    use crate::kernel::Kernel;
+
+    /// B members of n points in D = 2 on a shared x, and their start at M = k-means++ points.
+    fn batch(b: usize, n: usize, m: usize) -> (Dataset, SvgpParams) {
+        let x = Array2::from_shape_fn((n, 2), |(i, k)| ((i * (k + 3)) % n) as f64 / n as f64);
+        let y = Array2::from_shape_fn((b, n), |(m, i)| (4.0 * x[[i, 0]] + m as f64).sin() + 0.5 * x[[i, 1]]);
+        let data = Dataset::new(x, y).unwrap();
+        let hyp = Hyperparameters::broadcast(b, &[0.4, 0.6], 1.0, 0.05, 0.1);
+        let z = init_inducing(&data, m, 3, 0);
+        let mut p = SvgpParams::whitened_prior(z, hyp);
+        p.q_mu.iter_mut().enumerate().for_each(|(i, v)| *v = (i as f64 * 0.37).sin());
+        (data, p)
+    }
+
+    #[test]
+    fn an_elbo_in_memory_chunks_equals_the_whole_and_a_member_too_large_is_refused() {
+        let (b, n, m) = (7, 40, 6);
+        let (data, p) = batch(b, n, m);
+        let whole = ElboRequest::new(&data, &p).backend(BackendChoice::Cpu).run().unwrap();
+        let per = cpu_elbo_bytes(n, m, 2, Kernel::Rbf, Precision::F64, true);
+        let outputs = (b * (3 + m * 2 + m + m * m + 5) * 16) as u64;
+        // Two members in flight, then one.
+        for budget in [outputs + 2 * per, outputs + per] {
+            let r = ElboRequest::new(&data, &p).backend(BackendChoice::Cpu).max_memory(budget).run().unwrap();
+            assert_eq!(r, whole, "budget {budget}");
+        }
+        let e = ElboRequest::new(&data, &p).backend(BackendChoice::Cpu).max_memory(per / 2).run().unwrap_err();
+        assert!(matches!(e, Error::OutOfMemory { n: 40, .. }), "{e}");
+    }
+
+    #[test]
+    fn an_svgp_fit_plans_its_members_memory_before_work() {
+        let (b, n, m) = (3, 30, 5);
+        let (data, _) = batch(b, n, m);
+        let fit = |budget: Option<u64>| {
+            let r = SvgpFitRequest::new(&data).num_inducing(m).steps(15).backend(BackendChoice::Cpu);
+            match budget {
+                Some(bytes) => r.max_memory(bytes).run(),
+                None => r.run(),
+            }
+        };
+        let per = cpu_elbo_bytes(n, m, 2, Kernel::Rbf, Precision::F64, true);
+        // Refused by the fit's own plan (its figure is one member's workspace, no outputs).
+        match fit(Some(per - 1)) {
+            Err(Error::OutOfMemory { n: 30, needed, budget }) => assert_eq!((needed, budget), (per, per - 1)),
+            other => panic!("expected OutOfMemory, got {other:?}"),
+        }
+        // One member in flight at a time fits as the whole batch does.
+        let whole = fit(None).unwrap();
+        let outputs = (b * (3 + m * 2 + m + m * m + 5) * 16) as u64;
+        let chunked = fit(Some(outputs + per)).unwrap();
+        assert_eq!(chunked.elbo, whole.elbo);
+        assert_eq!(chunked.params, whole.params);
+    }
 }

@@ -119,6 +119,9 @@ pub struct ElboOptions {
     /// The jitter of k(Z, Z): attempt k (0-based) adds start * 10^k * s (start 1e-6 in f64,
     /// 1e-4 in f32), for k = 0..=retries.
     pub jitter: JitterPolicy,
+    /// Memory budget in bytes on the CPU (None: the memory available); members run in chunks
+    /// that fit it (`backend::memory`, docs/design.md section 14).
+    pub max_memory: Option<u64>,
 }
 
 impl ElboOptions {
@@ -128,7 +131,7 @@ impl ElboOptions {
             Precision::F64 => 1e-6,
             Precision::F32 => 1e-4,
         };
-        ElboOptions { precision, gradient: true, jitter: JitterPolicy { start, retries: 4 } }
+        ElboOptions { precision, gradient: true, jitter: JitterPolicy { start, retries: 4 }, max_memory: None }
     }
     /// The absolute jitter of attempt k for outputscale s.
     pub fn jitter_at(&self, k: u32, s: f64) -> f64 {

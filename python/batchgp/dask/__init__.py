@@ -22,6 +22,12 @@ y, mask and yvar sets the chunks). A numpy array among them is split along those
 array chunked differently, or chunked along any other axis, is rejected with a
 :class:`batchgp.BatchGPError` that says how to rechunk it.
 
+Models
+------
+The exact GP only: :func:`fit` refuses the SVGP's options (``model="svgp"``, ``num_inducing``,
+``z``, ``batch_size``, an SvgpParams ``init``) with a :class:`batchgp.BatchGPError` before any
+task runs, and :func:`mll` and :func:`predict` take a Params.
+
 What is split per chunk
 -----------------------
 Every per-member input follows its members: the data, ``init`` and ``params`` (sliced rows),

@@ -7,7 +7,9 @@ from typing import Any
 
 import dask
 
+from .. import _models
 from .. import api as _api
+from .._batchgp import BatchGPError
 from ..params import Params
 from ..results import FitResult, MllResult
 from ._chunks import _as_local, _check_data, _compute_now, _pieces
@@ -50,7 +52,9 @@ def fit(
         exactly one task per chunk.
     **options
         The options of :func:`batchgp.fit` (kernel, priors, init, fix, optimizer, max_iter,
-        restarts, standardize, bounds, seed, backend, precision, progress). ``init`` and
+        restarts, standardize, bounds, seed, backend, precision, progress) for exact GPs; the
+        SVGP's (model='svgp', num_inducing, z, batch_size, an SvgpParams init) are refused with a
+        BatchGPError. ``init`` and
         per-member prior parameters are sliced to each chunk's members. ``progress`` shows
         dask's progress over the tasks.
 
@@ -61,6 +65,7 @@ def fit(
         whole batch; ``rounds`` is the largest over the chunks.
     """
     _api_signature(_api.fit, "fit", options, ("mask", "yvar"))
+    _exact_only(options)
     x, y, mask, yvar = (_as_local(a) for a in (x, y, mask, yvar))
     b, _, d, shared = _check_data(x, y, mask, yvar)
     init = _as_params(options.pop("init", None), "init")
@@ -100,6 +105,20 @@ def fit(
     if not tasks:  # B = 0: the in-process call says why that is rejected
         return _api.fit(_compute_now(x), _compute_now(y), mask=_compute_now(mask), yvar=_compute_now(yvar), **options)
     return FitResult(_concat(_compute(tasks, progress), FitResult))
+
+
+def _exact_only(options: dict) -> None:
+    """batchgp.dask.fit fits exact GPs: the model that :func:`batchgp.fit` would choose (its
+    ``model``, its SVGP options, an SvgpParams ``init``) is refused, before any task runs, when it
+    is the SVGP, whose chunks this module does not assemble (its ``loss`` runs for as many rounds
+    as each chunk took)."""
+    own = {k: options[k] for k in ("num_inducing", "z", "batch_size", "restarts", "standardize", "bounds") if k in options}
+    if _models.for_fit(options.get("model"), options.get("init"), own) is not _models.EXACT:
+        raise BatchGPError(
+            "batchgp.dask.fit fits exact GPs only: an SVGP fit (model='svgp', num_inducing, z, batch_size "
+            "or an SvgpParams init) is not split into Dask tasks; fit each chunk with batchgp.fit(..., "
+            "first_member=<its first member>) instead"
+        )
 
 
 def mll(

@@ -112,6 +112,34 @@ pub(crate) fn cpu_predict_bytes(n: usize, d: usize, m: usize, precision: Precisi
     base.saturating_add(n.saturating_mul(m).saturating_mul(size_of(precision))).saturating_add(cov)
 }
 
+/// Bytes one CPU member's ELBO needs with n points and m inducing points (`backend/cpu/svgp.rs`):
+/// in the working precision the scaled points (D (n + m)), the m x n blocks k(Z, X), A and A W
+/// (two more and the kernel's weights for the gradient), the m x m blocks k(Z, Z), L, P, Q and
+/// S (five more and the weights for the gradient) and one m x m of faer's scratch; in f64 the
+/// three n-vectors and, for the gradient, its m x n and two m x m blocks.
+pub(crate) fn cpu_elbo_bytes(
+    n: usize,
+    m: usize,
+    d: usize,
+    kernel: Kernel,
+    precision: Precision,
+    gradient: bool,
+) -> u64 {
+    let (n, m, d) = (n as u64, m as u64, d as u64);
+    let (mn, mm) = (m.saturating_mul(n), m.saturating_mul(m));
+    let (w_mn, w_mm) = match (gradient, kernel) {
+        (false, _) => (0, 0),
+        (true, Kernel::Rbf) => (0, 1),
+        (true, Kernel::Rq) => (2, 2),
+        (true, _) => (1, 1),
+    };
+    let g = u64::from(gradient);
+    let working =
+        d.saturating_mul(n + m) + m + mn.saturating_mul(3 + 2 * g + w_mn) + mm.saturating_mul(6 + 5 * g + w_mm);
+    let wide = 3 * n + 2 * m + g * (mn.saturating_add(mm.saturating_mul(2)) + m * d + m);
+    size_of(precision).saturating_mul(working).saturating_add(wide.saturating_mul(8))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -36,7 +36,6 @@ use super::{Backend, CholeskyBatch, JitterPolicy, MllBatch, MllGradient, MllOpti
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
 use crate::error::{Error, Result};
 use crate::layout::Layout;
-use crate::svgp::params::{ElboBatch, ElboOptions, SvgpParams};
 use faer::dyn_stack::{MemBuffer, MemStack, StackReq};
 use faer::Par;
 use ndarray::{Array2, Array3, Axis};
@@ -396,21 +395,5 @@ impl Backend for CpuBackend {
         opts: &PredictOptions,
     ) -> Result<Prediction> {
         predict::predict(data, hyp, test, opts)
-    }
-
-    fn elbo(
-        &self,
-        data: &Dataset,
-        params: &SvgpParams,
-        members: Option<&[usize]>,
-        scale: Option<&[f64]>,
-        opts: &ElboOptions,
-    ) -> Result<ElboBatch> {
-        let rows = super::member_rows(members, data.batch_size())?;
-        svgp::elbo_batch(data, params, &rows, scale, opts)
-    }
-
-    fn svgp_predict(&self, params: &SvgpParams, test: &Inputs, opts: &PredictOptions) -> Result<Prediction> {
-        svgp::predict(params, test, opts)
     }
 }

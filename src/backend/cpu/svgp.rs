@@ -19,9 +19,9 @@
 //! Only M x n products appear (A, A W A^T, one M x M by M x n product), about 4 M^2 n flops.
 
 use super::gram::{fill_cross, Cov, GradWeights};
-use super::Float;
+use super::{memory, CpuBackend, Float};
 use crate::backend::member::finite_or_failed;
-use crate::backend::{MllGradient, PredictOptions, Prediction};
+use crate::backend::{member_rows, MllGradient, PredictOptions, Prediction};
 use crate::data::{Dataset, Inputs, Precision, Status};
 use crate::error::Result;
 use crate::kernel::Kernel;
@@ -54,9 +54,37 @@ struct MemberGrad {
     hyp: Vec<f64>,
 }
 
+/// The SVGP's operations on the CPU, reached through the model (`svgp::ElboRequest`,
+/// `svgp::predict`) and callable on the backend itself; the `Backend` trait names no model's.
+impl CpuBackend {
+    /// SVGP ELBO (and gradient) of the members listed in `members` (all when None), in that
+    /// order (docs/design.md section 11). Row b of `data` goes with row b of `params`. The data
+    /// term of listed member i is scaled by `scale[i]` (1 when None): n_b / S on a mini-batch.
+    /// Members run in chunks that fit `opts.max_memory`.
+    ///
+    /// # Errors
+    /// A listed member out of range; [`crate::Error::OutOfMemory`] when one member does not fit.
+    pub fn elbo(
+        &self,
+        data: &Dataset,
+        params: &SvgpParams,
+        members: Option<&[usize]>,
+        scale: Option<&[f64]>,
+        opts: &ElboOptions,
+    ) -> Result<ElboBatch> {
+        let rows = member_rows(members, data.batch_size())?;
+        elbo_batch(data, params, &rows, scale, opts)
+    }
+
+    /// SVGP posterior at test points `test` ((M, D) shared or (B, M, D)); needs no data.
+    pub fn svgp_predict(&self, params: &SvgpParams, test: &Inputs, opts: &PredictOptions) -> Result<Prediction> {
+        predict(params, test, opts)
+    }
+}
+
 /// The ELBO (and gradient) of the members `rows` of `data` and `params`, with data-term scale
 /// `scale[i]` for row i (1 when None).
-pub(crate) fn elbo_batch(
+fn elbo_batch(
     data: &Dataset,
     params: &SvgpParams,
     rows: &[usize],
@@ -64,16 +92,22 @@ pub(crate) fn elbo_batch(
     opts: &ElboOptions,
 ) -> Result<ElboBatch> {
     let one = |i: usize| scale.map_or(1.0, |s| s[i]);
-    let outs: Vec<MemberElbo> = rows
-        .par_iter()
-        .enumerate()
-        .map(|(i, &b)| match opts.precision {
-            Precision::F64 => member_elbo::<f64>(data, params, b, one(i), opts),
-            Precision::F32 => member_elbo::<f32>(data, params, b, one(i), opts),
-        })
-        .collect();
     let (k, m, d) = (rows.len(), params.n_inducing(), params.n_dims());
     let layout = Layout::new(params.kernel(), d);
+    // Planned before any work, as the MLL's: each member's workspace, and the outputs (kept
+    // per member, then copied into the batch's arrays).
+    let n = data.n_points();
+    let per = memory::cpu_elbo_bytes(n, m, d, params.kernel(), opts.precision, opts.gradient);
+    let out_per = 3 + if opts.gradient { m * d + m + m * m + layout.len() } else { 0 };
+    let fixed = (k as u64).saturating_mul(out_per as u64).saturating_mul(16);
+    let step = memory::in_flight(per, fixed, opts.max_memory, n)?.clamp(1, k.max(1));
+    let mut outs: Vec<MemberElbo> = Vec::with_capacity(k);
+    for start in (0..k).step_by(step) {
+        outs.par_extend((start..(start + step).min(k)).into_par_iter().map(|i| match opts.precision {
+            Precision::F64 => member_elbo::<f64>(data, params, rows[i], one(i), opts),
+            Precision::F32 => member_elbo::<f32>(data, params, rows[i], one(i), opts),
+        }));
+    }
     let mut gradient = opts.gradient.then(|| SvgpGradient {
         z: Array3::zeros((k, m, d)),
         q_mu: Array2::zeros((k, m)),
@@ -507,7 +541,7 @@ fn member_elbo<T: Float>(data: &Dataset, params: &SvgpParams, b: usize, c: f64, 
 }
 
 /// The SVGP posterior at `test` ((M*, D) shared or (B, M*, D)).
-pub(crate) fn predict(params: &SvgpParams, test: &Inputs, opts: &PredictOptions) -> Result<Prediction> {
+fn predict(params: &SvgpParams, test: &Inputs, opts: &PredictOptions) -> Result<Prediction> {
     let (b, mt) = (params.batch_size(), test.n_points());
     let eopts = ElboOptions::new(opts.precision);
     let want_cov = opts.full_covariance || opts.samples.is_some();

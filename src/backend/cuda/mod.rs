@@ -191,7 +191,6 @@ pub use launch::emulation;
 use super::{Backend, CholeskyBatch, JitterPolicy, MllBatch, MllOptions, PredictOptions, Prediction};
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision};
 use crate::error::{Error, Result};
-use crate::svgp::params::{ElboBatch, ElboOptions, SvgpParams};
 use device::{guarded, Device};
 use ndarray::Array3;
 use std::sync::Mutex;
@@ -307,34 +306,5 @@ impl Backend for CudaBackend {
             Precision::F32 => self.predict_t::<f32>(data, hyp, test, opts),
         })?;
         Ok(Prediction::assemble(mean, var, &hyp.noise, cov, status, jitter, opts))
-    }
-
-    fn elbo(
-        &self,
-        data: &Dataset,
-        params: &SvgpParams,
-        members: Option<&[usize]>,
-        scale: Option<&[f64]>,
-        opts: &ElboOptions,
-    ) -> Result<ElboBatch> {
-        let rows = super::member_rows(members, data.batch_size())?;
-        let rows: &[usize] = &rows;
-        if let Some(s) = scale {
-            if s.len() != rows.len() {
-                return Err(Error::shape("scale", format!("({},)", rows.len()), &[s.len()]));
-            }
-        }
-        guarded(|| match opts.precision {
-            Precision::F64 => self.elbo_t::<f64>(data, params, rows, scale, opts),
-            Precision::F32 => self.elbo_t::<f32>(data, params, rows, scale, opts),
-        })
-    }
-
-    fn svgp_predict(&self, params: &SvgpParams, test: &Inputs, opts: &PredictOptions) -> Result<Prediction> {
-        let (mean, var, cov, status, jitter) = guarded(|| match opts.precision {
-            Precision::F64 => self.svgp_predict_t::<f64>(params, test, opts),
-            Precision::F32 => self.svgp_predict_t::<f32>(params, test, opts),
-        })?;
-        Ok(Prediction::assemble(mean, var, &params.hyp.noise, cov, status, jitter, opts))
     }
 }

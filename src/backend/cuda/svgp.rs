@@ -8,15 +8,15 @@
 //! is Failed with the last attempt's jitter; a non-finite ELBO or gradient is Failed; a member
 //! with no observed point is Empty with the ELBO -KL.
 
-use super::device::{arg_opt, Real};
+use super::device::{arg_opt, guarded, Real};
 use super::launch::{
     svgp_d_elems, svgp_launch, svgp_t_elems, KernelId, Op, SVGP_GRAD, SVGP_SMEM, SVGP_WANT_A, SVGP_YVAR,
 };
 use super::CudaBackend;
 use crate::backend::member::{finite_or_failed, precheck};
-use crate::backend::{MllGradient, PredictOptions};
-use crate::data::{Dataset, Inputs, Status};
-use crate::error::Result;
+use crate::backend::{member_rows, MllGradient, PredictOptions, Prediction};
+use crate::data::{Dataset, Inputs, Precision, Status};
+use crate::error::{Error, Result};
 use crate::layout::Layout;
 use crate::svgp::params::{ElboBatch, ElboOptions, SvgpGradient, SvgpParams};
 use cudarc::driver::PushKernelArg;
@@ -24,7 +24,7 @@ use ndarray::{Array1, Array2, Array3, ArrayView2, Axis};
 use rayon::prelude::*;
 
 /// mean (B, Mt), var (B, Mt), covariance (B, Mt, Mt) when asked, status and jitter per member.
-pub(super) type SvgpPredictParts = (Array2<f64>, Array2<f64>, Option<Array3<f64>>, Vec<Status>, Array1<f64>);
+type SvgpPredictParts = (Array2<f64>, Array2<f64>, Option<Array3<f64>>, Vec<Status>, Array1<f64>);
 
 /// Whether member b can be evaluated at all (the CPU's precheck).
 fn usable(params: &SvgpParams, b: usize) -> bool {
@@ -105,8 +105,46 @@ fn attempt_status(attempt: i32, opts: &ElboOptions, s: f64) -> (Status, f64) {
     }
 }
 
+/// The SVGP's operations on the GPU, reached through the model (`svgp::ElboRequest`,
+/// `svgp::predict`) and callable on the backend itself; the `Backend` trait names no model's.
 impl CudaBackend {
-    pub(super) fn elbo_t<T: Real>(
+    /// SVGP ELBO (and gradient) of the members listed in `members` (all when None), in that
+    /// order (docs/design.md section 11): as `CpuBackend::elbo`. Chunks follow the free device
+    /// memory; `opts.max_memory` is not read (as for the MLL).
+    ///
+    /// # Errors
+    /// A listed member out of range, `scale` of the wrong length, a driver failure.
+    pub fn elbo(
+        &self,
+        data: &Dataset,
+        params: &SvgpParams,
+        members: Option<&[usize]>,
+        scale: Option<&[f64]>,
+        opts: &ElboOptions,
+    ) -> Result<ElboBatch> {
+        let rows = member_rows(members, data.batch_size())?;
+        let rows: &[usize] = &rows;
+        if let Some(s) = scale {
+            if s.len() != rows.len() {
+                return Err(Error::shape("scale", format!("({},)", rows.len()), &[s.len()]));
+            }
+        }
+        guarded(|| match opts.precision {
+            Precision::F64 => self.elbo_t::<f64>(data, params, rows, scale, opts),
+            Precision::F32 => self.elbo_t::<f32>(data, params, rows, scale, opts),
+        })
+    }
+
+    /// SVGP posterior at test points `test` ((M, D) shared or (B, M, D)); needs no data.
+    pub fn svgp_predict(&self, params: &SvgpParams, test: &Inputs, opts: &PredictOptions) -> Result<Prediction> {
+        let (mean, var, cov, status, jitter) = guarded(|| match opts.precision {
+            Precision::F64 => self.svgp_predict_t::<f64>(params, test, opts),
+            Precision::F32 => self.svgp_predict_t::<f32>(params, test, opts),
+        })?;
+        Ok(Prediction::assemble(mean, var, &params.hyp.noise, cov, status, jitter, opts))
+    }
+
+    fn elbo_t<T: Real>(
         &self,
         data: &Dataset,
         params: &SvgpParams,
@@ -272,7 +310,7 @@ impl CudaBackend {
         Ok(ElboBatch { elbo, gradient, status, jitter })
     }
 
-    pub(super) fn svgp_predict_t<T: Real>(
+    fn svgp_predict_t<T: Real>(
         &self,
         params: &SvgpParams,
         test: &Inputs,
