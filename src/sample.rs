@@ -34,8 +34,12 @@ pub fn sample_prior(
     let m = x.n_points();
     let (b64, m64) = (b as u64, m as u64);
     let threads = rayon::current_num_threads() as u64;
-    let needed = memory::product(&[16, count as u64, b64, m64])
-        .saturating_add(memory::product(&[8, b64.saturating_add(threads), m64, m64]));
+    let needed = memory::product(&[16, count as u64, b64, m64]).saturating_add(memory::product(&[
+        8,
+        b64.saturating_add(threads),
+        m64,
+        m64,
+    ]));
     memory::plan(|| format!("sample_prior with samples = {count} for {b} members at M = {m} points"), needed, None)?;
     let data = Dataset::new(x.clone(), Array2::zeros((b, m)))?;
     let mut gram = be.gram(&data, hyp, precision)?;

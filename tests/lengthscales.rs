@@ -59,11 +59,7 @@ fn closed(correlated: bool) -> Closed {
     let tr_inv = (n - c * n / den) / v;
     let mll = -0.5 * quad - 0.5 * logdet - 0.5 * n * LN_2PI;
     // dK/dlog s = s 1 1^T when correlated, s I when not; dK/dlog noise = noise I.
-    let g_log_s = if correlated {
-        0.5 * S * (sum_a * sum_a - n / den)
-    } else {
-        0.5 * S * (aa - tr_inv)
-    };
+    let g_log_s = if correlated { 0.5 * S * (sum_a * sum_a - n / den) } else { 0.5 * S * (aa - tr_inv) };
     Closed { mll, g_mean: sum_a, g_log_s, g_log_noise: 0.5 * NOISE * (aa - tr_inv) }
 }
 

@@ -151,8 +151,7 @@ pub fn fit<'py>(
                 }
             };
             let be = runtime::backend(&backend)?;
-            let mut req = with_shared!(FitRequest::new(&data), &shared, be.as_ref(), max_iter)
-                .restarts(o.restarts);
+            let mut req = with_shared!(FitRequest::new(&data), &shared, be.as_ref(), max_iter).restarts(o.restarts);
             if let Some((lo, hi)) = o.bounds {
                 req = req.bounds(lo, hi);
             }

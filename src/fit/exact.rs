@@ -304,7 +304,9 @@ impl FitRequest<'_, Exact> {
     }
     /// Does nothing: every fit already runs on y standardised per member and reports in the
     /// data's units (see [`STANDARDIZE_REMOVED`](super::STANDARDIZE_REMOVED)).
-    #[deprecated(note = "does nothing: every fit already runs on y standardised per member, with results in the data's units")]
+    #[deprecated(
+        note = "does nothing: every fit already runs on y standardised per member, with results in the data's units"
+    )]
     pub fn standardize(self, _on: bool) -> Self {
         self
     }
@@ -568,7 +570,14 @@ impl FitRequest<'_, Exact> {
                         Map::Log { scale } => {
                             for bu in [lower[e][c], upper[e][c]] {
                                 if bu.is_finite() && near(u[c], bu, 1.0) {
-                                    hits.push(format!("{name} at its box bound {}", scale * bu.exp()));
+                                    // The user's bound as typed, not its round trip through log.
+                                    let v = scale * bu.exp();
+                                    let v = match self.model.bounds {
+                                        Some((lo, _)) if near(v, lo, lo) => lo,
+                                        Some((_, hi)) if near(v, hi, hi) => hi,
+                                        _ => v,
+                                    };
+                                    hits.push(format!("{name} at its box bound {v}"));
                                 }
                             }
                         }

@@ -113,7 +113,8 @@ fn plan(req: &FitRequest<'_, Svgp>) -> Result<()> {
     let workspace = memory::product(&[8, memory::product(&[6, mm]).saturating_add(memory::product(&[4, s, m]))]);
     let threads = (rayon::current_num_threads() as u64).min(b.max(1));
     let kmeans = memory::product(&[8, n.saturating_add(m.saturating_mul(d))]);
-    let history = memory::product(&[2, (req.max_iter as u64).saturating_add(1), b.saturating_mul(8).saturating_add(24)]);
+    let history =
+        memory::product(&[2, (req.max_iter as u64).saturating_add(1), b.saturating_mul(8).saturating_add(24)]);
     let needed = memory::product(&[b, per_member])
         .saturating_add(memory::product(&[threads, workspace]))
         .saturating_add(kmeans)

@@ -61,11 +61,13 @@ pub(crate) fn scale_points<T: Float>(member: &MemberView, z: ArrayView2<f64>, ou
     }
 }
 
-/// A scaled coordinate u = (x - c) / l in T, held within [`coordinate_limit`] so that any
-/// finite positive lengthscale gives finite differences: u is computed as a division (never as
-/// x times 1 / l, which overflows for l below 1 / f64::MAX), and a u beyond T's range (1e-160
-/// in f32, 1e-300 with |x - c| > 1e8 in f64) is held at the limit, where its squared distances
-/// to points not held are beyond [`r2_limit`](crate::numeric::simd::r2_limit) anyway.
+/// A scaled coordinate u = (x - c) / l in T, held within [`coordinate_limit`] so that the
+/// difference of two is never inf - inf = NaN: u is a division (never x times 1 / l, which
+/// overflows for l below 1 / f64::MAX); a squared distance beyond
+/// [`r2_limit`](crate::numeric::simd::r2_limit) is the kernel's limit 0. So every lengthscale
+/// with |x - c| / l within T's range gives the defined answer (in f64 any l >= 1e-300 for data
+/// within 1e7 of its centre; in f32, l >= |x - c| / 1.7e38). Beyond that range the points that
+/// overflow on one side are held together (a documented limit, not a NaN).
 #[inline(always)]
 fn scaled<T: Float>(u: f64) -> T {
     let lim = coordinate_limit::<T>();
