@@ -47,7 +47,7 @@ pub enum Error {
     /// What a request's options imply (restarts x members, samples, inducing points, steps of
     /// loss history) needs more memory than the budget: refused before any allocation.
     #[error(
-        "{request} needs {} of memory, more than the {} available (see max_memory)",
+        "{request} needs {} of memory, more than the {} available",
         format_bytes(*needed),
         format_bytes(*budget)
     )]
