@@ -158,7 +158,7 @@ fn transform_body<T: Real>(
         // exp(-r) and rq's weights are then their limit 0, not inf * 0.
         let lim = r2_limit::<T>();
         for x in vs.iter_mut() {
-            if !(*x <= lim) {
+            if !Real::is_finite(*x) || *x > lim {
                 *x = lim;
             }
         }
