@@ -119,7 +119,7 @@ fn fit_students(
         .init(&init)
         .fix(Target::Outputscale)
         .restarts(restarts)
-        .standardize(standardize)
+        .standardize_removed(standardize)?
         .max_iter(MAX_ITER)
         .on(be)
         .observer(&mut rec)

@@ -51,6 +51,14 @@ pub enum Error {
         format_bytes(*bytes)
     )]
     AllocationFailed { what: String, bytes: u64, limit: String },
+    /// What a request's options imply (restarts x members, samples, inducing points, steps of
+    /// loss history) needs more memory than the budget: refused before any allocation.
+    #[error(
+        "{request} needs {} of memory, more than the {} available",
+        format_bytes(*needed),
+        format_bytes(*budget)
+    )]
+    TooLarge { request: String, needed: u64, budget: u64 },
     /// The caller asked a long computation to stop (a KeyboardInterrupt, say).
     #[error("interrupted")]
     Interrupted,

@@ -25,7 +25,7 @@
 //! policy there, and its tests.
 
 use crate::error::{Error, Result};
-use crate::numeric::simd::{dispatch_avx2, exp_in_place};
+use crate::numeric::simd::{dispatch_avx2, exp_in_place, r2_limit};
 use crate::numeric::Real;
 
 /// A covariance kernel, chosen by name (`rbf`, `matern12`, `matern32`, `matern52`, `rq`).
@@ -154,6 +154,14 @@ fn transform_body<T: Real>(
         let len = CHUNK.min(v.len() - start);
         let vs = &mut v[start..start + len];
         let es = &mut e[..len];
+        // r^2 beyond the limit (inf for a tiny lengthscale) is the limit: the Matérns' (1 + r)
+        // exp(-r) and rq's weights are then their limit 0, not inf * 0.
+        let lim = r2_limit::<T>();
+        for x in vs.iter_mut() {
+            if !Real::is_finite(*x) || *x > lim {
+                *x = lim;
+            }
+        }
         let mut ps = psi.as_deref_mut().map(|p| &mut p[start..start + len]);
         let mut ds = dalpha.as_deref_mut().map(|p| &mut p[start..start + len]);
         match kernel {

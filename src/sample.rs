@@ -4,7 +4,7 @@
 //! the covariance.
 
 pub use crate::backend::cpu::sample::draw_samples;
-use crate::backend::Backend;
+use crate::backend::{memory, Backend};
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};
 use crate::error::Result;
 use ndarray::{Array2, Array3};
@@ -15,7 +15,10 @@ use ndarray::{Array2, Array3};
 /// member. Reproducible for a seed (one stream per member).
 ///
 /// # Errors
-/// Hyperparameter shapes or domains, inputs of the wrong shape or non-finite.
+/// Hyperparameter shapes or domains, inputs of the wrong shape or non-finite;
+/// [`Error::TooLarge`](crate::Error::TooLarge) when the samples (count x B x M, twice: drawn
+/// and returned), the covariances (B x M x M) and one factor per thread exceed the memory
+/// available.
 pub fn sample_prior(
     be: &dyn Backend,
     x: &Inputs,
@@ -29,6 +32,15 @@ pub fn sample_prior(
     hyp.validate(b, d)?;
     x.validate_test("x", b, d)?;
     let m = x.n_points();
+    let (b64, m64) = (b as u64, m as u64);
+    let threads = rayon::current_num_threads() as u64;
+    let needed = memory::product(&[16, count as u64, b64, m64]).saturating_add(memory::product(&[
+        8,
+        b64.saturating_add(threads),
+        m64,
+        m64,
+    ]));
+    memory::plan(|| format!("sample_prior with samples = {count} for {b} members at M = {m} points"), needed, None)?;
     let data = Dataset::new(x.clone(), Array2::zeros((b, m)))?;
     let mut gram = be.gram(&data, hyp, precision)?;
     if !with_noise {

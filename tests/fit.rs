@@ -143,6 +143,7 @@ fn restarts_never_make_a_member_worse() {
 }
 
 #[test]
+#[allow(deprecated)] // standardize is a no-op kept for compatibility: this checks it is one
 fn standardisation_finds_the_same_optimum_in_data_units() {
     let (data, _) = random_batch(3, 35, 2, 16);
     let y = data.y().mapv(|v| 50.0 + 20.0 * v);
@@ -290,5 +291,32 @@ fn restarts_do_not_depend_on_the_rest_of_the_batch() {
             assert_eq!(part.restart[i], whole.restart[m], "member {m}");
             assert_eq!(part.hyperparameters.lengthscale.row(i), whole.hyperparameters.lengthscale.row(m));
         }
+    }
+}
+
+/// A hyperparameter that ends on a uniform prior's bound or a box bound is flagged in the
+/// member's outcome (issue 21, point 18); a fit inside its bounds is not.
+#[test]
+fn a_fit_that_ends_on_a_bound_says_so() {
+    let x = Array2::from_shape_fn((40, 1), |(i, _)| i as f64 / 40.0);
+    let y =
+        Array2::from_shape_fn((2, 40), |(m, i)| (6.0 * i as f64 / 40.0 + m as f64).sin() + 0.05 * ((i * 7) % 5) as f64);
+    let data = Dataset::new(x, y).unwrap();
+    let priors = Priors::from_toml("[outputscale]\nuniform = { low = 10.0, high = 150.0 }\n").unwrap();
+    let r = fit(&data).priors(&priors).run().unwrap();
+    for b in 0..2 {
+        assert_close(r.hyperparameters.outputscale[b], 10.0, 1e-5, "outputscale on the bound");
+        assert!(r.describe(b).contains("outputscale at its uniform prior's bound 10"), "{}", r.describe(b));
+    }
+    // Noise near 0.001 of var(y) against a box whose low end is 0.1: held there, and said.
+    let boxed = fit(&data).bounds(0.1, 100.0).run().unwrap();
+    for b in 0..2 {
+        assert_close(boxed.hyperparameters.noise[b], 0.1, 1e-6, "noise on the box");
+        assert!(boxed.describe(b).contains("noise at its box bound 0.1"), "{}", boxed.describe(b));
+    }
+    let free = fit(&data).run().unwrap();
+    for b in 0..2 {
+        assert!(free.at_bound[b].is_empty(), "{}", free.describe(b));
+        assert!(!free.describe(b).contains("bound"), "{}", free.describe(b));
     }
 }

@@ -106,7 +106,7 @@ def fit(
     precision: str,
     progress: _Progress | None,
     model: str,  # "exact" or "svgp"
-    options: dict[str, Any],  # exact: restarts, standardize, bounds; svgp: z, num_inducing, batch_size
+    options: dict[str, Any],  # exact: restarts, bounds; svgp: z, num_inducing, batch_size
 ) -> dict[str, Any]:
     """kernel (str); lengthscale (B, D), outputscale, noise, mean, [alpha] (B,); log_prior,
     objective, status, jitter, iterations (B,); reason, outcome (lists of B str). Exact GPs: mll,

@@ -137,7 +137,8 @@ def fit(
     restarts : int
         Exact GPs: extra starts per GP from spread points; the best is kept.
     standardize : bool
-        Exact GPs: fit on y standardised per member; results are in the data's units.
+        Removed: True raises BatchGPError (it did nothing, as every fit already runs on y
+        standardised per member and reports in the data's units); False is accepted.
     bounds : (low, high), optional
         Exact GPs: box on every positive hyperparameter, as scikit-learn's bounds
         (0 < low < high).
@@ -179,12 +180,17 @@ def fit(
     BatchGPError
         For a rejected request. KeyboardInterrupt (Ctrl-C) stops the fit.
     """
-    own = {"restarts": restarts, "standardize": standardize, "bounds": bounds}
+    if standardize:
+        raise BatchGPError(
+            "invalid option `standardize`: standardize was removed: it did nothing, as every fit "
+            "already runs on y standardised per member and reports in the data's units"
+        )
+    own = {"restarts": restarts, "bounds": bounds}
     own.update(num_inducing=num_inducing, z=z, batch_size=batch_size)
     chosen = _models.for_fit(model, init, own)
     x, y, mask, yvar = as_data(x, y, mask, yvar)
     if chosen is _models.EXACT:
-        options = {"restarts": as_int("restarts", restarts), "standardize": bool(standardize)}
+        options = {"restarts": as_int("restarts", restarts)}
         options["bounds"] = as_bounds(bounds)
     else:
         options = {

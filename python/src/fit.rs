@@ -1,7 +1,7 @@
 //! The one fit of the binding, for every model: what the exact GP's and the SVGP's fits share
 //! (the data, kernel, priors, optimiser, iterations, learning rate, seed, fixed kinds, backend,
 //! precision, the interruptible run and the result's common arrays) is read and written once;
-//! the model's own options (restarts, standardize and bounds; z, num_inducing and batch_size)
+//! the model's own options (restarts and bounds; z, num_inducing and batch_size)
 //! and result arrays beside it.
 
 use crate::arrays::{self, prior_views, FloatArray, ModelParams, ModelParamsArg, PriorArg, View};
@@ -22,7 +22,6 @@ use pyo3::types::PyDict;
 #[pyo3(from_item_all)]
 struct ExactOptions {
     restarts: usize,
-    standardize: bool,
     bounds: Option<(f64, f64)>,
 }
 
@@ -152,9 +151,7 @@ pub fn fit<'py>(
                 }
             };
             let be = runtime::backend(&backend)?;
-            let mut req = with_shared!(FitRequest::new(&data), &shared, be.as_ref(), max_iter)
-                .restarts(o.restarts)
-                .standardize(o.standardize);
+            let mut req = with_shared!(FitRequest::new(&data), &shared, be.as_ref(), max_iter).restarts(o.restarts);
             if let Some((lo, hi)) = o.bounds {
                 req = req.bounds(lo, hi);
             }

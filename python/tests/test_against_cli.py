@@ -99,13 +99,13 @@ def test_fit_matches_cli(run_cli, kernel):
 
 
 def test_fit_options_match_cli(run_cli):
-    """init, fix, restarts, standardize, bounds, max_iter, seed, optimizer: the same fit."""
+    """init, fix, restarts, bounds, max_iter, seed, optimizer: the same fit."""
     x, y = make_data(4, 30, 2, seed=3)
     init = make_params(4, 2, "rbf", seed=5)
     cases = [
         ({"fix": ("mean", "noise"), "init": init}, ["--fix", "mean,noise", "--init", run_cli.params(init)]),
         ({"restarts": 2, "seed": 7}, ["--restarts", "2", "--seed", "7"]),
-        ({"standardize": True, "bounds": (1e-3, 1e3)}, ["--standardize", "--bounds", "0.001,1000"]),
+        ({"bounds": (1e-3, 1e3)}, ["--bounds", "0.001,1000"]),
         ({"max_iter": 3}, ["--max-iter", "3"]),
         ({"optimizer": "adam", "max_iter": 50}, ["--optimizer", "adam", "--max-iter", "50"]),
     ]

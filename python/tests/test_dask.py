@@ -120,13 +120,13 @@ def test_fit_on_the_active_client_one_task_per_chunk(client):
     assert got == batchgp.fit(x, y, mask=mask, backend="cpu")
 
 
-def test_fit_with_init_fix_standardize_and_kernel():
+def test_fit_with_init_fix_and_kernel():
     x, y, mask, yvar = ragged_batch()
     rng = np.random.default_rng(3)
     init = batchgp.Params(
         rng.uniform(0.2, 1.0, (B, D)), rng.uniform(0.5, 2, B), 0.05, 0.0, rng.uniform(0.5, 2, B), "rq"
     )
-    opts = {"kernel": "rq", "init": init, "fix": "mean", "standardize": True, "max_iter": 60, "backend": "cpu"}
+    opts = {"kernel": "rq", "init": init, "fix": "mean", "max_iter": 60, "backend": "cpu"}
     whole = batchgp.fit(x, y, mask=mask, yvar=yvar, **opts)
     dx, dy = chunked(x, y)
     got = bd.fit(dx, dy, mask=mask, yvar=yvar, **opts)

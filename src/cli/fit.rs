@@ -213,7 +213,7 @@ pub fn run(a: FitArgs) -> batchgp::Result<()> {
         .optimizer(optimizer)
         .max_iter(max_iter)
         .restarts(restarts)
-        .standardize(standardize)
+        .standardize_removed(standardize)?
         .seed(seed)
         .on(be.as_ref())
         .precision(precision);

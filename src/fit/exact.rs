@@ -17,7 +17,7 @@ use super::objective::{BatchObjective, MemberEval};
 use super::request::{Exact, ExactOptions, FitRequest, Model};
 use super::transform::Map;
 use super::{theta_of, Degeneracy, FitResult, Optimizer, Termination, ALPHA_MAX, MIN_POINTS};
-use crate::backend::{Backend, MllOptions, PredictOptions, Prediction};
+use crate::backend::{memory, Backend, MllOptions, PredictOptions, Prediction};
 use crate::data::{Dataset, Hyperparameters, Inputs, Status};
 use crate::error::{Error, Result};
 use crate::layout::{Layout, Target};
@@ -274,7 +274,7 @@ impl Model for Exact {
                 return Err(Error::option("fix", format!("member {m} of {} is out of range for {}", b, t.name())));
             }
         }
-        Ok(())
+        plan_members(req)
     }
     fn fixed(req: &FitRequest<'_, Exact>) -> Vec<Target> {
         req.model.fixed_members.iter().map(|(t, _)| *t).collect()
@@ -282,6 +282,29 @@ impl Model for Exact {
     fn run(req: FitRequest<'_, Exact>) -> Result<FitResult> {
         req.run_exact()
     }
+}
+
+/// Plans the members a fit runs, B x (restarts + 1), before any of them is made: each holds its
+/// standardised data (a copy per restart, x too when batched), its coordinate maps, box, start
+/// and optimiser state; one member's MLL workspace comes on top.
+///
+/// # Errors
+/// [`Error::TooLarge`] naming the restarts and the members.
+fn plan_members(req: &FitRequest<'_, Exact>) -> Result<()> {
+    let data = req.data;
+    let (b, n, d) = (data.batch_size() as u64, data.n_points() as u64, data.n_dims() as u64);
+    let members = memory::product(&[b, (req.model.restarts as u64).saturating_add(1)]);
+    let x_bytes = if matches!(data.x(), Inputs::Batched(_)) { n.saturating_mul(d) } else { 0 };
+    let p = Layout::new(req.kernel, d as usize).len() as u64;
+    let per = memory::product(&[8, n.saturating_mul(3).saturating_add(x_bytes)])
+        .saturating_add(memory::member_state_bytes(p));
+    let one = memory::cpu_mll_bytes(n as usize, d as usize, req.kernel, req.precision, true);
+    let needed = memory::product(&[members, per]).saturating_add(one);
+    memory::plan(
+        || format!("restarts = {} for {b} members ({members} members of N = {n})", req.model.restarts),
+        needed,
+        req.model.max_memory,
+    )
 }
 
 /// The exact GP's own options and its fit.
@@ -299,9 +322,23 @@ impl FitRequest<'_, Exact> {
         self.model.restarts = r;
         self
     }
-    pub fn standardize(mut self, on: bool) -> Self {
-        self.model.standardize = on;
+    /// Does nothing: every fit already runs on y standardised per member and reports in the
+    /// data's units (see [`STANDARDIZE_REMOVED`](super::STANDARDIZE_REMOVED)).
+    #[deprecated(
+        note = "does nothing: every fit already runs on y standardised per member, with results in the data's units"
+    )]
+    pub fn standardize(self, _on: bool) -> Self {
         self
+    }
+    /// The CLI's and Python's `standardize`: Ok when off, else refused with why it was removed.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] naming `standardize` with [`STANDARDIZE_REMOVED`](super::STANDARDIZE_REMOVED).
+    pub fn standardize_removed(self, on: bool) -> Result<Self> {
+        if on {
+            return Err(Error::option("standardize", super::STANDARDIZE_REMOVED));
+        }
+        Ok(self)
     }
     /// Box bounds (low, high) on every positive hyperparameter (lengthscale, outputscale,
     /// noise) without a uniform prior, in natural units, as scikit-learn's `*_bounds`. With
@@ -360,8 +397,8 @@ impl FitRequest<'_, Exact> {
             })
             .collect();
 
-        // Restarts are extra members: member e fits GP e % B.
-        let e_total = b * (self.model.restarts + 1);
+        // Restarts are extra members: member e fits GP e % B (planned by `plan_members`).
+        let e_total = b * self.model.restarts.saturating_add(1);
         let gp: Vec<usize> = (0..e_total).map(|e| e % b).collect();
         let std_data = units.standardise(data);
         let data_e = if self.model.restarts > 0 { std_data.select(&gp) } else { std_data };
@@ -392,7 +429,8 @@ impl FitRequest<'_, Exact> {
         };
         let mut observer = self.observer.take();
         let rounds = driver::drive(&mut objective, &mut states, observer.as_deref_mut(), &snapshot)?;
-        let res = self.fold(&mut objective, &states, &degeneracy, rounds)?;
+        let mut res = self.fold(&mut objective, &states, &degeneracy, rounds)?;
+        res.at_bound = self.bounds_reached(layout, &maps, &lower, &upper, &states, &res);
         if let Some(o) = observer {
             o.finish(&res.status);
         }
@@ -510,6 +548,67 @@ impl FitRequest<'_, Exact> {
             .collect()
     }
 
+    /// Per GP, the hyperparameters its kept run ended on a bound of: a uniform prior's (within
+    /// 1e-6 of its width) or a box's (`bounds`, alpha's ALPHA_MAX), in words (`outputscale at
+    /// its uniform prior's bound 10`); empty for none. Degenerate members' boxes are their
+    /// degeneracy's, said already.
+    fn bounds_reached(
+        &self,
+        layout: Layout,
+        maps: &[Vec<Map>],
+        lower: &[Vec<f64>],
+        upper: &[Vec<f64>],
+        states: &[Box<dyn MemberOptimizer>],
+        res: &FitResult,
+    ) -> Vec<String> {
+        let b = self.data.batch_size();
+        (0..b)
+            .map(|m| {
+                if res.hyperparameters.outputscale[m].is_nan() || res.degeneracy[m].is_some() {
+                    return String::new();
+                }
+                let e = m + res.restart[m] * b;
+                let u = states[e].point().0;
+                let mut hits = Vec::new();
+                for c in 0..layout.len() {
+                    let (t, k) = layout.coordinate(c);
+                    let name = if t == Target::Lengthscale && layout.n_dims() > 1 {
+                        format!("{}[{k}]", t.name())
+                    } else {
+                        t.name().to_string()
+                    };
+                    let theta = maps[e][c].theta(u[c]);
+                    let near = |a: f64, b: f64, width: f64| (a - b).abs() <= 1e-6 * width;
+                    match maps[e][c] {
+                        Map::Sigmoid { low, high } => {
+                            for bound in [low, high] {
+                                if near(theta, bound, high - low) {
+                                    hits.push(format!("{name} at its uniform prior's bound {bound}"));
+                                }
+                            }
+                        }
+                        Map::Log { scale } => {
+                            for bu in [lower[e][c], upper[e][c]] {
+                                if bu.is_finite() && near(u[c], bu, 1.0) {
+                                    // The user's bound as typed, not its round trip through log.
+                                    let v = scale * bu.exp();
+                                    let v = match self.model.bounds {
+                                        Some((lo, _)) if near(v, lo, lo) => lo,
+                                        Some((_, hi)) if near(v, hi, hi) => hi,
+                                        _ => v,
+                                    };
+                                    hits.push(format!("{name} at its box bound {v}"));
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                hits.join(", ")
+            })
+            .collect()
+    }
+
     /// Keeps the best run per GP and reports it in the data's units: one evaluation (without
     /// gradient) at the kept points gives mll, log prior, status and jitter.
     fn fold(
@@ -533,6 +632,7 @@ impl FitRequest<'_, Exact> {
             iterations: Array1::zeros(b),
             rounds,
             restart: Array1::zeros(b),
+            at_bound: vec![String::new(); b],
         };
         if let Some(a) = res.hyperparameters.alpha.as_mut() {
             a.fill(nan);

@@ -38,6 +38,11 @@ use driver::MemberOptimizer;
 use ndarray::Array1;
 use transform::Map;
 
+/// Why `standardize` was removed (Rust: a deprecated no-op setter; Python and the CLI refuse
+/// it with this reason).
+pub const STANDARDIZE_REMOVED: &str = "standardize was removed: it did nothing, as every fit already runs on y \
+     standardised per member and reports in the data's units";
+
 /// rq's alpha is fitted within (0, ALPHA_MAX]: there rq differs from rbf by at most
 /// r^4 exp(-r^2 / 2) / (8 alpha) < 1e-7 of the outputscale.
 pub const ALPHA_MAX: f64 = 1e6;
@@ -189,15 +194,24 @@ pub struct FitResult {
     pub rounds: usize,
     /// Which start was kept per GP (0 = the initial point, r = restart r).
     pub restart: Array1<usize>,
+    /// Per GP, the hyperparameters that ended on a uniform prior's bound or a box bound, in
+    /// words (`outputscale at its uniform prior's bound 10`); empty for none. Such a fit is the
+    /// best within the bounds, not the data's optimum: [`FitResult::describe`] says so.
+    pub at_bound: Vec<String>,
 }
 
 impl FitResult {
-    /// Member b's outcome in words: its status, and the reason or degeneracy behind it.
+    /// Member b's outcome in words: its status, the reason or degeneracy behind it, and the
+    /// bounds its hyperparameters ended on.
     pub fn describe(&self, b: usize) -> String {
-        match (self.status[b], self.degeneracy[b]) {
+        let text = match (self.status[b], self.degeneracy[b]) {
             (Status::Degenerate, Some(d)) => format!("degenerate ({}), {}", d.text(), self.reason[b].text()),
             (Status::MaxIter, _) => format!("not converged ({})", self.reason[b].text()),
             (s, _) => s.text().to_string(),
+        };
+        match self.at_bound.get(b).filter(|s| !s.is_empty()) {
+            Some(hits) => format!("{text}; {hits}"),
+            None => text,
         }
     }
 }

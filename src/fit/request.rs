@@ -72,7 +72,6 @@ pub struct ExactOptions {
     pub(super) init: Option<Hyperparameters>,
     pub(super) fixed_members: Vec<(Target, usize)>,
     pub(super) restarts: usize,
-    pub(super) standardize: bool,
     pub(super) bounds: Option<(f64, f64)>,
     pub(super) max_memory: Option<u64>,
 }
@@ -111,7 +110,6 @@ pub struct SvgpOptions {
 /// | init        | data-driven (see below) | starting hyperparameters (B members)                     | valid hyperparameters |
 /// | fix_member  | nothing                 | a hyperparameter held for one member                     |       |
 /// | restarts    | 0                       | extra starts per GP from spread points; best kept        | >= 0  |
-/// | standardize | false                   | kept for compatibility: every fit runs on y standardised per member, with results in the data's units |       |
 /// | bounds      | none                    | box (low, high) on positive hyperparameters, as scikit-learn's; L-BFGS then runs as L-BFGS-B on a boxed problem | 0 < low < high |
 /// | max_memory  | the memory available    | budget in bytes: members run in chunks that fit it        | >= 1  |
 ///

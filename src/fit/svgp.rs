@@ -23,11 +23,11 @@ use super::objective::{BatchObjective, MemberEval};
 use super::request::{FitRequest, Model, Svgp, SvgpOptions};
 use super::transform::Map;
 use super::{Optimizer, Termination, ALPHA_MAX};
-use crate::backend::{Backend, BackendChoice, PredictOptions, Prediction};
+use crate::backend::{memory, Backend, BackendChoice, PredictOptions, Prediction};
 use crate::data::{Dataset, Hyperparameters, Inputs, Status};
 use crate::error::{Error, Result};
 use crate::kernel::Kernel;
-use crate::layout::{SvgpEntry, SvgpLayout, Target};
+use crate::layout::{Layout, SvgpEntry, SvgpLayout, Target};
 use crate::prior::ResolvedPriors;
 use crate::svgp::{init_inducing, ElboOptions, SvgpParams};
 use ndarray::{Array1, Array2, Array3, Axis};
@@ -99,7 +99,7 @@ impl Model for Svgp {
         if o.num_inducing == Some(0) {
             return Err(Error::option("inducing", "must be >= 1"));
         }
-        Ok(())
+        plan(req)
     }
     /// SVGP work runs where [`crate::svgp::backend_choice`] says (`Auto` is the CPU).
     fn backend_choice(choice: BackendChoice) -> BackendChoice {
@@ -108,6 +108,44 @@ impl Model for Svgp {
     fn run(req: FitRequest<'_, Svgp>) -> Result<SvgpFitResult> {
         req.run_svgp()
     }
+}
+
+/// Plans what an SVGP fit's options imply before any of it is made: per member its parameters
+/// (Z, q_mu, q_sqrt: M x M) three times over (start, current, result) and its optimiser state
+/// over M D + M + M (M + 1) / 2 coordinates; one ELBO workspace (M x M and N x M matrices) per
+/// thread; the k-means++ start; and the loss history, one row of B per step (twice: rounds and
+/// the result).
+///
+/// # Errors
+/// [`Error::TooLarge`] naming the inducing points, the steps and the members.
+fn plan(req: &FitRequest<'_, Svgp>) -> Result<()> {
+    let data = req.data;
+    let (b, n, d) = (data.batch_size() as u64, data.n_points() as u64, data.n_dims() as u64);
+    let m = match &req.model.init {
+        Some(p) => p.n_inducing() as u64,
+        None => req.model.num_inducing.map_or(n.min(64), |m| m as u64).max(1),
+    };
+    let mm = m.saturating_mul(m);
+    let p = memory::product(&[m, d.saturating_add(1)])
+        .saturating_add(m.saturating_mul(m.saturating_add(1)) / 2)
+        .saturating_add(Layout::new(req.kernel, d as usize).len() as u64);
+    let params = memory::product(&[3 * 8, mm.saturating_add(m.saturating_mul(d.saturating_add(1)))]);
+    let per_member = params.saturating_add(memory::member_state_bytes(p));
+    let s = req.model.batch_size.map_or(n, |s| (s as u64).min(n));
+    let workspace = memory::product(&[8, memory::product(&[6, mm]).saturating_add(memory::product(&[4, s, m]))]);
+    let threads = (rayon::current_num_threads() as u64).min(b.max(1));
+    let kmeans = memory::product(&[8, n.saturating_add(m.saturating_mul(d))]);
+    let history =
+        memory::product(&[2, (req.max_iter as u64).saturating_add(1), b.saturating_mul(8).saturating_add(24)]);
+    let needed = memory::product(&[b, per_member])
+        .saturating_add(memory::product(&[threads, workspace]))
+        .saturating_add(kmeans)
+        .saturating_add(history);
+    memory::plan(
+        || format!("an SVGP fit of {b} members with M = {m} inducing points and {} steps", req.max_iter),
+        needed,
+        None,
+    )
 }
 
 /// The SVGP's own options and its fit.
@@ -504,6 +542,13 @@ impl BatchObjective for SvgpObjective<'_> {
                 row[e] = -r.objective[i];
             }
         }
+        // The history was planned for one row a step; rounds beyond that (line searches) grow
+        // it fallibly, so that memory running out is an error, not an abort.
+        self.loss.try_reserve(1).map_err(|_| Error::TooLarge {
+            request: format!("the loss history's {} rows of {} members", self.loss.len() + 1, self.members()),
+            needed: ((self.loss.len() as u64 + 1) * (self.members() as u64 * 8 + 24)),
+            budget: memory::available().unwrap_or(0),
+        })?;
         self.loss.push(row);
         Ok(evals)
     }

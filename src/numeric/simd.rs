@@ -150,23 +150,56 @@ pub(crate) fn sum<T: Real>(w: &[T]) -> T {
     s
 }
 
-/// sum_i w[i] (a[i] - c)^2, four partial sums.
+/// The largest squared distance the kernels see (1e300 in f64, 1e37 in f32): beyond it every
+/// kernel's value and weights are their limit 0 (rq for alpha >= 0.5; rbf and the Matérns
+/// exactly), and a weight times it stays finite, so that a tiny lengthscale's r^2 = inf never
+/// meets a 0 weight as 0 * inf = NaN.
+#[inline(always)]
+pub(crate) fn r2_limit<T: Real>() -> T {
+    let big = T::from_f64(1e300);
+    if big.is_finite() {
+        big
+    } else {
+        T::from_f64(1e37)
+    }
+}
+
+/// The magnitude a scaled coordinate (x - c) / l is held to: half T's largest, so that the
+/// difference of two stays finite.
+#[inline(always)]
+pub(crate) fn coordinate_limit<T: Real>() -> f64 {
+    if T::from_f64(f64::MAX).is_finite() {
+        f64::MAX / 2.0
+    } else {
+        f64::from(f32::MAX) / 2.0
+    }
+}
+
+/// sum_i w[i] min((a[i] - c)^2, [`r2_limit`]), four partial sums: a zero weight at an infinite
+/// distance contributes its limit 0.
 #[inline(always)]
 pub(crate) fn weighted_sq_diff<T: Real>(w: &[T], a: &[T], c: T) -> T {
+    let lim = r2_limit::<T>();
+    let cap = |t: T| {
+        let tt = t * t;
+        if tt > lim {
+            lim
+        } else {
+            tt
+        }
+    };
     let zero = T::from_f64(0.0);
     let mut acc = [zero; 4];
     let n = w.len();
     let n4 = n / 4 * 4;
     for i in (0..n4).step_by(4) {
         for k in 0..4 {
-            let t = a[i + k] - c;
-            acc[k] += w[i + k] * (t * t);
+            acc[k] += w[i + k] * cap(a[i + k] - c);
         }
     }
     let mut s = (acc[0] + acc[1]) + (acc[2] + acc[3]);
     for i in n4..n {
-        let t = a[i] - c;
-        s += w[i] * (t * t);
+        s += w[i] * cap(a[i] - c);
     }
     s
 }

@@ -7,7 +7,7 @@
 //! loops. The kernel turns r^2 into phi (and the gradient weights) in one long vectorised pass
 //! ([`crate::kernel::transform`]).
 
-use super::simd::{add_sq_diff, dispatch_avx2};
+use super::simd::{add_sq_diff, coordinate_limit, dispatch_avx2};
 use super::Float;
 use crate::backend::member::MemberView;
 use crate::data::{Dataset, Hyperparameters};
@@ -28,7 +28,7 @@ pub(crate) fn load_member<T: Float>(member: &MemberView, xs: &mut [T], r: &mut [
             for (slot, i) in member.observed().enumerate() {
                 let row = &flat[i * d..(i + 1) * d];
                 for (k, ((v, c), l)) in row.iter().zip(centre).zip(ls).enumerate() {
-                    xs[k * n + slot] = T::from_f64((v - c) / l);
+                    xs[k * n + slot] = scaled((v - c) / l);
                 }
                 r[slot] = T::from_f64(member.residual(i));
             }
@@ -36,7 +36,7 @@ pub(crate) fn load_member<T: Float>(member: &MemberView, xs: &mut [T], r: &mut [
         _ => {
             for (slot, i) in member.observed().enumerate() {
                 for (k, l) in ls.iter().enumerate() {
-                    xs[k * n + slot] = T::from_f64(member.x(i, k) / l);
+                    xs[k * n + slot] = scaled(member.x(i, k) / l);
                 }
                 r[slot] = T::from_f64(member.residual(i));
             }
@@ -56,9 +56,22 @@ pub(crate) fn scale_points<T: Float>(member: &MemberView, z: ArrayView2<f64>, ou
     let ls = member.lengthscale();
     for i in 0..m {
         for (k, l) in ls.iter().enumerate() {
-            out[k * m + i] = T::from_f64(member.centred(z, i, k) / l);
+            out[k * m + i] = scaled(member.centred(z, i, k) / l);
         }
     }
+}
+
+/// A scaled coordinate u = (x - c) / l in T, held within [`coordinate_limit`] so that the
+/// difference of two is never inf - inf = NaN: u is a division (never x times 1 / l, which
+/// overflows for l below 1 / f64::MAX); a squared distance beyond
+/// [`r2_limit`](crate::numeric::simd::r2_limit) is the kernel's limit 0. So every lengthscale
+/// with |x - c| / l within T's range gives the defined answer (in f64 any l >= 1e-300 for data
+/// within 1e7 of its centre; in f32, l >= |x - c| / 1.7e38). Beyond that range the points that
+/// overflow on one side are held together (a documented limit, not a NaN).
+#[inline(always)]
+fn scaled<T: Float>(u: f64) -> T {
+    let lim = coordinate_limit::<T>();
+    T::from_f64(u.clamp(-lim, lim))
 }
 
 /// A kernel with its outputscale and shape, as the fill functions take it.

@@ -80,6 +80,36 @@ pub(crate) fn in_flight(per_member: u64, fixed: u64, max_memory: Option<u64>, n:
     Ok(((budget - fixed) / per_member.max(1)).max(1).min(usize::MAX as u64) as usize)
 }
 
+/// Plans what a request's options imply beyond its members (restarts x members, samples x B x
+/// M, inducing points, steps x B of loss history): `needed` bytes, all allocated up front, must
+/// fit `max_memory`, else the memory available. `request` says what asked for them, in the
+/// user's words (`restarts = 1000000000000 for 3 members`). Sizes are computed saturating, so
+/// a product that overflows u64 is refused as such.
+///
+/// # Errors
+/// [`Error::TooLarge`] with the bytes needed and the budget.
+pub(crate) fn plan(request: impl FnOnce() -> String, needed: u64, max_memory: Option<u64>) -> Result<()> {
+    if max_memory.is_none() && needed <= SMALL_REQUEST {
+        return Ok(());
+    }
+    let budget = max_memory.or_else(available).unwrap_or(u64::MAX - 1);
+    if needed > budget {
+        return Err(Error::TooLarge { request: request(), needed, budget });
+    }
+    Ok(())
+}
+
+/// The product of sizes, saturating at u64::MAX (a size no budget admits).
+pub(crate) fn product(sizes: &[u64]) -> u64 {
+    sizes.iter().fold(1u64, |acc, &s| acc.saturating_mul(s))
+}
+
+/// Bytes one optimised member's state needs for `p` coordinates: its maps, box, start and
+/// L-BFGS's ten pairs with its working vectors (Adam needs less), plus its fixed overhead.
+pub(crate) fn member_state_bytes(p: u64) -> u64 {
+    p.saturating_mul(40 * 8).saturating_add(1024)
+}
+
 fn size_of(p: Precision) -> u64 {
     match p {
         Precision::F64 => 8,

@@ -1,0 +1,121 @@
+//! Any finite positive lengthscale gives the defined answer (issue 21, point 9): at a tiny
+//! lengthscale every pair of distinct points is uncorrelated, K = (s + noise) I; at a huge one
+//! every pair is fully correlated, K = s 1 1^T + noise I. MLL, gradient and prediction are
+//! checked against these closed forms for every kernel on the CPU in f64.
+
+mod common;
+use batchgp::backend::PredictOptions;
+use batchgp::{BackendChoice, Dataset, Hyperparameters, Inputs, Kernel, MllRequest, Status};
+use common::*;
+use ndarray::{arr1, Array2};
+
+const N: usize = 6;
+const S: f64 = 1.7;
+const NOISE: f64 = 0.3;
+const MEAN: f64 = 0.2;
+
+fn data() -> Dataset {
+    let x = Array2::from_shape_fn((N, 1), |(i, _)| -1.0 + 0.37 * i as f64);
+    let y = Array2::from_shape_fn((1, N), |(_, i)| (1.3 * i as f64).sin() + 0.1 * i as f64);
+    Dataset::new(x, y).unwrap()
+}
+
+fn hyp(kernel: Kernel, l: f64) -> Hyperparameters {
+    let h = Hyperparameters::broadcast(1, &[l], S, NOISE, MEAN).with_kernel(kernel);
+    if kernel.has_alpha() {
+        h.with_alpha(arr1(&[1.0]))
+    } else {
+        h
+    }
+}
+
+/// The MLL, its gradient (mean, log s, log noise) and the prediction at x_0 and far from every
+/// point, for K = c 1 1^T + v I with c the correlation's outputscale (0 or s) and v = the diagonal
+/// beyond it; closed forms by Sherman-Morrison.
+struct Closed {
+    mll: f64,
+    g_mean: f64,
+    g_log_s: f64,
+    g_log_noise: f64,
+}
+
+fn residuals() -> Vec<f64> {
+    let d = data();
+    (0..N).map(|i| d.y()[[0, i]] - MEAN).collect()
+}
+
+fn closed(correlated: bool) -> Closed {
+    let r = residuals();
+    let n = N as f64;
+    let (c, v) = if correlated { (S, NOISE) } else { (0.0, S + NOISE) };
+    let sum_r: f64 = r.iter().sum();
+    let rr: f64 = r.iter().map(|x| x * x).sum();
+    let den = v + n * c;
+    let alpha: Vec<f64> = r.iter().map(|ri| (ri - c * sum_r / den) / v).collect();
+    let sum_a: f64 = alpha.iter().sum();
+    let aa: f64 = alpha.iter().map(|a| a * a).sum();
+    let quad = (rr - c * sum_r * sum_r / den) / v;
+    let logdet = n * v.ln() + (1.0 + n * c / v).ln();
+    let tr_inv = (n - c * n / den) / v;
+    let mll = -0.5 * quad - 0.5 * logdet - 0.5 * n * LN_2PI;
+    // dK/dlog s = s 1 1^T when correlated, s I when not; dK/dlog noise = noise I.
+    let g_log_s = if correlated { 0.5 * S * (sum_a * sum_a - n / den) } else { 0.5 * S * (aa - tr_inv) };
+    Closed { mll, g_mean: sum_a, g_log_s, g_log_noise: 0.5 * NOISE * (aa - tr_inv) }
+}
+
+fn check(l: f64, correlated: bool) {
+    let be = batchgp::select(BackendChoice::Cpu).unwrap();
+    let d = data();
+    let want = closed(correlated);
+    for kernel in Kernel::ALL {
+        let h = hyp(kernel, l);
+        let what = |s: &str| format!("{kernel} l = {l:e}: {s}");
+        let r = MllRequest::new(&d, &h).on(be.as_ref()).run().unwrap();
+        assert_eq!(r.status, vec![Status::Ok], "{}", what("status"));
+        assert_close(r.mll[0], want.mll, 1e-10, &what("mll"));
+        let g = r.gradient.unwrap();
+        assert_close(g.mean[0], want.g_mean, 1e-10, &what("d/d mean"));
+        assert_close(g.log_outputscale[0], want.g_log_s, 1e-10, &what("d/dlog s"));
+        assert_close(g.log_noise[0], want.g_log_noise, 1e-10, &what("d/dlog noise"));
+        assert_eq!(g.log_lengthscale[[0, 0]], 0.0, "{}", what("d/dlog l is its limit 0"));
+        if let Some(a) = g.log_alpha {
+            assert!(a[0].is_finite() && a[0].abs() < 1e-10, "{}: d/dlog alpha {}", what(""), a[0]);
+        }
+
+        // At x_0 itself and halfway between x_0 and x_1.
+        let test = Inputs::Shared(Array2::from_shape_vec((2, 1), vec![-1.0, -1.0 + 0.185]).unwrap());
+        let p = batchgp::predict(be.as_ref(), &d, &h, &test, &PredictOptions::default()).unwrap();
+        assert_eq!(p.status, vec![Status::Ok], "{}", what("predict status"));
+        let r0 = residuals()[0];
+        let n = N as f64;
+        if correlated {
+            // k* = s 1: mean m + s sum(alpha), var s - s^2 n / (noise + n s), at every point.
+            let mean = MEAN + S * want.g_mean;
+            let var = S - S * S * n / (NOISE + n * S);
+            for j in 0..2 {
+                assert_close(p.mean[[0, j]], mean, 1e-9, &what("predicted mean"));
+                assert_close(p.var[[0, j]], var, 1e-9, &what("predicted var"));
+            }
+        } else {
+            // k* = s e_0 at x_0, 0 elsewhere.
+            assert_close(p.mean[[0, 0]], MEAN + S * r0 / (S + NOISE), 1e-10, &what("mean at x_0"));
+            assert_close(p.var[[0, 0]], S - S * S / (S + NOISE), 1e-10, &what("var at x_0"));
+            assert_close(p.mean[[0, 1]], MEAN, 1e-12, &what("mean between points"));
+            assert_close(p.var[[0, 1]], S, 1e-12, &what("var between points"));
+        }
+    }
+}
+
+#[test]
+fn tiny_lengthscales_give_uncorrelated_points() {
+    for l in [1e-150, 1e-160, 1e-300] {
+        check(l, false);
+    }
+}
+
+#[test]
+fn huge_lengthscales_give_fully_correlated_points() {
+    for l in [1e300, 1e308, f64::MAX] {
+        check(l, true);
+    }
+}
