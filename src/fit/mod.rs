@@ -13,6 +13,7 @@
 //! Restarts are extra members started from spread points; the best one per GP is kept.
 
 mod adam;
+mod collapsed;
 mod driver;
 mod exact;
 mod lbfgs;
@@ -20,11 +21,13 @@ mod linesearch;
 mod objective;
 #[cfg(feature = "cli")]
 mod progress;
+mod starts;
 mod svgp;
 mod transform;
 
 #[cfg(feature = "cli")]
 pub use progress::ProgressBarObserver;
+pub use starts::{DEFAULT_RESTARTS, SAME_OPTIMUM_NATS};
 pub use svgp::{SvgpFitRequest, SvgpFitResult};
 
 use crate::backend::{self, Backend, BackendChoice, MllOptions};
@@ -38,9 +41,6 @@ use driver::MemberOptimizer;
 use exact::{ExactObjective, Units};
 use lbfgs::{Lbfgs, LbfgsState};
 use ndarray::Array1;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, StandardNormal};
 use transform::Map;
 
 /// rq's alpha is fitted within (0, ALPHA_MAX]: there rq differs from rbf by at most
@@ -182,16 +182,36 @@ pub struct FitResult {
     pub rounds: usize,
     /// Which start was kept per GP (0 = the initial point, r = restart r).
     pub restart: Array1<usize>,
+    /// How many of the GP's starts (of restarts + 1) ended at the kept objective, within
+    /// [`SAME_OPTIMUM_NATS`]; 0 for an empty or failed member.
+    pub reached_best: Array1<usize>,
+    /// Starts per GP (restarts + 1).
+    pub starts: usize,
 }
 
 impl FitResult {
     /// Member b's outcome in words: its status, and the reason or degeneracy behind it.
     pub fn describe(&self, b: usize) -> String {
-        match (self.status[b], self.degeneracy[b]) {
+        let text = match (self.status[b], self.degeneracy[b]) {
             (Status::Degenerate, Some(d)) => format!("degenerate ({}), {}", d.text(), self.reason[b].text()),
             (Status::MaxIter, _) => format!("not converged ({})", self.reason[b].text()),
             (s, _) => s.text().to_string(),
+        };
+        match self.starts_warning(b) {
+            Some(w) => format!("{text}; {w}"),
+            None => text,
         }
+    }
+
+    /// A warning when member b's starts disagree: with restarts, only one start reached the
+    /// kept optimum, so a better one may exist that no start found.
+    pub fn starts_warning(&self, b: usize) -> Option<String> {
+        (self.starts > 1 && self.reached_best[b] == 1).then(|| {
+            format!(
+                "warning: only 1 of {} starts reached this optimum (the others ended lower); more restarts may find a better one",
+                self.starts
+            )
+        })
     }
 }
 
@@ -208,7 +228,7 @@ impl FitResult {
 /// | kernel      | rbf                     | the covariance kernel ([`Kernel`])                       |       |
 /// | gtol        | 1e-6                    | stop when the max abs projected gradient in the optimiser's scale-free coordinates is below | > 0 |
 /// | ftol        | 1e-12                   | stop when the relative decrease of the objective is below | >= 0 |
-/// | restarts    | 0                       | extra starts per GP from spread points; best kept        | >= 0  |
+/// | restarts    | [`DEFAULT_RESTARTS`]    | extra starts per GP, spread log-uniformly over the ranges where optima lie (`starts`); best kept | >= 0  |
 /// | standardize | false                   | kept for compatibility: every fit runs on y standardised per member, with results in the data's units |       |
 /// | bounds      | none                    | box (low, high) on positive hyperparameters, as scikit-learn's; L-BFGS then runs as L-BFGS-B on a boxed problem | 0 < low < high |
 /// | learning_rate | 0.1                   | Adam's step                                              | > 0   |
@@ -260,7 +280,7 @@ impl<'a> FitRequest<'a> {
             max_iter: 1000,
             gtol: 1e-6,
             ftol: 1e-12,
-            restarts: 0,
+            restarts: DEFAULT_RESTARTS,
             standardize: false,
             bounds: None,
             learning_rate: 0.1,
@@ -576,11 +596,10 @@ impl<'a> FitRequest<'a> {
             .unzip()
     }
 
-    /// Starting points: the init's, and for restarts spread by N(0, 1) in every free
-    /// scale-free coordinate (a factor of e^N(0,1) on positive values, N(0, sd(y)) on the mean).
-    /// GP m draws from its own ChaCha8 stream (seed, stream first_member + m), restart r taking
-    /// the r-th P draws, so a GP's restarts do not depend on which other GPs share the batch (a
-    /// batch split into chunks fits exactly as a whole).
+    /// Starting points: the init's, and for restart r the r-th point of the GP's space-filling
+    /// design (`starts::restart_start`), drawn from its own stream (seed, first_member + GP), so
+    /// a GP's restarts do not depend on which other GPs share the batch (a batch split into
+    /// chunks fits exactly as a whole).
     fn starts(
         &self,
         layout: Layout,
@@ -594,24 +613,17 @@ impl<'a> FitRequest<'a> {
         let p = layout.len();
         (0..gp.len())
             .map(|e| {
-                let spread: Vec<f64> = if e >= b {
-                    let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-                    rng.set_stream(self.first_member + gp[e] as u64);
-                    let draws: Vec<f64> = (0..(e / b) * p).map(|_| StandardNormal.sample(&mut rng)).collect();
-                    draws[draws.len() - p..].to_vec()
-                } else {
-                    vec![0.0; p]
-                };
-                (0..p)
+                let u0: Vec<f64> = (0..p)
                     .map(|c| {
                         let (t, k) = layout.coordinate(c);
-                        let mut u = maps[e][c].u(init.get(t, gp[e], k));
-                        if maps[e][c].free() {
-                            u += spread[c];
-                        }
-                        u.clamp(lower[e][c], upper[e][c])
+                        maps[e][c].u(init.get(t, gp[e], k)).clamp(lower[e][c], upper[e][c])
                     })
-                    .collect()
+                    .collect();
+                if e < b {
+                    return u0;
+                }
+                let rotation = (self.seed, self.first_member + gp[e] as u64);
+                starts::restart_start(layout, &maps[e], &u0, (&lower[e], &upper[e]), e / b, rotation)
             })
             .collect()
     }
@@ -639,6 +651,8 @@ impl<'a> FitRequest<'a> {
             iterations: Array1::zeros(b),
             rounds,
             restart: Array1::zeros(b),
+            reached_best: Array1::zeros(b),
+            starts: self.restarts + 1,
         };
         if let Some(a) = res.hyperparameters.alpha.as_mut() {
             a.fill(nan);
@@ -655,7 +669,16 @@ impl<'a> FitRequest<'a> {
                 .filter(|&e| states[e].termination() != Some(Termination::Failed) && states[e].point().1.is_finite())
                 .min_by(|&x, &y| states[x].point().1.total_cmp(&states[y].point().1));
             match best {
-                Some(e) => kept.push((m, e)),
+                Some(e) => {
+                    kept.push((m, e));
+                    let f_best = states[e].point().1;
+                    let tol = SAME_OPTIMUM_NATS.max(1e-9 * f_best.abs());
+                    res.reached_best[m] = (0..=self.restarts)
+                        .map(|r| m + r * b)
+                        .filter(|&x| states[x].termination() != Some(Termination::Failed))
+                        .filter(|&x| states[x].point().1 - f_best <= tol)
+                        .count();
+                }
                 None => res.reason[m] = Termination::Failed,
             }
         }

@@ -91,6 +91,7 @@ pub struct SvgpFitRequest<'a> {
     backend: Option<&'a dyn Backend>,
     precision: Precision,
     observer: Option<&'a mut dyn FitObserver>,
+    optimal_q: bool,
 }
 
 impl<'a> SvgpFitRequest<'a> {
@@ -115,7 +116,15 @@ impl<'a> SvgpFitRequest<'a> {
             backend: None,
             precision: Precision::F64,
             observer: None,
+            optimal_q: true,
         }
+    }
+    /// Whether q takes its closed-form optimum (`super::collapsed`): at every evaluation on the
+    /// full data (the optimiser then moves the hyperparameters and Z only), or once at the start
+    /// with mini-batches. Default on; off, q_mu and q_sqrt are optimised as coordinates.
+    pub fn optimal_q(mut self, on: bool) -> Self {
+        self.optimal_q = on;
+        self
     }
     pub fn kernel(mut self, kernel: Kernel) -> Self {
         self.kernel = kernel;
@@ -248,8 +257,19 @@ impl<'a> SvgpFitRequest<'a> {
         self.check_options()?;
         let data = self.data;
         let (b, d) = (data.batch_size(), data.n_dims());
-        let start = self.start()?;
+        let mut start = self.start()?;
         let m = start.n_inducing();
+        // Full data: q profiled at every evaluation; mini-batches: q starts at its optimum.
+        let full = self.batch_size.is_none_or(|s| (0..b).all(|e| data.n_observed(e) <= s));
+        let profile = self.optimal_q && full;
+        if self.optimal_q {
+            super::collapsed::set_optimal_q(
+                data,
+                &mut start,
+                &(0..b).collect::<Vec<_>>(),
+                &ElboOptions::new(self.precision),
+            );
+        }
         let layout = SvgpLayout::new(self.kernel, d, m);
         let mut priors = self.priors.resolve(b, d)?;
         for t in Target::ALL {
@@ -265,7 +285,12 @@ impl<'a> SvgpFitRequest<'a> {
                 if data.n_observed(e) == 0 {
                     return Box::new(NotRun(u));
                 }
-                let free: Vec<bool> = maps[e].iter().map(|m| m.free()).collect();
+                let free: Vec<bool> = (0..layout.len())
+                    .map(|c| {
+                        maps[e][c].free()
+                            && !(profile && matches!(layout.entry(c), SvgpEntry::QMu(_) | SvgpEntry::QSqrt(..)))
+                    })
+                    .collect();
                 let lower = vec![f64::NEG_INFINITY; layout.len()];
                 let upper: Vec<f64> = (0..layout.len())
                     .map(|c| match (layout.entry(c), maps[e][c]) {
@@ -307,6 +332,7 @@ impl<'a> SvgpFitRequest<'a> {
                 .collect(),
             pools: vec![Vec::new(); b],
             loss: Vec::new(),
+            profile,
         };
         let snapshot = |states: &driver::Members| {
             let mut h = objective_hyp(self.kernel, b, d);
@@ -406,6 +432,8 @@ struct SvgpObjective<'a> {
     pools: Vec<Vec<usize>>,
     /// One row per evaluation round.
     loss: Vec<Vec<f64>>,
+    /// q set to its optimum at every load (full data only).
+    profile: bool,
 }
 
 impl SvgpObjective<'_> {
@@ -414,6 +442,9 @@ impl SvgpObjective<'_> {
             for ((ui, map), entry) in u.iter().zip(&self.maps[e]).zip(&self.entries) {
                 write(&mut self.current, *entry, e, map.theta(*ui));
             }
+        }
+        if self.profile {
+            super::collapsed::set_optimal_q(self.data, &mut self.current, active, &self.opts);
         }
     }
 
