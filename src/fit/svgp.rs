@@ -119,9 +119,9 @@ impl<'a> SvgpFitRequest<'a> {
             optimal_q: true,
         }
     }
-    /// Whether q takes its closed-form optimum (`super::collapsed`): at every evaluation on the
-    /// full data (the optimiser then moves the hyperparameters and Z only), or once at the start
-    /// with mini-batches. Default on; off, q_mu and q_sqrt are optimised as coordinates.
+    /// Whether q takes its closed-form optimum (`super::collapsed`) at every evaluation on the
+    /// full data (the optimiser then moves the hyperparameters and Z only). Default on; off, or
+    /// with mini-batches, q_mu and q_sqrt are optimised as coordinates.
     pub fn optimal_q(mut self, on: bool) -> Self {
         self.optimal_q = on;
         self
@@ -259,10 +259,10 @@ impl<'a> SvgpFitRequest<'a> {
         let (b, d) = (data.batch_size(), data.n_dims());
         let mut start = self.start()?;
         let m = start.n_inducing();
-        // Full data: q profiled at every evaluation; mini-batches: q starts at its optimum.
+        // Full data: q at its optimum at every evaluation (mini-batches: q is Adam's, as given).
         let full = self.batch_size.is_none_or(|s| (0..b).all(|e| data.n_observed(e) <= s));
         let profile = self.optimal_q && full;
-        if self.optimal_q {
+        if profile {
             super::collapsed::set_optimal_q(
                 data,
                 &mut start,
