@@ -82,21 +82,31 @@ fn optimal_q(data: &Dataset, params: &SvgpParams, b: usize, opts: &ElboOptions) 
     let kernel = hyp.kernel;
     let ls = hyp.lengthscale.row(b);
     let z = params.z.index_axis(Axis(0), b);
-    let r2 = |a: &dyn Fn(usize) -> f64, c: &dyn Fn(usize) -> f64| {
-        (0..d)
-            .map(|k| {
-                let u = (a(k) - c(k)) / ls[k];
-                u * u
-            })
-            .sum::<f64>()
+    let obs = data.observed(b);
+    let n = obs.len();
+    let xb = data.x().member(b);
+    // Points centred on the mean of Z (as the backend centres them) and scaled, point-major:
+    // Z (m, d) and the observed x (n, d).
+    let centre: Vec<f64> = (0..d).map(|k| z.column(k).sum() / m as f64).collect();
+    let zs: Vec<f64> = (0..m * d).map(|jk| (z[[jk / d, jk % d]] - centre[jk % d]) / ls[jk % d]).collect();
+    let xs: Vec<f64> =
+        obs.iter().flat_map(|&i| (0..d).map(move |k| (i, k))).map(|(i, k)| (xb[[i, k]] - centre[k]) / ls[k]).collect();
+    // Column-major (m, cols) kernel between Z and `pts` (cols points): r^2, then s phi (vectorised).
+    let cross = |pts: &[f64], cols: usize| {
+        let mut k = vec![0.0; m * cols];
+        for c in 0..cols {
+            let p = &pts[c * d..(c + 1) * d];
+            for j in 0..m {
+                let q = &zs[j * d..(j + 1) * d];
+                k[c * m + j] = p.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum::<f64>();
+            }
+        }
+        crate::kernel::transform(kernel, &mut k, alpha, None, None);
+        k.iter_mut().for_each(|v| *v *= s);
+        k
     };
     // k(Z, Z) and its jittered factor, by the backend's rule.
-    let mut kzz = vec![0.0; m * m];
-    for j in 0..m {
-        for i in 0..m {
-            kzz[j * m + i] = s * kernel.phi(r2(&|k| z[[i, k]], &|k| z[[j, k]]), alpha);
-        }
-    }
+    let kzz = cross(&zs, m);
     let mut l = vec![0.0; m * m];
     let factored = (0..=opts.jitter.retries).any(|k| {
         l.copy_from_slice(&kzz);
@@ -110,15 +120,7 @@ fn optimal_q(data: &Dataset, params: &SvgpParams, b: usize, opts: &ElboOptions) 
         return None;
     }
     // A = L^-1 k(Z, X) (m, n), then Aw = A W^(1/2) and h = A W r.
-    let obs = data.observed(b);
-    let n = obs.len();
-    let xb = data.x().member(b);
-    let mut a = vec![0.0; m * n];
-    for (col, &i) in obs.iter().enumerate() {
-        for j in 0..m {
-            a[col * m + j] = s * kernel.phi(r2(&|k| z[[j, k]], &|k| xb[[i, k]]), alpha);
-        }
-    }
+    let mut a = cross(&xs, n);
     solve_lower_triangular_in_place(
         MatRef::from_column_major_slice(&l, m, m),
         MatMut::from_column_major_slice_mut(&mut a, m, n),
@@ -128,9 +130,10 @@ fn optimal_q(data: &Dataset, params: &SvgpParams, b: usize, opts: &ElboOptions) 
     for (col, &i) in obs.iter().enumerate() {
         let w = 1.0 / (noise + data.yvar_at(b, i));
         let r = data.y()[[b, i]] - mean;
-        for j in 0..m {
-            h[j] += a[col * m + j] * w * r;
-            a[col * m + j] *= w.sqrt();
+        let (ws, wr) = (w.sqrt(), w * r);
+        for (hj, aj) in h.iter_mut().zip(&mut a[col * m..(col + 1) * m]) {
+            *hj += *aj * wr;
+            *aj *= ws;
         }
     }
     // B = I + Aw Aw^T = LB LB^T; S = B^-1 = LB^-T LB^-1.
