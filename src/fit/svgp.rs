@@ -119,9 +119,11 @@ impl<'a> SvgpFitRequest<'a> {
             optimal_q: true,
         }
     }
-    /// Whether q takes its closed-form optimum (`super::collapsed`) at every evaluation on the
-    /// full data (the optimiser then moves the hyperparameters and Z only). Default on; off, or
-    /// with mini-batches, q_mu and q_sqrt are optimised as coordinates.
+    /// Whether q takes its closed-form optimum (`super::collapsed`): at every evaluation on the
+    /// full data (the optimiser then moves the hyperparameters and Z only); with mini-batches,
+    /// Adam moves q on the unbiased estimates and q takes its full-data optimum for the kept
+    /// hyperparameters and Z at the end (one full pass). Default on; off, q_mu and q_sqrt are
+    /// optimised as coordinates only.
     pub fn optimal_q(mut self, on: bool) -> Self {
         self.optimal_q = on;
         self
@@ -333,6 +335,7 @@ impl<'a> SvgpFitRequest<'a> {
             pools: vec![Vec::new(); b],
             loss: Vec::new(),
             profile,
+            polish: self.optimal_q && !full,
         };
         let snapshot = |states: &driver::Members| {
             let mut h = objective_hyp(self.kernel, b, d);
@@ -434,6 +437,8 @@ struct SvgpObjective<'a> {
     loss: Vec<Vec<f64>>,
     /// q set to its optimum at every load (full data only).
     profile: bool,
+    /// q set to its full-data optimum at the end (mini-batches with `optimal_q`).
+    polish: bool,
 }
 
 impl SvgpObjective<'_> {
@@ -552,6 +557,10 @@ impl SvgpObjective<'_> {
         let all: Vec<usize> = (0..b).collect();
         let points: Vec<&[f64]> = states.iter().map(|s| s.point().0).collect();
         self.load(&all, &points);
+        if self.polish {
+            // Mini-batches: the kept hyperparameters and Z with q at its full-data optimum.
+            super::collapsed::set_optimal_q(self.data, &mut self.current, &all, &self.opts);
+        }
         let r = self.elbo(&all, false, true)?;
         let mut params = self.current.clone();
         let nan = f64::NAN;
