@@ -36,7 +36,7 @@ EXACT = Model(
     MllResult,
     True,
     "a batchgp.Params (or a FitResult)",
-    {"restarts": 0, "standardize": False, "bounds": None},
+    {"restarts": None, "standardize": False, "bounds": None},
 )
 SVGP = Model(
     "svgp",
