@@ -7,8 +7,8 @@ year: 61 points each; and the monthly series 1950-1979: 360 points), statsmodels
 (309 yearly points), and scikit-learn's diabetes (442 points, 10 inputs, an anisotropic
 lengthscale). Matern 5/2, constant mean fixed at 0, learned noise.
 
-batchgp fits each batch with its default start and R restarts (the library's default,
-batchgp::DEFAULT_RESTARTS, passed explicitly because the CLI's --restarts default is its own);
+batchgp fits each batch with its default start and R restarts (default: the library's
+batchgp::DEFAULT_RESTARTS, which the CLI's --restarts also defaults to; passed explicitly);
 scikit-learn fits each series alone with GaussianProcessRegressor(n_restarts_optimizer=5). One
 independent log-likelihood, written here, scores both optima. A member passes when batchgp's is at
 least scikit-learn's - 0.05 nats.
