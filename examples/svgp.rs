@@ -1,10 +1,13 @@
 //! The pyrox "Standard SVGP" notebook, then the batched case it cannot do.
 //!
-//! 1. The notebook: y = sin(x) + noise (sd 0.15) at 500 points on [0, 10] with no data in
-//!    (4, 6); a sparse variational GP with M = 20 inducing inputs (k-means++ start), fitted by
-//!    Adam on the full data. Plots (a) the loss against the step on a symlog axis, (b) where
-//!    the inducing inputs start and where they end, (c) the posterior mean and 2-sd band of y
-//!    over the gap, with the data and the fitted inducing inputs.
+//! 1. The notebook's own problem and start: y = sin(2x) + 0.3 cos(5x) + noise (sd 0.15) at 500
+//!    points, 250 on [-3, -0.6] and 250 on [0.6, 3]; M = 20 inducing inputs uniform on [-3, 3],
+//!    lengthscale 0.6, outputscale 1, noise 0.15^2, q = N(0, I); the fit's defaults (Adam, lr
+//!    0.05, 1000 steps, full data, q at its closed-form optimum). Prints the -ELBO beside the
+//!    notebook's -193.2 and the noise sd beside its 0.154, and the same fit with q optimised as
+//!    Adam coordinates (the fit before issue 23). Plots (a) the loss against the step on a
+//!    symlog axis, (b) where the inducing inputs start and where they end, (c) the posterior
+//!    mean and 2-sd band of y over the gap, with the data and the fitted inducing inputs.
 //! 2. 256 such series, each with its own frequency and gap and 5000 points, fitted as one batch
 //!    by Adam on mini-batches of 128 points per series per step; a 4 x 4 grid of 16 of them.
 //!
@@ -16,7 +19,7 @@
 use batchgp::plot::{self, colors, Key, Line, LinePanel, Markers, Panel, PosteriorPanel};
 use batchgp::svgp::{self, ElboRequest, SvgpParams};
 use batchgp::{
-    backend, BackendChoice, Dataset, FitRequest, Inputs, PredictOptions, ProgressBarObserver, SvgpFitRequest,
+    backend, BackendChoice, Dataset, Hyperparameters, Inputs, PredictOptions, ProgressBarObserver, SvgpFitRequest,
 };
 use ndarray::{Array2, Array3, Axis};
 use rand::{Rng, SeedableRng};
@@ -30,11 +33,18 @@ const NOISE_SD: f64 = 0.15;
 const X_MAX: f64 = 10.0;
 const GAP: f64 = 2.0;
 
-/// Part 1: the notebook's sizes and optimiser.
+/// Part 1: the notebook's sizes, start and its reported loss (-ELBO) and noise sd.
 const N: usize = 500;
 const M: usize = 20;
-const STEPS: usize = 1500;
-const LR: f64 = 0.02;
+const NOTEBOOK_LOSS: f64 = -193.2;
+const NOTEBOOK_NOISE_SD: f64 = 0.154;
+/// The notebook's data lie on [-3, -GAP_1] and [GAP_1, 3].
+const GAP_1: f64 = 0.6;
+
+/// The notebook's function.
+fn notebook_f(x: f64) -> f64 {
+    (2.0 * x).sin() + 0.3 * (5.0 * x).cos()
+}
 
 /// Part 2.
 const B: usize = 256;
@@ -68,19 +78,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let noise = Normal::new(0.0, NOISE_SD)?;
     let opts = PredictOptions::default();
 
-    // 1. One series, as in the notebook.
-    let gap = (4.0, 4.0 + GAP);
-    let xs = gapped_inputs(N, gap.0, &mut rng);
-    let y = Array2::from_shape_fn((1, N), |(_, i)| xs[i].sin() + noise.sample(&mut rng));
+    // 1. One series, the notebook's data and start.
+    let gap = (-GAP_1, GAP_1);
+    let mut xs: Vec<f64> = (0..N)
+        .map(|i| {
+            let u = 3.0 - GAP_1;
+            let v = GAP_1 + u * rng.random::<f64>();
+            if i < N / 2 {
+                -v
+            } else {
+                v
+            }
+        })
+        .collect();
+    xs.sort_by(f64::total_cmp);
+    let y = Array2::from_shape_fn((1, N), |(_, i)| notebook_f(xs[i]) + noise.sample(&mut rng));
     let data = Dataset::new(Array2::from_shape_vec((N, 1), xs.clone())?, y)?;
-    // The fit's own default start, made here to keep the inducing inputs before fitting.
-    let start = SvgpParams::whitened_prior(svgp::init_inducing(&data, M, 0, 0), FitRequest::default_init(&data));
+    let z = Array3::from_shape_fn((1, M, 1), |_| -3.0 + 6.0 * rng.random::<f64>());
+    let start = SvgpParams::whitened_prior(z, Hyperparameters::broadcast(1, &[0.6], 1.0, NOISE_SD * NOISE_SD, 0.0));
     let elbo_start = ElboRequest::new(&data, &start).on(be.as_ref()).gradient(false).run()?.elbo[0];
     let t = Instant::now();
-    let fit = SvgpFitRequest::new(&data).on(be.as_ref()).init(&start).steps(STEPS).learning_rate(LR).run()?;
+    let fit = SvgpFitRequest::new(&data).on(be.as_ref()).init(&start).run()?;
     let fit_secs = t.elapsed().as_secs_f64();
+    let adam_q = SvgpFitRequest::new(&data).on(be.as_ref()).init(&start).optimal_q(false).run()?;
     let h = &fit.params.hyp;
-    let grid = plot::linspace(-0.5, X_MAX + 0.5, 300);
+    let grid = plot::linspace(-3.5, 3.5, 300);
     let test = Inputs::Shared(Array2::from_shape_vec((grid.len(), 1), grid.clone())?);
     let post = svgp::predict(be.as_ref(), &fit.params, &test, &opts)?;
     // The posterior at the fitted inducing inputs: where the markers sit in plot (c).
@@ -94,25 +116,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let in_gap = |z: &[f64]| z.iter().filter(|v| **v > gap.0 && **v < gap.1).count();
     println!();
     println!(
-        "1. sin(x) + N(0, {NOISE_SD}^2) at {N} points on [0, {X_MAX}] without ({}, {}); M = {M} inducing inputs, Adam (lr {LR}), {STEPS} steps on the full data:",
-        gap.0, gap.1
+        "1. The pyrox notebook: sin(2x) + 0.3 cos(5x) + N(0, {NOISE_SD}^2) at {N} points on [-3, -{GAP_1}] and [{GAP_1}, 3]; \
+         M = {M} inducing inputs uniform on [-3, 3], lengthscale 0.6, outputscale 1, noise {NOISE_SD}^2, q = N(0, I); \
+         the defaults (Adam, lr 0.05, 1000 steps, full data, q at its optimum):"
     );
     println!(
-        "   fitted noise sd {:.4} (true {NOISE_SD}), lengthscale {:.3}, outputscale {:.3}, mean {:.3}",
-        h.noise[0].sqrt(),
+        "   -ELBO {:.1} (the notebook: {NOTEBOOK_LOSS}); noise sd {:.3} (the notebook: {NOTEBOOK_NOISE_SD}; true {NOISE_SD})",
+        -fit.elbo[0],
+        h.noise[0].sqrt()
+    );
+    println!(
+        "   lengthscale {:.3}, outputscale {:.3}, mean {:.3}; ELBO {elbo_start:.1} at the start; fit in {fit_secs:.2} s",
         h.lengthscale[[0, 0]],
         h.outputscale[0],
         h.mean[0]
     );
-    println!("   ELBO {elbo_start:.1} at the start -> {:.1} fitted; fit in {fit_secs:.2} s", fit.elbo[0]);
     println!(
-        "   inducing inputs in the gap: {} at the start, {} fitted (fitted span {:.2} to {:.2}); 2-sd band width {:.3} at x = 2 (data), {:.3} at x = 5 (gap)",
+        "   the same fit with q_mu and q_sqrt moved by Adam (optimal_q(false), the fit before issue 23): -ELBO {:.1}, noise sd {:.3}",
+        -adam_q.elbo[0],
+        adam_q.params.hyp.noise[0].sqrt()
+    );
+    println!(
+        "   inducing inputs in the gap: {} at the start, {} fitted (fitted span {:.2} to {:.2}); 2-sd band width {:.3} at x = 2 (data), {:.3} at x = 0 (gap)",
         in_gap(&z0),
         in_gap(&z1),
         z1.iter().copied().fold(f64::INFINITY, f64::min),
         z1.iter().copied().fold(f64::NEG_INFINITY, f64::max),
         width(2.0),
-        width(5.0)
+        width(0.0)
     );
 
     // (a) The loss on a symlog axis: it starts positive and ends negative.
@@ -133,7 +164,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let (row0, row1) = (-2.3, -1.8);
     let points: Vec<(f64, f64)> = xs.iter().zip(data.y().row(0)).map(|(a, b)| (*a, *b)).collect();
     let moves = PosteriorPanel {
-        title: format!("(b) Inducing inputs: k-means++ start (lower row) -> fitted (upper row); {M} points"),
+        title: format!("(b) Inducing inputs: uniform start (lower row) -> fitted (upper row); {M} points"),
         x_label: "x".into(),
         y_label: "y".into(),
         points: points.clone(),
@@ -170,8 +201,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         lower: post.lower.row(0).to_vec(),
         upper: post.upper.row(0).to_vec(),
         points,
-        reference: Some(grid.iter().map(|g| (*g, g.sin())).collect()),
-        data_region: Some((0.0, X_MAX)),
+        reference: Some(grid.iter().map(|g| (*g, notebook_f(*g))).collect()),
+        data_region: Some((-3.0, 3.0)),
         gaps: vec![gap],
         markers: vec![Markers {
             points: z1.iter().zip(at_z.mean.row(0)).map(|(z, m)| (*z, *m)).collect(),
@@ -179,7 +210,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             filled: true,
         }],
         keys: {
-            let mut k = plot::posterior_keys("data", Some("sin(x)"));
+            let mut k = plot::posterior_keys("data", Some("sin(2x) + 0.3 cos(5x)"));
             k.push((Key::Marker(colors::ORANGE, true), "inducing inputs (at the mean)".into()));
             k.push(plot::region_key("no data"));
             k
@@ -235,6 +266,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         sorted[0],
         sorted[B - 1]
     );
+    let grid = plot::linspace(-0.5, X_MAX + 0.5, 300);
+    let test = Inputs::Shared(Array2::from_shape_vec((grid.len(), 1), grid.clone())?);
     let post = svgp::predict(be.as_ref(), &fit.params, &test, &opts)?;
     let at_z = svgp::predict(be.as_ref(), &fit.params, &Inputs::Batched(fit.params.z.clone()), &opts)?;
     let shown: Vec<usize> = (0..16).map(|k| k * 17).collect();

@@ -36,7 +36,7 @@ EXACT = Model(
     MllResult,
     True,
     "a batchgp.Params (or a FitResult)",
-    {"restarts": 0, "bounds": None},
+    {"restarts": None, "bounds": None},
 )
 SVGP = Model(
     "svgp",

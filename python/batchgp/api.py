@@ -81,7 +81,7 @@ def fit(
     fix: str | Iterable[str] = (),
     optimizer: str | None = None,
     max_iter: int | None = None,
-    restarts: int = 0,
+    restarts: int | None = None,
     standardize: bool = False,
     bounds: tuple[float, float] | None = None,
     seed: int = 0,
@@ -134,8 +134,9 @@ def fit(
         lbfgs runs on the full data only).
     max_iter : int, optional
         Iterations (optimiser steps) per member (default 1000).
-    restarts : int
-        Exact GPs: extra starts per GP from spread points; the best is kept.
+    restarts : int, optional
+        Exact GPs: extra starts per GP from spread points; the best is kept (default
+        ``DEFAULT_RESTARTS``, 3: the result's ``reached_best`` says how many starts agreed).
     standardize : bool
         Removed: True raises BatchGPError (it did nothing, as every fit already runs on y
         standardised per member and reports in the data's units); False is accepted.
@@ -190,7 +191,8 @@ def fit(
     chosen = _models.for_fit(model, init, own)
     x, y, mask, yvar = as_data(x, y, mask, yvar)
     if chosen is _models.EXACT:
-        options = {"restarts": as_int("restarts", restarts)}
+        r = _native.DEFAULT_RESTARTS if restarts is None else restarts
+        options = {"restarts": as_int("restarts", r)}
         options["bounds"] = as_bounds(bounds)
     else:
         options = {

@@ -209,6 +209,10 @@ class _Fit(_Result):
         """Further summary columns: name -> (B,) cells."""
         return {}
 
+    def _warnings(self) -> list[str]:
+        """Lines summary() prints under its table."""
+        return []
+
     def _npz_arrays(self) -> dict:
         """The arrays of to_npz: the params', then the fit's as f64."""
         arrays = self.params._npz_arrays()
@@ -247,7 +251,7 @@ class _Fit(_Result):
             f"{type(self).__name__}: {b} GPs, {self.kernel} kernel, {dims}; converged {converged} of {b}"
             f" ({_status_counts(self.status)}); {self._rounds()} evaluation rounds"
         )
-        return head + "\n" + _table(headers, rows, max_rows)
+        return "\n".join([head, _table(headers, rows, max_rows), *self._warnings()])
 
 
 class MllResult(_Objective):
@@ -363,6 +367,10 @@ class FitResult(_Fit):
         Jitter at the fitted point; optimiser iterations of the kept run.
     restart : (B,) int
         Which start was kept (0 = the initial point).
+    reached_best : (B,) int
+        How many of the GP's starts ended at the kept optimum (0 for an empty or failed member).
+    starts : int
+        Starts per GP (restarts + 1). summary() warns where starts > 1 and reached_best == 1.
     rounds : int
         Batched evaluation rounds in all.
     kernel : str
@@ -385,6 +393,8 @@ class FitResult(_Fit):
         "jitter",
         "iterations",
         "restart",
+        "reached_best",
+        "starts",
         "rounds",
     )
     _optional = ("alpha",)
@@ -405,6 +415,16 @@ class FitResult(_Fit):
 
     def _columns(self) -> dict:
         return {"restart": self.restart} if np.any(self.restart) else {}
+
+    def _warnings(self) -> list[str]:
+        lone = np.flatnonzero(np.asarray(self.reached_best) == 1) if self.starts > 1 else []
+        if len(lone) == 0:
+            return []
+        shown = ", ".join(str(m) for m in lone[:20]) + (", ..." if len(lone) > 20 else "")
+        return [
+            f"warning: {len(lone)} member(s) ({shown}): only 1 of {self.starts} starts reached the kept"
+            " optimum (the others ended lower); more restarts may find a better one"
+        ]
 
 
 class ElboResult(_Objective):

@@ -239,6 +239,8 @@ fn fit_dict(py: Python<'_>, fitted: Fitted) -> PyResult<Bound<'_, PyDict>> {
         Fitted::Exact(r) => {
             set_hyperparameters(&out, &r.hyperparameters)?;
             out.set_item("restart", r.restart.mapv(|v| v as i64).into_pyarray(py))?;
+            out.set_item("reached_best", r.reached_best.mapv(|v| v as i64).into_pyarray(py))?;
+            out.set_item("starts", r.starts)?;
             out.set_item("rounds", r.rounds)?;
             let outcome: Vec<String> = (0..r.status.len()).map(|b| r.describe(b)).collect();
             (("mll", r.mll), r.log_prior, r.objective, r.status, r.reason, r.jitter, r.iterations, outcome)

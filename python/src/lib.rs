@@ -114,6 +114,7 @@ fn info(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 fn _batchgp(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("BatchGPError", m.py().get_type::<BatchGPError>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add("DEFAULT_RESTARTS", batchgp::fit::DEFAULT_RESTARTS)?;
     // Status codes in words (index = code), as `batchgp show` prints them.
     m.add("STATUS_TEXT", batchgp::Status::ALL.iter().map(|s| s.text()).collect::<Vec<_>>())?;
     m.add_function(wrap_pyfunction!(models::evaluate, m)?)?;

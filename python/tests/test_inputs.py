@@ -157,7 +157,7 @@ def test_integer_options_refuse_bools():
     )
     # numpy integers are integers
     r = batchgp.fit(x, y, max_iter=np.int64(3), restarts=np.int32(0), backend="cpu")
-    assert r == batchgp.fit(x, y, max_iter=3, backend="cpu")
+    assert r == batchgp.fit(x, y, max_iter=3, restarts=0, backend="cpu")
 
 
 def test_arrays_must_hold_numbers():

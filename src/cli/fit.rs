@@ -3,6 +3,7 @@
 
 use super::summary::{duration, fit_summary, precision_name, status_counts, FitSetup};
 use super::{check_out, option_error, parse_count, parse_seed, read_priors, setup, setup_svgp, Compute};
+use batchgp::fit::DEFAULT_RESTARTS;
 use batchgp::io::{read_data, read_params_with_kernel as read_params, read_svgp_params, status_array, NpzOut};
 use batchgp::{FitRequest, Optimizer, ProgressBarObserver, SvgpFitRequest, Target};
 use clap::Args;
@@ -50,9 +51,10 @@ pub struct FitArgs {
     /// Iterations per member, a whole number >= 0.
     #[arg(long, default_value_t = 1000, value_name = "N", value_parser = parse_count)]
     max_iter: usize,
-    /// Extra starts per member from spread points (the best is kept), a whole number >= 0.
-    #[arg(long, default_value_t = 0, value_name = "R", value_parser = parse_count)]
-    restarts: usize,
+    /// Extra starts per member from spread points (the best is kept), a whole number >= 0
+    /// (default: the library's DEFAULT_RESTARTS, 3; exact fits only).
+    #[arg(long, value_name = "R", value_parser = parse_count)]
+    restarts: Option<usize>,
     /// Fit on y standardised per member; results are reported in the data's units.
     #[arg(long)]
     standardize: bool,
@@ -142,7 +144,7 @@ pub fn run(a: FitArgs) -> batchgp::Result<()> {
     let data = read_data(&data)?;
     let priors = read_priors(&priors)?;
     if svgp {
-        if restarts > 0 || bounds.is_some() || standardize {
+        if restarts.is_some() || bounds.is_some() || standardize {
             return Err(option_error("model", "--restarts, --bounds and --standardize are for exact fits"));
         }
         let init = match &init {
@@ -205,6 +207,7 @@ pub fn run(a: FitArgs) -> batchgp::Result<()> {
         None => None,
     };
     let kernel = init.as_ref().map(|h| h.kernel).or(kernel).unwrap_or_default();
+    let restarts = restarts.unwrap_or(DEFAULT_RESTARTS);
     let mut observer = ProgressBarObserver::new();
     let mut req = FitRequest::new(&data)
         .kernel(kernel)

@@ -104,6 +104,13 @@ pub(super) fn fit_summary(r: &FitResult, secs: f64, s: &FitSetup<'_>) -> String 
     }
     let reasons: Vec<String> = reasons.iter().map(|(w, n)| format!("{n} {w}")).collect();
     lines.push(format!("  {:<24}{}", "stopped because", reasons.join(", ")));
+    let lone = (0..b).filter(|&m| r.starts_warning(m).is_some()).count();
+    if lone > 0 {
+        lines.push(format!(
+            "  warning: {lone} member(s) reached their optimum from only 1 of {} starts; more restarts may find a better one",
+            r.starts
+        ));
+    }
     let mut it: Vec<usize> = r.iterations.to_vec();
     it.sort_unstable();
     if !it.is_empty() {

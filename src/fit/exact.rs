@@ -16,16 +16,13 @@ use super::driver::{self, MemberOptimizer};
 use super::objective::{BatchObjective, MemberEval};
 use super::request::{Exact, ExactOptions, FitRequest, Model};
 use super::transform::Map;
-use super::{theta_of, Degeneracy, FitResult, Optimizer, Termination, ALPHA_MAX, MIN_POINTS};
+use super::{theta_of, Degeneracy, FitResult, Optimizer, Termination, ALPHA_MAX, MIN_POINTS, SAME_OPTIMUM_NATS};
 use crate::backend::{memory, Backend, MllOptions, PredictOptions, Prediction};
 use crate::data::{Dataset, Hyperparameters, Inputs, Status};
 use crate::error::{Error, Result};
 use crate::layout::{Layout, Target};
 use crate::prior::ResolvedPriors;
 use ndarray::{Array1, Array2, Axis};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, StandardNormal};
 
 /// Per GP: the units of y (mean, sd) and of x (spread per dimension).
 #[derive(Debug, Clone)]
@@ -508,11 +505,10 @@ impl FitRequest<'_, Exact> {
             .unzip()
     }
 
-    /// Starting points: the init's, and for restarts spread by N(0, 1) in every free
-    /// scale-free coordinate (a factor of e^N(0,1) on positive values, N(0, sd(y)) on the mean).
-    /// GP m draws from its own ChaCha8 stream (seed, stream first_member + m), restart r taking
-    /// the r-th P draws, so a GP's restarts do not depend on which other GPs share the batch (a
-    /// batch split into chunks fits exactly as a whole).
+    /// Starting points: the init's, and for restart r the r-th point of the GP's space-filling
+    /// design (`starts::restart_start`), drawn from its own stream (seed, first_member + GP), so
+    /// a GP's restarts do not depend on which other GPs share the batch (a batch split into
+    /// chunks fits exactly as a whole).
     fn starts(
         &self,
         layout: Layout,
@@ -526,24 +522,17 @@ impl FitRequest<'_, Exact> {
         let p = layout.len();
         (0..gp.len())
             .map(|e| {
-                let spread: Vec<f64> = if e >= b {
-                    let mut rng = ChaCha8Rng::seed_from_u64(self.seed);
-                    rng.set_stream(self.first_member + gp[e] as u64);
-                    let draws: Vec<f64> = (0..(e / b) * p).map(|_| StandardNormal.sample(&mut rng)).collect();
-                    draws[draws.len() - p..].to_vec()
-                } else {
-                    vec![0.0; p]
-                };
-                (0..p)
+                let u0: Vec<f64> = (0..p)
                     .map(|c| {
                         let (t, k) = layout.coordinate(c);
-                        let mut u = maps[e][c].u(init.get(t, gp[e], k));
-                        if maps[e][c].free() {
-                            u += spread[c];
-                        }
-                        u.clamp(lower[e][c], upper[e][c])
+                        maps[e][c].u(init.get(t, gp[e], k)).clamp(lower[e][c], upper[e][c])
                     })
-                    .collect()
+                    .collect();
+                if e < b {
+                    return u0;
+                }
+                let rotation = (self.seed, self.first_member + gp[e] as u64);
+                super::starts::restart_start(layout, &maps[e], &u0, (&lower[e], &upper[e]), e / b, rotation)
             })
             .collect()
     }
@@ -633,6 +622,8 @@ impl FitRequest<'_, Exact> {
             rounds,
             restart: Array1::zeros(b),
             at_bound: vec![String::new(); b],
+            reached_best: Array1::zeros(b),
+            starts: self.model.restarts + 1,
         };
         if let Some(a) = res.hyperparameters.alpha.as_mut() {
             a.fill(nan);
@@ -649,7 +640,16 @@ impl FitRequest<'_, Exact> {
                 .filter(|&e| states[e].termination() != Some(Termination::Failed) && states[e].point().1.is_finite())
                 .min_by(|&x, &y| states[x].point().1.total_cmp(&states[y].point().1));
             match best {
-                Some(e) => kept.push((m, e)),
+                Some(e) => {
+                    kept.push((m, e));
+                    let f_best = states[e].point().1;
+                    let tol = SAME_OPTIMUM_NATS.max(1e-9 * f_best.abs());
+                    res.reached_best[m] = (0..=self.model.restarts)
+                        .map(|r| m + r * b)
+                        .filter(|&x| states[x].termination() != Some(Termination::Failed))
+                        .filter(|&x| states[x].point().1 - f_best <= tol)
+                        .count();
+                }
                 None => res.reason[m] = Termination::Failed,
             }
         }

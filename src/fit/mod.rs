@@ -15,6 +15,7 @@
 //! Restarts are extra members started from spread points; the best one per GP is kept.
 
 mod adam;
+mod collapsed;
 mod driver;
 mod exact;
 mod lbfgs;
@@ -23,12 +24,14 @@ mod objective;
 #[cfg(feature = "cli")]
 mod progress;
 mod request;
+mod starts;
 mod svgp;
 mod transform;
 
 #[cfg(feature = "cli")]
 pub use progress::ProgressBarObserver;
 pub use request::{Exact, ExactOptions, FitRequest, Model, Svgp, SvgpFitRequest, SvgpOptions};
+pub use starts::{DEFAULT_RESTARTS, SAME_OPTIMUM_NATS};
 pub use svgp::SvgpFitResult;
 
 use crate::data::{Hyperparameters, Status};
@@ -198,6 +201,11 @@ pub struct FitResult {
     /// words (`outputscale at its uniform prior's bound 10`); empty for none. Such a fit is the
     /// best within the bounds, not the data's optimum: [`FitResult::describe`] says so.
     pub at_bound: Vec<String>,
+    /// How many of the GP's starts (of restarts + 1) ended at the kept objective, within
+    /// [`SAME_OPTIMUM_NATS`]; 0 for an empty or failed member.
+    pub reached_best: Array1<usize>,
+    /// Starts per GP (restarts + 1).
+    pub starts: usize,
 }
 
 impl FitResult {
@@ -209,10 +217,25 @@ impl FitResult {
             (Status::MaxIter, _) => format!("not converged ({})", self.reason[b].text()),
             (s, _) => s.text().to_string(),
         };
-        match self.at_bound.get(b).filter(|s| !s.is_empty()) {
+        let text = match self.at_bound.get(b).filter(|s| !s.is_empty()) {
             Some(hits) => format!("{text}; {hits}"),
             None => text,
+        };
+        match self.starts_warning(b) {
+            Some(w) => format!("{text}; {w}"),
+            None => text,
         }
+    }
+
+    /// A warning when member b's starts disagree: with restarts, only one start reached the
+    /// kept optimum, so a better one may exist that no start found.
+    pub fn starts_warning(&self, b: usize) -> Option<String> {
+        (self.starts > 1 && self.reached_best[b] == 1).then(|| {
+            format!(
+                "warning: only 1 of {} starts reached this optimum (the others ended lower); more restarts may find a better one",
+                self.starts
+            )
+        })
     }
 }
 

@@ -67,7 +67,7 @@ pub struct Exact;
 pub struct Svgp;
 
 /// The exact GP's own options.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ExactOptions {
     pub(super) init: Option<Hyperparameters>,
     pub(super) fixed_members: Vec<(Target, usize)>,
@@ -76,14 +76,40 @@ pub struct ExactOptions {
     pub(super) max_memory: Option<u64>,
 }
 
+impl Default for ExactOptions {
+    fn default() -> Self {
+        ExactOptions {
+            init: None,
+            fixed_members: Vec::new(),
+            restarts: super::DEFAULT_RESTARTS,
+            bounds: None,
+            max_memory: None,
+        }
+    }
+}
+
 /// The SVGP's own options.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct SvgpOptions {
     pub(super) num_inducing: Option<usize>,
     pub(super) init: Option<SvgpParams>,
     pub(super) fix_inducing: bool,
     pub(super) batch_size: Option<usize>,
     pub(super) max_memory: Option<u64>,
+    pub(super) optimal_q: bool,
+}
+
+impl Default for SvgpOptions {
+    fn default() -> Self {
+        SvgpOptions {
+            num_inducing: None,
+            init: None,
+            fix_inducing: false,
+            batch_size: None,
+            max_memory: None,
+            optimal_q: true,
+        }
+    }
 }
 
 /// A batched fit of a [`Model`] (the exact GP unless said otherwise).
@@ -109,7 +135,7 @@ pub struct SvgpOptions {
 /// |-------------|-------------------------|----------------------------------------------------------|-------|
 /// | init        | data-driven (see below) | starting hyperparameters (B members)                     | valid hyperparameters |
 /// | fix_member  | nothing                 | a hyperparameter held for one member                     |       |
-/// | restarts    | 0                       | extra starts per GP from spread points; best kept        | >= 0  |
+/// | restarts    | [`DEFAULT_RESTARTS`](super::DEFAULT_RESTARTS) | extra starts per GP, spread log-uniformly over the ranges where optima lie (`starts`); best kept | >= 0  |
 /// | bounds      | none                    | box (low, high) on positive hyperparameters, as scikit-learn's; L-BFGS then runs as L-BFGS-B on a boxed problem | 0 < low < high |
 /// | max_memory  | the memory available    | budget in bytes: members run in chunks that fit it        | >= 1  |
 ///
@@ -126,6 +152,7 @@ pub struct SvgpOptions {
 /// | fix_inducing | false                        | holds Z at its start |
 /// | batch_size   | none (full data)             | mini-batch size S per member (Adam only) |
 /// | max_memory   | the memory available         | CPU budget in bytes: members run in chunks that fit it |
+/// | optimal_q    | true                         | q at its closed-form optimum (full data: at every evaluation; mini-batches: at the end) |
 pub struct FitRequest<'a, M: Model = Exact> {
     pub(super) data: &'a Dataset,
     pub(super) kernel: Kernel,

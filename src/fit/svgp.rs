@@ -182,6 +182,15 @@ impl FitRequest<'_, Svgp> {
             None => self.model.num_inducing.unwrap_or(self.data.n_points().min(64)).max(1),
         }
     }
+    /// Whether q takes its closed-form optimum (`super::collapsed`): at every evaluation on the
+    /// full data (the optimiser then moves the hyperparameters and Z only); with mini-batches,
+    /// Adam moves q on the unbiased estimates and q takes its full-data optimum for the kept
+    /// hyperparameters and Z at the end (one full pass). Default on; off, q_mu and q_sqrt are
+    /// optimised as coordinates only.
+    pub fn optimal_q(mut self, on: bool) -> Self {
+        self.model.optimal_q = on;
+        self
+    }
 
     /// The starting parameters: `init`, or k-means++ Z, q = N(0, I) and the exact GP's start.
     fn start(&self) -> Result<SvgpParams> {
@@ -207,8 +216,19 @@ impl FitRequest<'_, Svgp> {
     fn run_svgp(mut self) -> Result<SvgpFitResult> {
         let data = self.data;
         let (b, d) = (data.batch_size(), data.n_dims());
-        let start = self.start()?;
+        let mut start = self.start()?;
         let m = start.n_inducing();
+        // Full data: q at its optimum at every evaluation (mini-batches: q is Adam's, as given).
+        let full = self.model.batch_size.is_none_or(|s| (0..b).all(|e| data.n_observed(e) <= s));
+        let profile = self.model.optimal_q && full;
+        if profile {
+            super::collapsed::set_optimal_q(
+                data,
+                &mut start,
+                &(0..b).collect::<Vec<_>>(),
+                &ElboOptions::new(self.precision),
+            );
+        }
         let layout = SvgpLayout::new(self.kernel, d, m);
         let mut priors = self.priors.resolve(b, d)?;
         for t in Target::ALL {
@@ -221,7 +241,12 @@ impl FitRequest<'_, Svgp> {
         let mut states: Vec<Box<dyn MemberOptimizer>> = (0..b)
             .map(|e| {
                 let u: Vec<f64> = (0..layout.len()).map(|c| maps[e][c].u(read(&start, layout.entry(c), e))).collect();
-                let free = maps[e].iter().map(|m| m.free()).collect();
+                let free: Vec<bool> = (0..layout.len())
+                    .map(|c| {
+                        maps[e][c].free()
+                            && !(profile && matches!(layout.entry(c), SvgpEntry::QMu(_) | SvgpEntry::QSqrt(..)))
+                    })
+                    .collect();
                 let lower = vec![f64::NEG_INFINITY; layout.len()];
                 let upper: Vec<f64> = (0..layout.len())
                     .map(|c| match (layout.entry(c), maps[e][c]) {
@@ -251,6 +276,8 @@ impl FitRequest<'_, Svgp> {
                 .collect(),
             pools: vec![Vec::new(); b],
             loss: Vec::new(),
+            profile,
+            polish: self.model.optimal_q && !full,
         };
         let snapshot = |states: &driver::Members| {
             let mut h = objective_hyp(self.kernel, b, d);
@@ -350,6 +377,10 @@ struct SvgpObjective<'a> {
     pools: Vec<Vec<usize>>,
     /// One row per evaluation round.
     loss: Vec<Vec<f64>>,
+    /// q set to its optimum at every load (full data only).
+    profile: bool,
+    /// q set to its full-data optimum at the end (mini-batches with `optimal_q`).
+    polish: bool,
 }
 
 impl SvgpObjective<'_> {
@@ -358,6 +389,9 @@ impl SvgpObjective<'_> {
             for ((ui, map), entry) in u.iter().zip(&self.maps[e]).zip(&self.entries) {
                 write(&mut self.current, *entry, e, map.theta(*ui));
             }
+        }
+        if self.profile {
+            super::collapsed::set_optimal_q(self.data, &mut self.current, active, &self.opts);
         }
     }
 
@@ -465,6 +499,10 @@ impl SvgpObjective<'_> {
         let all: Vec<usize> = (0..b).collect();
         let points: Vec<&[f64]> = states.iter().map(|s| s.point().0).collect();
         self.load(&all, &points);
+        if self.polish {
+            // Mini-batches: the kept hyperparameters and Z with q at its full-data optimum.
+            super::collapsed::set_optimal_q(self.data, &mut self.current, &all, &self.opts);
+        }
         let r = self.elbo(&all, false, true)?;
         let mut params = self.current.clone();
         let nan = f64::NAN;
