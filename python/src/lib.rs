@@ -9,6 +9,8 @@ mod runtime;
 
 use arrays::{prior_views, status_codes, DataViews, FloatArray, ParamsArg, PriorArg, SvgpParamsArg};
 use batchgp::backend::{self, Backend, MllGradient, PredictOptions, Prediction};
+use batchgp::fit::Bounds;
+use batchgp::prior::PriorParam;
 use batchgp::svgp::{ElboRequest, SvgpParams};
 use batchgp::{FitRequest, Hyperparameters, MllRequest, Optimizer, Precision, Status, SvgpFitRequest, Target};
 use ndarray::{Array3, Axis, Ix2, Ix3};
@@ -202,7 +204,7 @@ fn fit<'py>(
     max_iter: Option<usize>,
     restarts: usize,
     standardize: bool,
-    bounds: Option<(f64, f64)>,
+    bounds: Option<BoundsArg<'py>>,
     seed: u64,
     backend: String,
     precision: String,
@@ -212,6 +214,7 @@ fn fit<'py>(
     let data = data_views(&x, &y, &mask, &yvar);
     let init = init.as_ref().map(|p| p.views());
     let prior_spec = prior_views(&priors);
+    let (bounds, per_kind) = bounds_arg(bounds).map_err(rejected)?;
     let job = |observer: &mut dyn batchgp::FitObserver| -> batchgp::Result<batchgp::FitResult> {
         let data = data.dataset()?;
         let kernel: batchgp::Kernel = kernel.parse()?;
@@ -236,6 +239,7 @@ fn fit<'py>(
         if let Some((lo, hi)) = bounds {
             req = req.bounds(lo, hi);
         }
+        req = req.hyperparameter_bounds(per_kind.clone());
         if let Some(h) = &init {
             req = req.init(h);
         }
@@ -265,6 +269,43 @@ fn option_error(name: &str, reason: impl Into<String>) -> batchgp::Error {
 }
 
 /// The hyperparameter kind named `name` for `fix`, or the CLI's message listing `expected`.
+/// `bounds` as `batchgp.fit` passes it: the single box (low, high), or (name, low, high) per
+/// kind with low and high broadcast as prior parameters are.
+#[derive(FromPyObject)]
+enum BoundsArg<'py> {
+    Single((f64, f64)),
+    PerKind(Vec<(String, FloatArray<'py>, FloatArray<'py>)>),
+}
+
+fn bounds_arg(arg: Option<BoundsArg<'_>>) -> batchgp::Result<(Option<(f64, f64)>, Bounds)> {
+    let kinds = match arg {
+        None => return Ok((None, Bounds::none())),
+        Some(BoundsArg::Single(b)) => return Ok((Some(b), Bounds::none())),
+        Some(BoundsArg::PerKind(kinds)) => kinds,
+    };
+    let param = |a: &FloatArray<'_>| -> batchgp::Result<PriorParam> {
+        let a = a.view().to_f64();
+        match a.ndim() {
+            0 => Ok(PriorParam::Scalar(a[[]])),
+            1 => Ok(PriorParam::List(a.iter().copied().collect())),
+            2 => Ok(PriorParam::Nested(a.outer_iter().map(|r| r.iter().copied().collect()).collect())),
+            _ => {
+                Err(option_error("bounds", format!("low and high must have at most 2 dimensions, got {:?}", a.shape())))
+            }
+        }
+    };
+    let per = kinds.iter().try_fold(Bounds::none(), |acc, (name, lo, hi)| {
+        let t = Target::from_name(name).ok_or_else(|| {
+            option_error(
+                "bounds",
+                format!("unknown hyperparameter `{name}` (expected lengthscale, outputscale, noise, mean or alpha)"),
+            )
+        })?;
+        Ok(acc.with(t, param(lo)?, param(hi)?))
+    })?;
+    Ok((None, per))
+}
+
 fn fix_target(name: &str, expected: &str) -> batchgp::Result<Target> {
     Target::from_name(name)
         .ok_or_else(|| option_error("fix", format!("unknown hyperparameter `{name}` (expected {expected})")))

@@ -13,6 +13,7 @@
 //! Restarts are extra members started from spread points; the best one per GP is kept.
 
 mod adam;
+mod bounds;
 mod driver;
 mod exact;
 mod lbfgs;
@@ -23,6 +24,7 @@ mod progress;
 mod svgp;
 mod transform;
 
+pub use bounds::Bounds;
 #[cfg(feature = "cli")]
 pub use progress::ProgressBarObserver;
 pub use svgp::{SvgpFitRequest, SvgpFitResult};
@@ -211,6 +213,7 @@ impl FitResult {
 /// | restarts    | 0                       | extra starts per GP from spread points; best kept        | >= 0  |
 /// | standardize | false                   | kept for compatibility: every fit runs on y standardised per member, with results in the data's units |       |
 /// | bounds      | none                    | box (low, high) on positive hyperparameters, as scikit-learn's; L-BFGS then runs as L-BFGS-B on a boxed problem | 0 < low < high |
+/// | hyperparameter_bounds | none          | [`Bounds`] per kind, member and dimension (GPyTorch's constraints, scikit-learn's `*_bounds`) | low < high |
 /// | learning_rate | 0.1                   | Adam's step                                              | > 0   |
 /// | seed        | 0                       | restarts' spread (one random stream per GP)               |       |
 /// | first_member | 0                      | index of the first GP in a larger batch split into chunks |       |
@@ -236,6 +239,7 @@ pub struct FitRequest<'a> {
     restarts: usize,
     standardize: bool,
     bounds: Option<(f64, f64)>,
+    hyperparameter_bounds: Bounds,
     learning_rate: f64,
     seed: u64,
     choice: BackendChoice,
@@ -263,6 +267,7 @@ impl<'a> FitRequest<'a> {
             restarts: 0,
             standardize: false,
             bounds: None,
+            hyperparameter_bounds: Bounds::none(),
             learning_rate: 0.1,
             seed: 0,
             choice: BackendChoice::Auto,
@@ -324,6 +329,12 @@ impl<'a> FitRequest<'a> {
     /// so that a fit reproduces scikit-learn's from the same start and bounds.
     pub fn bounds(mut self, low: f64, high: f64) -> Self {
         self.bounds = Some((low, high));
+        self
+    }
+    /// Bounds per kind of hyperparameter, per member and per dimension ([`Bounds`]); they
+    /// compose with `bounds` and with uniform priors as intersections.
+    pub fn hyperparameter_bounds(mut self, bounds: Bounds) -> Self {
+        self.hyperparameter_bounds = bounds;
         self
     }
     pub fn learning_rate(mut self, lr: f64) -> Self {
@@ -459,8 +470,9 @@ impl<'a> FitRequest<'a> {
         for t in Target::ALL {
             priors_e.hold(t, |e| self.fixed_kinds.contains(&t) || self.fixed_members.contains(&(t, gp[e])));
         }
-        let maps = self.maps(layout, &init, &priors_e, &units, &gp);
-        let (lower, upper) = self.boxes(layout, &maps, &degeneracy, &gp);
+        let mut maps = self.maps(layout, &init, &priors_e, &units, &gp);
+        let (mut lower, mut upper) = self.boxes(layout, &maps, &degeneracy, &gp);
+        self.hyperparameter_bounds.resolve(layout, b)?.apply(layout, &gp, &mut maps, &mut lower, &mut upper)?;
         let starts = self.starts(layout, &init, &maps, &lower, &upper, &gp);
 
         let mut states: Vec<Box<dyn MemberOptimizer>> = starts
