@@ -168,9 +168,10 @@ enum Command {
         #[arg(long)]
         standardize: bool,
         /// Box bounds LOW,HIGH on every positive hyperparameter (natural units, 0 < LOW <
-        /// HIGH), as scikit-learn's, and/or NAME=LOW,HIGH per kind (lengthscale=0.025,inf
-        /// noise=1e-4,inf); L-BFGS then runs as L-BFGS-B on a boxed problem.
-        #[arg(long, value_name = "[NAME=]LOW,HIGH", num_args = 1.., allow_hyphen_values = true)]
+        /// HIGH), as scikit-learn's, and/or NAME=LOW,HIGH per kind, repeated or space-separated
+        /// (--bounds lengthscale=0.025,inf --bounds noise=1e-4,inf); L-BFGS then runs as
+        /// L-BFGS-B on a boxed problem.
+        #[arg(long, value_name = "[NAME=]LOW,HIGH", allow_hyphen_values = true)]
         bounds: Vec<String>,
         /// Seed of the restarts' spread (svgp: of k-means++ and the mini-batches), a whole
         /// number >= 0.

@@ -110,12 +110,9 @@ fn the_cli_bounds_equal_the_library() {
     let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
     let (dp, out) = (d.join("D.npz"), d.join("F.npz"));
     NpzOut::new().add3("x", x).add2("y", data.y().clone()).write(&s(&dp)).unwrap();
-    let args = ["lengthscale=0.8,inf", "noise=0.05,2"];
-    let mut cmd = vec!["fit", "--data", &s(&dp), "--out", &s(&out), "--backend", "cpu", "--bounds"]
-        .into_iter()
-        .map(String::from)
-        .collect::<Vec<_>>();
-    cmd.extend(args.iter().map(|a| a.to_string()));
+    let cmd =
+        ["fit", "--data", &s(&dp), "--bounds", "lengthscale=0.8,inf", "--bounds", "noise=0.05,2", "--out", &s(&out)];
+    let cmd = [&cmd[..], &["--backend", "cpu"]].concat();
     let o = Command::new(env!("CARGO_BIN_EXE_batchgp")).args(&cmd).output().unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let lib = fit(&data)

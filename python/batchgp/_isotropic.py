@@ -31,17 +31,24 @@ class IsotropicFit:
         self.mean, self.alpha = params.mean, params.alpha
 
 
+def _per_member(a: Any, t: str, b: int) -> np.ndarray:
+    """A bound or prior parameter as (B, k): a number, D numbers (the lengthscale), B numbers or
+    (B, D). A lengthscale's per-dimension bounds bind the shared one at their tightest."""
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim == 2:
+        return a
+    if a.ndim == 1 and t != "lengthscale":
+        return a.reshape(b, 1)
+    return np.broadcast_to(a.reshape(1, -1), (b, a.size))
+
+
 def _box(t: str, b: int, bounds: dict | None, priors: dict | None) -> tuple[np.ndarray, np.ndarray]:
     """(B,) low and high of target t in the optimiser's coordinates."""
     lo, hi = np.full(b, -np.inf), np.full(b, np.inf)
     for low, high in ([bounds[t]] if bounds and t in bounds else []) + (
         [tuple(priors[t]._arrays)] if priors and t in priors and priors[t].family == "uniform" else []
     ):
-        # A lengthscale's bound may be per dimension: the shared one keeps the tightest.
-        low = np.broadcast_to(np.asarray(low, dtype=np.float64).reshape(b, -1) if np.ndim(low) > 1 else low, (b, 1))
-        high = np.broadcast_to(np.asarray(high, dtype=np.float64).reshape(b, -1) if np.ndim(high) > 1 else high,
-                               (b, 1))
-        lo, hi = np.maximum(lo, np.max(low, axis=1)), np.minimum(hi, np.min(high, axis=1))
+        lo, hi = np.maximum(lo, _per_member(low, t, b).max(axis=1)), np.minimum(hi, _per_member(high, t, b).min(axis=1))
     if t == "mean":
         return lo, hi
     with np.errstate(divide="ignore"):

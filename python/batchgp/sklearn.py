@@ -203,7 +203,10 @@ class GaussianProcessRegressor(RegressorMixin, BaseEstimator):
         for t, h in spec.hyps.items():
             if t not in fix:
                 lo, hi = h.bounds[:, 0], h.bounds[:, 1]
-                bounds[t] = (lo if t == "lengthscale" else lo[0], hi if t == "lengthscale" else hi[0])
+                if t == "lengthscale":
+                    bounds[t] = (np.broadcast_to(lo, (d,)), np.broadcast_to(hi, (d,)))
+                else:
+                    bounds[t] = (lo[0], hi[0])
         n = self.X_train_.shape[0]
         yvar = np.broadcast_to(np.asarray(self.alpha, dtype=np.float64), (n,))
         return dict(init=init, fix=sorted(set(fix)), bounds=bounds or None, yvar=np.broadcast_to(yvar, (targets, n)),
@@ -271,11 +274,9 @@ class GaussianProcessRegressor(RegressorMixin, BaseEstimator):
 
     def _prior(self, X: Any, return_std: bool, return_cov: bool):
         kernel = self._kernel()
-        X = validate_data(self, X, reset=False, ensure_2d=True, dtype=np.float64) if hasattr(
-            self, "n_features_in_") else np.asarray(X, dtype=np.float64)
+        X = validate_data(self, X, reset=False, ensure_2d=True, dtype=np.float64)
         n_targets = self.n_targets or 1
-        shape = (X.shape[0],) if n_targets == 1 else (X.shape[0], n_targets)
-        mean = np.zeros(shape)
+        mean = np.zeros((X.shape[0], n_targets)).squeeze()
         if return_cov:
             cov = kernel(X)
             return mean, cov if n_targets == 1 else np.repeat(cov[:, :, None], n_targets, axis=2)
@@ -356,6 +357,8 @@ class GaussianProcessRegressor(RegressorMixin, BaseEstimator):
         grads = {"lengthscale": r.grad_log_lengthscale.sum(axis=0), "outputscale": [r.grad_log_outputscale.sum()],
                  "noise": [r.grad_log_noise.sum()],
                  "alpha": [r.grad_log_alpha.sum()] if spec.kernel == "rq" else None}
-        by_name = {h.name: np.atleast_1d(grads[tt])[: h.value.size] for tt, h in spec.hyps.items()}
+        if spec.hyps["lengthscale"].value.size == 1:  # one length_scale for every feature
+            grads["lengthscale"] = [r.grad_log_lengthscale.sum()]
+        by_name = {h.name: np.atleast_1d(grads[tt]) for tt, h in spec.hyps.items()}
         g = [by_name[h.name] for h in kernel.hyperparameters if not h.fixed]
         return value, (np.concatenate(g) if g else np.zeros(0))

@@ -291,7 +291,7 @@ def _write_back(spec: _Model, r: Any, rows: slice) -> None:
             v = np.asarray(fitted[t][rows])
             if t == "lengthscale":
                 v = v[:, : old.shape[-1]]
-            new = torch.as_tensor(v, dtype=old.dtype, device=old.device).reshape(old.shape)
+            new = torch.tensor(np.array(v), dtype=old.dtype, device=old.device).reshape(old.shape)
             h.module.initialize(**{h.attr: new})
 
 

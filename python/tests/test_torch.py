@@ -17,13 +17,18 @@ botorch = pytest.importorskip("botorch")
 import batchgp  # noqa: E402
 import batchgp.torch  # noqa: E402
 from botorch.models import ModelListGP, SingleTaskGP  # noqa: E402
+from botorch.models.gpytorch import GPyTorchModel  # noqa: E402
 from botorch.models.transforms import Normalize  # noqa: E402
 from gpytorch.mlls import ExactMarginalLogLikelihood, SumMarginalLogLikelihood  # noqa: E402
 
 DT = torch.float64
 
 
-class Exact(gpytorch.models.ExactGP):
+class Exact(gpytorch.models.ExactGP, GPyTorchModel):
+    """A plain GPyTorch ExactGP (BoTorch's mixin only lets BoTorch's fit_gpytorch_mll take it)."""
+
+    _num_outputs = 1
+
     def __init__(self, x, y, likelihood, mean, covar):
         super().__init__(x, y, likelihood)
         self.mean_module, self.covar_module = mean, covar
@@ -46,6 +51,12 @@ def objective(model, likelihood):
         out = model(*model.train_inputs)
         v = ExactMarginalLogLikelihood(likelihood, model)(out, model.train_targets)
     return (v * model.train_targets.shape[-1]).numpy()
+
+
+def batchgp_fit(mll):
+    out = batchgp.torch.fit_gpytorch_mll(mll)
+    assert out is mll and not mll.training and not mll.model.training, "left in eval mode"
+    return out
 
 
 def botorch_fit(mll):
@@ -96,10 +107,9 @@ def test_batched_exact_gp_with_priors_and_constraints():
                                        constant_prior=gpytorch.priors.NormalPrior(0.0, 2.0))
     model = Exact(x, y, lik, mean, covar).to(DT)
     ours = compare([(model, model.likelihood)],
-                   lambda ms: batchgp.torch.fit_gpytorch_mll(ExactMarginalLogLikelihood(ms[0][1], ms[0][0])),
+                   lambda ms: batchgp_fit(ExactMarginalLogLikelihood(ms[0][1], ms[0][0])),
                    lambda ms: botorch_fit(ExactMarginalLogLikelihood(ms[0][1], ms[0][0])))
     m = ours[0][0]
-    assert not m.training
     r = batchgp.fit(x.reshape(6, 25, 2).numpy(), y.reshape(6, 25).numpy(), kernel="matern52")
     p = m.covar_module
     params = batchgp.Params(p.base_kernel.lengthscale.detach().reshape(6, 2).numpy(),
@@ -121,7 +131,7 @@ def test_single_and_multi_output_singletaskgp_defaults():
         mlls = {}
 
         def ours_fit(ms, mlls=mlls):
-            mlls["ours"] = batchgp.torch.fit_gpytorch_mll(ExactMarginalLogLikelihood(ms[0][1], ms[0][0]))
+            mlls["ours"] = batchgp_fit(ExactMarginalLogLikelihood(ms[0][1], ms[0][0]))
 
         ours = compare([(model, model.likelihood)], ours_fit,
                        lambda ms: botorch_fit(ExactMarginalLogLikelihood(ms[0][1], ms[0][0])))
@@ -148,7 +158,7 @@ def test_model_list_with_ragged_outputs_and_fixed_noise():
 
     def ours_fit(ms, mlls=mlls):
         lst = ms[0][0]
-        mlls["ours"] = batchgp.torch.fit_gpytorch_mll(SumMarginalLogLikelihood(lst.likelihood, lst))
+        mlls["ours"] = batchgp_fit(SumMarginalLogLikelihood(lst.likelihood, lst))
 
     def theirs_fit(ms):
         lst = ms[0][0]
@@ -193,7 +203,7 @@ def test_rq_zero_mean_fixed_parameter_and_other_priors():
     covar.raw_outputscale.requires_grad_(False)  # held at 1.5
     model = Exact(x, y, lik, gpytorch.means.ZeroMean(), covar).to(DT)
     ours = compare([(model, model.likelihood)],
-                   lambda ms: batchgp.torch.fit_gpytorch_mll(ExactMarginalLogLikelihood(ms[0][1], ms[0][0])),
+                   lambda ms: batchgp_fit(ExactMarginalLogLikelihood(ms[0][1], ms[0][0])),
                    lambda ms: botorch_fit(ExactMarginalLogLikelihood(ms[0][1], ms[0][0])))
     m = ours[0][0]
     assert torch.allclose(m.covar_module.outputscale, torch.tensor(1.5, dtype=DT))
@@ -245,7 +255,7 @@ def test_shared_lengthscale_over_several_dimensions():
     lik = gpytorch.likelihoods.GaussianLikelihood(batch_shape=torch.Size([4]))
     model = Exact(x, y, lik, gpytorch.means.ConstantMean(batch_shape=torch.Size([4])), covar).to(DT)
     ours = compare([(model, model.likelihood)],
-                   lambda ms: batchgp.torch.fit_gpytorch_mll(ExactMarginalLogLikelihood(ms[0][1], ms[0][0])),
+                   lambda ms: batchgp_fit(ExactMarginalLogLikelihood(ms[0][1], ms[0][0])),
                    lambda ms: botorch_fit(ExactMarginalLogLikelihood(ms[0][1], ms[0][0])))
     m = ours[0][0]
     k = m.covar_module

@@ -1,7 +1,8 @@
 //! The command line's `--bounds`: the single box `LOW,HIGH` on every positive hyperparameter
 //! (scikit-learn's one pair of bounds), and bounds per kind of hyperparameter,
 //! `NAME=LOW,HIGH` (lengthscale, outputscale, noise, mean, alpha), the same for every member and
-//! dimension; `inf` and `-inf` stand for no bound on that side.
+//! dimension; `inf` and `-inf` stand for no bound on that side. `--bounds` may be repeated, and
+//! one value may hold several entries separated by spaces.
 
 use batchgp::fit::Bounds;
 use batchgp::{Error, Target};
@@ -10,7 +11,7 @@ use batchgp::{Error, Target};
 pub fn parse(args: &[String]) -> Result<(Option<(f64, f64)>, Bounds), Error> {
     let mut single = None;
     let mut per = Bounds::none();
-    for arg in args {
+    for arg in args.iter().flat_map(|a| a.split_whitespace()) {
         let bad = |why: &str| {
             Error::InvalidOption {
             name: "bounds".into(),
