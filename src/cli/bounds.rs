@@ -20,7 +20,7 @@ pub fn parse(args: &[String]) -> Result<(Option<(f64, f64)>, Bounds), Error> {
         };
         let (name, pair) = match arg.split_once('=') {
             Some((n, p)) => (Some(n.trim()), p),
-            None => (None, arg.as_str()),
+            None => (None, arg),
         };
         let v: Vec<f64> =
             pair.split(',').map(|t| t.trim().parse::<f64>().map_err(|_| bad(""))).collect::<Result<_, _>>()?;
