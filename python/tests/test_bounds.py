@@ -42,7 +42,7 @@ def test_bad_bounds_are_rejected(run_cli):
     for bounds, match in [
         ({"width": (1.0, 2.0)}, "unknown hyperparameter `width`"),
         ({"lengthscale": ([1.0, 2.0, 3.0], 5.0)}, "D = 2"),
-        ({"noise": 3.0}, "expected {name: (low, high)}"),
+        ({"noise": 3.0}, r"expected \{name: \(low, high\)\}"),
     ]:
         with pytest.raises(batchgp.BatchGPError, match=match):
             batchgp.fit(x, y, bounds=bounds)
