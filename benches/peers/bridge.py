@@ -136,6 +136,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--repeats", type=int, default=1, help="fits per system and case (the fastest is reported)")
     p.add_argument("--threads", type=int, default=None, help="threads for torch and batchgp (default: all)")
+    p.add_argument("--cases", default="singletask,modellist,sklearn", help="comma-separated cases to run")
     args = p.parse_args()
     import torch
 
@@ -151,16 +152,17 @@ def main():
     print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}; "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads), gpytorch {gpytorch.__version__}, "
           f"botorch {botorch.__version__}, scikit-learn {sklearn.__version__}, batchgp {batchgp.__version__}")
-    rows = [
-        case_botorch("BoTorch SingleTaskGP, 16 outputs, N=200, D=6", singletask(), args.repeats),
-        case_botorch("BoTorch ModelListGP, 50 outputs, N=50..200, D=6", modellist(), args.repeats),
-        case_sklearn(args.repeats),
-    ]
-    print("| case | peer (s) | batchgp (s) | speed-up | worst (batchgp - peer) / abs(peer) |")
-    print("|---|---:|---:|---:|---:|")
-    for name, a, b, rel in rows:
-        print(f"| {name} | {a:.2f} | {b:.3f} | {a / b:.1f}x | {rel:.1e} |")
-    print(f"# load after: {os.getloadavg()[0]:.1f}")
+    cases = {
+        "singletask": lambda: case_botorch("BoTorch SingleTaskGP, 16 outputs, N=200, D=6", singletask(), args.repeats),
+        "modellist": lambda: case_botorch("BoTorch ModelListGP, 50 outputs, N=50..200, D=6", modellist(),
+                                          args.repeats),
+        "sklearn": lambda: case_sklearn(args.repeats),
+    }
+    print("| case | peer (s) | batchgp (s) | speed-up | worst (batchgp - peer) / abs(peer) | load |")
+    print("|---|---:|---:|---:|---:|---:|", flush=True)
+    for key in args.cases.split(","):
+        name, a, b, rel = cases[key]()
+        print(f"| {name} | {a:.2f} | {b:.3f} | {a / b:.1f}x | {rel:.1e} | {os.getloadavg()[0]:.1f} |", flush=True)
 
 
 if __name__ == "__main__":
