@@ -54,8 +54,8 @@ def worst_relative(ours, theirs):
 
 
 def case_botorch(name, make, repeats):
-    import botorch
     import batchgp.torch as bt
+    import botorch
 
     def run(fit):
         models, mll = make()
@@ -82,7 +82,11 @@ def singletask(outputs=16, n=200, d=6, seed=0):
     w = torch.randn(d, outputs, generator=g, dtype=torch.float64)
     y = torch.sin(3 * x @ w) + 0.1 * torch.randn(n, outputs, generator=g, dtype=torch.float64)
     model = SingleTaskGP(x, y, input_transform=Normalize(d))
-    return lambda: (lambda m: ([m], ExactMarginalLogLikelihood(m.likelihood, m)))(copy.deepcopy(model))
+    def make():
+        m = copy.deepcopy(model)
+        return [m], ExactMarginalLogLikelihood(m.likelihood, m)
+
+    return make
 
 
 def modellist(outputs=50, d=6, seed=1):
@@ -108,11 +112,10 @@ def modellist(outputs=50, d=6, seed=1):
 
 
 def case_sklearn(repeats, targets=20, n=200, d=6, seed=2):
+    import batchgp.sklearn
     import numpy as np
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process import kernels as K
-
-    import batchgp.sklearn
 
     rng = np.random.default_rng(seed)
     x = rng.uniform(0, 1, (n, d))
@@ -138,9 +141,8 @@ def main():
     p.add_argument("--threads", type=int, default=None, help="threads for torch and batchgp (default: all)")
     p.add_argument("--cases", default="singletask,modellist,sklearn", help="comma-separated cases to run")
     args = p.parse_args()
-    import torch
-
     import batchgp
+    import torch
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -16,7 +16,6 @@ from .api import predict as _predict
 from .params import Params
 from .priors import Prior
 
-
 try:
     from sklearn.base import BaseEstimator as _Base
     from sklearn.exceptions import NotFittedError as _SkNotFitted

@@ -100,8 +100,8 @@ def _read_kernel(kernel: Any, d: int) -> _Spec:
     elif type(main) is K.RationalQuadratic:
         spec.kernel = "rq"
     else:
-        raise _refuse(kernel, f"{type(main).__name__}{'(nu=%s)' % main.nu if hasattr(main, 'nu') else ''} is not "
-                      "a kernel batchgp has")
+        nu = f"(nu={main.nu})" if hasattr(main, "nu") else ""
+        raise _refuse(kernel, f"{type(main).__name__}{nu} is not a kernel batchgp has")
 
     def hyp(target: str, k: Any, attr: str, name: str) -> _Hyp:
         h = getattr(k, "hyperparameter_" + attr)
@@ -193,7 +193,7 @@ class GaussianProcessRegressor(RegressorMixin, BaseEstimator):
         d = self.X_train_.shape[1]
         v = {t: h.value for t, h in spec.hyps.items()} if values is None else values
         ls = np.broadcast_to(v["lengthscale"], (targets, d))
-        full = lambda t, default: np.full(targets, float(np.ravel(v[t])[0]) if t in v else default)  # noqa: E731
+        full = lambda t, default: np.full(targets, float(np.ravel(v[t])[0]) if t in v else default)
         init = Params(ls, full("outputscale", 1.0), full("noise", _NO_NOISE), 0.0,
                       full("alpha", 1.0) if spec.kernel == "rq" else None, spec.kernel)
         fix = ["mean"] + [t for t in ("lengthscale", "outputscale", "noise", "alpha")
@@ -209,8 +209,8 @@ class GaussianProcessRegressor(RegressorMixin, BaseEstimator):
                     bounds[t] = (lo[0], hi[0])
         n = self.X_train_.shape[0]
         yvar = np.broadcast_to(np.asarray(self.alpha, dtype=np.float64), (n,))
-        return dict(init=init, fix=sorted(set(fix)), bounds=bounds or None, yvar=np.broadcast_to(yvar, (targets, n)),
-                    kernel=spec.kernel)
+        return {"init": init, "fix": sorted(set(fix)), "bounds": bounds or None,
+                "yvar": np.broadcast_to(yvar, (targets, n)), "kernel": spec.kernel}
 
     def fit(self, X: Any, y: Any) -> GaussianProcessRegressor:
         """Fits one GP per target of y.
@@ -303,7 +303,7 @@ class GaussianProcessRegressor(RegressorMixin, BaseEstimator):
                      full_covariance=bool(return_cov))
         s, mu = self._y_train_std, self._y_train_mean
         mean = (p.mean * s[:, None] + mu[:, None]).T  # (n, T)
-        sq = (lambda a: a[..., 0]) if self._squeeze else (lambda a: a)  # noqa: E731
+        sq = (lambda a: a[..., 0]) if self._squeeze else (lambda a: a)
         if return_cov:
             m = X.shape[0]
             cov = p.covariance + self.params_.noise[:, None, None] * np.eye(m)[None]

@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from gpytorch.constraints import Interval
 from gpytorch.kernels import MaternKernel, RBFKernel, RQKernel, ScaleKernel
 from gpytorch.likelihoods import FixedNoiseGaussianLikelihood, GaussianLikelihood
 from gpytorch.means import ConstantMean, ZeroMean
@@ -260,7 +259,7 @@ def _fit_group(specs: list[_Model], options: dict) -> tuple:
             yvar[at : at + s.b, :k] = s.yvar
         rows.append(slice(at, at + s.b))
         at += s.b
-    cat = lambda f: np.concatenate([f(s) for s in specs])  # noqa: E731
+    cat = lambda f: np.concatenate([f(s) for s in specs])
     vals = {t: cat(lambda s, t=t: s.values(t)) for t in _TARGETS if t in first.hypers or t in first.constants}
     init = Params(vals["lengthscale"], vals["outputscale"], vals["noise"], vals["mean"], vals.get("alpha"), first.kernel)
     fix = [t for t in vals if t not in first.hypers or first.hypers[t].fixed]

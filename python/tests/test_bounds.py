@@ -2,11 +2,10 @@
 per-dimension arrays; equal to the CLI's --bounds NAME=LOW,HIGH; a binding bound holds; bad
 bounds are rejected with the CLI's message; the single box still works."""
 
+import batchgp
 import numpy as np
 import pytest
 from conftest import assert_close, make_data
-
-import batchgp
 
 
 def test_bounds_per_kind_equal_the_cli(run_cli):

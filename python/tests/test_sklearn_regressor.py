@@ -10,16 +10,16 @@ import pytest
 
 sklearn = pytest.importorskip("sklearn")
 
-import batchgp  # noqa: E402
-import batchgp.sklearn  # noqa: E402
-from sklearn.base import clone  # noqa: E402
-from sklearn.exceptions import NotFittedError  # noqa: E402
-from sklearn.gaussian_process import GaussianProcessRegressor as SkGPR  # noqa: E402
-from sklearn.gaussian_process import kernels as K  # noqa: E402
-from sklearn.model_selection import GridSearchCV, cross_val_score  # noqa: E402
-from sklearn.pipeline import make_pipeline  # noqa: E402
-from sklearn.preprocessing import StandardScaler  # noqa: E402
-from sklearn.utils.estimator_checks import check_estimator  # noqa: E402
+import batchgp
+import batchgp.sklearn
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.gaussian_process import GaussianProcessRegressor as SkGPR
+from sklearn.gaussian_process import kernels as K
+from sklearn.model_selection import GridSearchCV, cross_val_score
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import check_estimator
 
 GPR = batchgp.sklearn.GaussianProcessRegressor
 

@@ -14,12 +14,12 @@ torch = pytest.importorskip("torch")
 gpytorch = pytest.importorskip("gpytorch")
 botorch = pytest.importorskip("botorch")
 
-import batchgp  # noqa: E402
-import batchgp.torch  # noqa: E402
-from botorch.models import ModelListGP, SingleTaskGP  # noqa: E402
-from botorch.models.gpytorch import GPyTorchModel  # noqa: E402
-from botorch.models.transforms import Normalize  # noqa: E402
-from gpytorch.mlls import ExactMarginalLogLikelihood, SumMarginalLogLikelihood  # noqa: E402
+import batchgp
+import batchgp.torch
+from botorch.models import ModelListGP, SingleTaskGP
+from botorch.models.gpytorch import GPyTorchModel
+from botorch.models.transforms import Normalize
+from gpytorch.mlls import ExactMarginalLogLikelihood, SumMarginalLogLikelihood
 
 DT = torch.float64
 
@@ -225,7 +225,7 @@ def _refused(model, match):
 def test_refusals_name_the_module():
     x, y = data((), 15, 2, 4)
     lik = gpytorch.likelihoods.GaussianLikelihood
-    rbf = lambda **kw: gpytorch.kernels.RBFKernel(ard_num_dims=2, **kw)  # noqa: E731
+    rbf = lambda **kw: gpytorch.kernels.RBFKernel(ard_num_dims=2, **kw)
     cm = gpytorch.means.ConstantMean
     cases = [
         (Exact(x, y, lik(), cm(), rbf() + rbf()), r"model\.covar_module: AdditiveKernel"),
