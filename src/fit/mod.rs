@@ -15,6 +15,7 @@
 //! Restarts are extra members started from spread points; the best one per GP is kept.
 
 mod adam;
+mod bounds;
 mod driver;
 mod exact;
 mod lbfgs;
@@ -26,6 +27,7 @@ mod request;
 mod svgp;
 mod transform;
 
+pub use bounds::Bounds;
 #[cfg(feature = "cli")]
 pub use progress::ProgressBarObserver;
 pub use request::{Exact, ExactOptions, FitRequest, Model, Svgp, SvgpFitRequest, SvgpOptions};

@@ -4,6 +4,7 @@
 //! restarts, inducing points, ...) and its run (`exact.rs`, `svgp.rs`).
 
 use super::adam::{Adam, AdamState};
+use super::bounds::Bounds;
 use super::driver::MemberOptimizer;
 use super::lbfgs::{Lbfgs, LbfgsState};
 use super::{check_steps, FitObserver, NotRun, Optimizer};
@@ -54,6 +55,7 @@ pub struct ExactOptions {
     pub(super) restarts: usize,
     pub(super) standardize: bool,
     pub(super) bounds: Option<(f64, f64)>,
+    pub(super) hyperparameter_bounds: Bounds,
     pub(super) max_memory: Option<u64>,
 }
 
@@ -92,6 +94,7 @@ pub struct SvgpOptions {
 /// | restarts    | 0                       | extra starts per GP from spread points; best kept        | >= 0  |
 /// | standardize | false                   | kept for compatibility: every fit runs on y standardised per member, with results in the data's units |       |
 /// | bounds      | none                    | box (low, high) on positive hyperparameters, as scikit-learn's; L-BFGS then runs as L-BFGS-B on a boxed problem | 0 < low < high |
+/// | hyperparameter_bounds | none          | [`Bounds`] per kind, member and dimension (GPyTorch's constraints, scikit-learn's `*_bounds`) | low < high |
 /// | max_memory  | the memory available    | budget in bytes: members run in chunks that fit it        | >= 1  |
 ///
 /// The data-driven start (docs/design.md section 7): lengthscale = std of x per dimension,
