@@ -83,7 +83,7 @@ def fit(
     max_iter: int | None = None,
     restarts: int = 0,
     standardize: bool = False,
-    bounds: tuple[float, float] | None = None,
+    bounds: tuple[float, float] | dict | None = None,
     seed: int = 0,
     backend: str = "auto",
     precision: str = "f64",
@@ -138,9 +138,11 @@ def fit(
         Exact GPs: extra starts per GP from spread points; the best is kept.
     standardize : bool
         Exact GPs: fit on y standardised per member; results are in the data's units.
-    bounds : (low, high), optional
+    bounds : (low, high) or {name: (low, high)}, optional
         Exact GPs: box on every positive hyperparameter, as scikit-learn's bounds
-        (0 < low < high).
+        (0 < low < high); or bounds per kind (lengthscale, outputscale, noise, mean, alpha),
+        low and high each a number, per dimension (lengthscale) or per member, broadcast as
+        prior parameters are (0 <= low < high; ``inf`` for no upper bound).
     seed : int
         Seed of the restarts' spread (SVGP: of k-means++ and the mini-batches).
     backend : str
