@@ -16,6 +16,10 @@ export BATCHGP_CLI="$PWD/target/release/batchgp"
 [ -x .venv/bin/python ] || python3 -m venv .venv
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
 "${pip[@]}" numpy scipy scikit-learn pytest "dask[distributed]"
+# batchgp.torch's tests fit GPyTorch / BoTorch models (python/tests/test_torch.py). PyPI's torch
+# wheel for Linux brings its CUDA libraries (about 3 GB; the CPU-only wheels live on an index
+# CI does not reach); the tests run on the CPU. Versions as tested.
+"${pip[@]}" "torch==2.15.0" "gpytorch==1.15.2" "botorch==0.18.1"
 # maturin (fetched by pip as the build backend) compiles the extension into the workspace's target/.
 "${pip[@]}" ./python
 .venv/bin/python -m pytest python/tests -q

@@ -56,7 +56,7 @@ pub use error::{Error, Result};
 #[cfg(feature = "cli")]
 pub use fit::ProgressBarObserver;
 pub use fit::{
-    Degeneracy, Exact, FitObserver, FitProgress, FitRequest, FitResult, Model, Optimizer, Svgp, SvgpFitRequest,
+    Bounds, Degeneracy, Exact, FitObserver, FitProgress, FitRequest, FitResult, Model, Optimizer, Svgp, SvgpFitRequest,
     SvgpFitResult, Termination,
 };
 pub use kernel::Kernel;

@@ -295,7 +295,7 @@ fn param_from_toml(v: &toml::Value) -> Option<PriorParam> {
     nested.map(PriorParam::Nested)
 }
 
-fn broadcast(v: &PriorParam, t: Target, pname: &str, b: usize, width: usize) -> Result<Array2<f64>> {
+pub(crate) fn broadcast(v: &PriorParam, t: Target, pname: &str, b: usize, width: usize) -> Result<Array2<f64>> {
     let bad = |reason: String| Error::InvalidPrior { target: t.name().into(), reason: format!("`{pname}`: {reason}") };
     match v {
         PriorParam::Scalar(x) => Ok(Array2::from_elem((b, width), *x)),

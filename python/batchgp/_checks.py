@@ -187,9 +187,16 @@ def as_fix(fix: Any) -> list:
     return names
 
 
-def as_bounds(bounds: Any) -> tuple | None:
+def as_bounds(bounds: Any) -> tuple | list | None:
+    """(low, high) for the single box; [(name, low, high)] for bounds per hyperparameter."""
     if bounds is None:
         return None
+    if isinstance(bounds, dict):
+        try:
+            return [(as_str("bounds", t), as_array(lo, f"bounds {t} low"), as_array(hi, f"bounds {t} high"))
+                    for t, (lo, hi) in bounds.items()]
+        except (TypeError, ValueError):
+            raise option_error("bounds", f"expected {{name: (low, high)}}, got {bounds!r}") from None
     try:
         low, high = bounds
     except (TypeError, ValueError):

@@ -83,7 +83,7 @@ def fit(
     max_iter: int | None = None,
     restarts: int | None = None,
     standardize: bool = False,
-    bounds: tuple[float, float] | None = None,
+    bounds: tuple[float, float] | dict | None = None,
     seed: int = 0,
     backend: str = "auto",
     precision: str = "f64",
@@ -140,9 +140,11 @@ def fit(
     standardize : bool
         Removed: True raises BatchGPError (it did nothing, as every fit already runs on y
         standardised per member and reports in the data's units); False is accepted.
-    bounds : (low, high), optional
+    bounds : (low, high) or {name: (low, high)}, optional
         Exact GPs: box on every positive hyperparameter, as scikit-learn's bounds
-        (0 < low < high).
+        (0 < low < high); or bounds per kind (lengthscale, outputscale, noise, mean, alpha),
+        low and high each a number, per dimension (lengthscale) or per member, broadcast as
+        prior parameters are (0 <= low < high; ``inf`` for no upper bound).
     seed : int
         Seed of the restarts' spread (SVGP: of k-means++ and the mini-batches).
     backend : str

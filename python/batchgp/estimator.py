@@ -1,4 +1,5 @@
-"""A scikit-learn-style estimator over a batch of GPs."""
+"""A scikit-learn-style estimator over a batch of GPs: a scikit-learn BaseEstimator (clone,
+get_params, Pipeline parameters) when scikit-learn is installed, a plain class otherwise."""
 
 from __future__ import annotations
 
@@ -15,6 +16,18 @@ from .api import predict as _predict
 from .params import Params
 from .priors import Prior
 
+try:
+    from sklearn.base import BaseEstimator as _Base
+    from sklearn.exceptions import NotFittedError as _SkNotFitted
+except ImportError:  # scikit-learn is optional
+    _Base = object
+    _SkNotFitted = AttributeError
+
+
+class NotFittedError(BatchGPError, _SkNotFitted):
+    """A BatchGP used before fit: a BatchGPError, and scikit-learn's NotFittedError when it is
+    installed."""
+
 
 def _same(a: Any, b: Any) -> bool:
     try:
@@ -23,7 +36,7 @@ def _same(a: Any, b: Any) -> bool:
         return False
 
 
-class BatchGP:
+class BatchGP(_Base):
     """B independent exact GPs fitted and used as one estimator, in scikit-learn's style.
 
     Parameters
@@ -137,7 +150,7 @@ class BatchGP:
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "result_"):
-            raise BatchGPError("this BatchGP is not fitted yet: call fit(x, y) first")
+            raise NotFittedError("this BatchGP is not fitted yet: call fit(x, y) first")
 
     def _posterior(self, x_test: Any, **kw: Any):
         self._check_fitted()
@@ -201,3 +214,32 @@ class BatchGP:
         p = self._posterior(x_test, samples=n, seed=seed)
         rng = np.random.default_rng(seed)
         return p.samples + rng.standard_normal(p.samples.shape) * np.sqrt(self.noise_)[None, :, None]
+
+    def score(self, x_test: Any, y_test: Any, mask: Any | None = None) -> float:
+        """The coefficient of determination R^2 of the posterior mean, per member, averaged
+        over the members (scikit-learn's ``score`` of a regressor, batch-first).
+
+        Parameters
+        ----------
+        x_test : array (M, D) or (B, M, D)
+        y_test : array (B, M)
+        mask : array (B, M), optional
+            1 for a point that counts, 0 for padding.
+
+        Returns
+        -------
+        float
+        """
+        pred = self.predict(x_test)
+        y = as_array(y_test, "y_test").astype(np.float64)
+        if y.shape != pred.shape:
+            raise BatchGPError(f"array `y_test` has shape {list(y.shape)}, expected {list(pred.shape)}")
+        w = np.ones_like(y) if mask is None else (as_array(mask, "mask") != 0).astype(np.float64)
+        y, pred = np.where(w > 0, y, 0.0), np.where(w > 0, pred, 0.0)
+        n = w.sum(axis=1)
+        mean = (w * y).sum(axis=1) / np.maximum(n, 1)
+        ss_tot = (w * (y - mean[:, None]) ** 2).sum(axis=1)
+        ss_res = (w * (y - pred) ** 2).sum(axis=1)
+        # As scikit-learn's r2_score: a constant y scores 1 when predicted exactly, else 0.
+        r2 = np.where(ss_tot > 0, 1 - ss_res / np.where(ss_tot > 0, ss_tot, 1), np.where(ss_res == 0, 1.0, 0.0))
+        return float(r2.mean())

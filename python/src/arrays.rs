@@ -207,21 +207,28 @@ pub fn priors(spec: &PriorViews<'_>) -> Result<Priors> {
             .iter()
             .zip(names)
             .map(|(v, name)| {
-                let a = v.to_f64();
-                match a.ndim() {
-                    0 => Ok(PriorParam::Scalar(a[[]])),
-                    1 => Ok(PriorParam::List(a.iter().copied().collect())),
-                    2 => Ok(PriorParam::Nested(a.outer_iter().map(|r| r.iter().copied().collect()).collect())),
-                    _ => Err(bad(format!(
-                        "`{name}` must be a number, a list of numbers or a list of lists of numbers, got shape {:?}",
-                        a.shape()
-                    ))),
-                }
+                prior_param(v).map_err(|shape| {
+                    bad(format!(
+                        "`{name}` must be a number, a list of numbers or a list of lists of numbers, got shape {shape:?}"
+                    ))
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         out = out.with(t, Prior { family: fam, params });
     }
     Ok(out)
+}
+
+/// A parameter broadcast later by the request (a number, a list, a list of lists), from an
+/// array of at most 2 dimensions; Err holds the shape of a deeper one.
+pub fn prior_param(v: &View<'_>) -> std::result::Result<PriorParam, Vec<usize>> {
+    let a = v.to_f64();
+    match a.ndim() {
+        0 => Ok(PriorParam::Scalar(a[[]])),
+        1 => Ok(PriorParam::List(a.iter().copied().collect())),
+        2 => Ok(PriorParam::Nested(a.outer_iter().map(|r| r.iter().copied().collect()).collect())),
+        _ => Err(a.shape().to_vec()),
+    }
 }
 
 /// Status codes as numbers, as in the CLI's files.

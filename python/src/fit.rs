@@ -9,8 +9,8 @@ use crate::models::{data_views, set_hyperparameters, set_objective, set_svgp_par
 use crate::{option_error, rejected, runtime};
 use batchgp::svgp::SvgpParams;
 use batchgp::{
-    FitObserver, FitRequest, FitResult, Kernel, Optimizer, Precision, Priors, Status, SvgpFitRequest, SvgpFitResult,
-    Target,
+    Bounds, FitObserver, FitRequest, FitResult, Kernel, Optimizer, Precision, Priors, Status, SvgpFitRequest,
+    SvgpFitResult, Target,
 };
 use ndarray::{Array3, Axis, Ix2, Ix3};
 use numpy::IntoPyArray;
@@ -20,9 +20,41 @@ use pyo3::types::PyDict;
 /// The exact GP's own fit options, from the dict the Python layer passes.
 #[derive(FromPyObject)]
 #[pyo3(from_item_all)]
-struct ExactOptions {
+struct ExactOptions<'py> {
     restarts: usize,
-    bounds: Option<(f64, f64)>,
+    bounds: Option<BoundsArg<'py>>,
+}
+
+/// `bounds` as `batchgp.fit` passes it: the single box (low, high), or (name, low, high) per
+/// kind with low and high broadcast as prior parameters are.
+#[derive(FromPyObject)]
+enum BoundsArg<'py> {
+    Single((f64, f64)),
+    PerKind(Vec<(String, FloatArray<'py>, FloatArray<'py>)>),
+}
+
+/// The single box, if given, and the bounds per kind (copied, ready to leave the GIL).
+fn bounds_arg(arg: Option<&BoundsArg<'_>>) -> batchgp::Result<(Option<(f64, f64)>, Bounds)> {
+    let kinds = match arg {
+        None => return Ok((None, Bounds::none())),
+        Some(BoundsArg::Single(b)) => return Ok((Some(*b), Bounds::none())),
+        Some(BoundsArg::PerKind(kinds)) => kinds,
+    };
+    let param = |a: &FloatArray<'_>| {
+        arrays::prior_param(&a.view()).map_err(|shape| {
+            option_error("bounds", format!("low and high must have at most 2 dimensions, got shape {shape:?}"))
+        })
+    };
+    let per = kinds.iter().try_fold(Bounds::none(), |acc, (name, lo, hi)| {
+        let t = Target::from_name(name).ok_or_else(|| {
+            option_error(
+                "bounds",
+                format!("unknown hyperparameter `{name}` (expected lengthscale, outputscale, noise, mean or alpha)"),
+            )
+        })?;
+        Ok(acc.with(t, param(lo)?, param(hi)?))
+    })?;
+    Ok((None, per))
 }
 
 /// The SVGP's own fit options, from the dict the Python layer passes.
@@ -108,7 +140,7 @@ pub fn fit<'py>(
     options: &Bound<'py, PyDict>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let svgp: Option<SvgpOptions<'py>> = (model == "svgp").then(|| options.extract()).transpose()?;
-    let exact: Option<ExactOptions> = (model == "exact").then(|| options.extract()).transpose()?;
+    let exact: Option<ExactOptions<'py>> = (model == "exact").then(|| options.extract()).transpose()?;
     if svgp.is_none() && exact.is_none() {
         return Err(rejected(option_error("model", format!("expected exact or svgp, got `{model}`"))));
     }
@@ -118,6 +150,9 @@ pub fn fit<'py>(
     // What the job reads of the SVGP's options (the arrays stay with the GIL).
     let svgp = svgp.as_ref().map(|o| (o.num_inducing, o.batch_size));
     let prior_spec = prior_views(&priors);
+    let (bounds, per_kind) = bounds_arg(exact.as_ref().and_then(|o| o.bounds.as_ref())).map_err(rejected)?;
+    // What the job reads of the exact GP's options (the bounds' arrays stay with the GIL).
+    let exact = exact.as_ref().map(|o| o.restarts);
     let job = |observer: &mut dyn FitObserver| -> batchgp::Result<Fitted> {
         let data = data.dataset()?;
         let kernel: Kernel = kernel.parse()?;
@@ -142,7 +177,7 @@ pub fn fit<'py>(
         }
         let shared =
             Shared { kernel, priors: &priors, optimizer, max_iter, lr, seed, first_member, fixed: &fixed, precision };
-        if let Some(o) = &exact {
+        if let Some(restarts) = exact {
             let init = match init {
                 Some(ModelParams::Exact(h)) => Some(h),
                 None => None,
@@ -151,10 +186,12 @@ pub fn fit<'py>(
                 }
             };
             let be = runtime::backend(&backend)?;
-            let mut req = with_shared!(FitRequest::new(&data), &shared, be.as_ref(), max_iter).restarts(o.restarts);
-            if let Some((lo, hi)) = o.bounds {
+            let mut req =
+                with_shared!(FitRequest::new(&data), &shared, be.as_ref(), max_iter).restarts(restarts);
+            if let Some((lo, hi)) = bounds {
                 req = req.bounds(lo, hi);
             }
+            req = req.hyperparameter_bounds(per_kind.clone());
             if let Some(h) = &init {
                 req = req.init(h);
             }

@@ -59,9 +59,11 @@ pub struct FitArgs {
     #[arg(long)]
     standardize: bool,
     /// Box bounds LOW,HIGH on every positive hyperparameter (natural units, 0 < LOW <
-    /// HIGH), as scikit-learn's; L-BFGS then runs as L-BFGS-B on a boxed problem.
-    #[arg(long, value_name = "LOW,HIGH", allow_hyphen_values = true)]
-    bounds: Option<String>,
+    /// HIGH), as scikit-learn's, and/or NAME=LOW,HIGH per kind, repeated or space-separated
+    /// (--bounds lengthscale=0.025,inf --bounds noise=1e-4,inf); L-BFGS then runs as
+    /// L-BFGS-B on a boxed problem.
+    #[arg(long, value_name = "[NAME=]LOW,HIGH", allow_hyphen_values = true)]
+    bounds: Vec<String>,
     /// Seed of the restarts' spread (svgp: of k-means++ and the mini-batches), a whole
     /// number >= 0.
     #[arg(long, default_value_t = 0, value_name = "SEED", value_parser = parse_seed)]
@@ -130,21 +132,12 @@ pub fn run(a: FitArgs) -> batchgp::Result<()> {
             )
         })?);
     }
-    let bounds = match &bounds {
-        Some(b) => {
-            let bad = || option_error("bounds", format!("expected LOW,HIGH (two numbers), got `{b}`"));
-            let v: Vec<f64> =
-                b.split(',').map(|t| t.trim().parse::<f64>().map_err(|_| bad())).collect::<Result<_, _>>()?;
-            let [lo, hi] = v[..] else { return Err(bad()) };
-            Some((lo, hi))
-        }
-        None => None,
-    };
+    let (bounds, hyperparameter_bounds) = super::bounds::parse(&bounds)?;
     let (be, precision) = if svgp { setup_svgp(&compute.common)? } else { setup(&compute.common)? };
     let data = read_data(&data)?;
     let priors = read_priors(&priors)?;
     if svgp {
-        if restarts.is_some() || bounds.is_some() || standardize {
+        if restarts.is_some() || bounds.is_some() || !hyperparameter_bounds.is_empty() || standardize {
             return Err(option_error("model", "--restarts, --bounds and --standardize are for exact fits"));
         }
         let init = match &init {
@@ -229,6 +222,7 @@ pub fn run(a: FitArgs) -> batchgp::Result<()> {
     if let Some((lo, hi)) = bounds {
         req = req.bounds(lo, hi);
     }
+    req = req.hyperparameter_bounds(hyperparameter_bounds);
     if let Some(bytes) = compute.max_memory {
         req = req.max_memory(bytes);
     }

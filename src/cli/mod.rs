@@ -18,6 +18,7 @@ macro_rules! say {
     }};
 }
 
+mod bounds;
 pub mod demo;
 pub mod elbo;
 pub mod fit;

@@ -12,6 +12,7 @@
 //! -(mll' + log prior), where mll' = mll + n log sd is the MLL in standardised units and the
 //! priors are evaluated on the natural values in the data's units.
 
+use super::bounds::Bounds;
 use super::driver::{self, MemberOptimizer};
 use super::objective::{BatchObjective, MemberEval};
 use super::request::{Exact, ExactOptions, FitRequest, Model};
@@ -345,6 +346,12 @@ impl FitRequest<'_, Exact> {
         self.model.bounds = Some((low, high));
         self
     }
+    /// Bounds per kind of hyperparameter, per member and per dimension ([`Bounds`]); they
+    /// compose with `bounds` and with uniform priors as intersections.
+    pub fn hyperparameter_bounds(mut self, bounds: Bounds) -> Self {
+        self.model.hyperparameter_bounds = bounds;
+        self
+    }
     /// Memory budget in bytes (default: the memory available); see [`crate::backend::memory`].
     pub fn max_memory(mut self, bytes: u64) -> Self {
         self.model.max_memory = Some(bytes);
@@ -403,8 +410,9 @@ impl FitRequest<'_, Exact> {
         for t in Target::ALL {
             priors_e.hold(t, |e| self.fixed.contains(&t) || self.model.fixed_members.contains(&(t, gp[e])));
         }
-        let maps = self.maps(layout, &init, &priors_e, &units, &gp);
-        let (lower, upper) = self.boxes(layout, &maps, &degeneracy, &gp);
+        let mut maps = self.maps(layout, &init, &priors_e, &units, &gp);
+        let (mut lower, mut upper) = self.boxes(layout, &maps, &degeneracy, &gp);
+        self.model.hyperparameter_bounds.resolve(layout, b)?.apply(layout, &gp, &mut maps, &mut lower, &mut upper)?;
         let starts = self.starts(layout, &init, &maps, &lower, &upper, &gp);
 
         let mut states: Vec<Box<dyn MemberOptimizer>> = starts

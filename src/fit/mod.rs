@@ -16,6 +16,7 @@
 
 mod adam;
 mod collapsed;
+mod bounds;
 mod driver;
 mod exact;
 mod lbfgs;
@@ -28,6 +29,7 @@ mod starts;
 mod svgp;
 mod transform;
 
+pub use bounds::Bounds;
 #[cfg(feature = "cli")]
 pub use progress::ProgressBarObserver;
 pub use request::{Exact, ExactOptions, FitRequest, Model, Svgp, SvgpFitRequest, SvgpOptions};

@@ -4,6 +4,7 @@
 //! restarts, inducing points, ...) and its run (`exact.rs`, `svgp.rs`).
 
 use super::adam::{Adam, AdamState};
+use super::bounds::Bounds;
 use super::driver::MemberOptimizer;
 use super::lbfgs::{Lbfgs, LbfgsState};
 use super::{check_steps, FitObserver, NotRun, Optimizer};
@@ -73,6 +74,7 @@ pub struct ExactOptions {
     pub(super) fixed_members: Vec<(Target, usize)>,
     pub(super) restarts: usize,
     pub(super) bounds: Option<(f64, f64)>,
+    pub(super) hyperparameter_bounds: Bounds,
     pub(super) max_memory: Option<u64>,
 }
 
@@ -83,6 +85,7 @@ impl Default for ExactOptions {
             fixed_members: Vec::new(),
             restarts: super::DEFAULT_RESTARTS,
             bounds: None,
+            hyperparameter_bounds: Bounds::none(),
             max_memory: None,
         }
     }
@@ -137,6 +140,7 @@ impl Default for SvgpOptions {
 /// | fix_member  | nothing                 | a hyperparameter held for one member                     |       |
 /// | restarts    | [`DEFAULT_RESTARTS`](super::DEFAULT_RESTARTS) | extra starts per GP, spread log-uniformly over the ranges where optima lie (`starts`); best kept | >= 0  |
 /// | bounds      | none                    | box (low, high) on positive hyperparameters, as scikit-learn's; L-BFGS then runs as L-BFGS-B on a boxed problem | 0 < low < high |
+/// | hyperparameter_bounds | none          | [`Bounds`] per kind, member and dimension (GPyTorch's constraints, scikit-learn's `*_bounds`) | low < high |
 /// | max_memory  | the memory available    | budget in bytes: members run in chunks that fit it        | >= 1  |
 ///
 /// The data-driven start (docs/design.md section 7): lengthscale = std of x per dimension,
