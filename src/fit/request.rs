@@ -408,7 +408,7 @@ mod tests {
         let x = Array2::from_shape_fn((n, 1), |(i, _)| i as f64);
         let data = Dataset::new(x, Array2::from_shape_fn((b, n), |(m, i)| (i + m) as f64)).unwrap();
         let per = cpu_mll_bytes(n, 1, Kernel::Rbf, Precision::F64, true);
-        let e = FitRequest::new(&data).backend(BackendChoice::Cpu).max_memory(per - 1).run().unwrap_err();
+        let e = FitRequest::new(&data).restarts(0).backend(BackendChoice::Cpu).max_memory(per - 1).run().unwrap_err();
         match e {
             Error::OutOfMemory { n: 50, needed, budget } => assert_eq!((needed, budget), (per, per - 1)),
             other => panic!("expected OutOfMemory, got {other:?}"),
