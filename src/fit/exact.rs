@@ -287,7 +287,8 @@ impl Model for Exact {
 /// and optimiser state; one member's MLL workspace comes on top.
 ///
 /// # Errors
-/// [`Error::TooLarge`] naming the restarts and the members.
+/// [`Error::OutOfMemory`] when one member cannot fit alone, else [`Error::TooLarge`] naming the
+/// restarts and the members.
 fn plan_members(req: &FitRequest<'_, Exact>) -> Result<()> {
     let data = req.data;
     let (b, n, d) = (data.batch_size() as u64, data.n_points() as u64, data.n_dims() as u64);
@@ -297,6 +298,8 @@ fn plan_members(req: &FitRequest<'_, Exact>) -> Result<()> {
     let per = memory::product(&[8, n.saturating_mul(3).saturating_add(x_bytes)])
         .saturating_add(memory::member_state_bytes(p));
     let one = memory::cpu_mll_bytes(n as usize, d as usize, req.kernel, req.precision, true);
+    // One member that cannot fit alone is the more specific refusal (OutOfMemory naming its N).
+    memory::in_flight(one, 0, req.model.max_memory, n as usize)?;
     let needed = memory::product(&[members, per]).saturating_add(one);
     memory::plan(
         || format!("restarts = {} for {b} members ({members} members of N = {n})", req.model.restarts),
