@@ -290,10 +290,8 @@ impl<'a, M: Model> FitRequest<'a, M> {
     /// observer stops it. Numerical failure of a member is reported in its status, never as an
     /// error.
     pub fn run(self) -> Result<M::Fitted> {
-        // One member that cannot fit alone is the most specific refusal: before the options'
-        // own plan (restarts x members, loss history) in `check`.
-        self.plan()?;
         self.check()?;
+        self.plan()?;
         M::run(self)
     }
 
