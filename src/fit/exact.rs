@@ -647,9 +647,13 @@ impl FitRequest<'_, Exact> {
                 res.reason[m] = Termination::NoData;
                 continue;
             }
-            let best = runs
+            let finite: Vec<usize> = runs
                 .filter(|&e| states[e].termination() != Some(Termination::Failed) && states[e].point().1.is_finite())
-                .min_by(|&x, &y| states[x].point().1.total_cmp(&states[y].point().1));
+                .collect();
+            // Starts that tie with the lowest value (within 1e-9 relative) keep the earliest, so
+            // rounding noise between equal optima never decides which start is kept.
+            let f_min = finite.iter().map(|&e| states[e].point().1).fold(f64::INFINITY, f64::min);
+            let best = finite.iter().copied().find(|&e| states[e].point().1 - f_min <= 1e-9 * (1.0 + f_min.abs()));
             match best {
                 Some(e) => {
                     kept.push((m, e));
@@ -668,7 +672,15 @@ impl FitRequest<'_, Exact> {
         let points: Vec<&[f64]> = members.iter().map(|&e| states[e].point().0).collect();
         let report = objective.report(&members, &points)?;
         for (&(m, e), r) in kept.iter().zip(report) {
-            let theta = objective.theta(e, states[e].point().0);
+            let mut theta = objective.theta(e, states[e].point().0);
+            // A positive hyperparameter driven towards 0 (noise on noise-free data) may underflow
+            // exp() to 0: report the smallest positive value, which every request accepts.
+            let mean = objective.layout.index(Target::Mean, 0);
+            for (i, v) in theta.iter_mut().enumerate() {
+                if i != mean && *v == 0.0 {
+                    *v = f64::MIN_POSITIVE;
+                }
+            }
             objective.layout.write(&mut res.hyperparameters, m, &theta);
             let reason = states[e].termination().unwrap_or(Termination::Failed);
             res.reason[m] = reason;
