@@ -70,7 +70,8 @@ def test_progress_lines_without_tqdm(monkeypatch, capfd):
     x, y = make_data(4, 30, 2)
     r = batchgp.fit(x, y, progress=True)
     err = capfd.readouterr().err
-    assert err.startswith("batchgp fit: 4 runs\n")
+    # one run per member and start (the default restarts + 1)
+    assert err.startswith(f"batchgp fit: {4 * (batchgp._batchgp.DEFAULT_RESTARTS + 1)} runs\n")
     assert f"converged {int(np.sum(r.status <= 1))} of 4 members" in err.splitlines()[-1]
 
 
