@@ -298,8 +298,9 @@ def test_fit_raises_the_elbo_and_finds_the_noise():
     r = batchgp.svgp.fit(x, y, num_inducing=15, steps=steps, lr=0.05, backend="cpu")
     assert isinstance(r, SvgpResult)
     assert r.loss.shape == (steps + 1, 3), r.loss.shape  # the start, then one round per step
-    assert np.all(r.iterations == steps) and np.all(r.status == 2) and set(r.reason) == {"iteration limit"}
-    assert np.all(r.loss[-1] < r.loss[0] - 50), (r.loss[0], r.loss[-1])
+    # With q at its closed-form optimum a member may converge before the limit; one that stops
+    # at the limit says so.
+    assert np.all(r.iterations <= steps) and np.all((r.status == 2) == (r.iterations == steps)), r.iterations
     start = batchgp.svgp.elbo(x, y, _start_params(x, y, r), backend="cpu")
     assert_close(-r.loss[0], start.objective, 1e-10, 0, "loss[0]")
     assert np.all(r.elbo > start.elbo + 50)
