@@ -332,7 +332,9 @@ def test_fit_z_fix_and_lbfgs():
     r = batchgp.svgp.fit(x, y, num_inducing=10, optimizer="lbfgs", steps=200, backend="cpu")
     # L-BFGS: one step may take several evaluation rounds (its line search)
     assert r.loss.shape[1] == 2 and r.loss.shape[0] > r.iterations.max(), r.loss.shape
-    assert np.all(np.nanmin(r.loss, axis=0) < r.loss[0] - 50)
+    # The start has q at its closed-form optimum already, so the fit adds less from there than
+    # from q = N(0, I): about 45 nats on this data (measured), where the test once asked for 50.
+    assert np.all(np.nanmin(r.loss, axis=0) < r.loss[0] - 40)
     assert np.all((r.noise > 0.005) & (r.noise < 0.02)), r.summary()
 
 
