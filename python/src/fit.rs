@@ -186,8 +186,7 @@ pub fn fit<'py>(
                 }
             };
             let be = runtime::backend(&backend)?;
-            let mut req =
-                with_shared!(FitRequest::new(&data), &shared, be.as_ref(), max_iter).restarts(restarts);
+            let mut req = with_shared!(FitRequest::new(&data), &shared, be.as_ref(), max_iter).restarts(restarts);
             if let Some((lo, hi)) = bounds {
                 req = req.bounds(lo, hi);
             }

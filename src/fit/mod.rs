@@ -15,8 +15,8 @@
 //! Restarts are extra members started from spread points; the best one per GP is kept.
 
 mod adam;
-mod collapsed;
 mod bounds;
+mod collapsed;
 mod driver;
 mod exact;
 mod lbfgs;
