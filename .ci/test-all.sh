@@ -13,16 +13,40 @@ cargo test --release --workspace
 export BATCHGP_CLI="$PWD/target/release/batchgp"
 [ -x "$BATCHGP_CLI" ] || cargo build --release --bin batchgp
 
+# CI's disk is small (a fresh machine once ran out at this step): with BATCHGP_CI_PRUNE=1 (set by
+# .ci/run) the Rust test executables and examples, each carrying the 34 MB kernel fatbin, go
+# before the Python packages arrive. The CLI above and the libraries maturin links stay.
+if [ "${BATCHGP_CI_PRUNE:-0}" = 1 ]; then
+    find target/release/deps -maxdepth 1 -type f -perm -u+x ! -name '*.*' -delete
+    rm -rf target/release/examples target/debug
+    df -h . | tail -1
+fi
+
 [ -x .venv/bin/python ] || python3 -m venv .venv
+# Every package pinned as tested (.ci/requirements.txt: numpy, scipy, scikit-learn, pytest, dask;
+# statsmodels for the real series and autograd for the independent SVGP reference of
+# tests/python/quality_*.py; torch, gpytorch and botorch for python/tests/test_torch.py). PyPI's
+# torch for Linux brings its CUDA libraries (about 3 GB of wheels, 6 GB installed; the CPU-only
+# wheels live on an index CI does not reach), so pip keeps no cache and each wheel over 50 MB is
+# installed by its own call: the disk holds at most one downloaded wheel beside the tree.
+export PIP_NO_CACHE_DIR=1
 pip=(.venv/bin/python -m pip install --quiet --disable-pip-version-check)
-"${pip[@]}" numpy scipy scikit-learn pytest "dask[distributed]"
-# The fit-quality checks (tests/python/quality_*.py): statsmodels ships the real series,
-# autograd differentiates the independent SVGP reference.
-"${pip[@]}" statsmodels autograd
-# batchgp.torch's tests fit GPyTorch / BoTorch models (python/tests/test_torch.py). PyPI's torch
-# wheel for Linux brings its CUDA libraries (about 3 GB; the CPU-only wheels live on an index
-# CI does not reach); the tests run on the CPU. Versions as tested.
-"${pip[@]}" "torch==2.15.0" "gpytorch==1.15.2" "botorch==0.18.1"
+big='^(torch|nvidia-|cuda-|scipy|pandas|sympy|statsmodels|scikit-learn|numpy)'
+mapfile -t pins < <(grep -v '^#' .ci/requirements.txt | grep -v '^$')
+small=()
+for pin in "${pins[@]}"; do
+    if [[ "$pin" =~ $big ]]; then
+        "${pip[@]}" --no-deps "$pin"
+    else
+        small+=("$pin")
+    fi
+done
+"${pip[@]}" --no-deps "${small[@]}"
+# torch requires triton (its compiler for torch.compile, 1 GB), which no test uses and which is
+# left out; every other requirement must hold.
+problems="$(.venv/bin/python -m pip check --disable-pip-version-check 2>&1 \
+    | grep -v -e 'requires triton' -e '^No broken' || true)"
+[ -z "$problems" ] || { echo "$problems" >&2; exit 1; }
 # maturin (fetched by pip as the build backend) compiles the extension into the workspace's target/.
 "${pip[@]}" ./python
 .venv/bin/python -m pytest python/tests -q
