@@ -17,7 +17,10 @@ exact GPs (``Params``) and sparse variational GPs (``SvgpParams``; ``fit`` with
 ``num_inducing=``, ``z=`` or ``model="svgp"``). Functions: fit, evaluate, predict, mll (evaluate
 for exact GPs), sample_prior, info, set_num_threads. Types: Params, SvgpParams, FitResult,
 SvgpResult, MllResult, ElboResult, Prediction, the priors Gamma, LogNormal, Normal, HalfCauchy,
-Uniform, the estimator BatchGP, and BatchGPError (a ValueError) for every rejected input.
+Uniform, the estimator BatchGP, and BatchGPError (a ValueError) for every rejected input;
+DEFAULT_RESTARTS, the exact GP's extra starts per GP when fit (or BatchGP) is given none.
+Arrays may be torch tensors (any device): the results' arrays are then tensors on the first
+tensor argument's device (see :func:`fit`).
 Submodules, loaded on first use (``batchgp.dask`` works after ``import batchgp``): svgp (the
 SVGP under its own names: fit, elbo, predict), dask (batches larger than one machine; needs the
 ``dask`` extra), torch and sklearn where this build has them.
@@ -28,7 +31,7 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from ._batchgp import BatchGPError, __version__
+from ._batchgp import DEFAULT_RESTARTS, BatchGPError, __version__
 from .api import evaluate, fit, info, mll, predict, sample_prior, set_num_threads
 from .estimator import BatchGP
 from .params import Params, SvgpParams
@@ -79,6 +82,7 @@ def __dir__() -> list:
 
 
 __all__ = [
+    "DEFAULT_RESTARTS",
     "STATUS_TEXT",
     "BatchGP",
     "BatchGPError",

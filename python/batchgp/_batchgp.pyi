@@ -6,7 +6,7 @@ Every function raises BatchGPError for a rejected request.
 """
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict
 
 import numpy as np
 from numpy.typing import NDArray
@@ -14,6 +14,7 @@ from typing_extensions import TypeAlias
 
 __version__: str
 STATUS_TEXT: list[str]
+DEFAULT_RESTARTS: int  # the exact GP's restarts when batchgp.fit is given none
 
 class BatchGPError(ValueError): ...
 
@@ -41,6 +42,20 @@ _PriorSpec: TypeAlias = tuple[str, str, Sequence[_Array]]
 
 # Either model's parameters: an exact GP's (a Params) or an SVGP's (an SvgpParams).
 _ModelParams: TypeAlias = _ParamsLike | _SvgpParamsLike
+
+# Bounds as batchgp.fit passes them (its `bounds`: a (low, high) tuple or {name: (low, high)}):
+# one box (low, high) on every positive hyperparameter, or (name, low, high) per kind
+# (lengthscale, outputscale, noise, mean, alpha), low and high broadcast as prior parameters.
+_Bounds: TypeAlias = tuple[float, float] | Sequence[tuple[str, _Array, _Array]]
+
+class _ExactOptions(TypedDict):
+    restarts: int
+    bounds: _Bounds | None
+
+class _SvgpOptions(TypedDict):
+    z: _Array | None  # (M, D) or (B, M, D)
+    num_inducing: int | None
+    batch_size: int | None
 
 def evaluate(
     x: _Array,  # (B, N, D) or (N, D)
@@ -106,7 +121,7 @@ def fit(
     precision: str,
     progress: _Progress | None,
     model: str,  # "exact" or "svgp"
-    options: dict[str, Any],  # exact: restarts, bounds; svgp: z, num_inducing, batch_size
+    options: _ExactOptions | _SvgpOptions,  # of the model `model`
 ) -> dict[str, Any]:
     """kernel (str); lengthscale (B, D), outputscale, noise, mean, [alpha] (B,); log_prior,
     objective, status, jitter, iterations (B,); reason, outcome (lists of B str). Exact GPs: mll,

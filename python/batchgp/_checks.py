@@ -2,8 +2,9 @@
 takes, with messages in the CLI's style ("invalid option `name`: ...", "array `name` ...").
 
 Arrays: f64 and f32 numpy arrays pass through unchanged, whatever their memory order, so an f64
-array reaches the extension without a copy; torch tensors are read through ``.numpy()`` (a view
-for CPU tensors); anything else numpy.asarray accepts is converted to f64 when its dtype is a
+array reaches the extension without a copy; torch tensors (any device; requires_grad is fine) are
+detached, brought to the CPU and read through ``.numpy()`` (a view of a CPU tensor), then checked
+as the numpy array they are (a float numpy has no type for, bfloat16, is read as f32); anything else numpy.asarray accepts is converted to f64 when its dtype is a
 number: integers and floats, booleans only for a mask (True is not the number 1 elsewhere), never
 objects or strings (an object array of "1.5" strings is refused, not parsed). Options follow the
 same rule: an integer option takes an int (not True), a number option an int or float.
@@ -60,10 +61,7 @@ def as_array(a: Any, name: str) -> np.ndarray:
         if dt == _F64 or dt == _F32:
             return a
     elif type(a).__module__.startswith("torch"):
-        try:
-            a = a.detach().cpu().resolve_conj().resolve_neg().numpy()
-        except Exception as e:  # noqa: BLE001 - any failure is a rejected input
-            raise BatchGPError(f"array `{name}` could not be read from the tensor: {e}") from None
+        a = _from_tensor(a, name)
     try:
         arr = np.asarray(a)
     except Exception as e:  # noqa: BLE001
@@ -81,6 +79,20 @@ def as_array(a: Any, name: str) -> np.ndarray:
             f"convert it first, e.g. np.asarray({name}, dtype=float)"
         )
     raise BatchGPError(f"array `{name}` is not an array of real numbers (dtype {dt})")
+
+
+def _from_tensor(t: Any, name: str) -> np.ndarray:
+    """A torch tensor's values as numpy: detached, on the CPU, a view of a CPU tensor."""
+    try:
+        t = t.detach().cpu().resolve_conj().resolve_neg()
+        try:
+            return t.numpy()
+        except TypeError:  # a dtype numpy lacks
+            if not t.is_floating_point():
+                raise
+            return t.float().numpy()
+    except Exception as e:  # noqa: BLE001 - any failure is a rejected input
+        raise BatchGPError(f"array `{name}` could not be read from the tensor: {e}") from None
 
 
 def as_optional_array(a: Any, name: str) -> np.ndarray | None:

@@ -5,9 +5,9 @@ set_num_threads.
 
 Shapes: B members (GPs), N training points each (padded; see ``mask``), D input dimensions,
 M test points. x is (B, N, D), or (N, D) shared by every member; y is (B, N). Arrays may be
-anything numpy.asarray accepts (numpy arrays of f64 or f32 in any memory order, torch CPU
-tensors, lists); results are numpy f64 arrays. All numerical work runs in Rust with the GIL
-released. A rejected request raises :class:`batchgp.BatchGPError` (a ValueError) with the
+anything numpy.asarray accepts (numpy arrays of f64 or f32 in any memory order, lists) or torch
+tensors; results are numpy f64 arrays, or torch tensors when an array argument is one
+(the Notes of :func:`fit`). All numerical work runs in Rust with the GIL released. A rejected request raises :class:`batchgp.BatchGPError` (a ValueError) with the
 CLI's one-line message.
 """
 
@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from . import _batchgp as _native
-from . import _models, _progress
+from . import _models, _progress, _tensors
 from ._batchgp import BatchGPError
 from ._checks import (
     as_array,
@@ -83,7 +83,7 @@ def fit(
     max_iter: int | None = None,
     restarts: int | None = None,
     standardize: bool = False,
-    bounds: tuple[float, float] | dict | None = None,
+    bounds: tuple[float, float] | dict[str, tuple[ArrayLike, ArrayLike]] | None = None,
     seed: int = 0,
     backend: str = "auto",
     precision: str = "f64",
@@ -178,6 +178,23 @@ def fit(
         q_mu, q_sqrt, the hyperparameters, elbo, log_prior, objective, status, reason, jitter,
         iterations, loss (T, B), and ``params`` (an SvgpParams).
 
+    Notes
+    -----
+    Torch tensors: any array argument (x, y, mask, yvar, z; those of :func:`evaluate`,
+    :func:`mll`, :func:`predict` and :func:`sample_prior` too, and the arrays a Params or
+    SvgpParams is built from) may be a torch tensor on any device, float64 or float32
+    (integers, and booleans for a mask, as numpy takes them; bfloat16 read as float32), with or
+    without requires_grad, mixed with numpy arrays. It is detached and read on the CPU (a CPU
+    tensor without a copy), and the call runs as for numpy. When any array argument is a
+    tensor, the result's numeric arrays are tensors on the first tensor argument's device (in
+    signature order): floats float64, or float32 for ``precision="f32"``; status, iterations
+    and counts int64. Their values are the numpy call's bit for bit (rounded to float32 for
+    ``precision="f32"``, whose numpy results are f64). The rest is unchanged: kernel, starts,
+    rounds, the str arrays reason and outcome, and ``params`` (a Params holds numpy arrays).
+    No gradient flows back: batchgp is not a torch operation, and its outputs do not require
+    grad (``batchgp.torch`` fits GPyTorch models by their own parameters). A tensor whose values
+    cannot be read (the meta device) raises BatchGPError naming the argument.
+
     Raises
     ------
     BatchGPError
@@ -191,6 +208,7 @@ def fit(
     own = {"restarts": restarts, "bounds": bounds}
     own.update(num_inducing=num_inducing, z=z, batch_size=batch_size)
     chosen = _models.for_fit(model, init, own)
+    to = _tensors.target((x, y, mask, yvar, z), precision)
     x, y, mask, yvar = as_data(x, y, mask, yvar)
     if chosen is _models.EXACT:
         r = _native.DEFAULT_RESTARTS if restarts is None else restarts
@@ -202,7 +220,7 @@ def fit(
             "num_inducing": None if num_inducing is None else as_int("num_inducing", num_inducing, 1),
             "batch_size": None if batch_size is None else as_int("batch_size", batch_size, 1),
         }
-    return _progress.run_fit(
+    fitted = _progress.run_fit(
         progress,
         lambda rep: _native.fit(
             x,
@@ -226,6 +244,7 @@ def fit(
         ),
         chosen.fitted,
     )
+    return _tensors.result(fitted, to)
 
 
 def _evaluation(models: tuple, name: str, doc: str) -> Callable[..., Any]:
@@ -245,6 +264,7 @@ def _evaluation(models: tuple, name: str, doc: str) -> Callable[..., Any]:
         precision: str = "f64",
     ) -> Any:
         model, params = _models.of_params(params, "params", models)
+        to = _tensors.target((x, y, mask, yvar), precision)
         x, y, mask, yvar = as_data(x, y, mask, yvar)
         arrays = _native.evaluate(
             x,
@@ -257,7 +277,7 @@ def _evaluation(models: tuple, name: str, doc: str) -> Callable[..., Any]:
             as_str("backend", backend),
             as_str("precision", precision),
         )
-        return model.evaluation(arrays)
+        return _tensors.result(model.evaluation(arrays), to)
 
     evaluate.__name__ = evaluate.__qualname__ = name
     evaluate.__doc__ = doc
@@ -294,7 +314,8 @@ evaluate = _evaluation(
     MllResult
         mll, log_prior, objective, status, jitter (B,); grad_log_lengthscale (B, D),
         grad_log_outputscale, grad_log_noise, grad_mean (B,), [grad_log_alpha (B,)]: the
-        gradient of the objective.
+        gradient of the objective. Torch tensors when an array argument is one (as in
+        :func:`fit`).
     ElboResult
         elbo, log_prior, objective, status, jitter (B,); grad_z (B, M, D), grad_q_mu (B, M),
         grad_q_sqrt (B, M, M) and the hyperparameters' gradient as above.
@@ -307,7 +328,8 @@ mll = _evaluation(
     """The exact marginal log-likelihood, log prior, objective and gradient at ``params`` (a
     :class:`Params`; a FitResult stands for its params): :func:`evaluate` for exact GPs only,
     giving an :class:`MllResult` (mll, log_prior, objective, status, jitter and the objective's
-    gradient with respect to the log hyperparameters and the mean).""",
+    gradient with respect to the log hyperparameters and the mean; torch tensors when an array
+    argument is one, as in :func:`fit`).""",
 )
 
 
@@ -359,7 +381,8 @@ def predict(
     -------
     Prediction
         mean, var (of f), var_y (of y), lower, upper (B, M); status, jitter (B,);
-        [samples (S, B, M)], [covariance (B, M, M)].
+        [samples (S, B, M)], [covariance (B, M, M)]. Torch tensors when x, y, x_test, mask or
+        yvar is one, on the first one's device (as in :func:`fit`).
     """
     if params is None and x_test is None and isinstance(x, (SvgpParams, SvgpResult)):
         x, y, params, x_test = None, None, x, y  # predict(params, x_test)
@@ -374,6 +397,7 @@ def _predict(models: tuple, params: Any, x_test: Any, data: dict, **o: Any) -> P
     model, params = _models.of_params(params, "params", models)
     if x_test is None:
         raise BatchGPError("missing array `x_test` (the test points)")
+    to = _tensors.target((data["x"], data["y"], x_test, data["mask"], data["yvar"]), o["precision"])
     if model.needs_data:
         if data["x"] is None or data["y"] is None:
             raise BatchGPError("missing array `x` or `y` (an exact GP's prediction conditions on its training data)")
@@ -384,7 +408,7 @@ def _predict(models: tuple, params: Any, x_test: Any, data: dict, **o: Any) -> P
                 raise option_error(
                     name, f"the {model.name} model's prediction takes no training data: predict(params, x_test)"
                 )
-    return Prediction(
+    prediction = Prediction(
         _native.predict(
             data["x"],
             data["y"],
@@ -401,6 +425,7 @@ def _predict(models: tuple, params: Any, x_test: Any, data: dict, **o: Any) -> P
             as_int("first_member", o["first_member"]),
         )
     )
+    return _tensors.result(prediction, to)
 
 
 def sample_prior(
@@ -436,6 +461,7 @@ def sample_prior(
     Returns
     -------
     array (samples, B, N)
+        A torch tensor on x's device when x is one (as in :func:`fit`).
     """
     out = _native.sample_prior(
         as_array(x, "x"),
@@ -447,7 +473,8 @@ def sample_prior(
         as_str("backend", backend),
         as_str("precision", precision),
     )
-    return out["samples"]
+    to = _tensors.target((x,), precision)
+    return out["samples"] if to is None else _tensors.tensor(out["samples"], to)
 
 
 def info() -> dict:

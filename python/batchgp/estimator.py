@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ._batchgp import BatchGPError
+from ._batchgp import DEFAULT_RESTARTS, BatchGPError
 from ._checks import as_array, as_int, as_optional_array, option_error
 from .api import fit as _fit
 from .api import predict as _predict
@@ -47,7 +47,12 @@ class BatchGP(_Base):
         As in :func:`batchgp.fit`.
     init, fix, optimizer, max_iter, restarts, standardize, bounds, seed, backend, precision,
     progress
-        The options of :func:`batchgp.fit`.
+        The options of :func:`batchgp.fit`, with its defaults: ``restarts`` is
+        ``batchgp.DEFAULT_RESTARTS`` (3) extra starts per GP, so ``BatchGP().fit(x, y)`` is
+        ``batchgp.fit(x, y)``.
+
+    Arrays given to fit, predict, sample_y and score are read as numpy arrays (torch tensors
+    too), and the estimator's outputs and fitted attributes are numpy arrays.
 
     Attributes (after fit)
     ----------------------
@@ -70,9 +75,9 @@ class BatchGP(_Base):
         fix: str | Iterable[str] = (),
         optimizer: str = "lbfgs",
         max_iter: int | None = None,
-        restarts: int = 0,
+        restarts: int = DEFAULT_RESTARTS,
         standardize: bool = False,
-        bounds: tuple[float, float] | None = None,
+        bounds: tuple[float, float] | dict[str, tuple[Any, Any]] | None = None,
         seed: int = 0,
         backend: str = "auto",
         precision: str = "f64",
@@ -158,7 +163,7 @@ class BatchGP(_Base):
             self.x_train_,
             self.y_train_,
             self.params_,
-            x_test,
+            as_array(x_test, "x_test"),
             mask=self.mask_,
             yvar=self.yvar_,
             backend=self.backend,

@@ -1,4 +1,5 @@
-"""Result types: numpy arrays per member, a readable repr, and summary() tables in natural units."""
+"""Result types: numpy arrays per member (torch tensors for a call given tensors, batchgp._tensors),
+a readable repr, and summary() tables in natural units."""
 
 from __future__ import annotations
 
@@ -121,6 +122,9 @@ def save_npz(path: Any, arrays: dict) -> None:
 class _Result:
     _fields: tuple = ()
     _optional: tuple = ()
+    _host: Any = None
+    """Where the numeric arrays are torch tensors (batchgp._tensors): this result with numpy
+    arrays, which summary, repr, to_npz and == read."""
 
     def __init__(self, arrays: dict) -> None:
         for k in self._fields:
@@ -134,6 +138,8 @@ class _Result:
     def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
+        if self._host is not None or other._host is not None:  # type: ignore[attr-defined]
+            return (self._host or self) == (other._host or other)  # type: ignore[attr-defined]
         a, b = self._dict(), other._dict()  # type: ignore[attr-defined]
         return a.keys() == b.keys() and all(np.array_equal(a[k], b[k], equal_nan=_nan_ok(a[k])) for k in a)
 
@@ -155,6 +161,8 @@ class _Objective(_Result):
         return {}
 
     def __repr__(self) -> str:
+        if self._host is not None:
+            return repr(self._host)
         dims = ", ".join(f"{k}={v}" for k, v in self._dims().items())
         return (
             f"{type(self).__name__}({dims}, {self._term}={_short(getattr(self, self._term))}, "
@@ -164,6 +172,8 @@ class _Objective(_Result):
     def summary(self, max_rows: int | None = 50) -> str:
         """A table per member: status, the data term, log prior, objective, jitter, largest
         |gradient|."""
+        if self._host is not None:
+            return self._host.summary(max_rows)
         b = len(self.objective)
         grads = [v.reshape(b, -1) for k, v in self._dict().items() if k.startswith("grad_")]
         gmax = np.max(np.abs(np.hstack(grads)), axis=1)
@@ -221,9 +231,11 @@ class _Fit(_Result):
         return arrays
 
     def to_npz(self, path: str | os.PathLike) -> None:
-        save_npz(path, self._npz_arrays())
+        save_npz(path, (self._host or self)._npz_arrays())
 
     def __repr__(self) -> str:
+        if self._host is not None:
+            return repr(self._host)
         dims = ", ".join(f"{k}={v}" for k, v in self._dims().items())
         return (
             f"{type(self).__name__}(kernel={self.kernel!r}, B={len(self.status)}, {dims}, "
@@ -233,6 +245,8 @@ class _Fit(_Result):
     def summary(self, max_rows: int | None = 50) -> str:
         """A table per member in natural units: outcome, objective, the data term, log prior,
         every hyperparameter, iterations (and the model's own columns)."""
+        if self._host is not None:
+            return self._host.summary(max_rows)
         b, d = self.lengthscale.shape
         extra = self._columns()
         headers = ["member", "outcome", "objective", self._term, "log_prior"] + _hyper_headers(
@@ -323,11 +337,15 @@ class Prediction(_Result):
         return arrays
 
     def __repr__(self) -> str:
+        if self._host is not None:
+            return repr(self._host)
         b, m = self.mean.shape
         return f"Prediction(B={b}, M={m}: {self._arrays_text()}; status: {_status_counts(self.status)})"
 
     def summary(self, max_rows: int | None = 50) -> str:
         """A table per member: status, jitter, range of the mean, average and largest sd(y)."""
+        if self._host is not None:
+            return self._host.summary(max_rows)
         sd = np.sqrt(self.var_y)
         rows = [
             [

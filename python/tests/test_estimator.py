@@ -58,3 +58,20 @@ def test_mask_and_batched_test_points():
     assert est.predict(x_test).shape == (2, 5)
     r = batchgp.fit(x, y, mask=mask)
     assert_close(est.predict(x_test), batchgp.predict(x, y, r, x_test, mask=mask).mean, 0, 0)
+
+
+def test_default_fit_is_batchgp_fits_default_restarts_included():
+    """BatchGP's defaults are batchgp.fit's: restarts is DEFAULT_RESTARTS, so on teachers where
+    one start stops in a worse (noise-explained) optimum the estimator finds fit's optimum."""
+    from test_restarts import student_init, teachers
+
+    x, y = teachers()
+    init = student_init(len(y))
+    est = batchgp.BatchGP(init=init, fix="outputscale")
+    assert est.restarts == batchgp.DEFAULT_RESTARTS == batchgp._batchgp.DEFAULT_RESTARTS
+    assert repr(est).startswith("BatchGP(init=") and "restarts" not in repr(est)
+    est.fit(x, y)
+    r = batchgp.fit(x, y, init=init, fix="outputscale")
+    assert est.result_ == r and est.result_.starts == batchgp.DEFAULT_RESTARTS + 1
+    one = batchgp.fit(x, y, init=init, fix="outputscale", restarts=0)
+    assert np.all(r.objective >= one.objective - 1e-9) and np.any(r.objective > one.objective + 1.0)
