@@ -157,19 +157,27 @@ def test_a_tensor_without_values_is_refused_naming_it():
         batchgp.fit(x, torch.empty(2, 10, device="meta"))
 
 
-def test_outputs_go_to_the_first_tensors_device():
+def test_outputs_go_to_the_first_tensors_device(tmp_path):
     # Without a second device here, the choice and the move are checked on the meta device,
-    # which holds shapes only (the CUDA test below runs the whole call where a GPU is).
+    # which holds shapes only (the CUDA test below runs the whole call where a GPU is). A
+    # result there still prints, saves and compares: those read its numpy twin, not the device.
     meta, cpu = torch.empty(2, device="meta"), torch.zeros(2)
     assert _tensors.target((np.zeros(2), None, meta, cpu), "f64") == (torch.device("meta"), F64)
     assert _tensors.target((np.zeros(2), cpu, meta), "f32") == (torch.device("cpu"), torch.float32)
     assert _tensors.target((np.zeros(2), None), "f64") is None
     x, y = make_data(2, 10, 1)
-    ref = batchgp.predict(x, y, batchgp.Params(np.full((2, 1), 0.3), 1.0, 0.1, 0.0), x[0, :4])
-    moved = _tensors.result(ref, _tensors.target((meta,), "f64"))
-    for k, v in numeric_fields(moved).items():
-        assert v.device.type == "meta" and tuple(v.shape) == getattr(ref, k).shape, k
-    assert repr(moved) == repr(ref) and moved.summary() == ref.summary() and moved == ref
+    fitted = batchgp.fit(x, y, max_iter=20)
+    results = (fitted, batchgp.mll(x, y, fitted), batchgp.predict(x, y, fitted, x[0, :4]))
+    for ref in results + (batchgp.fit(x, y, num_inducing=3, max_iter=5),):
+        moved = _tensors.result(ref, _tensors.target((meta,), "f64"))
+        for k, v in numeric_fields(moved).items():
+            assert v.device.type == "meta" and tuple(v.shape) == getattr(ref, k).shape, k
+        assert repr(moved) == repr(ref) and moved.summary() == ref.summary() and moved == ref
+        if hasattr(ref, "to_npz"):
+            moved.to_npz(tmp_path / "m.npz")
+            ref.to_npz(tmp_path / "r.npz")
+            with np.load(tmp_path / "m.npz") as a, np.load(tmp_path / "r.npz") as b:
+                assert all(np.array_equal(a[k], b[k], equal_nan=True) for k in b.files if k != "kernel")
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device in this torch: the CUDA case needs one")
