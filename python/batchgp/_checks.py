@@ -2,12 +2,13 @@
 takes, with messages in the CLI's style ("invalid option `name`: ...", "array `name` ...").
 
 Arrays: f64 and f32 numpy arrays pass through unchanged, whatever their memory order, so an f64
-array reaches the extension without a copy; torch tensors (any device; requires_grad is fine) are
+array reaches the extension without a copy; torch tensors (any device, requires_grad or not) are
 detached, brought to the CPU and read through ``.numpy()`` (a view of a CPU tensor), then checked
-as the numpy array they are (a float numpy has no type for, bfloat16, is read as f32); anything else numpy.asarray accepts is converted to f64 when its dtype is a
-number: integers and floats, booleans only for a mask (True is not the number 1 elsewhere), never
-objects or strings (an object array of "1.5" strings is refused, not parsed). Options follow the
-same rule: an integer option takes an int (not True), a number option an int or float.
+as that numpy array (a float type numpy lacks, bfloat16, is read as f32); anything else
+numpy.asarray accepts is converted to f64 when its dtype is a number: integers and floats,
+booleans only for a mask (True is not the number 1 elsewhere), never objects or strings (an
+object array of "1.5" strings is refused, not parsed). Options follow the same rule: an
+integer option takes an int (not True), a number option an int or float.
 
 Masked arrays (numpy.ma): the training data's mask is kept (:func:`as_data`): a masked entry of
 y, yvar or x makes that point a masked point. Everywhere else a masked entry cannot be honoured

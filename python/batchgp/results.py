@@ -3,14 +3,13 @@ a readable repr, and summary() tables in natural units."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-
-import contextlib
-import stat
 
 from . import _batchgp as _native
 from .params import Params, SvgpParams

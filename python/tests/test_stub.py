@@ -66,8 +66,8 @@ def typed_dict_keys(name):
 
 def rust_struct_fields(name):
     src = (PYTHON / "src" / "fit.rs").read_text()
-    body = re.search(rf"struct {name}<'py> \{{(.*?)\}}", src, re.S).group(1)
-    return re.findall(r"^\s*(\w+):", body, re.M)
+    body = re.search(rf"struct {name}<'py> \{{(.*?)\}}", src, re.DOTALL).group(1)
+    return re.findall(r"^\s*(\w+):", body, re.MULTILINE)
 
 
 def test_the_fit_options_are_those_the_binding_reads():
