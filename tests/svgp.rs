@@ -645,41 +645,28 @@ mod fitting {
     }
 
     #[test]
-    fn mini_batch_adam_approaches_the_full_batch_fit() {
+    fn mini_batch_fits_reach_the_full_data_optimum() {
         let be = CpuBackend::new();
         let data = sine_batch(2, 200, 4);
-        // The full-batch fit with Adam moving q too, as the mini-batch fit does: since issue 23 the
-        // default full-batch fit holds q at its closed-form optimum and ends higher than Adam on
-        // mini-batches reaches in these 400 steps.
-        let full = SvgpFitRequest::new(&data)
-            .on(&be)
-            .num_inducing(10)
-            .steps(400)
-            .learning_rate(0.03)
-            .optimal_q(false)
-            .run()
-            .unwrap();
-        let mini = SvgpFitRequest::new(&data)
-            .on(&be)
-            .num_inducing(10)
-            .steps(400)
-            .learning_rate(0.03)
-            .batch_size(50)
-            .run()
-            .unwrap();
+        let fit = |batch: Option<usize>, optimal_q: bool| {
+            let mut r = SvgpFitRequest::new(&data).on(&be).num_inducing(10).steps(400).learning_rate(0.03);
+            if let Some(s) = batch {
+                r = r.batch_size(s);
+            }
+            r.optimal_q(optimal_q).run().unwrap()
+        };
+        // The full-data fit (q at its closed-form optimum at every step); on mini-batches of 50,
+        // q by natural-gradient steps (the default) and, for contrast, q moved by Adam.
+        let (full, mini, adam_q) = (fit(None, true), fit(Some(50), true), fit(Some(50), false));
         for b in 0..2 {
-            // Both are reported on the full data. Adam at a constant learning rate on mini-batches
-            // keeps a noise floor (the start is thousands of nats below either).
-            let gap = full.elbo[b] - mini.elbo[b];
-            assert!(
-                gap.abs() < 0.1 * full.elbo[b].abs() + 5.0,
-                "member {b}: full {} vs mini {}",
-                full.elbo[b],
-                mini.elbo[b]
-            );
+            // Reported on the full data: within max(3 nats, 1 %) of the full-data fit.
+            let (best, got) = (full.elbo[b], mini.elbo[b]);
+            assert!(best - got < (0.01 * best.abs()).max(3.0), "member {b}: full {best} vs mini {got}");
             // The fitted noise is near the truth (uniform noise of width 0.1: variance 1/1200).
             let sd = mini.params.hyp.noise[b].sqrt();
             assert!(sd < 0.1, "member {b}: noise sd {sd}");
+            // Adam moving q on the same batches stays far below: why q takes natural steps.
+            assert!(adam_q.elbo[b] < got - 20.0, "member {b}: adam q {} vs {got}", adam_q.elbo[b]);
         }
     }
 

@@ -237,6 +237,11 @@ pub fn run(a: FitArgs) -> batchgp::Result<()> {
         .add1("status", status_array(&r.status))
         .add1("jitter", r.jitter.clone())
         .add1("iterations", r.iterations.mapv(|v| v as f64))
+        // Which start each member kept, how many of its starts reached that optimum, and the
+        // starts per member: a member whose starts disagree may deserve more restarts.
+        .add1("restart", r.restart.mapv(|v| v as f64))
+        .add1("reached_best", r.reached_best.mapv(|v| v as f64))
+        .add1("starts", ndarray::arr1(&[r.starts as f64]))
         .add1("seconds", ndarray::arr1(&[secs]));
     o.write(&out)?;
     let setup = FitSetup { be: be.as_ref(), precision, optimizer: &optimizer_name, restarts, out: &out };

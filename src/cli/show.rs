@@ -125,12 +125,12 @@ fn show(path: &str, member: Option<usize>, csv: bool) -> batchgp::Result<()> {
         let conv = |v: f64| if exp.is_some() { v.exp() } else { v };
         let kind = match name.as_str() {
             "status" => Kind::Status,
-            "iterations" | "restart" | "mask" => Kind::Integer,
+            "iterations" | "restart" | "reached_best" | "mask" => Kind::Integer,
             _ => Kind::Number,
         };
         let member_rows = b.is_some_and(|b| shape.first() == Some(&b));
         match shape.len() {
-            1 if member_rows && name != "seconds" => cols.push(Column {
+            1 if member_rows && name != "seconds" && name != "starts" => cols.push(Column {
                 name: label,
                 kind,
                 per_point: false,
@@ -162,8 +162,8 @@ fn show(path: &str, member: Option<usize>, csv: bool) -> batchgp::Result<()> {
             2 if name == "x" && Some(shape[0]) == m => {
                 x_columns(&mut cols, kind, (rows_b, shape[0], shape[1]), |_, i, k| a[[i, k]])
             }
-            _ if name == "seconds" && a.len() == 1 => {
-                notes.push(format!("seconds: {}", a.iter().next().copied().unwrap_or(f64::NAN)))
+            _ if (name == "seconds" || name == "starts") && a.len() == 1 => {
+                notes.push(format!("{name}: {}", a.iter().next().copied().unwrap_or(f64::NAN)))
             }
             _ => notes.push(format!("{name} {shape:?} not shown")),
         }

@@ -15,6 +15,11 @@
 //! d ELBO / d q = 0 there), so the backend's ELBO gradient serves unchanged. The jitter follows
 //! the backend's rule (`ElboOptions::jitter_at`), so L is the factor the ELBO uses.
 //! Cost per member: about 2 M^2 n flops (A and A W A^T) plus O(M^3), the order of one ELBO.
+//!
+//! On mini-batches the same pieces, scaled by n / S, are an unbiased estimate of the optimum's
+//! natural parameters (I + A W A^T, A W r); `natural_step` moves q part of the way toward them
+//! (a natural-gradient step, Salimbeni, Eleftheriadis and Hensman 2018), so a mini-batch fit
+//! keeps q near its optimum for the moving hyperparameters and Z without a full pass.
 
 use crate::data::Dataset;
 use crate::svgp::{ElboOptions, SvgpParams};
@@ -58,8 +63,62 @@ fn cholesky(a: &mut [f64], m: usize) -> bool {
 pub(crate) fn set_optimal_q(data: &Dataset, params: &mut SvgpParams, members: &[usize], opts: &ElboOptions) {
     let found: Vec<Option<(Vec<f64>, Vec<f64>)>> = members
         .par_iter()
-        .map(|&b| if data.n_observed(b) > 0 { optimal_q(data, params, b, opts) } else { None })
+        .map(|&b| {
+            if data.n_observed(b) == 0 {
+                return None;
+            }
+            let (lambda, h) = target(data, b, params, b, 1.0, opts)?;
+            finish(lambda, &h, params.n_inducing())
+        })
         .collect();
+    store(params, members, found);
+}
+
+/// One natural-gradient step of q on a mini-batch (Salimbeni et al. 2018, whitened): member
+/// `members[i]` of `params` moves its natural parameters (Lambda = S^-1, Lambda q_mu) a fraction
+/// `gamma[i]` of the way to the mini-batch's estimate of the optimum's, whose precision
+/// I + scale A W A^T and scale A W r are unbiased for the full data's (`sub` member i holds the
+/// drawn points, `scale[i]` = n / S). With gamma 1 on the full data this is the closed form
+/// above; with a decreasing gamma it averages the draws (stochastic approximation), so q tracks
+/// its optimum for the moving hyperparameters and Z at the cost of the ELBO on the batch.
+pub(crate) fn natural_step(
+    sub: &Dataset,
+    params: &mut SvgpParams,
+    members: &[usize],
+    scale: &[f64],
+    gamma: &[f64],
+    opts: &ElboOptions,
+) {
+    let m = params.n_inducing();
+    let found: Vec<Option<(Vec<f64>, Vec<f64>)>> = (0..members.len())
+        .into_par_iter()
+        .map(|i| {
+            let b = members[i];
+            if sub.n_observed(i) == 0 {
+                return None;
+            }
+            let (mut lambda, mut h) = target(sub, i, params, b, scale[i], opts)?;
+            let g = gamma[i];
+            if g < 1.0 {
+                // The current natural parameters: Lambda = (R R^T)^-1 with R = q_sqrt, and
+                // Lambda q_mu. A q_sqrt that cannot be inverted takes the estimate whole.
+                if let Some((cur, cur_h)) = natural(params, b) {
+                    for (t, c) in lambda.iter_mut().zip(&cur) {
+                        *t = (1.0 - g) * c + g * *t;
+                    }
+                    for (t, c) in h.iter_mut().zip(&cur_h) {
+                        *t = (1.0 - g) * c + g * *t;
+                    }
+                }
+            }
+            finish(lambda, &h, m)
+        })
+        .collect();
+    store(params, members, found);
+}
+
+/// Writes each found (q_mu, q_sqrt row-major) into its member; None keeps the member's q.
+fn store(params: &mut SvgpParams, members: &[usize], found: Vec<Option<(Vec<f64>, Vec<f64>)>>) {
     let m = params.n_inducing();
     for (&b, q) in members.iter().zip(found) {
         if let Some((q_mu, q_sqrt)) = q {
@@ -73,8 +132,52 @@ pub(crate) fn set_optimal_q(data: &Dataset, params: &mut SvgpParams, members: &[
     }
 }
 
-/// Member b's optimal (q_mu, q_sqrt row-major (M, M), zeros above the diagonal), or None.
-fn optimal_q(data: &Dataset, params: &SvgpParams, b: usize, opts: &ElboOptions) -> Option<(Vec<f64>, Vec<f64>)> {
+/// Member b's natural parameters (Lambda column-major (M, M), Lambda q_mu), or None when its
+/// q_sqrt is singular.
+fn natural(params: &SvgpParams, b: usize) -> Option<(Vec<f64>, Vec<f64>)> {
+    let m = params.n_inducing();
+    // R column-major, lower (what lies above the diagonal is not part of q).
+    let mut r = vec![0.0; m * m];
+    for i in 0..m {
+        for j in 0..=i {
+            r[j * m + i] = params.q_sqrt[[b, i, j]];
+        }
+    }
+    if (0..m).any(|j| !(r[j * m + j].abs() > 0.0 && r[j * m + j].is_finite())) {
+        return None;
+    }
+    let mut inv = identity(m);
+    solve_lower_triangular_in_place(
+        MatRef::from_column_major_slice(&r, m, m),
+        MatMut::from_column_major_slice_mut(&mut inv, m, m),
+        Par::Seq,
+    );
+    let mut lambda = vec![0.0; m * m];
+    let iv = MatRef::from_column_major_slice(&inv, m, m);
+    matmul(MatMut::from_column_major_slice_mut(&mut lambda, m, m), Accum::Replace, iv.transpose(), iv, 1.0, Par::Seq);
+    let h: Vec<f64> = (0..m).map(|i| (0..m).map(|j| lambda[j * m + i] * params.q_mu[[b, j]]).sum()).collect();
+    Some((lambda, h))
+}
+
+fn identity(m: usize) -> Vec<f64> {
+    let mut a = vec![0.0; m * m];
+    for j in 0..m {
+        a[j * m + j] = 1.0;
+    }
+    a
+}
+
+/// The optimum's natural parameters estimated from member `i` of `data` for member b of
+/// `params`: (I + scale A W A^T column-major, scale A W r), or None when k(Z, Z) cannot be
+/// factorised at the largest jitter.
+fn target(
+    data: &Dataset,
+    i: usize,
+    params: &SvgpParams,
+    b: usize,
+    scale: f64,
+    opts: &ElboOptions,
+) -> Option<(Vec<f64>, Vec<f64>)> {
     let (m, d) = (params.n_inducing(), params.n_dims());
     let hyp = &params.hyp;
     let (s, noise, mean) = (hyp.outputscale[b], hyp.noise[b], hyp.mean[b]);
@@ -82,15 +185,15 @@ fn optimal_q(data: &Dataset, params: &SvgpParams, b: usize, opts: &ElboOptions) 
     let kernel = hyp.kernel;
     let ls = hyp.lengthscale.row(b);
     let z = params.z.index_axis(Axis(0), b);
-    let obs = data.observed(b);
+    let obs = data.observed(i);
     let n = obs.len();
-    let xb = data.x().member(b);
+    let xb = data.x().member(i);
     // Points centred on the mean of Z (as the backend centres them) and scaled, point-major:
     // Z (m, d) and the observed x (n, d).
     let centre: Vec<f64> = (0..d).map(|k| z.column(k).sum() / m as f64).collect();
     let zs: Vec<f64> = (0..m * d).map(|jk| (z[[jk / d, jk % d]] - centre[jk % d]) / ls[jk % d]).collect();
     let xs: Vec<f64> =
-        obs.iter().flat_map(|&i| (0..d).map(move |k| (i, k))).map(|(i, k)| (xb[[i, k]] - centre[k]) / ls[k]).collect();
+        obs.iter().flat_map(|&j| (0..d).map(move |k| (j, k))).map(|(j, k)| (xb[[j, k]] - centre[k]) / ls[k]).collect();
     // Column-major (m, cols) kernel between Z and `pts` (cols points): r^2, then s phi (vectorised).
     let cross = |pts: &[f64], cols: usize| {
         let mut k = vec![0.0; m * cols];
@@ -119,7 +222,7 @@ fn optimal_q(data: &Dataset, params: &SvgpParams, b: usize, opts: &ElboOptions) 
     if !factored {
         return None;
     }
-    // A = L^-1 k(Z, X) (m, n), then Aw = A W^(1/2) and h = A W r.
+    // A = L^-1 k(Z, X) (m, n), then Aw = A (scale W)^(1/2) and h = scale A W r.
     let mut a = cross(&xs, n);
     solve_lower_triangular_in_place(
         MatRef::from_column_major_slice(&l, m, m),
@@ -127,35 +230,35 @@ fn optimal_q(data: &Dataset, params: &SvgpParams, b: usize, opts: &ElboOptions) 
         Par::Seq,
     );
     let mut h = vec![0.0; m];
-    for (col, &i) in obs.iter().enumerate() {
-        let w = 1.0 / (noise + data.yvar_at(b, i));
-        let r = data.y()[[b, i]] - mean;
+    for (col, &j) in obs.iter().enumerate() {
+        let w = scale / (noise + data.yvar_at(i, j));
+        let r = data.y()[[i, j]] - mean;
         let (ws, wr) = (w.sqrt(), w * r);
         for (hj, aj) in h.iter_mut().zip(&mut a[col * m..(col + 1) * m]) {
             *hj += *aj * wr;
             *aj *= ws;
         }
     }
-    // B = I + Aw Aw^T = LB LB^T; S = B^-1 = LB^-T LB^-1.
-    let mut lb = vec![0.0; m * m];
+    // Lambda = I + Aw Aw^T.
+    let mut lambda = identity(m);
     let aw = MatRef::from_column_major_slice(&a, m, n);
-    matmul(MatMut::from_column_major_slice_mut(&mut lb, m, m), Accum::Replace, aw, aw.transpose(), 1.0, Par::Seq);
-    for j in 0..m {
-        lb[j * m + j] += 1.0;
-    }
-    if !cholesky(&mut lb, m) {
+    matmul(MatMut::from_column_major_slice_mut(&mut lambda, m, m), Accum::Add, aw, aw.transpose(), 1.0, Par::Seq);
+    Some((lambda, h))
+}
+
+/// q from its natural parameters: S = Lambda^-1 = LB^-T LB^-1 (Lambda = LB LB^T), q_mu = S h,
+/// q_sqrt = chol(S) row-major with zeros above the diagonal; None when Lambda is not positive
+/// definite or the result is not finite.
+fn finish(mut lambda: Vec<f64>, h: &[f64], m: usize) -> Option<(Vec<f64>, Vec<f64>)> {
+    if !cholesky(&mut lambda, m) {
         return None;
     }
-    let mut inv = vec![0.0; m * m];
-    for j in 0..m {
-        inv[j * m + j] = 1.0;
-    }
+    let mut inv = identity(m);
     solve_lower_triangular_in_place(
-        MatRef::from_column_major_slice(&lb, m, m),
+        MatRef::from_column_major_slice(&lambda, m, m),
         MatMut::from_column_major_slice_mut(&mut inv, m, m),
         Par::Seq,
     );
-    // S = inv^T inv; q_mu = S h; q_sqrt = chol(S).
     let mut cov = vec![0.0; m * m];
     let iv = MatRef::from_column_major_slice(&inv, m, m);
     matmul(MatMut::from_column_major_slice_mut(&mut cov, m, m), Accum::Replace, iv.transpose(), iv, 1.0, Par::Seq);
@@ -204,5 +307,60 @@ mod tests {
         other.q_sqrt[[1, 3, 1]] += 0.05;
         let r2 = ElboRequest::new(&data, &other).run().unwrap();
         assert!(r2.elbo[0] < r.elbo[0] && r2.elbo[1] < r.elbo[1]);
+    }
+
+    /// The natural step on the full data (scale 1): with gamma 1 it is the closed form; the
+    /// optimum is its fixed point for any gamma; from another q, gamma = 1/2 lands on the q whose
+    /// natural parameters are the mean of the two (checked by forming them directly); and a
+    /// mini-batch with scale n / S estimates the full data's precision without bias (the mean
+    /// over every disjoint batch of a partition is the full-data target).
+    #[test]
+    fn the_natural_step_blends_natural_parameters_toward_the_optimum() {
+        let (n, m) = (24, 5);
+        let x = Array3::from_shape_fn((1, n, 1), |(_, i, _)| i as f64 / n as f64 * 4.0);
+        let y = Array2::from_shape_fn((1, n), |(_, i)| ((i as f64) * 0.61).cos());
+        let yvar = Array2::from_shape_fn((1, n), |(_, i)| 0.02 * (i % 3) as f64);
+        let data = Dataset::new(Inputs::Batched(x.clone()), y.clone()).unwrap().with_yvar(yvar.clone()).unwrap();
+        let z = Array3::from_shape_fn((1, m, 1), |(_, j, _)| j as f64 * 0.9 + 0.2);
+        let hyp = Hyperparameters::broadcast(1, &[0.8], 1.1, 0.07, 0.1);
+        let opts = ElboOptions::default();
+        let start = SvgpParams::whitened_prior(z, hyp);
+        let close = |a: &SvgpParams, b: &SvgpParams, tol: f64| {
+            let d1 = (&a.q_mu - &b.q_mu).iter().fold(0.0f64, |t, v| t.max(v.abs()));
+            let d2 = (&a.q_sqrt - &b.q_sqrt).iter().fold(0.0f64, |t, v| t.max(v.abs()));
+            assert!(d1 < tol && d2 < tol, "q differs by {d1}, {d2}");
+        };
+        let mut best = start.clone();
+        set_optimal_q(&data, &mut best, &[0], &opts);
+        let mut one = start.clone();
+        natural_step(&data, &mut one, &[0], &[1.0], &[1.0], &opts);
+        close(&one, &best, 1e-12);
+        let mut fixed = best.clone();
+        natural_step(&data, &mut fixed, &[0], &[1.0], &[0.3], &opts);
+        close(&fixed, &best, 1e-10);
+        // Half way from N(0, I): natural parameters (I + L*) / 2 and h* / 2.
+        let mut half = start.clone();
+        natural_step(&data, &mut half, &[0], &[1.0], &[0.5], &opts);
+        let (l_best, h_best) = natural(&best, 0).unwrap();
+        let lambda: Vec<f64> = l_best.iter().zip(identity(m)).map(|(a, b)| 0.5 * (a + b)).collect();
+        let h: Vec<f64> = h_best.iter().map(|v| 0.5 * v).collect();
+        let (q_mu, q_sqrt) = finish(lambda, &h, m).unwrap();
+        let mut want = start.clone();
+        store(&mut want, &[0], vec![Some((q_mu, q_sqrt))]);
+        close(&half, &want, 1e-12);
+        // Four disjoint batches of 6 with scale 4: their mean target is the full data's.
+        let (mut lam, mut hh) = (vec![0.0; m * m], vec![0.0; m]);
+        for part in 0..4 {
+            let idx: Vec<usize> = (0..n).filter(|i| i % 4 == part).collect();
+            let xs = Array3::from_shape_fn((1, idx.len(), 1), |(_, i, _)| x[[0, idx[i], 0]]);
+            let ys = Array2::from_shape_fn((1, idx.len()), |(_, i)| y[[0, idx[i]]]);
+            let vs = Array2::from_shape_fn((1, idx.len()), |(_, i)| yvar[[0, idx[i]]]);
+            let sub = Dataset::new(Inputs::Batched(xs), ys).unwrap().with_yvar(vs).unwrap();
+            let (l, h) = target(&sub, 0, &start, 0, 4.0, &opts).unwrap();
+            lam.iter_mut().zip(&l).for_each(|(a, b)| *a += b / 4.0);
+            hh.iter_mut().zip(&h).for_each(|(a, b)| *a += b / 4.0);
+        }
+        let (l_full, h_full) = target(&data, 0, &start, 0, 1.0, &opts).unwrap();
+        assert!(lam.iter().zip(&l_full).chain(hh.iter().zip(&h_full)).all(|(a, b)| (a - b).abs() < 1e-10));
     }
 }

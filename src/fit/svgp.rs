@@ -35,6 +35,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
+/// The smallest natural-gradient step of q on mini-batches (GPflow's customary 0.1): the later
+/// batches are averaged over about 1 / NATURAL_RATE draws.
+const NATURAL_RATE: f64 = 0.1;
+
 /// What an SVGP fit returns, per member. Arrays are (B,) unless noted.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SvgpFitResult {
@@ -218,9 +222,11 @@ impl FitRequest<'_, Svgp> {
         let (b, d) = (data.batch_size(), data.n_dims());
         let mut start = self.start()?;
         let m = start.n_inducing();
-        // Full data: q at its optimum at every evaluation (mini-batches: q is Adam's, as given).
+        // Full data: q at its optimum at every evaluation; mini-batches: q by natural-gradient
+        // steps toward each batch's estimate of it (with `optimal_q`), else Adam's.
         let full = self.model.batch_size.is_none_or(|s| (0..b).all(|e| data.n_observed(e) <= s));
         let profile = self.model.optimal_q && full;
+        let natural = self.model.optimal_q && !full;
         if profile {
             super::collapsed::set_optimal_q(
                 data,
@@ -244,7 +250,8 @@ impl FitRequest<'_, Svgp> {
                 let free: Vec<bool> = (0..layout.len())
                     .map(|c| {
                         maps[e][c].free()
-                            && !(profile && matches!(layout.entry(c), SvgpEntry::QMu(_) | SvgpEntry::QSqrt(..)))
+                            && !((profile || natural)
+                                && matches!(layout.entry(c), SvgpEntry::QMu(_) | SvgpEntry::QSqrt(..)))
                     })
                     .collect();
                 let lower = vec![f64::NEG_INFINITY; layout.len()];
@@ -277,7 +284,8 @@ impl FitRequest<'_, Svgp> {
             pools: vec![Vec::new(); b],
             loss: Vec::new(),
             profile,
-            polish: self.model.optimal_q && !full,
+            natural_steps: natural.then(|| vec![0; b]),
+            polish: natural,
         };
         let snapshot = |states: &driver::Members| {
             let mut h = objective_hyp(self.kernel, b, d);
@@ -379,15 +387,22 @@ struct SvgpObjective<'a> {
     loss: Vec<Vec<f64>>,
     /// q set to its optimum at every load (full data only).
     profile: bool,
+    /// Mini-batches with `optimal_q`: q is the objective's own state, moved by a natural-gradient
+    /// step on each training batch (`collapsed::natural_step`); the count of steps per member.
+    natural_steps: Option<Vec<usize>>,
     /// q set to its full-data optimum at the end (mini-batches with `optimal_q`).
     polish: bool,
 }
 
 impl SvgpObjective<'_> {
     fn load(&mut self, active: &[usize], points: &[&[f64]]) {
+        // q is not the optimiser's when it is profiled or stepped naturally.
+        let own_q = self.profile || self.natural_steps.is_some();
         for (&e, u) in active.iter().zip(points) {
             for ((ui, map), entry) in u.iter().zip(&self.maps[e]).zip(&self.entries) {
-                write(&mut self.current, *entry, e, map.theta(*ui));
+                if !(own_q && matches!(entry, SvgpEntry::QMu(_) | SvgpEntry::QSqrt(..))) {
+                    write(&mut self.current, *entry, e, map.theta(*ui));
+                }
             }
         }
         if self.profile {
@@ -478,6 +493,18 @@ impl SvgpObjective<'_> {
         let raw = match s {
             Some(s) => {
                 let (sub, scale) = self.mini_batch(active, s)?;
+                if let Some(steps) = self.natural_steps.as_mut().filter(|_| gradient) {
+                    // A training step: q first moves toward this batch's estimate of its optimum,
+                    // by 1 / (t + 1) (the running mean of the batches so far) down to NATURAL_RATE.
+                    let gamma: Vec<f64> = active
+                        .iter()
+                        .map(|&e| {
+                            steps[e] += 1;
+                            (1.0 / steps[e] as f64).max(NATURAL_RATE)
+                        })
+                        .collect();
+                    super::collapsed::natural_step(&sub, &mut self.current, active, &scale, &gamma, &self.opts);
+                }
                 // Every member running, in order (the usual case with Adam): no copy of the
                 // parameters.
                 let every = active.len() == self.members() && active.iter().enumerate().all(|(i, &e)| i == e);
