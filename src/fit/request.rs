@@ -1,7 +1,7 @@
 //! The one fit request of every model: [`FitRequest`], generic over the [`Model`] it fits (the
 //! exact GP by default, [`Svgp`] for the sparse variational GP), with the options every fit
 //! shares, their setters and their checks written once; a model adds its own options (`init`,
-//! restarts, inducing points, ...) and its run (`exact.rs`, `svgp.rs`).
+//! restarts, inducing points, ...) and its run (`exact/`, `svgp.rs`).
 
 use super::adam::{Adam, AdamState};
 use super::bounds::Bounds;
