@@ -319,7 +319,7 @@ mod tests {
         let whole = fit(None).unwrap();
         let outputs = (b * (3 + m * 2 + m + m * m + 5) * 16) as u64;
         let chunked = fit(Some(outputs + per)).unwrap();
-        assert_eq!(chunked.elbo, whole.elbo);
-        assert_eq!(chunked.params, whole.params);
+        assert_eq!(chunked.model.elbo, whole.model.elbo);
+        assert_eq!(chunked.model.params, whole.model.params);
     }
 }

@@ -2,6 +2,7 @@
 //! bounds its hyperparameters ended on.
 
 use super::objective::ExactObjective;
+use super::ExactFit;
 use crate::data::{Hyperparameters, Status};
 use crate::error::Result;
 use crate::fit::driver::MemberOptimizer;
@@ -28,7 +29,7 @@ impl FitRequest<'_, Exact> {
         let b = self.data.batch_size();
         (0..b)
             .map(|m| {
-                if res.hyperparameters.outputscale[m].is_nan() || res.degeneracy[m].is_some() {
+                if res.model.hyperparameters.outputscale[m].is_nan() || res.degeneracy[m].is_some() {
                     return String::new();
                 }
                 let e = m + res.restart[m] * b;
@@ -84,23 +85,11 @@ impl FitRequest<'_, Exact> {
     ) -> Result<FitResult> {
         let (b, d) = (self.data.batch_size(), self.data.n_dims());
         let nan = f64::NAN;
-        let mut res = FitResult {
-            hyperparameters: Hyperparameters::broadcast(b, &vec![nan; d], nan, nan, nan).with_kernel(self.kernel),
-            mll: Array1::from_elem(b, nan),
-            log_prior: Array1::from_elem(b, nan),
-            objective: Array1::from_elem(b, nan),
-            status: vec![Status::Failed; b],
-            reason: vec![Termination::Failed; b],
-            degeneracy: degeneracy.to_vec(),
-            jitter: Array1::zeros(b),
-            iterations: Array1::zeros(b),
-            rounds,
-            restart: Array1::zeros(b),
-            at_bound: vec![String::new(); b],
-            reached_best: Array1::zeros(b),
-            starts: self.model.restarts + 1,
-        };
-        if let Some(a) = res.hyperparameters.alpha.as_mut() {
+        let hyperparameters = Hyperparameters::broadcast(b, &vec![nan; d], nan, nan, nan).with_kernel(self.kernel);
+        let fitted = ExactFit { hyperparameters, mll: Array1::from_elem(b, nan) };
+        let mut res = FitResult::<Exact>::unfitted(fitted, b, self.model.restarts + 1, rounds);
+        res.degeneracy = degeneracy.to_vec();
+        if let Some(a) = res.model.hyperparameters.alpha.as_mut() {
             a.fill(nan);
         }
         let mut kept = Vec::new();
@@ -145,7 +134,7 @@ impl FitRequest<'_, Exact> {
                     *v = f64::MIN_POSITIVE;
                 }
             }
-            objective.layout.write(&mut res.hyperparameters, m, &theta);
+            objective.layout.write(&mut res.model.hyperparameters, m, &theta);
             let reason = states[e].termination().unwrap_or(Termination::Failed);
             res.reason[m] = reason;
             res.iterations[m] = states[e].iterations();
@@ -153,7 +142,7 @@ impl FitRequest<'_, Exact> {
             res.jitter[m] = r.jitter;
             res.status[m] = reason.final_status(r.status, degeneracy[m].is_some());
             if res.status[m] != Status::Failed {
-                res.mll[m] = r.mll;
+                res.model.mll[m] = r.mll;
                 res.log_prior[m] = r.log_prior;
                 res.objective[m] = r.mll + r.log_prior;
             }

@@ -17,14 +17,24 @@ use crate::data::{Dataset, Hyperparameters, Inputs};
 use crate::error::{Error, Result};
 use crate::layout::{Layout, Target};
 use crate::prior::ResolvedPriors;
+use ndarray::Array1;
 pub(crate) use objective::ExactObjective;
 pub(crate) use units::Units;
 
+/// The exact GP's own part of its [`FitResult`] (`r.model`). Arrays are (B,).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExactFit {
+    /// Fitted hyperparameters in the data's units (NaN for a failed or empty member).
+    pub hyperparameters: Hyperparameters,
+    /// The MLL at the fitted point (NaN for a failed or empty member).
+    pub mll: Array1<f64>,
+}
+
 impl Model for Exact {
     type Options = ExactOptions;
-    type Fitted = FitResult;
+    type Fitted = ExactFit;
     type Params = Hyperparameters;
-    fn params(fitted: &FitResult) -> &Hyperparameters {
+    fn params(fitted: &ExactFit) -> &Hyperparameters {
         &fitted.hyperparameters
     }
     fn member_bytes(req: &FitRequest<'_, Exact>) -> u64 {
