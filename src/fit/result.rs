@@ -105,3 +105,37 @@ impl<M: Model> FitResult<M> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::backend::BackendChoice;
+    use crate::data::{Dataset, Status};
+    use crate::fit::{FitRequest, Svgp, Termination};
+    use ndarray::Array2;
+
+    /// An SVGP fit fills the fields every fit reports as a fit of one start: a round per row of
+    /// its loss, start 0 kept and reached, and the exact GP's words for its outcome.
+    #[test]
+    fn an_svgp_result_reports_the_shared_fields_as_one_start() {
+        let (b, n) = (3, 30);
+        let x = Array2::from_shape_fn((n, 1), |(i, _)| i as f64 / n as f64);
+        let mut y = Array2::from_shape_fn((b, n), |(m, i)| (4.0 * x[[i, 0]] + m as f64).sin());
+        let mut mask = Array2::from_elem((b, n), true);
+        mask.row_mut(2).fill(false);
+        y.row_mut(2).fill(0.0);
+        let data = Dataset::with_mask(crate::data::Inputs::Shared(x), y, Some(mask)).unwrap();
+        let r = FitRequest::<Svgp>::of(&data).num_inducing(5).steps(7).backend(BackendChoice::Cpu).run().unwrap();
+        assert_eq!(r.rounds, r.model.loss.nrows());
+        assert!(r.rounds >= 7, "7 steps take at least 7 rounds, got {}", r.rounds);
+        assert_eq!((r.starts, r.restart.to_vec()), (1, vec![0; b]));
+        assert_eq!(r.status[2], Status::Empty);
+        assert_eq!(r.reached_best.to_vec(), vec![1, 1, 0], "a fitted member reached its one start's value");
+        for m in 0..2 {
+            assert_eq!((r.status[m], r.reason[m]), (Status::MaxIter, Termination::IterationLimit));
+            assert_eq!(r.describe(m), "not converged (iteration limit)");
+            assert!((r.objective[m] - (r.model.elbo[m] + r.log_prior[m])).abs() <= 1e-12 * r.objective[m].abs());
+        }
+        assert_eq!(r.describe(2), Status::Empty.text());
+        assert!(std::ptr::eq(r.params(), &r.model.params));
+    }
+}
