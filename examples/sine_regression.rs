@@ -39,7 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let data = Dataset::new(x.clone(), y)?;
     let t = Instant::now();
     let fit = FitRequest::new(&data).on(be.as_ref()).run()?;
-    let h = &fit.hyperparameters;
+    let h = &fit.model.hyperparameters;
     let post = predict(be.as_ref(), &data, h, &test, &PredictOptions::default())?;
     let secs = t.elapsed().as_secs_f64();
     let rmse_train = rmse(&grid, post.mean.row(0).as_slice().unwrap(), 1.0, 0.0, (0.0, 1.0));
@@ -107,7 +107,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     init.lengthscale.fill(0.1);
     let fit = FitRequest::new(&data).init(&init).restarts(2).on(be.as_ref()).observer(&mut bar).run()?;
     let fit_secs = t.elapsed().as_secs_f64();
-    let h = &fit.hyperparameters;
+    let h = &fit.model.hyperparameters;
     let post = predict(be.as_ref(), &data, h, &test, &PredictOptions::default())?;
     let errors: Vec<f64> = (0..b)
         .map(|k| {

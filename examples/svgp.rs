@@ -101,18 +101,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let fit = SvgpFitRequest::new(&data).on(be.as_ref()).init(&start).run()?;
     let fit_secs = t.elapsed().as_secs_f64();
     let adam_q = SvgpFitRequest::new(&data).on(be.as_ref()).init(&start).optimal_q(false).run()?;
-    let h = &fit.params.hyp;
+    let h = &fit.model.params.hyp;
     let grid = plot::linspace(-3.5, 3.5, 300);
     let test = Inputs::Shared(Array2::from_shape_vec((grid.len(), 1), grid.clone())?);
-    let post = svgp::predict(be.as_ref(), &fit.params, &test, &opts)?;
+    let post = svgp::predict(be.as_ref(), &fit.model.params, &test, &opts)?;
     // The posterior at the fitted inducing inputs: where the markers sit in plot (c).
-    let at_z = svgp::predict(be.as_ref(), &fit.params, &Inputs::Batched(fit.params.z.clone()), &opts)?;
+    let at_z = svgp::predict(be.as_ref(), &fit.model.params, &Inputs::Batched(fit.model.params.z.clone()), &opts)?;
     let width = |x: f64| {
         let i = grid.iter().position(|g| *g >= x).unwrap_or(0);
         post.upper[[0, i]] - post.lower[[0, i]]
     };
     let z0: Vec<f64> = start.z.iter().copied().collect();
-    let z1: Vec<f64> = fit.params.z.iter().copied().collect();
+    let z1: Vec<f64> = fit.model.params.z.iter().copied().collect();
     let in_gap = |z: &[f64]| z.iter().filter(|v| **v > gap.0 && **v < gap.1).count();
     println!();
     println!(
@@ -122,7 +122,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!(
         "   -ELBO {:.1} (the notebook: {NOTEBOOK_LOSS}); noise sd {:.3} (the notebook: {NOTEBOOK_NOISE_SD}; true {NOISE_SD})",
-        -fit.elbo[0],
+        -fit.model.elbo[0],
         h.noise[0].sqrt()
     );
     println!(
@@ -133,8 +133,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     println!(
         "   the same fit with q_mu and q_sqrt moved by Adam (optimal_q(false), the fit before issue 23): -ELBO {:.1}, noise sd {:.3}",
-        -adam_q.elbo[0],
-        adam_q.params.hyp.noise[0].sqrt()
+        -adam_q.model.elbo[0],
+        adam_q.model.params.hyp.noise[0].sqrt()
     );
     println!(
         "   inducing inputs in the gap: {} at the start, {} fitted (fitted span {:.2} to {:.2}); 2-sd band width {:.3} at x = 2 (data), {:.3} at x = 0 (gap)",
@@ -149,7 +149,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // (a) The loss on a symlog axis: it starts positive and ends negative.
     let loss = Line {
         label: String::new(),
-        points: fit.loss.column(0).iter().enumerate().map(|(t, v)| (t as f64, *v)).collect(),
+        points: fit.model.loss.column(0).iter().enumerate().map(|(t, v)| (t as f64, *v)).collect(),
         color: colors::BLUE,
     };
     let loss_panel = LinePanel {
@@ -247,7 +247,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .observer(&mut bar)
         .run()?;
     let fit_secs = t.elapsed().as_secs_f64();
-    let h = &fit.params.hyp;
+    let h = &fit.model.params.hyp;
     let sd: Vec<f64> = h.noise.iter().map(|v| v.sqrt()).collect();
     let within = sd.iter().filter(|s| (**s / NOISE_SD - 1.0).abs() <= 0.1).count();
     let mut sorted = sd.clone();
@@ -268,8 +268,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let grid = plot::linspace(-0.5, X_MAX + 0.5, 300);
     let test = Inputs::Shared(Array2::from_shape_vec((grid.len(), 1), grid.clone())?);
-    let post = svgp::predict(be.as_ref(), &fit.params, &test, &opts)?;
-    let at_z = svgp::predict(be.as_ref(), &fit.params, &Inputs::Batched(fit.params.z.clone()), &opts)?;
+    let post = svgp::predict(be.as_ref(), &fit.model.params, &test, &opts)?;
+    let at_z = svgp::predict(be.as_ref(), &fit.model.params, &Inputs::Batched(fit.model.params.z.clone()), &opts)?;
     let shown: Vec<usize> = (0..16).map(|k| k * 17).collect();
     let panels: Vec<Panel> = shown
         .iter()
@@ -290,7 +290,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 data_region: Some((0.0, X_MAX)),
                 gaps: vec![(gap_at[b], gap_at[b] + GAP)],
                 markers: vec![Markers {
-                    points: (0..M_BATCH).map(|j| (fit.params.z[[b, j, 0]], at_z.mean[[b, j]])).collect(),
+                    points: (0..M_BATCH).map(|j| (fit.model.params.z[[b, j, 0]], at_z.mean[[b, j]])).collect(),
                     color: colors::ORANGE,
                     filled: true,
                 }],

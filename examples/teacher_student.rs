@@ -141,14 +141,14 @@ fn print_table(teachers: &[usize], fit: &FitResult) {
         "teacher l", "student l", "ratio", "noise", "mll", "iters", "start"
     );
     for (i, &k) in teachers.iter().enumerate() {
-        let l = fit.hyperparameters.lengthscale[[i, 0]];
+        let l = fit.model.hyperparameters.lengthscale[[i, 0]];
         println!(
             "  {:>9} {:>10.4} {:>7.3} {:>9.5} {:>9.1} {:>6} {:>6}  {}",
             TEACHER_LENGTHSCALES[k],
             l,
             l / TEACHER_LENGTHSCALES[k],
-            fit.hyperparameters.noise[i],
-            fit.mll[i],
+            fit.model.hyperparameters.noise[i],
+            fit.model.mll[i],
             fit.iterations[i],
             fit.restart[i],
             batchgp::demo::status_word(fit.status[i])
@@ -234,18 +234,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     print_table(&all, &plain.fit);
     println!();
-    for k in all.iter().copied().filter(|&k| !close(plain.fit.hyperparameters.lengthscale[[k, 0]], k)) {
+    for k in all.iter().copied().filter(|&k| !close(plain.fit.model.hyperparameters.lengthscale[[k, 0]], k)) {
         println!(
             "Without restarts, student {k} (teacher l = {}) stops at l = {:.4}, noise = {:.3}: a local maximum of the MLL \
              where the data is explained as noise (mll {:.1}; with the defaults {:.1}).",
             TEACHER_LENGTHSCALES[k],
-            plain.fit.hyperparameters.lengthscale[[k, 0]],
-            plain.fit.hyperparameters.noise[k],
-            plain.fit.mll[k],
-            dflt.fit.mll[k]
+            plain.fit.model.hyperparameters.lengthscale[[k, 0]],
+            plain.fit.model.hyperparameters.noise[k],
+            plain.fit.model.mll[k],
+            dflt.fit.model.mll[k]
         );
     }
-    let final_h = dflt.fit.hyperparameters.clone();
+    let final_h = dflt.fit.model.hyperparameters.clone();
     let recovered = (0..b).filter(|&k| close(final_h.lengthscale[[k, 0]], k)).count();
     println!(
         "With the defaults: {recovered} of {b} students within 20% of their teacher's lengthscale; the restarts cost \

@@ -1,6 +1,6 @@
 // The sparse variational GP (docs/design.md section 11): the ELBO of every member with its
 // analytic gradient (svgp_elbo_<kernel>_<dtype>) and the posterior at test points
-// (svgp_predict_<kernel>_<dtype>), mirroring src/backend/cpu/svgp.rs (its module doc has the
+// (svgp_predict_<kernel>_<dtype>), mirroring src/backend/cpu/svgp/ (its module doc has the
 // derivation; the names below are its names).
 //
 // One block per member (the host launches BGP_BLOCK threads; any block size works; the host

@@ -126,16 +126,17 @@ pub fn run_batch_priors(backend: &dyn Backend, out_dir: &Path, precision: Precis
     let start = Instant::now();
     let fit = FitRequest::new(&data).priors(&priors).on(backend).precision(precision).observer(&mut bar).run()?;
     let fit_seconds = start.elapsed().as_secs_f64();
-    let plot = plot_slices(backend, &data, &fit.hyperparameters, &truth, precision, &out_dir.join("batch_priors.png"))?;
+    let plot =
+        plot_slices(backend, &data, &fit.model.hyperparameters, &truth, precision, &out_dir.join("batch_priors.png"))?;
     Ok(DemoReport {
         backend: backend.describe(),
         precision,
         truth,
         prior_rates: batch_priors_rates(),
-        fitted: fit.hyperparameters,
+        fitted: fit.model.hyperparameters,
         status: fit.status,
         iterations: fit.iterations,
-        mll: fit.mll,
+        mll: fit.model.mll,
         objective: fit.objective,
         fit_seconds,
         plot,

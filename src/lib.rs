@@ -56,8 +56,8 @@ pub use error::{Error, Result};
 #[cfg(feature = "cli")]
 pub use fit::ProgressBarObserver;
 pub use fit::{
-    Bounds, Degeneracy, Exact, FitObserver, FitProgress, FitRequest, FitResult, Model, Optimizer, Svgp, SvgpFitRequest,
-    SvgpFitResult, Termination,
+    Bounds, Degeneracy, Exact, ExactFit, FitObserver, FitProgress, FitRequest, FitResult, Model, Optimizer, Svgp,
+    SvgpFit, SvgpFitRequest, SvgpFitResult, Termination,
 };
 pub use kernel::Kernel;
 pub use layout::{Layout, SvgpLayout, Target};

@@ -36,12 +36,12 @@ fn a_binding_bound_per_member_and_dimension_holds_there_only() {
     let (data, _) = random_batch(3, 30, 2, 21);
     let free = fit(&data).run().unwrap();
     // Member 1's first lengthscale floored at twice its free optimum; every other entry free.
-    let floor = 2.0 * free.hyperparameters.lengthscale[[1, 0]];
+    let floor = 2.0 * free.model.hyperparameters.lengthscale[[1, 0]];
     let low = vec![vec![0.0, 0.0], vec![floor, 0.0], vec![0.0, 0.0]];
     let high = vec![vec![f64::INFINITY; 2]; 3];
     let bounds = Bounds::none().with(Target::Lengthscale, low, high);
     let r = fit(&data).hyperparameter_bounds(bounds).run().unwrap();
-    assert_close(r.hyperparameters.lengthscale[[1, 0]], floor, 1e-9, "member 1 on its bound");
+    assert_close(r.model.hyperparameters.lengthscale[[1, 0]], floor, 1e-9, "member 1 on its bound");
     assert!(r.objective[1] < free.objective[1] - 1e-6, "the bound binds");
     for b in [0, 2] {
         assert_close(r.objective[b], free.objective[b], 1e-9, &format!("member {b} unbounded"));
@@ -60,14 +60,14 @@ fn a_binding_bound_per_member_and_dimension_holds_there_only() {
 fn a_bound_and_a_uniform_prior_compose_as_their_intersection() {
     let (data, _) = random_batch(2, 30, 2, 22);
     let free = fit(&data).run().unwrap();
-    let top = free.hyperparameters.noise.iter().cloned().fold(0.0, f64::max);
+    let top = free.model.hyperparameters.noise.iter().cloned().fold(0.0, f64::max);
     // The prior allows (1e-8, 10 top); the bound asks for >= 3 top: the fit lies in [3 top, 10 top]
     // and sits at its floor (the likelihood wants less noise), with the prior's density.
     let priors = Priors::none().with(Target::Noise, Prior::uniform(1e-8, 10.0 * top));
     let bounds = Bounds::none().with(Target::Noise, 3.0 * top, f64::INFINITY);
     let r = fit(&data).priors(&priors).hyperparameter_bounds(bounds).run().unwrap();
     for b in 0..2 {
-        let noise = r.hyperparameters.noise[b];
+        let noise = r.model.hyperparameters.noise[b];
         assert!(noise >= 3.0 * top && noise < 3.0 * top * 1.01, "member {b}: noise {noise}");
         assert_close(r.log_prior[b], -(10.0 * top - 1e-8).ln(), 1e-12, "the prior's density is unchanged");
     }
@@ -81,12 +81,12 @@ fn a_bound_and_a_uniform_prior_compose_as_their_intersection() {
 fn composes_with_the_single_box_and_rejects_bad_bounds() {
     let (data, _) = random_batch(2, 25, 1, 23);
     let free = fit(&data).run().unwrap();
-    let floor = 2.0 * free.hyperparameters.noise.iter().cloned().fold(0.0, f64::max);
+    let floor = 2.0 * free.model.hyperparameters.noise.iter().cloned().fold(0.0, f64::max);
     // The single box is loose; the noise bound binds.
     let bounds = Bounds::none().with(Target::Noise, floor, 1e3);
     let r = fit(&data).bounds(1e-9, 1e9).hyperparameter_bounds(bounds).run().unwrap();
     for b in 0..2 {
-        assert_close(r.hyperparameters.noise[b], floor, 1e-9, "noise on the bound");
+        assert_close(r.model.hyperparameters.noise[b], floor, 1e-9, "noise on the bound");
     }
     for (bad, what) in [
         (Bounds::none().with(Target::Noise, 1.0, 1.0), "noise (member 0, index 0)"),
@@ -126,7 +126,7 @@ fn the_cli_bounds_equal_the_library() {
     let mut npz = Npz::open(&s(&out)).unwrap();
     let noise = npz.get("log_noise").unwrap();
     let ls = npz.get("log_lengthscale").unwrap();
-    let want: &Hyperparameters = &lib.hyperparameters;
+    let want: &Hyperparameters = &lib.model.hyperparameters;
     for b in 0..3 {
         assert_close(noise[[b]].exp(), want.noise[b], 1e-12, &format!("member {b} noise"));
         assert!(ls.iter().all(|v| v.exp() >= 0.8 * (1.0 - 1e-12)));

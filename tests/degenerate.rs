@@ -31,8 +31,8 @@ fn with_spoiled(bad: usize, spoil: impl Fn(&mut Array2<f64>, &mut Array2<bool>))
 fn others_unchanged(clean: &batchgp::FitResult, spoiled: &batchgp::FitResult, bad: usize) {
     for m in (0..5).filter(|&m| m != bad) {
         assert_eq!(spoiled.status[m], clean.status[m], "member {m}");
-        assert_eq!(spoiled.mll[m], clean.mll[m], "member {m}: mll");
-        assert_eq!(spoiled.hyperparameters.lengthscale.row(m), clean.hyperparameters.lengthscale.row(m));
+        assert_eq!(spoiled.model.mll[m], clean.model.mll[m], "member {m}: mll");
+        assert_eq!(spoiled.model.hyperparameters.lengthscale.row(m), clean.model.hyperparameters.lengthscale.row(m));
     }
 }
 
@@ -42,18 +42,18 @@ fn empty_member_is_flagged_and_not_fitted() {
     let (a, b) = (fit(&clean), fit(&spoiled));
     assert_eq!(b.status[2], Status::Empty);
     assert_eq!(b.reason[2], Termination::NoData);
-    assert!(b.mll[2].is_nan() && b.hyperparameters.outputscale[2].is_nan(), "no made-up numbers");
+    assert!(b.model.mll[2].is_nan() && b.model.hyperparameters.outputscale[2].is_nan(), "no made-up numbers");
     assert_eq!(b.iterations[2], 0);
     others_unchanged(&a, &b, 2);
     // The fit's result feeds predict and mll: the member it could not fit (all NaN) is
     // reported, not rejected, and the others are predicted as usual.
     let test = batchgp::Inputs::Shared(Array2::from_shape_fn((4, 2), |(i, k)| 0.2 * (i + k) as f64));
     let be = batchgp::select(BackendChoice::Cpu).unwrap();
-    let p = batchgp::predict(be.as_ref(), &spoiled, &b.hyperparameters, &test, &Default::default()).unwrap();
+    let p = batchgp::predict(be.as_ref(), &spoiled, &b.model.hyperparameters, &test, &Default::default()).unwrap();
     assert!(!p.status[2].is_ok() && p.mean.row(2).iter().all(|v| v.is_nan()));
     assert!(p.status.iter().enumerate().all(|(m, s)| m == 2 || s.is_ok()));
     assert!(p.mean.row(0).iter().all(|v| v.is_finite()));
-    let r = MllRequest::new(&spoiled, &b.hyperparameters).run().unwrap();
+    let r = MllRequest::new(&spoiled, &b.model.hyperparameters).run().unwrap();
     assert!(r.mll[2].is_nan() && r.mll[0].is_finite());
     // The MLL of an empty member is flagged too.
     let hyp = Hyperparameters::broadcast(5, &[0.3, 0.3], 1.0, 0.1, 0.0);
@@ -69,9 +69,9 @@ fn one_or_two_points_are_degenerate_with_defined_limits() {
         let (a, b) = (fit(&clean), fit(&spoiled));
         assert_eq!(b.status[1], Status::Degenerate, "{keep} point(s)");
         assert_eq!(b.degeneracy[1], Some(batchgp::Degeneracy::TooFewPoints));
-        let h = &b.hyperparameters;
+        let h = &b.model.hyperparameters;
         assert!(h.noise[1].is_finite() && h.noise[1] > 0.0 && h.outputscale[1] > 0.0, "{keep}: {h:?}");
-        assert!(b.mll[1].is_finite());
+        assert!(b.model.mll[1].is_finite());
         assert!(b.describe(1).contains("too few points"), "{}", b.describe(1));
         others_unchanged(&a, &b, 1);
     }
@@ -83,7 +83,7 @@ fn constant_y_is_degenerate_and_held_at_its_floor() {
     let (a, b) = (fit(&clean), fit(&spoiled));
     assert_eq!(b.status[3], Status::Degenerate);
     assert_eq!(b.degeneracy[3], Some(batchgp::Degeneracy::ConstantY));
-    let h = &b.hyperparameters;
+    let h = &b.model.hyperparameters;
     // var(y) is taken as mean(y)^2 for constant y; the noise stops at 1e-6 of it, not at 1e-33.
     let floor = 1e-6 * 4.25f64 * 4.25;
     assert_close(h.noise[3], floor, 1e-6, "noise at its floor");
@@ -99,7 +99,7 @@ fn fixed_hyperparameter_keeps_its_value_under_a_uniform_prior() {
     let priors = Priors::none().with(Target::Outputscale, Prior::uniform(10.0, 150.0));
     let r = FitRequest::new(&data).init(&init).priors(&priors).fix(Target::Outputscale).run().unwrap();
     for m in 0..3 {
-        assert_eq!(r.hyperparameters.outputscale[m], 0.27, "member {m}");
+        assert_eq!(r.model.hyperparameters.outputscale[m], 0.27, "member {m}");
     }
 }
 

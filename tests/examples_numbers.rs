@@ -81,10 +81,10 @@ fn student_recovers_teacher_lengthscale() {
     init.outputscale.fill(1.0);
     let fit = FitRequest::new(&data).init(&init).fix(Target::Outputscale).max_iter(200).on(be.as_ref()).run().unwrap();
     for (k, l) in teachers.iter().enumerate() {
-        let got = fit.hyperparameters.lengthscale[[k, 0]];
+        let got = fit.model.hyperparameters.lengthscale[[k, 0]];
         assert!((got / l - 1.0).abs() < 0.2, "teacher {l}: student {got}");
-        assert_eq!(fit.hyperparameters.outputscale[k], 1.0, "the outputscale must stay fixed");
-        let noise = fit.hyperparameters.noise[k];
+        assert_eq!(fit.model.hyperparameters.outputscale[k], 1.0, "the outputscale must stay fixed");
+        let noise = fit.model.hyperparameters.noise[k];
         assert!((0.005..0.02).contains(&noise), "teacher {l}: noise {noise} (true 0.01)");
     }
 }
@@ -106,7 +106,7 @@ fn band_is_wider_in_a_gap_than_on_the_data() {
     let data = sine_data(&xs, 0.1, 1);
     let fit = FitRequest::new(&data).on(be.as_ref()).run().unwrap();
     let test = Inputs::Shared(Array2::from_shape_vec((3, 1), vec![0.15, 0.5, 0.85]).unwrap());
-    let p = predict(be.as_ref(), &data, &fit.hyperparameters, &test, &PredictOptions::default()).unwrap();
+    let p = predict(be.as_ref(), &data, &fit.model.hyperparameters, &test, &PredictOptions::default()).unwrap();
     let width = |i: usize| p.upper[[0, i]] - p.lower[[0, i]];
     assert!(
         width(1) > 1.5 * width(0) && width(1) > 1.5 * width(2),
@@ -130,12 +130,12 @@ fn low_noise_sine_is_predicted_at_its_training_points() {
     let data = sine_data(&xs, 0.01, 2);
     let fit = FitRequest::new(&data).on(be.as_ref()).run().unwrap();
     let test = Inputs::Shared(Array2::from_shape_vec((100, 1), xs.clone()).unwrap());
-    let p = predict(be.as_ref(), &data, &fit.hyperparameters, &test, &PredictOptions::default()).unwrap();
+    let p = predict(be.as_ref(), &data, &fit.model.hyperparameters, &test, &PredictOptions::default()).unwrap();
     let max_vs_y = (0..100).map(|i| (p.mean[[0, i]] - data.y()[[0, i]]).abs()).fold(0.0, f64::max);
     let max_vs_f = (0..100).map(|i| (p.mean[[0, i]] - (2.0 * PI * xs[i]).sin()).abs()).fold(0.0, f64::max);
     assert!(max_vs_y < 0.04, "max |mean - y| = {max_vs_y}");
     assert!(max_vs_f < 0.02, "max |mean - sin| = {max_vs_f}");
-    let sd = fit.hyperparameters.noise[0].sqrt();
+    let sd = fit.model.hyperparameters.noise[0].sqrt();
     assert!((0.005..0.02).contains(&sd), "noise sd {sd} (true 0.01)");
 }
 
@@ -166,11 +166,11 @@ fn svgp_recovers_the_noise_of_a_gapped_sine() {
     let start = SvgpParams::whitened_prior(svgp::init_inducing(&data, 20, 0, 0), FitRequest::default_init(&data));
     let before = ElboRequest::new(&data, &start).on(be.as_ref()).gradient(false).run().unwrap().elbo[0];
     let fit = SvgpFitRequest::new(&data).on(be.as_ref()).init(&start).steps(1000).learning_rate(0.02).run().unwrap();
-    let got = fit.params.hyp.noise[0].sqrt();
+    let got = fit.model.params.hyp.noise[0].sqrt();
     assert!((got / sd - 1.0).abs() < 0.2, "noise sd {got} (true {sd})");
-    assert!(fit.elbo[0] > before + 10.0, "ELBO {before} -> {}", fit.elbo[0]);
+    assert!(fit.model.elbo[0] > before + 10.0, "ELBO {before} -> {}", fit.model.elbo[0]);
     let test = Inputs::Shared(Array2::from_shape_vec((2, 1), vec![2.0, 5.0]).unwrap());
-    let p = svgp::predict(be.as_ref(), &fit.params, &test, &PredictOptions::default()).unwrap();
+    let p = svgp::predict(be.as_ref(), &fit.model.params, &test, &PredictOptions::default()).unwrap();
     let (on_data, in_gap) = (p.upper[[0, 0]] - p.lower[[0, 0]], p.upper[[0, 1]] - p.lower[[0, 1]]);
     assert!(in_gap > on_data, "band width {on_data} on the data, {in_gap} in the gap");
 }

@@ -20,12 +20,12 @@ fn converges_to_a_stationary_point_better_than_the_start() {
     let (data, _) = random_batch(4, 40, 2, 11);
     let r = fit(&data).run().unwrap();
     let start = objective_at(&data, &FitRequest::default_init(&data), &Priors::none());
-    let at = objective_at(&data, &r.hyperparameters, &Priors::none());
+    let at = objective_at(&data, &r.model.hyperparameters, &Priors::none());
     for b in 0..4 {
         assert!(matches!(r.status[b], Status::Ok | Status::Jitter), "member {b}: {:?}", r.status[b]);
         assert!(r.objective[b] > start.objective[b], "member {b} did not improve");
         assert_close(r.objective[b], at.objective[b], 1e-12, "reported objective is the objective at the result");
-        assert_close(r.mll[b], at.mll[b], 1e-12, "reported mll");
+        assert_close(r.model.mll[b], at.mll[b], 1e-12, "reported mll");
         let g = at.gradient.as_ref().unwrap();
         let gmax = g
             .log_lengthscale
@@ -48,8 +48,8 @@ fn batch_fit_equals_loop_of_single_fits() {
         assert_close(all.objective[b], one.objective[0], 1e-10, &format!("member {b} objective"));
         assert_eq!(all.iterations[b], one.iterations[0], "member {b} iterations");
         assert_all_close(
-            all.hyperparameters.lengthscale.row(b).as_slice().unwrap(),
-            one.hyperparameters.lengthscale.row(0).as_slice().unwrap(),
+            all.model.hyperparameters.lengthscale.row(b).as_slice().unwrap(),
+            one.model.hyperparameters.lengthscale.row(0).as_slice().unwrap(),
             1e-8,
             "lengthscale",
         );
@@ -61,11 +61,11 @@ fn fixed_hyperparameters_stay_at_their_initial_values() {
     let (data, hyp) = random_batch(3, 25, 2, 13);
     let r = fit(&data).init(&hyp).fix(Target::Outputscale).fix_member(Target::Lengthscale, 1).run().unwrap();
     for b in 0..3 {
-        assert_eq!(r.hyperparameters.outputscale[b], hyp.outputscale[b]);
+        assert_eq!(r.model.hyperparameters.outputscale[b], hyp.outputscale[b]);
     }
-    assert_eq!(r.hyperparameters.lengthscale.row(1), hyp.lengthscale.row(1));
-    assert_ne!(r.hyperparameters.lengthscale.row(0), hyp.lengthscale.row(0));
-    assert_ne!(r.hyperparameters.noise[1], hyp.noise[1]);
+    assert_eq!(r.model.hyperparameters.lengthscale.row(1), hyp.lengthscale.row(1));
+    assert_ne!(r.model.hyperparameters.lengthscale.row(0), hyp.lengthscale.row(0));
+    assert_ne!(r.model.hyperparameters.noise[1], hyp.noise[1]);
 }
 
 #[test]
@@ -78,8 +78,8 @@ fn uniform_prior_is_a_hard_bound() {
     let priors = Priors::none().with(Target::Outputscale, Prior::uniform(0.1, 0.5));
     let r = fit(&data).priors(&priors).run().unwrap();
     for b in 0..3 {
-        assert!(free.hyperparameters.outputscale[b] > 0.5, "test premise: member {b}");
-        let s = r.hyperparameters.outputscale[b];
+        assert!(free.model.hyperparameters.outputscale[b] > 0.5, "test premise: member {b}");
+        let s = r.model.hyperparameters.outputscale[b];
         assert!(s > 0.1 && s <= 0.5, "member {b}: outputscale {s} outside (0.1, 0.5)");
         assert!(s > 0.49, "member {b}: the bound should be active, got {s}");
         assert!(r.log_prior[b].is_finite());
@@ -122,11 +122,11 @@ fn pyro_batch_priors_request() {
     let at_truth = objective_at(&data, &truth, &priors);
     for b in 0..4 {
         assert!(matches!(r.status[b], Status::Ok | Status::Jitter), "member {b}: {:?}", r.status[b]);
-        let s = r.hyperparameters.outputscale[b];
+        let s = r.model.hyperparameters.outputscale[b];
         assert!(s > 10.0 && s < 150.0, "member {b}: variance {s}");
         assert!(r.objective[b] >= at_truth.objective[b] - 1e-6, "member {b}: fit worse than the truth");
         for k in 0..3 {
-            let ratio = r.hyperparameters.lengthscale[[b, k]] / truth.lengthscale[[b, k]];
+            let ratio = r.model.hyperparameters.lengthscale[[b, k]] / truth.lengthscale[[b, k]];
             assert!(ratio > 0.33 && ratio < 3.0, "member {b} dim {k}: lengthscale ratio {ratio}");
         }
     }
@@ -154,10 +154,15 @@ fn standardisation_finds_the_same_optimum_in_data_units() {
     let std = fit(&data).standardize(true).run().unwrap();
     for b in 0..3 {
         assert_close(std.objective[b], plain.objective[b], 1e-7, &format!("member {b} objective"));
-        let at = objective_at(&data, &std.hyperparameters, &Priors::none());
-        assert_close(std.mll[b], at.mll[b], 1e-10, "standardised fit reports the data-unit mll");
-        assert_close(std.hyperparameters.outputscale[b], plain.hyperparameters.outputscale[b], 1e-3, "outputscale");
-        assert_close(std.hyperparameters.mean[b], plain.hyperparameters.mean[b], 1e-3, "mean");
+        let at = objective_at(&data, &std.model.hyperparameters, &Priors::none());
+        assert_close(std.model.mll[b], at.mll[b], 1e-10, "standardised fit reports the data-unit mll");
+        assert_close(
+            std.model.hyperparameters.outputscale[b],
+            plain.model.hyperparameters.outputscale[b],
+            1e-3,
+            "outputscale",
+        );
+        assert_close(std.model.hyperparameters.mean[b], plain.model.hyperparameters.mean[b], 1e-3, "mean");
     }
 }
 
@@ -210,7 +215,7 @@ fn a_failing_member_fails_alone() {
     // would rescue the member; this test is about a failing member's isolation.
     let r = fit(&data).init(&init).restarts(0).run().unwrap();
     assert_eq!(r.status[1], Status::Failed);
-    assert!(r.objective[1].is_nan() && r.hyperparameters.noise[1].is_nan());
+    assert!(r.objective[1].is_nan() && r.model.hyperparameters.noise[1].is_nan());
     for b in [0, 2, 3] {
         let one = fit(&data.select(&[b])).init(&hyp.select(&[b])).restarts(0).run().unwrap();
         assert_eq!(r.objective[b], one.objective[0], "member {b}");
@@ -226,7 +231,7 @@ fn map_fit_is_stationary_for_the_objective_with_priors() {
         .with(Target::Noise, Prior::lognormal(-3.0, 1.0))
         .with(Target::Mean, Prior::normal(0.0, 1.0));
     let r = fit(&data).priors(&priors).run().unwrap();
-    let at = objective_at(&data, &r.hyperparameters, &priors);
+    let at = objective_at(&data, &r.model.hyperparameters, &priors);
     let g = at.gradient.unwrap();
     for b in 0..3 {
         assert_close(r.objective[b], at.objective[b], 1e-12, "objective");
@@ -239,7 +244,7 @@ fn map_fit_is_stationary_for_the_objective_with_priors() {
                 g.log_noise[b],
                 g.mean[b],
                 r.iterations[b],
-                r.hyperparameters.select(&[b])
+                r.model.hyperparameters.select(&[b])
             );
         }
     }
@@ -255,17 +260,17 @@ fn box_bounds_hold_and_bind_where_the_optimum_lies_outside() {
         assert_close(loose.objective[b], free.objective[b], 1e-8, &format!("member {b} loose bounds"));
     }
     // A noise floor above the free optimum binds: the fit sits on it, every value inside.
-    let floor = 2.0 * free.hyperparameters.noise.iter().cloned().fold(0.0, f64::max);
+    let floor = 2.0 * free.model.hyperparameters.noise.iter().cloned().fold(0.0, f64::max);
     let r = fit(&data).bounds(floor, 1e3).run().unwrap();
     for b in 0..3 {
-        let h = r.hyperparameters.select(&[b]);
+        let h = r.model.hyperparameters.select(&[b]);
         assert_close(h.noise[0], floor, 1e-9, &format!("member {b}: noise on its bound"));
         assert!(h.lengthscale.iter().chain(h.outputscale.iter()).all(|v| *v >= floor * (1.0 - 1e-12) && *v <= 1e3));
         assert!(r.objective[b] <= free.objective[b] + 1e-9, "a bound cannot improve the optimum");
         assert!(r.status[b].is_ok());
     }
     // Stationary in the free coordinates; the bound one pushes outwards (wants less noise).
-    let g = objective_at(&data, &r.hyperparameters, &Priors::none()).gradient.unwrap();
+    let g = objective_at(&data, &r.model.hyperparameters, &Priors::none()).gradient.unwrap();
     for b in 0..3 {
         for v in g.log_lengthscale.row(b).iter().chain([g.log_outputscale[b], g.mean[b]].iter()) {
             assert!(v.abs() < 1e-4, "member {b}: free gradient {v} on the bound");
@@ -293,7 +298,7 @@ fn restarts_do_not_depend_on_the_rest_of_the_batch() {
         for (i, &m) in rows.iter().enumerate() {
             assert_eq!(part.objective[i], whole.objective[m], "member {m}");
             assert_eq!(part.restart[i], whole.restart[m], "member {m}");
-            assert_eq!(part.hyperparameters.lengthscale.row(i), whole.hyperparameters.lengthscale.row(m));
+            assert_eq!(part.model.hyperparameters.lengthscale.row(i), whole.model.hyperparameters.lengthscale.row(m));
         }
     }
 }
@@ -309,13 +314,13 @@ fn a_fit_that_ends_on_a_bound_says_so() {
     let priors = Priors::from_toml("[outputscale]\nuniform = { low = 10.0, high = 150.0 }\n").unwrap();
     let r = fit(&data).priors(&priors).run().unwrap();
     for b in 0..2 {
-        assert_close(r.hyperparameters.outputscale[b], 10.0, 1e-5, "outputscale on the bound");
+        assert_close(r.model.hyperparameters.outputscale[b], 10.0, 1e-5, "outputscale on the bound");
         assert!(r.describe(b).contains("outputscale at its uniform prior's bound 10"), "{}", r.describe(b));
     }
     // Noise near 0.001 of var(y) against a box whose low end is 0.1: held there, and said.
     let boxed = fit(&data).bounds(0.1, 100.0).run().unwrap();
     for b in 0..2 {
-        assert_close(boxed.hyperparameters.noise[b], 0.1, 1e-6, "noise on the box");
+        assert_close(boxed.model.hyperparameters.noise[b], 0.1, 1e-6, "noise on the box");
         assert!(boxed.describe(b).contains("noise at its box bound 0.1"), "{}", boxed.describe(b));
     }
     let free = fit(&data).run().unwrap();

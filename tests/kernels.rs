@@ -239,8 +239,8 @@ fn fits_do_not_depend_on_units() {
                 let what = format!("{kernel} member {m}, y * {c:e} + {a:e}, x * {xs:e} + {xo:e}");
                 assert_eq!(f.status[m], base.status[m], "{what}: status ({} vs {})", f.describe(m), base.describe(m));
                 let n = data.n_observed(m) as f64;
-                assert_close(f.mll[m], base.mll[m] - n * c.ln(), 1e-6, &format!("{what}: mll"));
-                let (h, h0) = (&f.hyperparameters, &base.hyperparameters);
+                assert_close(f.model.mll[m], base.model.mll[m] - n * c.ln(), 1e-6, &format!("{what}: mll"));
+                let (h, h0) = (&f.model.hyperparameters, &base.model.hyperparameters);
                 for k in 0..2 {
                     assert_close(h.lengthscale[[m, k]] / xs, h0.lengthscale[[m, k]], 1e-4, &format!("{what}: l{k}"));
                 }
@@ -289,7 +289,7 @@ proptest::proptest! {
             let n = data.n_observed(m) as f64;
             let what = format!("{kernel} member {m}: c {c:e}, a {a_sd:e} sd, x * {xs:e} + {xo_sd:e} spreads");
             proptest::prop_assert_eq!(f.status[m], base.status[m], "{}", what);
-            assert_close(f.mll[m], base.mll[m] - n * c.ln(), 1e-6, &what);
+            assert_close(f.model.mll[m], base.model.mll[m] - n * c.ln(), 1e-6, &what);
         }
     }
 }

@@ -101,7 +101,7 @@ proptest! {
         // num_inducing 0 is an invalid option; steps 0 a fit that stops at its start.
         let s = SvgpFitRequest::new(&d).num_inducing(inducing).steps(steps).run();
         match s {
-            Ok(f) => prop_assert!(small(inducing) && inducing > 0 && small(steps) && f.elbo.len() == 2),
+            Ok(f) => prop_assert!(small(inducing) && inducing > 0 && small(steps) && f.model.elbo.len() == 2),
             Err(Error::InvalidOption { name, .. }) => prop_assert!(inducing == 0 && name == "inducing"),
             Err(e) => prop_assert!(
                 (!small(inducing) || !small(steps)) && matches!(e, Error::TooLarge { .. }),
@@ -115,8 +115,8 @@ proptest! {
 fn planning_is_silent_for_ordinary_requests() {
     let d = data(4, 30);
     let f = FitRequest::new(&d).restarts(3).max_iter(20).run().unwrap();
-    assert!(f.mll.iter().all(|v| v.is_finite()));
+    assert!(f.model.mll.iter().all(|v| v.is_finite()));
     let s = SvgpFitRequest::new(&d).num_inducing(8).steps(20).run().unwrap();
-    assert_eq!(s.loss.dim().1, 4);
-    let _: Array1<f64> = s.elbo;
+    assert_eq!(s.model.loss.dim().1, 4);
+    let _: Array1<f64> = s.model.elbo;
 }

@@ -45,13 +45,13 @@ fn teacher_student_students_recover_the_lengthscale_with_the_defaults() {
     teacher.noise.fill(0.01);
     let at_teacher = MllRequest::new(&data, &teacher).backend(BackendChoice::Cpu).run().unwrap();
     for m in 0..b {
-        let l = r.hyperparameters.lengthscale[[m, 0]];
+        let l = r.model.hyperparameters.lengthscale[[m, 0]];
         assert!((l / 0.01 - 1.0).abs() < 0.1, "student {m}: lengthscale {l} ({})", r.describe(m));
         assert!(matches!(r.status[m], Status::Ok | Status::Jitter), "student {m}: {}", r.describe(m));
         assert!(
-            r.mll[m] >= at_teacher.mll[m] - 1e-6,
+            r.model.mll[m] >= at_teacher.mll[m] - 1e-6,
             "student {m}: mll {} < the teacher's {}",
-            r.mll[m],
+            r.model.mll[m],
             at_teacher.mll[m]
         );
         assert!(r.reached_best[m] >= 1 && r.reached_best[m] <= DEFAULT_RESTARTS + 1);
@@ -69,7 +69,7 @@ fn without_restarts_some_students_stop_in_the_noise_explained_maximum() {
     init.noise.fill(1.0);
     init.outputscale.fill(1.0);
     let r = FitRequest::new(&data).init(&init).fix(Target::Outputscale).restarts(0).run().unwrap();
-    let missed = (0..8).filter(|&m| (r.hyperparameters.lengthscale[[m, 0]] / 0.01 - 1.0).abs() > 0.1).count();
+    let missed = (0..8).filter(|&m| (r.model.hyperparameters.lengthscale[[m, 0]] / 0.01 - 1.0).abs() > 0.1).count();
     assert!(missed > 0, "every student found the teacher from lengthscale 1 alone");
     assert_eq!(r.starts, 1);
     assert!(r.reached_best.iter().all(|&k| k == 1), "one start: it reached its own value");
@@ -168,10 +168,10 @@ fn the_notebook_svgp_reaches_the_exact_gp_optimum_with_the_defaults() {
     let svgp = SvgpFitRequest::new(&data).init(&start).backend(BackendChoice::Cpu).run().unwrap();
     let exact = FitRequest::new(&data).backend(BackendChoice::Cpu).run().unwrap();
     for m in 0..b {
-        let (elbo, mll) = (svgp.elbo[m], exact.mll[m]);
+        let (elbo, mll) = (svgp.model.elbo[m], exact.model.mll[m]);
         assert!(elbo <= mll + 1e-6, "member {m}: the ELBO {elbo} is a lower bound of the MLL {mll}");
         assert!(elbo >= mll - 3f64.max(0.01 * mll.abs()), "member {m}: ELBO {elbo}, exact MLL {mll}");
-        let sd = svgp.params.hyp.noise[m].sqrt();
+        let sd = svgp.model.params.hyp.noise[m].sqrt();
         assert!((sd / 0.15 - 1.0).abs() < 0.2, "member {m}: noise sd {sd}");
     }
 }

@@ -547,21 +547,22 @@ mod fitting {
             assert_eq!(fit.reason[b], Termination::Converged, "member {b}: {:?}", fit.reason[b]);
             assert!(fit.status[b].is_ok());
             assert!(
-                fit.elbo[b] <= exact.mll[b] + 1e-6,
+                fit.model.elbo[b] <= exact.model.mll[b] + 1e-6,
                 "member {b}: elbo {} above the exact optimum {}",
-                fit.elbo[b],
-                exact.mll[b]
+                fit.model.elbo[b],
+                exact.model.mll[b]
             );
             // The gap is the jitter's: O(eps s n / noise) with eps = 1e-6.
-            let (s, noise) = (fit.params.hyp.outputscale[b], fit.params.hyp.noise[b]);
+            let (s, noise) = (fit.model.params.hyp.outputscale[b], fit.model.params.hyp.noise[b]);
             let allowed = 1e-4 + 2e-6 * s * 20.0 / noise;
             assert!(
-                (fit.elbo[b] - exact.mll[b]).abs() < allowed,
+                (fit.model.elbo[b] - exact.model.mll[b]).abs() < allowed,
                 "member {b}: elbo {} vs exact mll {} (allowed {allowed:e})",
-                fit.elbo[b],
-                exact.mll[b]
+                fit.model.elbo[b],
+                exact.model.mll[b]
             );
-            let (ls_s, ls_e) = (fit.params.hyp.lengthscale[[b, 0]], exact.hyperparameters.lengthscale[[b, 0]]);
+            let (ls_s, ls_e) =
+                (fit.model.params.hyp.lengthscale[[b, 0]], exact.model.hyperparameters.lengthscale[[b, 0]]);
             assert!((ls_s / ls_e - 1.0).abs() < 1e-2, "member {b}: lengthscale {ls_s} vs {ls_e}");
         }
     }
@@ -571,11 +572,11 @@ mod fitting {
         let be = CpuBackend::new();
         let data = sine_batch(4, 60, 2);
         let fit = SvgpFitRequest::new(&data).on(&be).num_inducing(8).steps(150).learning_rate(0.05).run().unwrap();
-        assert_eq!(fit.loss.dim(), (151, 4));
-        assert_eq!(fit.params.n_inducing(), 8);
+        assert_eq!(fit.model.loss.dim(), (151, 4));
+        assert_eq!(fit.model.params.n_inducing(), 8);
         for b in 0..4 {
-            let first = fit.loss[[0, b]];
-            let last = fit.loss.column(b).iter().rev().find(|v| v.is_finite()).copied().unwrap();
+            let first = fit.model.loss[[0, b]];
+            let last = fit.model.loss.column(b).iter().rev().find(|v| v.is_finite()).copied().unwrap();
             assert!(last < first - 10.0, "member {b}: loss {first} -> {last}");
             // The final report is the full-data objective at the kept point.
             assert_close(-fit.objective[b], last, 1e-9, "final loss");
@@ -604,9 +605,9 @@ mod fitting {
         for b in 0..3 {
             let one = data.select(&[b]);
             let alone = run(&one, b as u64);
-            assert_eq!(alone.elbo[0], all.elbo[b], "member {b}");
-            assert_eq!(alone.params.z.index_axis(Axis(0), 0), all.params.z.index_axis(Axis(0), b));
-            assert_eq!(alone.loss.column(0), all.loss.column(b));
+            assert_eq!(alone.model.elbo[0], all.model.elbo[b], "member {b}");
+            assert_eq!(alone.model.params.z.index_axis(Axis(0), 0), all.model.params.z.index_axis(Axis(0), b));
+            assert_eq!(alone.model.loss.column(0), all.model.loss.column(b));
         }
         assert_eq!(run(&data, 0), all);
     }
@@ -638,7 +639,7 @@ mod fitting {
         .unwrap();
         let without = on(1, &plain);
         for b in 0..5 {
-            let (with_yvar, plain) = (one.loss[[0, b]], without.loss[[0, b]]);
+            let (with_yvar, plain) = (one.model.loss[[0, b]], without.model.loss[[0, b]]);
             assert!(with_yvar.is_finite() && plain.is_finite());
             assert!((with_yvar - plain).abs() > 1e-6 * plain.abs(), "member {b}: {with_yvar} vs {plain}");
         }
@@ -660,13 +661,13 @@ mod fitting {
         let (full, mini, adam_q) = (fit(None, true), fit(Some(50), true), fit(Some(50), false));
         for b in 0..2 {
             // Reported on the full data: within max(3 nats, 1 %) of the full-data fit.
-            let (best, got) = (full.elbo[b], mini.elbo[b]);
+            let (best, got) = (full.model.elbo[b], mini.model.elbo[b]);
             assert!(best - got < (0.01 * best.abs()).max(3.0), "member {b}: full {best} vs mini {got}");
             // The fitted noise is near the truth (uniform noise of width 0.1: variance 1/1200).
-            let sd = mini.params.hyp.noise[b].sqrt();
+            let sd = mini.model.params.hyp.noise[b].sqrt();
             assert!(sd < 0.1, "member {b}: noise sd {sd}");
             // Adam moving q on the same batches stays far below: why q takes natural steps.
-            assert!(adam_q.elbo[b] < got - 20.0, "member {b}: adam q {} vs {got}", adam_q.elbo[b]);
+            assert!(adam_q.model.elbo[b] < got - 20.0, "member {b}: adam q {} vs {got}", adam_q.model.elbo[b]);
         }
     }
 
@@ -702,7 +703,7 @@ mod fitting {
         let mut sparse = Recorder::default();
         let fit = SvgpFitRequest::new(&data).on(&be).num_inducing(5).steps(20).observer(&mut sparse).run().unwrap();
         assert_eq!(sparse.members, 3);
-        assert_eq!(sparse.rounds, fit.loss.nrows());
+        assert_eq!(sparse.rounds, fit.model.loss.nrows());
         assert_eq!(sparse.finished.as_deref(), Some(&fit.status[..]));
     }
 
@@ -714,7 +715,7 @@ mod fitting {
         let ragged = Dataset::with_mask(data.x().clone(), data.y().clone(), Some(mask)).unwrap();
         let fit = SvgpFitRequest::new(&ragged).on(&be).num_inducing(5).steps(30).run().unwrap();
         assert_eq!(fit.status[2], Status::Empty);
-        assert!(fit.elbo[2].is_nan());
+        assert!(fit.model.elbo[2].is_nan());
         // Member 1 fits as its unpadded 20 points would.
         let x = data.x().member(1).slice(s![..20, ..]).insert_axis(Axis(0)).to_owned();
         let y = data.y().slice(s![1..2, ..20]).to_owned();
@@ -725,7 +726,7 @@ mod fitting {
             .first_member(1)
             .run()
             .unwrap();
-        assert_close(alone.elbo[0], fit.elbo[1], 1e-9, "ragged member");
+        assert_close(alone.model.elbo[0], fit.model.elbo[1], 1e-9, "ragged member");
         let e = SvgpFitRequest::new(&data).on(&be).optimizer(Optimizer::Lbfgs).batch_size(10).run().unwrap_err();
         assert!(e.to_string().contains("batch_size"), "{e}");
         let e = SvgpFitRequest::new(&data).on(&be).learning_rate(0.0).run().unwrap_err();

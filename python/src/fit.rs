@@ -9,10 +9,10 @@ use crate::models::{data_views, set_hyperparameters, set_objective, set_svgp_par
 use crate::{option_error, rejected, runtime};
 use batchgp::svgp::SvgpParams;
 use batchgp::{
-    Bounds, FitObserver, FitRequest, FitResult, Kernel, Optimizer, Precision, Priors, Status, SvgpFitRequest,
+    Bounds, FitObserver, FitRequest, FitResult, Kernel, Model, Optimizer, Precision, Priors, SvgpFitRequest,
     SvgpFitResult, Target,
 };
-use ndarray::{Array3, Axis, Ix2, Ix3};
+use ndarray::{Array1, Array3, Axis, Ix2, Ix3};
 use numpy::IntoPyArray;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -271,31 +271,32 @@ fn inducing_inputs(z: &View<'_>, b: usize, d: usize) -> batchgp::Result<Array3<f
 /// and own arrays, then the arrays every fit has.
 fn fit_dict(py: Python<'_>, fitted: Fitted) -> PyResult<Bound<'_, PyDict>> {
     let out = PyDict::new(py);
-    let (term, r_log_prior, r_objective, status, reason, jitter, iterations, outcome) = match fitted {
+    match fitted {
         Fitted::Exact(r) => {
-            set_hyperparameters(&out, &r.hyperparameters)?;
+            set_hyperparameters(&out, &r.model.hyperparameters)?;
             out.set_item("restart", r.restart.mapv(|v| v as i64).into_pyarray(py))?;
             out.set_item("reached_best", r.reached_best.mapv(|v| v as i64).into_pyarray(py))?;
             out.set_item("starts", r.starts)?;
             out.set_item("rounds", r.rounds)?;
-            let outcome: Vec<String> = (0..r.status.len()).map(|b| r.describe(b)).collect();
-            (("mll", r.mll), r.log_prior, r.objective, r.status, r.reason, r.jitter, r.iterations, outcome)
+            let mll = r.model.mll.clone();
+            set_fit(&out, ("mll", mll), r)?;
         }
         Fitted::Svgp(r) => {
-            set_svgp_params(&out, &r.params)?;
-            out.set_item("loss", r.loss.into_pyarray(py))?;
-            let outcome: Vec<String> = (r.status.iter().zip(&r.reason))
-                .map(|(s, t)| match s {
-                    Status::MaxIter => format!("not converged ({})", t.text()),
-                    s => s.text().to_string(),
-                })
-                .collect();
-            (("elbo", r.elbo), r.log_prior, r.objective, r.status, r.reason, r.jitter, r.iterations, outcome)
+            set_svgp_params(&out, &r.model.params)?;
+            out.set_item("loss", r.model.loss.clone().into_pyarray(py))?;
+            let elbo = r.model.elbo.clone();
+            set_fit(&out, ("elbo", elbo), r)?;
         }
-    };
-    set_objective(&out, term, r_log_prior, r_objective, &status, jitter)?;
-    out.set_item("reason", reason.iter().map(|t| t.text()).collect::<Vec<_>>())?;
-    out.set_item("outcome", outcome)?;
-    out.set_item("iterations", iterations.mapv(|v| v as i64).into_pyarray(py))?;
+    }
     Ok(out)
+}
+
+/// The arrays every fit has, whatever its model: its likelihood term `term` (mll, elbo), log
+/// prior, objective, status, jitter, reason and outcome in words, iterations.
+fn set_fit<M: Model>(out: &Bound<'_, PyDict>, term: (&str, Array1<f64>), r: FitResult<M>) -> PyResult<()> {
+    let outcome: Vec<String> = (0..r.status.len()).map(|b| r.describe(b)).collect();
+    out.set_item("reason", r.reason.iter().map(|t| t.text()).collect::<Vec<_>>())?;
+    out.set_item("outcome", outcome)?;
+    out.set_item("iterations", r.iterations.mapv(|v| v as i64).into_pyarray(out.py()))?;
+    set_objective(out, term, r.log_prior, r.objective, &r.status, r.jitter)
 }

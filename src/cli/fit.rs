@@ -174,20 +174,20 @@ pub fn run(a: FitArgs) -> batchgp::Result<()> {
         let r = req.observer(&mut observer).run()?;
         let secs = t.elapsed().as_secs_f64();
         let mut o = NpzOut::new();
-        o.add_svgp(&r.params)
-            .add1("elbo", r.elbo.clone())
+        o.add_svgp(&r.model.params)
+            .add1("elbo", r.model.elbo.clone())
             .add1("log_prior", r.log_prior.clone())
             .add1("objective", r.objective.clone())
             .add1("status", status_array(&r.status))
             .add1("jitter", r.jitter.clone())
             .add1("iterations", r.iterations.mapv(|v| v as f64))
-            .add2("loss", r.loss.clone())
+            .add2("loss", r.model.loss.clone())
             .add1("seconds", ndarray::arr1(&[secs]));
         o.write(&out)?;
         eprintln!(
             "batchgp fit --model svgp: {} members, M = {}, {}; {} on {} ({}), kernel {kernel}, {optimizer_name}; wrote {out}",
             r.status.len(),
-            r.params.n_inducing(),
+            r.model.params.n_inducing(),
             status_counts(&r.status),
             duration(secs),
             be.name(),
@@ -230,8 +230,8 @@ pub fn run(a: FitArgs) -> batchgp::Result<()> {
     let r = req.observer(&mut observer).run()?;
     let secs = t.elapsed().as_secs_f64();
     let mut o = NpzOut::new();
-    o.add_params(&r.hyperparameters)
-        .add1("mll", r.mll.clone())
+    o.add_params(&r.model.hyperparameters)
+        .add1("mll", r.model.mll.clone())
         .add1("log_prior", r.log_prior.clone())
         .add1("objective", r.objective.clone())
         .add1("status", status_array(&r.status))

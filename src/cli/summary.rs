@@ -75,7 +75,7 @@ pub(super) fn fit_summary(r: &FitResult, secs: f64, s: &FitSetup<'_>) -> String 
         let members: Vec<Status> = r.status.iter().copied().filter(|s| set.contains(s)).collect();
         (members.len(), status_counts(&members))
     };
-    let kernel = r.hyperparameters.kernel;
+    let kernel = r.model.hyperparameters.kernel;
     let mut lines = vec![format!(
         "batchgp fit: {b} members, kernel {kernel}, {}{} on {} ({}), {}, {} evaluation rounds",
         s.optimizer,

@@ -2,10 +2,17 @@
 //! the usual bias-corrected moments; beta1 = 0.9, beta2 = 0.999, eps = 1e-8).
 //!
 //! A step that lands on a failed evaluation is undone and the member's learning rate halved.
+//!
+//! On a stochastic objective (mini-batches) a constant rate leaves the iterates wandering about
+//! the optimum by an amount proportional to the rate; there the rate anneals: constant for the
+//! first half of the steps, then a half cosine down to ANNEAL_FLOOR of it at the step limit.
 
 use super::driver::MemberOptimizer;
 use super::lbfgs::Stop;
 use super::Termination;
+
+/// The annealed rate's last value, as a fraction of the rate.
+const ANNEAL_FLOOR: f64 = 0.05;
 
 /// An [`AdamState`] with its stopping rule, as the batched driver runs it.
 pub(crate) struct Adam {
@@ -47,6 +54,8 @@ pub(crate) struct AdamState {
     free: Vec<bool>,
     lower: Vec<f64>,
     upper: Vec<f64>,
+    /// The step limit over which the rate anneals, when it does.
+    anneal: Option<usize>,
 }
 
 impl AdamState {
@@ -66,6 +75,25 @@ impl AdamState {
             lower: vec![f64::NEG_INFINITY; p],
             upper: vec![f64::INFINITY; p],
             free,
+            anneal: None,
+        }
+    }
+
+    /// Anneals the rate over `horizon` steps (see the module's note); None keeps it constant.
+    pub fn with_anneal(mut self, horizon: Option<usize>) -> Self {
+        self.anneal = horizon;
+        self
+    }
+
+    /// The rate's factor at step t (1-based): 1 for the first half of the horizon, then
+    /// ANNEAL_FLOOR + (1 - ANNEAL_FLOOR) (1 + cos(pi s)) / 2 with s from 0 to 1 over the second.
+    fn schedule(&self, t: usize) -> f64 {
+        match self.anneal {
+            Some(h) if h > 0 && 2 * t > h => {
+                let s = ((2 * t - h) as f64 / h as f64).min(1.0);
+                ANNEAL_FLOOR + (1.0 - ANNEAL_FLOOR) * 0.5 * (1.0 + (std::f64::consts::PI * s).cos())
+            }
+            _ => 1.0,
         }
     }
 
@@ -118,15 +146,37 @@ impl AdamState {
         let c1 = 1.0 - b1.powi(self.t);
         let c2 = 1.0 - b2.powi(self.t);
         self.prev_u.clone_from(&self.u);
+        let lr = self.lr * self.schedule(self.iterations);
         for (i, gi) in g.iter().enumerate() {
             if !self.free[i] {
                 continue;
             }
             self.m1[i] = b1 * self.m1[i] + (1.0 - b1) * gi;
             self.m2[i] = b2 * self.m2[i] + (1.0 - b2) * gi * gi;
-            let step = self.u[i] - self.lr * (self.m1[i] / c1) / ((self.m2[i] / c2).sqrt() + eps);
+            let step = self.u[i] - lr * (self.m1[i] / c1) / ((self.m2[i] / c2).sqrt() + eps);
             self.trial_u[i] = step.clamp(self.lower[i], self.upper[i]);
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The annealed rate: 1 through the first half, then falling without a jump to the floor at
+    /// the horizon and staying there; no horizon, no annealing.
+    #[test]
+    fn the_rate_anneals_over_the_second_half_only() {
+        let a = AdamState::new(vec![0.0], vec![true], 0.1).with_anneal(Some(1000));
+        assert_eq!(a.schedule(1), 1.0);
+        assert_eq!(a.schedule(500), 1.0);
+        assert!((a.schedule(501) - 1.0).abs() < 1e-4);
+        assert!((a.schedule(750) - (ANNEAL_FLOOR + (1.0 - ANNEAL_FLOOR) * 0.5)).abs() < 1e-12);
+        assert!((a.schedule(1000) - ANNEAL_FLOOR).abs() < 1e-12);
+        assert!((a.schedule(5000) - ANNEAL_FLOOR).abs() < 1e-12);
+        assert!((500..1000).all(|t| a.schedule(t + 1) <= a.schedule(t)));
+        let constant = AdamState::new(vec![0.0], vec![true], 0.1);
+        assert!((1..3000).all(|t| constant.schedule(t) == 1.0));
     }
 }

@@ -4,12 +4,14 @@
 //! The pieces, one noun each:
 //! - [`objective`]: the model-agnostic batched objective the optimisers see (per member, an
 //!   unconstrained vector in; a value, a gradient and a status out);
-//! - [`exact`]: the exact GP as such an objective (kernel, layout, coordinate maps, priors,
-//!   units); [`svgp`]: the sparse variational GP as another, with mini-batches;
+//! - [`exact`]: the exact GP as a [`Model`] and such an objective (kernel, layout, coordinate
+//!   maps, priors, units); [`svgp`]: the sparse variational GP as another, with mini-batches;
 //! - [`transform`]: the scale-free coordinate maps;
 //! - [`lbfgs`], [`adam`]: one member's optimiser each; [`driver`]: the batched loop over them;
 //! - [`request`]: the one [`FitRequest`], generic over the [`Model`] it fits, with the options
 //!   every fit shares and their checks;
+//! - [`result`]: the one [`FitResult`] of every model, its own part beside the fields every fit
+//!   reports;
 //! - this module: the optimiser's and the result's words (termination, degeneracy, progress).
 //!
 //! Restarts are extra members started from spread points; the best one per GP is kept.
@@ -25,22 +27,24 @@ mod objective;
 #[cfg(feature = "cli")]
 mod progress;
 mod request;
+mod result;
 mod starts;
 mod svgp;
 mod transform;
 
 pub use bounds::Bounds;
+pub use exact::ExactFit;
 #[cfg(feature = "cli")]
 pub use progress::ProgressBarObserver;
 pub use request::{Exact, ExactOptions, FitRequest, Model, Svgp, SvgpFitRequest, SvgpOptions};
+pub use result::FitResult;
 pub use starts::{DEFAULT_RESTARTS, SAME_OPTIMUM_NATS};
-pub use svgp::SvgpFitResult;
+pub use svgp::{SvgpFit, SvgpFitResult};
 
 use crate::data::{Hyperparameters, Status};
 use crate::error::{Error, Result};
 use crate::prior::{Priors, ResolvedPriors};
 use driver::MemberOptimizer;
-use ndarray::Array1;
 use transform::Map;
 
 /// Why `standardize` was removed (Rust: a deprecated no-op setter; Python and the CLI refuse
@@ -173,71 +177,6 @@ impl Degeneracy {
             Degeneracy::TooFewPoints => "too few points",
             Degeneracy::ConstantY => "constant y",
         }
-    }
-}
-
-/// What a fit returns, per GP (restarts folded in: the best kept). Arrays are (B,) unless noted.
-#[derive(Debug, Clone, PartialEq)]
-pub struct FitResult {
-    /// Fitted hyperparameters in the data's units (NaN for a failed or empty member).
-    pub hyperparameters: Hyperparameters,
-    pub mll: Array1<f64>,
-    pub log_prior: Array1<f64>,
-    /// mll + log_prior at the fitted point.
-    pub objective: Array1<f64>,
-    /// Ok or Jitter (converged), MaxIter (not converged: see `reason`), Failed, Empty or
-    /// Degenerate.
-    pub status: Vec<Status>,
-    /// Why each member's optimiser stopped.
-    pub reason: Vec<Termination>,
-    /// Why a member is degenerate, if it is.
-    pub degeneracy: Vec<Option<Degeneracy>>,
-    pub jitter: Array1<f64>,
-    /// Optimiser iterations (accepted steps) of the kept run.
-    pub iterations: Array1<usize>,
-    /// Batched evaluation rounds in all.
-    pub rounds: usize,
-    /// Which start was kept per GP (0 = the initial point, r = restart r).
-    pub restart: Array1<usize>,
-    /// Per GP, the hyperparameters that ended on a uniform prior's bound or a box bound, in
-    /// words (`outputscale at its uniform prior's bound 10`); empty for none. Such a fit is the
-    /// best within the bounds, not the data's optimum: [`FitResult::describe`] says so.
-    pub at_bound: Vec<String>,
-    /// How many of the GP's starts (of restarts + 1) ended at the kept objective, within
-    /// [`SAME_OPTIMUM_NATS`]; 0 for an empty or failed member.
-    pub reached_best: Array1<usize>,
-    /// Starts per GP (restarts + 1).
-    pub starts: usize,
-}
-
-impl FitResult {
-    /// Member b's outcome in words: its status, the reason or degeneracy behind it, and the
-    /// bounds its hyperparameters ended on.
-    pub fn describe(&self, b: usize) -> String {
-        let text = match (self.status[b], self.degeneracy[b]) {
-            (Status::Degenerate, Some(d)) => format!("degenerate ({}), {}", d.text(), self.reason[b].text()),
-            (Status::MaxIter, _) => format!("not converged ({})", self.reason[b].text()),
-            (s, _) => s.text().to_string(),
-        };
-        let text = match self.at_bound.get(b).filter(|s| !s.is_empty()) {
-            Some(hits) => format!("{text}; {hits}"),
-            None => text,
-        };
-        match self.starts_warning(b) {
-            Some(w) => format!("{text}; {w}"),
-            None => text,
-        }
-    }
-
-    /// A warning when member b's starts disagree: with restarts, only one start reached the
-    /// kept optimum, so a better one may exist that no start found.
-    pub fn starts_warning(&self, b: usize) -> Option<String> {
-        (self.starts > 1 && self.reached_best[b] == 1).then(|| {
-            format!(
-                "warning: only 1 of {} starts reached this optimum (the others ended lower); more restarts may find a better one",
-                self.starts
-            )
-        })
     }
 }
 

@@ -1,13 +1,13 @@
 //! The one fit request of every model: [`FitRequest`], generic over the [`Model`] it fits (the
 //! exact GP by default, [`Svgp`] for the sparse variational GP), with the options every fit
 //! shares, their setters and their checks written once; a model adds its own options (`init`,
-//! restarts, inducing points, ...) and its run (`exact.rs`, `svgp.rs`).
+//! restarts, inducing points, ...) and its run (`exact/`, `svgp.rs`).
 
 use super::adam::{Adam, AdamState};
 use super::bounds::Bounds;
 use super::driver::MemberOptimizer;
 use super::lbfgs::{Lbfgs, LbfgsState};
-use super::{check_steps, FitObserver, NotRun, Optimizer};
+use super::{check_steps, FitObserver, FitResult, NotRun, Optimizer};
 use crate::backend::{self, memory, Backend, BackendChoice, Kind, PredictOptions, Prediction};
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision};
 use crate::error::{Error, Result};
@@ -16,18 +16,19 @@ use crate::model::Evaluate;
 use crate::prior::{Priors, Target};
 use crate::svgp::SvgpParams;
 
-/// A model that [`FitRequest`] fits: its own options, what its fit returns, its defaults, its
+/// A model that [`FitRequest`] fits: its own options, its part of a fit's result, its defaults, its
 /// own checks, its memory need, its run and its prediction. Implemented by [`Exact`] and
 /// [`Svgp`]; a third model implements it in its own module (docs/design.md, "Adding a model").
 /// Its batched objective and gradient are its parameters' [`Evaluate`].
 pub trait Model: Sized {
     /// The model's own options (its init, restarts, inducing points, ...).
     type Options;
-    /// What its fit returns.
-    type Fitted;
+    /// Its own part of a fit's result ([`FitResult`]'s `model`): its fitted parameters, its
+    /// likelihood term and what else it alone reports.
+    type Fitted: std::fmt::Debug + Clone + PartialEq;
     /// Its parameters: what a fit finds, an evaluation reads and a prediction uses.
     type Params: Evaluate;
-    /// The fitted parameters of a fit's result.
+    /// The fitted parameters in its part of a fit's result ([`FitResult::params`]).
     fn params(fitted: &Self::Fitted) -> &Self::Params;
     /// Bytes one member's objective and gradient need on the CPU backend
     /// (`backend::memory`, docs/design.md section 14).
@@ -56,15 +57,15 @@ pub trait Model: Sized {
         choice
     }
     /// Runs the fit (options already checked).
-    fn run(req: FitRequest<'_, Self>) -> Result<Self::Fitted>;
+    fn run(req: FitRequest<'_, Self>) -> Result<FitResult<Self>>;
 }
 
 /// The exact GP (docs/design.md sections 1 to 5): the default model of a [`FitRequest`].
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Exact;
 
 /// The sparse variational GP (docs/design.md section 11).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Svgp;
 
 /// The exact GP's own options.
@@ -156,7 +157,7 @@ impl Default for SvgpOptions {
 /// | fix_inducing | false                        | holds Z at its start |
 /// | batch_size   | none (full data)             | mini-batch size S per member (Adam only) |
 /// | max_memory   | the memory available         | CPU budget in bytes: members run in chunks that fit it |
-/// | optimal_q    | true                         | q at its closed-form optimum (full data: at every evaluation; mini-batches: at the end) |
+/// | optimal_q    | true                         | q at its closed-form optimum (full data: at every evaluation; mini-batches: natural-gradient steps toward it, then at the end) |
 pub struct FitRequest<'a, M: Model = Exact> {
     pub(super) data: &'a Dataset,
     pub(super) kernel: Kernel,
@@ -174,6 +175,9 @@ pub struct FitRequest<'a, M: Model = Exact> {
     pub(super) precision: Precision,
     pub(super) observer: Option<&'a mut dyn FitObserver>,
     pub(super) model: M::Options,
+    /// Adam's rate anneals over the second half of the steps (stochastic objectives: set by the
+    /// model, not an option).
+    pub(super) anneal: bool,
 }
 
 /// The SVGP's fit request: `SvgpFitRequest::new(&data)` is a [`FitRequest`] of [`Svgp`].
@@ -215,6 +219,7 @@ impl<'a, M: Model> FitRequest<'a, M> {
             precision: Precision::F64,
             observer: None,
             model,
+            anneal: false,
         }
     }
     /// The covariance kernel (an `init` must be of the same kernel).
@@ -289,7 +294,7 @@ impl<'a, M: Model> FitRequest<'a, M> {
     /// Invalid init, priors or options; an unavailable backend; [`Error::Interrupted`] when the
     /// observer stops it. Numerical failure of a member is reported in its status, never as an
     /// error.
-    pub fn run(self) -> Result<M::Fitted> {
+    pub fn run(self) -> Result<FitResult<M>> {
         self.check()?;
         self.plan()?;
         M::run(self)
@@ -366,7 +371,9 @@ impl<'a, M: Model> FitRequest<'a, M> {
                 max_iter: self.max_iter,
             }),
             Optimizer::Adam => Box::new(Adam {
-                state: AdamState::new(u, free, self.learning_rate).with_bounds(lower, upper),
+                state: AdamState::new(u, free, self.learning_rate)
+                    .with_bounds(lower, upper)
+                    .with_anneal(self.anneal.then_some(self.max_iter)),
                 gtol: self.gtol,
                 max_iter: self.max_iter,
             }),
@@ -385,7 +392,7 @@ mod tests {
         let fitted = req.backend(BackendChoice::Cpu).run().unwrap();
         let be = backend::select(BackendChoice::Cpu).unwrap();
         let test = Inputs::Shared(x.clone());
-        M::predict(&*be, data, M::params(&fitted), &test, &PredictOptions::default()).unwrap()
+        M::predict(&*be, data, fitted.params(), &test, &PredictOptions::default()).unwrap()
     }
 
     #[test]

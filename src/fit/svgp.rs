@@ -22,7 +22,7 @@ use super::exact::Units;
 use super::objective::{BatchObjective, MemberEval};
 use super::request::{FitRequest, Model, Svgp, SvgpOptions};
 use super::transform::Map;
-use super::{Optimizer, Termination, ALPHA_MAX};
+use super::{FitResult, Optimizer, Termination, ALPHA_MAX};
 use crate::backend::{memory, Backend, BackendChoice, PredictOptions, Prediction};
 use crate::data::{Dataset, Hyperparameters, Inputs, Status};
 use crate::error::{Error, Result};
@@ -39,23 +39,18 @@ use rayon::prelude::*;
 /// batches are averaged over about 1 / NATURAL_RATE draws.
 const NATURAL_RATE: f64 = 0.1;
 
-/// What an SVGP fit returns, per member. Arrays are (B,) unless noted.
+/// What an SVGP fit returns: the one [`FitResult`] with the SVGP's own part, [`SvgpFit`].
+/// Its status is Ok or Jitter (converged), MaxIter (stopped by the step limit or a stalled line
+/// search: see `reason`), Failed or Empty; it has one start per member.
+pub type SvgpFitResult = FitResult<Svgp>;
+
+/// The SVGP's own part of its [`FitResult`] (`r.model`). Arrays are (B,) unless noted.
 #[derive(Debug, Clone, PartialEq)]
-pub struct SvgpFitResult {
+pub struct SvgpFit {
     /// The fitted parameters (NaN hyperparameters for a failed member).
     pub params: SvgpParams,
     /// The full-data ELBO at the fitted parameters.
     pub elbo: Array1<f64>,
-    pub log_prior: Array1<f64>,
-    /// elbo + log_prior.
-    pub objective: Array1<f64>,
-    /// As for exact fits: Ok or Jitter (converged), MaxIter (stopped by the step limit or a
-    /// stalled line search: see `reason`), Failed, Empty.
-    pub status: Vec<Status>,
-    pub reason: Vec<Termination>,
-    pub jitter: Array1<f64>,
-    /// Accepted steps per member.
-    pub iterations: Array1<usize>,
     /// (T, B): the value minimised (-(elbo + log prior), on the evaluation's mini-batch) at every
     /// batched evaluation round; NaN once a member has stopped.
     pub loss: Array2<f64>,
@@ -63,9 +58,9 @@ pub struct SvgpFitResult {
 
 impl Model for Svgp {
     type Options = SvgpOptions;
-    type Fitted = SvgpFitResult;
+    type Fitted = SvgpFit;
     type Params = SvgpParams;
-    fn params(fitted: &SvgpFitResult) -> &SvgpParams {
+    fn params(fitted: &SvgpFit) -> &SvgpParams {
         &fitted.params
     }
     /// The ELBO's on the full data (the fit's last evaluation), at the M the fit will use.
@@ -227,6 +222,8 @@ impl FitRequest<'_, Svgp> {
         let full = self.model.batch_size.is_none_or(|s| (0..b).all(|e| data.n_observed(e) <= s));
         let profile = self.model.optimal_q && full;
         let natural = self.model.optimal_q && !full;
+        // Mini-batch gradients are estimates: Adam's rate anneals so the iterates settle.
+        self.anneal = !full;
         if profile {
             super::collapsed::set_optimal_q(
                 data,
@@ -533,17 +530,13 @@ impl SvgpObjective<'_> {
         let r = self.elbo(&all, false, true)?;
         let mut params = self.current.clone();
         let nan = f64::NAN;
-        let mut res = SvgpFitResult {
-            params: params.clone(),
-            elbo: r.elbo.clone(),
-            log_prior: r.log_prior.clone(),
-            objective: r.objective.clone(),
-            status: r.status.clone(),
-            reason: vec![Termination::Failed; b],
-            jitter: r.jitter.clone(),
-            iterations: Array1::zeros(b),
-            loss: Array2::from_shape_fn((self.loss.len(), b), |(t, e)| self.loss[t][e]),
-        };
+        let rounds = self.loss.len();
+        let loss = Array2::from_shape_fn((rounds, b), |(t, e)| self.loss[t][e]);
+        let fitted = SvgpFit { params: params.clone(), elbo: r.elbo.clone(), loss };
+        let mut res = SvgpFitResult::unfitted(fitted, b, 1, rounds);
+        res.log_prior = r.log_prior.clone();
+        res.objective = r.objective.clone();
+        res.jitter = r.jitter.clone();
         for (e, state) in states.iter().enumerate() {
             let reason = state.termination().unwrap_or(Termination::Failed);
             res.reason[e] = reason;
@@ -557,12 +550,14 @@ impl SvgpObjective<'_> {
                         }
                     }
                 }
-                res.elbo[e] = nan;
+                res.model.elbo[e] = nan;
                 res.objective[e] = nan;
                 res.log_prior[e] = nan;
+            } else {
+                res.reached_best[e] = 1;
             }
         }
-        res.params = params;
+        res.model.params = params;
         Ok(res)
     }
 }

@@ -19,7 +19,7 @@
 //! This module is the model's home: its parameters ([`SvgpParams`]), the backend's answer
 //! ([`ElboBatch`]), the public evaluation ([`ElboRequest`]) and prediction ([`predict`]), and
 //! the k-means++ start of the inducing inputs ([`kmeans_pp`]). The arithmetic lives with the
-//! backends (`backend/cpu/svgp.rs`, `backend/cuda/svgp.rs`, `kernels/svgp.cu`), the fit in
+//! backends (`backend/cpu/svgp/`, `backend/cuda/svgp.rs`, `kernels/svgp.cu`), the fit in
 //! `fit/svgp.rs`, the optimiser's vector layout in [`crate::layout::SvgpLayout`].
 
 pub mod params;
@@ -319,7 +319,7 @@ mod tests {
         let whole = fit(None).unwrap();
         let outputs = (b * (3 + m * 2 + m + m * m + 5) * 16) as u64;
         let chunked = fit(Some(outputs + per)).unwrap();
-        assert_eq!(chunked.elbo, whole.elbo);
-        assert_eq!(chunked.params, whole.params);
+        assert_eq!(chunked.model.elbo, whole.model.elbo);
+        assert_eq!(chunked.model.params, whole.model.params);
     }
 }

@@ -142,7 +142,7 @@ pub(crate) fn cpu_predict_bytes(n: usize, d: usize, m: usize, precision: Precisi
     base.saturating_add(n.saturating_mul(m).saturating_mul(size_of(precision))).saturating_add(cov)
 }
 
-/// Bytes one CPU member's ELBO needs with n points and m inducing points (`backend/cpu/svgp.rs`):
+/// Bytes one CPU member's ELBO needs with n points and m inducing points (`backend/cpu/svgp/`):
 /// in the working precision the scaled points (D (n + m)), the m x n blocks k(Z, X), A and A W
 /// (two more and the kernel's weights for the gradient), the m x m blocks k(Z, Z), L, P, Q and
 /// S (five more and the weights for the gradient) and one m x m of faer's scratch; in f64 the

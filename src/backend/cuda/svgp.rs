@@ -1,6 +1,6 @@
 //! The SVGP on the GPU (docs/design.md section 11; kernels/svgp.cu): the ELBO with its gradient
 //! and the posterior, one block per member. The host prepares every input as the CPU backend
-//! (`backend/cpu/svgp.rs`) does: Z centred on its mean per dimension and, with the data and test
+//! (`backend/cpu/svgp/`) does: Z centred on its mean per dimension and, with the data and test
 //! points, divided by the lengthscales in f64 before the conversion to the working precision;
 //! residuals, sigma2 = noise + yvar, q_mu and the jitter table (attempt k adds start 10^k s) in
 //! f64. Status and jitter follow the CPU's rules: a member whose hyperparameters fail the

@@ -17,20 +17,27 @@
 //! hyperparameters and Z then take d/dKzz and d/dKzx through the kernel's per-pair weights
 //! (`crate::kernel`), s also through var_f directly (-1/2 s sum w) and through the jitter eps s.
 //! Only M x n products appear (A, A W A^T, one M x M by M x n product), about 4 M^2 n flops.
+//!
+//! This file holds the ELBO and its gradient; `inducing.rs` the inducing side both it and the
+//! posterior (`predict.rs`) build on.
 
-use super::gram::{fill_cross, Cov, GradWeights};
+mod inducing;
+mod predict;
+
+use super::gram::Cov;
 use super::{memory, CpuBackend, Float};
 use crate::backend::member::finite_or_failed;
 use crate::backend::{member_rows, MllGradient, PredictOptions, Prediction};
 use crate::data::{Dataset, Inputs, Precision, Status};
 use crate::error::Result;
-use crate::kernel::Kernel;
 use crate::layout::{Layout, Target};
 use crate::svgp::params::{ElboBatch, ElboOptions, SvgpGradient, SvgpParams};
 use faer::linalg::matmul::matmul;
 use faer::linalg::triangular_solve::{solve_lower_triangular_in_place, solve_upper_triangular_in_place};
-use faer::{Accum, MatMut, MatRef, Par};
+use faer::{Accum, Par};
+use inducing::{covariance, inducing, mat, mat_mut, q_of, scaled, zero};
 use ndarray::{Array1, Array2, Array3, Axis};
+use predict::predict;
 use rayon::prelude::*;
 
 const LN_2PI: f64 = 1.837_877_066_409_345_5;
@@ -145,145 +152,6 @@ fn elbo_batch(
         }
     }
     Ok(ElboBatch { elbo, gradient, status, jitter })
-}
-
-/// The inducing side of member b shared by the ELBO and prediction: the centre (the mean of
-/// Z), Z centred and scaled (D, M), k(Z, Z) (M x M, both triangles) with its gradient weights,
-/// and the jittered factor L (lower triangle), or the status and jitter of a failure.
-struct Inducing<T> {
-    centre: Vec<f64>,
-    zs: Vec<T>,
-    kzz: Vec<T>,
-    /// s psi and s d phi / d log alpha of k(Z, Z) (gradient only; psi = kzz for rbf).
-    wzz: Option<(Vec<T>, Option<Vec<T>>)>,
-    l: Vec<T>,
-    jitter: f64,
-    status: Status,
-}
-
-fn zero<T: Float>() -> T {
-    T::from_f64(0.0)
-}
-
-/// k(a, b) (na, nb) column-major between dimension-major scaled point sets a (D, na) and
-/// b (D, nb) (`gram::fill_cross`), and when `grad`, the weights s psi (None for rbf, whose weight
-/// is k) and, for rq, s d phi / d log alpha.
-#[allow(clippy::type_complexity)]
-fn covariance<T: Float>(
-    a: &[T],
-    na: usize,
-    b: &[T],
-    nb: usize,
-    d: usize,
-    cov: Cov<T>,
-    grad: bool,
-) -> (Vec<T>, Option<(Option<Vec<T>>, Option<Vec<T>>)>) {
-    let mut k = vec![zero::<T>(); na * nb];
-    let mut psi = (grad && cov.kernel != Kernel::Rbf).then(|| vec![zero::<T>(); na * nb]);
-    let mut da = (grad && cov.kernel.has_alpha()).then(|| vec![zero::<T>(); na * nb]);
-    let weights = psi.as_deref_mut().map(|psi| GradWeights { psi, dalpha: da.as_deref_mut() });
-    fill_cross(a, na, b, nb, d, cov, &mut k, weights);
-    (k, grad.then_some((psi, da)))
-}
-
-fn inducing<T: Float>(params: &SvgpParams, b: usize, opts: &ElboOptions, grad: bool) -> Inducing<T> {
-    let hyp = &params.hyp;
-    let (m, d) = (params.n_inducing(), params.n_dims());
-    let zb = params.z.index_axis(Axis(0), b);
-    let centre: Vec<f64> = (0..d).map(|k| zb.column(k).sum() / m as f64).collect();
-    let ls = hyp.lengthscale.row(b);
-    let mut zs = vec![zero::<T>(); d * m];
-    for j in 0..m {
-        for k in 0..d {
-            zs[k * m + j] = T::from_f64((zb[[j, k]] - centre[k]) / ls[k]);
-        }
-    }
-    let s = hyp.outputscale[b];
-    let (kzz, w) = covariance(&zs, m, &zs, m, d, Cov::of(hyp, b), grad);
-    let wzz = w.map(|(psi, da)| (psi.unwrap_or_else(|| kzz.clone()), da));
-    let mut l = vec![zero::<T>(); m * m];
-    let mut status = Status::Failed;
-    let mut jitter = 0.0;
-    if s.is_finite() && kzz.iter().all(|v| v.is_finite()) {
-        for k in 0..=opts.jitter.retries {
-            jitter = opts.jitter_at(k, s);
-            l.copy_from_slice(&kzz);
-            for j in 0..m {
-                l[j * m + j] += T::from_f64(jitter);
-            }
-            if factor(&mut l, m) {
-                status = if k == 0 { Status::Ok } else { Status::Jitter };
-                break;
-            }
-        }
-    }
-    for j in 0..m {
-        for i in 0..j {
-            l[j * m + i] = zero();
-        }
-    }
-    Inducing { centre, zs, kzz, wzz, l, jitter, status }
-}
-
-/// Cholesky in place (lower triangle of a column-major (m, m)); false when not positive
-/// definite.
-fn factor<T: Float>(a: &mut [T], m: usize) -> bool {
-    let ok = if m <= super::small::SMALL_N {
-        super::small::cholesky(a, m)
-    } else {
-        let req = faer::linalg::cholesky::llt::factor::cholesky_in_place_scratch::<T>(m, Par::Seq, Default::default());
-        let mut mem = faer::dyn_stack::MemBuffer::new(req);
-        let mat = MatMut::from_column_major_slice_mut(a, m, m);
-        faer::linalg::cholesky::llt::factor::cholesky_in_place(
-            mat,
-            Default::default(),
-            Par::Seq,
-            faer::dyn_stack::MemStack::new(&mut mem),
-            Default::default(),
-        )
-        .is_ok()
-    };
-    ok && (0..m).all(|i| {
-        let v = a[i * m + i];
-        v.is_finite() && v > zero()
-    })
-}
-
-/// Centred, scaled points of `x` rows `idx` (D, n), dimension-major.
-fn scaled<T: Float>(
-    x: ndarray::ArrayView2<f64>,
-    idx: &[usize],
-    centre: &[f64],
-    ls: ndarray::ArrayView1<f64>,
-) -> Vec<T> {
-    let n = idx.len();
-    let mut xs = vec![zero::<T>(); ls.len() * n];
-    for (slot, &i) in idx.iter().enumerate() {
-        for (k, l) in ls.iter().enumerate() {
-            xs[k * n + slot] = T::from_f64((x[[i, k]] - centre[k]) / l);
-        }
-    }
-    xs
-}
-
-/// Q (M x M column-major, zeros above the diagonal) from member b's q_sqrt.
-fn q_of<T: Float>(params: &SvgpParams, b: usize) -> Vec<T> {
-    let m = params.n_inducing();
-    let q = params.q_sqrt.index_axis(Axis(0), b);
-    let mut out = vec![zero::<T>(); m * m];
-    for j in 0..m {
-        for i in j..m {
-            out[j * m + i] = T::from_f64(q[[i, j]]);
-        }
-    }
-    out
-}
-
-fn mat<T: Float>(v: &[T], r: usize, c: usize) -> MatRef<'_, T> {
-    MatRef::from_column_major_slice(v, r, c)
-}
-fn mat_mut<T: Float>(v: &mut [T], r: usize, c: usize) -> MatMut<'_, T> {
-    MatMut::from_column_major_slice_mut(v, r, c)
 }
 
 fn member_elbo<T: Float>(data: &Dataset, params: &SvgpParams, b: usize, c: f64, opts: &ElboOptions) -> MemberElbo {
@@ -538,93 +406,4 @@ fn member_elbo<T: Float>(data: &Dataset, params: &SvgpParams, b: usize, c: f64, 
         jitter: ind.jitter,
         grad: Some(MemberGrad { z: g_z, q_mu: g_qmu, q_sqrt: g_q, hyp: g_h }),
     }
-}
-
-/// The SVGP posterior at `test` ((M*, D) shared or (B, M*, D)).
-fn predict(params: &SvgpParams, test: &Inputs, opts: &PredictOptions) -> Result<Prediction> {
-    let (b, mt) = (params.batch_size(), test.n_points());
-    let eopts = ElboOptions::new(opts.precision);
-    let want_cov = opts.full_covariance || opts.samples.is_some();
-    let outs: Vec<_> = (0..b)
-        .into_par_iter()
-        .map(|mb| match opts.precision {
-            Precision::F64 => member_posterior::<f64>(params, mb, test, &eopts, want_cov),
-            Precision::F32 => member_posterior::<f32>(params, mb, test, &eopts, want_cov),
-        })
-        .collect();
-    let mut mean = Array2::zeros((b, mt));
-    let mut var = Array2::zeros((b, mt));
-    let mut cov = want_cov.then(|| Array3::zeros((b, mt, mt)));
-    let mut status = Vec::with_capacity(b);
-    let mut jitter = Array1::zeros(b);
-    for (mb, o) in outs.into_iter().enumerate() {
-        mean.row_mut(mb).assign(&Array1::from(o.0));
-        var.row_mut(mb).assign(&Array1::from(o.1));
-        if let (Some(c), Some(oc)) = (cov.as_mut(), o.2) {
-            c.index_axis_mut(Axis(0), mb).iter_mut().zip(oc).for_each(|(a, v)| *a = v);
-        }
-        status.push(o.3);
-        jitter[mb] = o.4;
-    }
-    let noise = params.hyp.noise.clone();
-    Ok(Prediction::assemble(mean, var, &noise, cov, status, jitter, opts))
-}
-
-#[allow(clippy::type_complexity)]
-fn member_posterior<T: Float>(
-    params: &SvgpParams,
-    b: usize,
-    test: &Inputs,
-    opts: &ElboOptions,
-    want_cov: bool,
-) -> (Vec<f64>, Vec<f64>, Option<Vec<f64>>, Status, f64) {
-    let (m, d, mt) = (params.n_inducing(), params.n_dims(), test.n_points());
-    let hyp = &params.hyp;
-    let nan = |jitter| {
-        (vec![f64::NAN; mt], vec![f64::NAN; mt], want_cov.then(|| vec![f64::NAN; mt * mt]), Status::Failed, jitter)
-    };
-    if hyp.is_failed(b) || crate::backend::member::precheck(hyp, b, 1).is_some() {
-        return nan(0.0);
-    }
-    let ind = inducing::<T>(params, b, opts, false);
-    if ind.status == Status::Failed {
-        return nan(ind.jitter);
-    }
-    let s = hyp.outputscale[b];
-    let idx: Vec<usize> = (0..mt).collect();
-    let ts: Vec<T> = scaled(test.member(b), &idx, &ind.centre, hyp.lengthscale.row(b));
-    let (mut a, _) = covariance(&ind.zs, m, &ts, mt, d, Cov::of(hyp, b), false);
-    solve_lower_triangular_in_place(mat(&ind.l, m, m), mat_mut(&mut a, m, mt), Par::Seq);
-    let q = q_of::<T>(params, b);
-    let mut bq = vec![zero::<T>(); m * mt];
-    matmul(
-        mat_mut(&mut bq, m, mt),
-        Accum::Replace,
-        mat(&q, m, m).transpose(),
-        mat(&a, m, mt),
-        T::from_f64(1.0),
-        Par::Seq,
-    );
-    let q_mu = params.q_mu.row(b);
-    let mut mean = vec![hyp.mean[b]; mt];
-    let mut var = vec![s; mt];
-    for i in 0..mt {
-        let col = &a[i * m..(i + 1) * m];
-        mean[i] += col.iter().zip(q_mu.iter()).map(|(x, q)| x.to_f64() * q).sum::<f64>();
-        let a2: f64 = col.iter().map(|v| v.to_f64().powi(2)).sum();
-        let b2: f64 = bq[i * m..(i + 1) * m].iter().map(|v| v.to_f64().powi(2)).sum();
-        var[i] = (s - a2 + b2).max(0.0);
-    }
-    let cov = want_cov.then(|| {
-        let (mut c, _) = covariance(&ts, mt, &ts, mt, d, Cov::of(hyp, b), false);
-        let one = T::from_f64(1.0);
-        matmul(mat_mut(&mut c, mt, mt), Accum::Add, mat(&a, m, mt).transpose(), mat(&a, m, mt), -one, Par::Seq);
-        matmul(mat_mut(&mut c, mt, mt), Accum::Add, mat(&bq, m, mt).transpose(), mat(&bq, m, mt), one, Par::Seq);
-        c.iter().map(|v| v.to_f64()).collect::<Vec<f64>>()
-    });
-    let status = finite_or_failed(ind.status, mean.iter().chain(&var).copied());
-    if status == Status::Failed {
-        return nan(ind.jitter);
-    }
-    (mean, var, cov, status, ind.jitter)
 }
