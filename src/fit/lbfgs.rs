@@ -38,7 +38,7 @@ const STALL_GTOL: f64 = 1e-4;
 const MAX_COORD_STEP: f64 = 10.0;
 /// In evaluations coarser than f64, a relative decrease of f below this many units of their
 /// epsilon is rounding (f32: 1.2e-6), and so is a decrease of f below it since the start.
-pub(crate) const FTOL_ULPS: f64 = 10.0;
+const FTOL_ULPS: f64 = 10.0;
 
 /// The relative resolution of evaluations in precision `p`: its epsilon.
 pub(crate) fn resolution_of(p: Precision) -> f64 {
@@ -187,8 +187,9 @@ impl LbfgsState {
     }
 
     /// The gradient tolerance at the current f: `gtol`, or in coarse evaluations at least
-    /// sqrt(epsilon) max(1, |f|) (a gradient below it changes f by less than f's rounding over
-    /// any step that the gradient itself can be trusted for).
+    /// sqrt(epsilon) max(1, |f|) (3.5e-4 |f| in f32): the scale below which such evaluations
+    /// cannot tell a gradient from their rounding on an objective of size |f|, the role
+    /// STALL_GTOL plays in f64.
     fn gtol_at(&self, gtol: f64) -> f64 {
         if self.coarse() {
             gtol.max(self.resolution.sqrt() * self.f.abs().max(1.0))
@@ -487,6 +488,29 @@ mod tests {
         }
         assert_eq!(st.stop, Some(Stop::Converged));
         assert!((st.u[0] - 1.0).abs() < 1e-6 && (st.u[1] - 1.0).abs() < 1e-6, "{:?}", st.u);
+    }
+
+    /// A quadratic seen through f32 (value and gradient rounded to f32, the gradient with a
+    /// relative error of 1e-4 besides): with f32's resolution every run ends converged (by the
+    /// scaled tests or at resolution) near the minimum; with f64's it may end stalled.
+    #[test]
+    fn a_quadratic_in_f32_converges_at_its_resolution() {
+        let f = |u: &[f64]| (30.0 + 50.0 * ((u[0] - 1.0).powi(2) + 3.0 * (u[1] + 2.0).powi(2))) as f32 as f64;
+        let g = |u: &[f64], k: usize| {
+            let e = 1.0 + 1e-4 * ((k * 7919 % 13) as f64 - 6.0) / 6.0;
+            vec![(100.0 * (u[0] - 1.0) * e) as f32 as f64, (300.0 * (u[1] + 2.0) / e) as f32 as f64]
+        };
+        for start in [[0.0, 0.0], [5.0, -7.0], [-3.0, 4.0]] {
+            let mut st = LbfgsState::new(start.to_vec(), vec![true, true], 10).with_resolution(f64::from(f32::EPSILON));
+            let mut k = 0;
+            while let Some(u) = st.trial().map(|u| u.to_vec()) {
+                k += 1;
+                st.observe(f(&u), &g(&u, k), 1e-10, 0.0, 500);
+            }
+            let stop = st.stop.expect("stopped");
+            assert!(matches!(stop, Stop::Converged | Stop::AtResolution), "{start:?}: {stop:?}");
+            assert!((st.u[0] - 1.0).abs() < 1e-2 && (st.u[1] + 2.0).abs() < 1e-2, "{start:?}: {:?}", st.u);
+        }
     }
 
     #[test]

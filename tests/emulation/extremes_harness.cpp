@@ -140,13 +140,7 @@ template <class Cov, typename T> static void run_extreme(const Plan& pl) {
 }
 
 template <typename T> static void dispatch_kernel(const Plan& pl) {
-    const std::string k = pl.str("kernel");
-    if (k == "rbf") run_extreme<RbfCov, T>(pl);
-    else if (k == "matern12") run_extreme<Matern12Cov, T>(pl);
-    else if (k == "matern32") run_extreme<Matern32Cov, T>(pl);
-    else if (k == "matern52") run_extreme<Matern52Cov, T>(pl);
-    else if (k == "rq") run_extreme<RqCov, T>(pl);
-    else { printf("unknown kernel %s\n", k.c_str()); exit(2); }
+    with_covariance(pl.str("kernel"), [&](auto cov) { run_extreme<decltype(cov), T>(pl); });
 }
 
 int main(int argc, char** argv) {
