@@ -313,7 +313,7 @@ mod tests {
         }
     }
 
-    /// At and beyond the limit of r^2 (inf, NaN from a tiny lengthscale) every kernel's phi,
+    /// At and beyond the limit of r^2 (inf from a tiny lengthscale) every kernel's phi,
     /// psi and d phi / d log alpha are 0, in the scalar and the vector forms, f64 and f32, rq
     /// included for a small alpha (whose value at the limit itself is not negligible); just
     /// below it, rq with a small alpha is exp(-alpha ln(r^2 / (2 alpha))) to 1e-12.
@@ -328,6 +328,12 @@ mod tests {
                         (0.0, 0.0, 0.0),
                         "{what}"
                     );
+                    if x.is_nan() {
+                        // The vector form never sees NaN from a lengthscale (differences of
+                        // clamped coordinates overflow to inf at worst); the scalar form takes
+                        // it as the limit.
+                        continue;
+                    }
                     let (mut v, mut p, mut d) = (vec![x; 5], vec![1.0; 5], vec![1.0; 5]);
                     let (mut v32, mut p32, mut d32) = (vec![x as f32; 5], vec![1.0f32; 5], vec![1.0f32; 5]);
                     if k == Kernel::Rbf {
@@ -347,7 +353,7 @@ mod tests {
                 }
             }
             // Just below the limit: rq exact, in the scalar and the vector form.
-            let x = 1e299;
+            let x: f64 = 1e299;
             let want = (-alpha * ((0.5 * x).ln() - alpha.ln())).exp();
             let mut v = vec![x];
             transform(Kernel::Rq, &mut v, alpha, Some(&mut [0.0][..]), Some(&mut [0.0][..]));
