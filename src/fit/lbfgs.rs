@@ -490,27 +490,44 @@ mod tests {
         assert!((st.u[0] - 1.0).abs() < 1e-6 && (st.u[1] - 1.0).abs() < 1e-6, "{:?}", st.u);
     }
 
-    /// A quadratic seen through f32 (value and gradient rounded to f32, the gradient with a
-    /// relative error of 1e-4 besides): with f32's resolution every run ends converged (by the
-    /// scaled tests or at resolution) near the minimum; with f64's it may end stalled.
+    /// A steep quadratic seen through f32: value and gradient rounded to f32, the value with
+    /// rounding noise of 1e-5 (3e-7 of |f| = 30) and the gradient with an error of 0.05 (as an
+    /// f32 MLL gradient carries on ill-conditioned data). Near the minimum no step along -g
+    /// shows a decrease above the noise while the gradient is still far above any f64 tolerance. With f32's resolution every run ends converged (by
+    /// the scaled tests or at resolution) within 1e-3 of the minimum; with f64's (the fit before
+    /// f32 had its own tests) some end unconverged (stalled, or at the iteration limit).
     #[test]
     fn a_quadratic_in_f32_converges_at_its_resolution() {
-        let f = |u: &[f64]| (30.0 + 50.0 * ((u[0] - 1.0).powi(2) + 3.0 * (u[1] + 2.0).powi(2))) as f32 as f64;
-        let g = |u: &[f64], k: usize| {
-            let e = 1.0 + 1e-4 * ((k * 7919 % 13) as f64 - 6.0) / 6.0;
-            vec![(100.0 * (u[0] - 1.0) * e) as f32 as f64, (300.0 * (u[1] + 2.0) / e) as f32 as f64]
+        let noise = |k: usize| ((k * 7919 % 13) as f64 - 6.0) / 6.0;
+        let f = |u: &[f64], k: usize| {
+            let q = 5e3 * ((u[0] - 1.0).powi(2) + 3.0 * (u[1] + 2.0).powi(2));
+            (30.0 + q + 1e-5 * noise(k)) as f32 as f64
         };
-        for start in [[0.0, 0.0], [5.0, -7.0], [-3.0, 4.0]] {
-            let mut st = LbfgsState::new(start.to_vec(), vec![true, true], 10).with_resolution(f64::from(f32::EPSILON));
+        let g = |u: &[f64], k: usize| {
+            let e = 0.05 * noise(k + 5);
+            vec![(1e4 * (u[0] - 1.0) + e) as f32 as f64, (3e4 * (u[1] + 2.0) - e) as f32 as f64]
+        };
+        let run = |eps: f64, start: [f64; 2]| {
+            let mut st = LbfgsState::new(start.to_vec(), vec![true, true], 10).with_resolution(eps);
             let mut k = 0;
             while let Some(u) = st.trial().map(|u| u.to_vec()) {
                 k += 1;
-                st.observe(f(&u), &g(&u, k), 1e-10, 0.0, 500);
+                st.observe(f(&u, k), &g(&u, k), 1e-6, 1e-12, 500);
             }
+            st
+        };
+        let starts = [[0.0, 0.0], [5.0, -7.0], [-3.0, 4.0]];
+        for start in starts {
+            let st = run(f64::from(f32::EPSILON), start);
             let stop = st.stop.expect("stopped");
-            assert!(matches!(stop, Stop::Converged | Stop::AtResolution), "{start:?}: {stop:?}");
-            assert!((st.u[0] - 1.0).abs() < 1e-2 && (st.u[1] + 2.0).abs() < 1e-2, "{start:?}: {:?}", st.u);
+            assert!(matches!(stop, Stop::Converged | Stop::AtResolution), "from {start:?}: {stop:?} at {:?}", st.u);
+            assert!((st.u[0] - 1.0).abs() < 1e-3 && (st.u[1] + 2.0).abs() < 1e-3, "{start:?}: {:?}", st.u);
         }
+        let stops: Vec<Option<Stop>> = starts.iter().map(|s| run(f64::EPSILON, *s).stop).collect();
+        assert!(
+            stops.iter().any(|s| matches!(s, Some(Stop::Stalled | Stop::MaxIter))),
+            "with f64's resolution some run ends unconverged: {stops:?}"
+        );
     }
 
     #[test]
