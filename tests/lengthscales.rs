@@ -135,22 +135,33 @@ fn huge_lengthscales_give_fully_correlated_points() {
 fn cuda_kernels_in_host_emulation_give_the_same_limits() {
     use batchgp::backend::cuda::emulation as emu;
     let shape = |s: emu::Shape| format!("{},{},{}", s.0, s.1, s.2);
+    // Every kernel (rq with alpha = 1) at every extreme lengthscale, and rq with alpha < 0.5 at
+    // the tiny ones (its limit 0, as on the CPU below), in each variant and precision.
+    let mut cases: Vec<(Kernel, f64, f64)> = Vec::new();
+    for kernel in Kernel::ALL {
+        for l in [1e-150, 1e-160, 1e-300, 1e300, 1e308, f64::MAX] {
+            cases.push((kernel, 1.0, l));
+        }
+    }
+    for alpha in [1e-3, 0.1, 0.49] {
+        for l in [1e-160, 1e-300] {
+            cases.push((Kernel::Rq, alpha, l));
+        }
+    }
     let mut lines = Vec::new();
     for (dt, sz) in [("f64", 8), ("f32", 4)] {
-        for kernel in Kernel::ALL {
-            for l in [1e-150, 1e-160, 1e-300, 1e300, 1e308, f64::MAX] {
-                for v in ["warp", "block", "global"] {
-                    lines.push(format!(
-                        "extreme kernel={} dtype={dt} variant={v} lbits={:x} member={} work={} gram={} predict={} order={}",
-                        kernel.name(),
-                        l.to_bits(),
-                        shape(emu::member_launch(v, N, sz, 1)),
-                        emu::work_per_member(v, N),
-                        shape(emu::stride(N * N)),
-                        shape(emu::predict(2, 1)),
-                        lines.len() % 3,
-                    ));
-                }
+        for &(kernel, alpha, l) in &cases {
+            for v in ["warp", "block", "global"] {
+                lines.push(format!(
+                    "extreme kernel={} alpha={alpha} dtype={dt} variant={v} lbits={:x} member={} work={} gram={} predict={} order={}",
+                    kernel.name(),
+                    l.to_bits(),
+                    shape(emu::member_launch(v, N, sz, 1)),
+                    emu::work_per_member(v, N),
+                    shape(emu::stride(N * N)),
+                    shape(emu::predict(2, 1)),
+                    lines.len() % 3,
+                ));
             }
         }
     }

@@ -1,9 +1,9 @@
 // Host emulation of the CUDA kernels at extreme lengthscales (issue 21, point 9), compiled and
 // run by tests/lengthscales.rs: the data of that file (N = 6 points in 1-D, s = 1.7, noise 0.3,
-// mean 0.2, rq's alpha = 1) through gram_*, gp_mll_* (the variant each plan line names) and
-// predict_*, in f64 and f32, with lengthscales from 1e-300 to f64::MAX. A tiny lengthscale makes
-// every pair of distinct points uncorrelated, K = (s + noise) I; a huge one makes them fully
-// correlated, K = s 1 1^T + noise I; MLL, gradient and prediction are checked against these
+// mean 0.2, rq's alpha = 1, and 1e-3 to 0.49 at tiny lengthscales) through gram_*, gp_mll_*
+// (the variant each plan line names) and predict_*, in f64 and f32, with lengthscales from
+// 1e-300 to f64::MAX. A tiny lengthscale makes every pair of distinct points uncorrelated,
+// K = (s + noise) I; a huge one makes them fully correlated, K = s 1 1^T + noise I; MLL, gradient and prediction are checked against these
 // closed forms (Sherman-Morrison), as the CPU's are in tests/lengthscales.rs. In f32 a
 // lengthscale below float's range arrives as 0 and one above it as inf: the kernels must still
 // give the limit, and never NaN for coincident coordinates (the prediction at x_0 itself).
@@ -63,18 +63,21 @@ static Closed closed(const double* r, bool correlated) {
 }
 
 // One plan line: kernel Cov in precision T through the gp_mll variant `variant`, at lengthscale
-// `l` (given as its f64 bits in hex, so that f64::MAX travels exactly).
+// `l` (given as its f64 bits in hex, so that f64::MAX travels exactly), rq with shape `alpha`
+// (1, or below 0.5 at a tiny lengthscale: rq's limit 0 at infinite distance, not its value at
+// the cap).
 template <class Cov, typename T> static void run_extreme(const Plan& pl) {
     const std::string variant = pl.str("variant");
     uint64_t bits = std::stoull(pl.str("lbits"), nullptr, 16);
     double l;
     memcpy(&l, &bits, sizeof l);
+    const double shape = std::stod(pl.str("alpha"));
     const bool correlated = l > 1;
     const Shape member = pl.shape("member"), gram_s = pl.shape("gram"), pred_s = pl.shape("predict");
     const size_t work_per = (size_t)pl.num("work");
     const Order order = (Order)pl.num("order");
     char buf[64];
-    snprintf(buf, sizeof buf, " l=%g ", l);
+    snprintf(buf, sizeof buf, " l=%g alpha=%g ", l, shape);
     g_case = std::string(E<Cov, T>::name) + buf + variant;
     ++cases;
     const double tol = sizeof(T) == 8 ? 1e-10 : 2e-4;
@@ -83,7 +86,7 @@ template <class Cov, typename T> static void run_extreme(const Plan& pl) {
     double xr[N], r[N];
     for (int i = 0; i < N; ++i) xr[i] = -1.0 + 0.37 * i, r[i] = std::sin(1.3 * i) + 0.1 * i - MEAN;
     const double centre = -1.0 + 0.37 * (N - 1) / 2.0;
-    std::vector<T> xs(N), rt(N), lt{T(l)}, st{T(S)}, nt{T(NOISE)}, mt{T(MEAN)}, at{T(1)}, jit(na, T(0));
+    std::vector<T> xs(N), rt(N), lt{T(l)}, st{T(S)}, nt{T(NOISE)}, mt{T(MEAN)}, at{T(shape)}, jit(na, T(0));
     for (int i = 0; i < N; ++i) xs[i] = T(xr[i] - centre), rt[i] = T(r[i]);
     std::vector<uint8_t> mask(N, 1);
     const T* ap = Cov::has_alpha ? at.data() : nullptr;
