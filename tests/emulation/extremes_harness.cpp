@@ -5,9 +5,8 @@
 // 1e-300 to f64::MAX. A tiny lengthscale makes every pair of distinct points uncorrelated,
 // K = (s + noise) I; a huge one makes them fully correlated, K = s 1 1^T + noise I; MLL,
 // gradient and prediction are checked against these closed forms (Sherman-Morrison), as the
-// CPU's are in tests/lengthscales.rs. In f32 a
-// lengthscale below float's range arrives as 0 and one above it as inf: the kernels must still
-// give the limit, and never NaN for coincident coordinates (the prediction at x_0 itself).
+// CPU's are in tests/lengthscales.rs. In f32 a lengthscale below float's range arrives as 0 and
+// one above it as inf: the kernels must still give the limit, and never NaN for coincident coordinates (the prediction at x_0 itself).
 #include "cuda_host.h"
 
 #include "gram.cu"
