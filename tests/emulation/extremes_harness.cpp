@@ -6,7 +6,8 @@
 // K = (s + noise) I; a huge one makes them fully correlated, K = s 1 1^T + noise I; MLL,
 // gradient and prediction are checked against these closed forms (Sherman-Morrison), as the
 // CPU's are in tests/lengthscales.rs. In f32 a lengthscale below float's range arrives as 0 and
-// one above it as inf: the kernels must still give the limit, and never NaN for coincident coordinates (the prediction at x_0 itself).
+// one above it as inf: the kernels must still give the limit, and never NaN for coincident
+// coordinates (the prediction at x_0 itself).
 #include "cuda_host.h"
 
 #include "gram.cu"
