@@ -21,6 +21,25 @@
 #define BGP_SQRT3 1.7320508075688772935274463415059
 #define BGP_SQRT5 2.2360679774997896964091736687313
 
+// The largest squared distance the kernels see, as the CPU's r2_limit (src/numeric/simd.rs):
+// 1e300 in double, 1e37 in float. Beyond it every kernel's value and weights are their limit 0
+// (rq takes it explicitly), and a weight times it stays finite, so a
+// tiny lengthscale's r^2 = inf never meets a 0 weight as 0 * inf = NaN.
+template <typename T> struct R2Limit;
+template <> struct R2Limit<double> {
+    __device__ __forceinline__ static double value() { return 1e300; }
+};
+template <> struct R2Limit<float> {
+    __device__ __forceinline__ static float value() { return 1e37f; }
+};
+
+// min(t, limit) with inf and NaN taken as the limit (the CPU's test in src/kernel.rs).
+template <typename T>
+__device__ __forceinline__ T cap_r2(T t) {
+    const T lim = R2Limit<T>::value();
+    return t <= lim ? t : lim;
+}
+
 // exp(-r^2 / 2).
 struct RbfCov {
     static constexpr bool has_alpha = false;
@@ -68,21 +87,30 @@ struct Matern52Cov {
 };
 
 // Rational quadratic: (1 + r^2 / (2 alpha))^-alpha = exp(-alpha ln base), psi = phi / base,
-// d phi / d log alpha = phi (r^2 / (2 base) - alpha ln base). ln base is taken as
-// log1p(r^2 / (2 alpha)), as src/kernel.rs does: for a large alpha (rq tending to rbf)
-// log(1 + tiny) would keep only the digits of 1 + tiny.
+// d phi / d log alpha = phi (r^2 / (2 base) - alpha ln base), as src/kernel.rs computes them:
+// ln base is log1p(t), t = r^2 / (2 alpha) (for a large alpha, rq tending to rbf, log(1 + tiny)
+// would keep only the digits of 1 + tiny), and log(r^2 / 2) - log(alpha) once t is beyond 1e30
+// (t overflows for a small alpha); r^2 / (2 base) is alpha / (1 + 1 / t) for t > 1. r^2 at the
+// cap (cap_r2: a tiny lengthscale) is infinite distance, where all three are their limit 0 (for
+// alpha < 0.5 the value at the cap itself is not negligible).
 struct RqCov {
     static constexpr bool has_alpha = true;
+    template <typename T> __device__ __forceinline__ static T ln_base(T r2, T alpha) {
+        const T t = r2 * (T(0.5) / alpha);
+        return t < T(1e30) ? log1p(t) : log(T(0.5) * r2) - log(alpha);
+    }
     template <typename T> __device__ __forceinline__ static T phi(T r2, T alpha) {
-        return exp(-alpha * log1p(r2 * (T(0.5) / alpha)));
+        return r2 >= R2Limit<T>::value() ? T(0) : exp(-alpha * ln_base(r2, alpha));
     }
     template <typename T> __device__ __forceinline__ static T psi(T r2, T alpha) {
-        return exp(-(alpha + T(1)) * log1p(r2 * (T(0.5) / alpha)));
+        return r2 >= R2Limit<T>::value() ? T(0) : exp(-(alpha + T(1)) * ln_base(r2, alpha));
     }
     template <typename T> __device__ __forceinline__ static T dphi_dlog_alpha(T r2, T alpha) {
+        if (r2 >= R2Limit<T>::value()) return T(0);
         const T t = r2 * (T(0.5) / alpha);
-        const T lb = log1p(t);
-        return exp(-alpha * lb) * (r2 / (T(2) * (T(1) + t)) - alpha * lb);
+        const T lb = ln_base(r2, alpha);
+        const T half = t > T(1) ? alpha / (T(1) + T(1) / t) : r2 / (T(2) * (T(1) + t));
+        return exp(-alpha * lb) * (half - alpha * lb);
     }
 };
 
@@ -140,15 +168,24 @@ __device__ __forceinline__ void fill_inverse_ls(T* il, const T* ls, int D, int r
     for (int d = rank; d < D && d < BGP_IL_MAX; d += size) il[d] = T(1) / ls[d];
 }
 
-// Squared scaled distance sum_d (sc(a_d - b_d, d))^2.
+// One dimension's scaled squared difference (sc(diff, k))^2, capped by cap_r2; 0 for a zero
+// difference whatever the lengthscale (a lengthscale below float's range is 0 in float, and
+// 0 / 0 or 0 * inf must not turn coincident coordinates into an infinite distance).
+template <typename T, class S>
+__device__ __forceinline__ T scaled_sq(T diff, const S& sc, int k) {
+    if (diff == T(0)) return T(0);
+    const T t = sc(diff, k);
+    return cap_r2(t * t);
+}
+
+// Squared scaled distance sum_d (sc(a_d - b_d, d))^2, every term and the sum capped by cap_r2,
+// so that any finite positive lengthscale gives the kernel's defined value (1e-300 to
+// f64::MAX, as the CPU backend; tests/cuda_agreement.rs checks it in the host emulation).
 template <typename T, class S>
 __device__ __forceinline__ T scaled_sqdist_by(const T* a, const T* b, const S& sc, int d) {
     T acc = T(0);
-    for (int k = 0; k < d; ++k) {
-        const T t = sc(a[k] - b[k], k);
-        acc += t * t;
-    }
-    return acc;
+    for (int k = 0; k < d; ++k) acc += scaled_sq(a[k] - b[k], sc, k);
+    return cap_r2(acc);
 }
 
 // Squared scaled distance sum_d ((a_d - b_d) / l_d)^2.

@@ -124,8 +124,7 @@ __device__ __forceinline__ void add_pair(GradSums& q, const T* xi, const T* xj, 
     for (int c = 0; c < BGP_DCHUNK; ++c) {
         const int d = d0 + c;
         if (d < D) {
-            const T u = sc(xi[d] - xj[d], d);
-            q.ls[c] += wg * (double)(u * u);
+            q.ls[c] += wg * (double)scaled_sq(xi[d] - xj[d], sc, d);
         }
     }
 }

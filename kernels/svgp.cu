@@ -52,15 +52,16 @@ __device__ __forceinline__ long long svgp_dwork_elems(int m, int d) {
     return 3LL * m * m + 2LL * m + (long long)m * (d + 2) + (long long)m * BGP_SVGP_TILE + 2 * BGP_SVGP_TILE;
 }
 
-// Squared distance of two scaled points (the CPU's sq_dist: sum over k of (a_k - b_k)^2 in T).
+// Squared distance of two scaled points (the CPU's sq_dist: sum over k of (a_k - b_k)^2 in T),
+// every term and the sum capped by cap_r2 as the CPU caps r^2 before the kernel.
 template <typename T>
 __device__ __forceinline__ T svgp_sq(const T* a, const T* b, int d) {
     T acc = T(0);
     for (int k = 0; k < d; ++k) {
         const T t = a[k] - b[k];
-        acc += t * t;
+        acc += cap_r2(t * t);
     }
-    return acc;
+    return cap_r2(acc);
 }
 
 // X (m x ncols, row-major, ld ldx) <- L^-1 X; L lower triangular (ld ldl).
@@ -144,7 +145,7 @@ __device__ __forceinline__ void svgp_pair(const T* p, const T* zj, int d, T s, T
     if (Cov::has_alpha) ga += g * (double)(s * Cov::dphi_dlog_alpha(r2, shape));
     for (int k = 0; k < d; ++k) {
         const double u = (double)p[k] - (double)zj[k];
-        gls[k] += gw * u * u;
+        gls[k] += gw * cap_r2(u * u);
         gz[k] += zfactor * gw * u / ls[k];
     }
 }

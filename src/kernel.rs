@@ -12,6 +12,13 @@
 //!           where rq tends to rbf)
 //! ```
 //!
+//! r^2 at or beyond [`r2_limit`] (1e300 in f64, 1e37 in f32; a tiny lengthscale's r^2 = inf)
+//! is infinite distance: every phi, psi and d phi / d log alpha there is its limit 0. For rq
+//! with alpha < 0.5 the value at the limit itself is not negligible ((1 + 1e300 / (2 alpha))^-alpha
+//! is 0.5 at alpha = 1e-3), so rq takes the limit explicitly rather than its value at 1e300:
+//! below the limit rq is exact (its ln base is ln(r^2 / 2) - ln(alpha) once r^2 / (2 alpha) is
+//! beyond 1e30, which never overflows), at or beyond it the answer is the r -> infinity limit.
+//!
 //! Everything the gradient needs is per pair: with u_d = (x_d - z_d) / l_d,
 //! d k / d log l_d = s psi(r^2) u_d^2, where psi = -2 d phi / d r^2 is the *lengthscale weight*,
 //! and for rq d k / d log alpha = s alpha d phi / d alpha. Every phi has phi(0) = 1, and every
@@ -69,18 +76,21 @@ impl Kernel {
 
     /// phi(r^2) = k / s. `alpha` is read by rq only.
     pub fn phi(self, r2: f64, alpha: f64) -> f64 {
+        let r2 = capped(r2);
         let r = r2.sqrt();
         match self {
             Kernel::Rbf => (-0.5 * r2).exp(),
             Kernel::Matern12 => (-r).exp(),
             Kernel::Matern32 => (1.0 + SQRT3 * r) * (-SQRT3 * r).exp(),
             Kernel::Matern52 => (1.0 + SQRT5 * r + 5.0 / 3.0 * r2) * (-SQRT5 * r).exp(),
-            Kernel::Rq => (-alpha * (r2 / (2.0 * alpha)).ln_1p()).exp(),
+            Kernel::Rq if r2 >= r2_limit::<f64>() => 0.0,
+            Kernel::Rq => (-alpha * rq_ln_base(r2, alpha)).exp(),
         }
     }
 
     /// The lengthscale weight psi(r^2) = -2 d phi / d r^2 (0 at r = 0 for Matérn 1/2).
     pub fn psi(self, r2: f64, alpha: f64) -> f64 {
+        let r2 = capped(r2);
         let r = r2.sqrt();
         match self {
             Kernel::Rbf => (-0.5 * r2).exp(),
@@ -88,20 +98,57 @@ impl Kernel {
             Kernel::Matern12 => 0.0,
             Kernel::Matern32 => 3.0 * (-SQRT3 * r).exp(),
             Kernel::Matern52 => 5.0 / 3.0 * (1.0 + SQRT5 * r) * (-SQRT5 * r).exp(),
-            Kernel::Rq => (-(alpha + 1.0) * (r2 / (2.0 * alpha)).ln_1p()).exp(),
+            Kernel::Rq if r2 >= r2_limit::<f64>() => 0.0,
+            Kernel::Rq => (-(alpha + 1.0) * rq_ln_base(r2, alpha)).exp(),
         }
     }
 
     /// d phi / d log alpha (rq; 0 for the others).
     pub fn dphi_dlog_alpha(self, r2: f64, alpha: f64) -> f64 {
+        let r2 = capped(r2);
         match self {
+            Kernel::Rq if r2 >= r2_limit::<f64>() => 0.0,
             Kernel::Rq => {
-                let t = r2 / (2.0 * alpha);
-                let phi = self.phi(r2, alpha);
-                phi * (r2 / (2.0 * (1.0 + t)) - alpha * t.ln_1p())
+                let lb = rq_ln_base(r2, alpha);
+                (-alpha * lb).exp() * (rq_half_r2_over_base(r2, alpha) - alpha * lb)
             }
             _ => 0.0,
         }
+    }
+}
+
+/// r^2 held to [`r2_limit`] (inf and NaN taken as the limit), as [`transform`] holds it.
+#[inline(always)]
+fn capped(r2: f64) -> f64 {
+    let lim = r2_limit::<f64>();
+    if r2 < lim {
+        r2
+    } else {
+        lim
+    }
+}
+
+/// rq's ln base = ln(1 + r^2 / (2 alpha)) for r^2 below the limit: ln_1p while r^2 / (2 alpha)
+/// is below 1e30, then ln(r^2 / 2) - ln(alpha) (equal to 1e-30 relative), which stays finite
+/// where r^2 / (2 alpha) overflows (a small alpha).
+#[inline(always)]
+fn rq_ln_base(r2: f64, alpha: f64) -> f64 {
+    let t = r2 * (0.5 / alpha);
+    if t < 1e30 {
+        t.ln_1p()
+    } else {
+        (0.5 * r2).ln() - alpha.ln()
+    }
+}
+
+/// r^2 / (2 base) = alpha t / (1 + t) with t = r^2 / (2 alpha): finite (alpha) where t overflows.
+#[inline(always)]
+fn rq_half_r2_over_base(r2: f64, alpha: f64) -> f64 {
+    let t = r2 * (0.5 / alpha);
+    if t > 1.0 {
+        alpha / (1.0 + 1.0 / t)
+    } else {
+        r2 / (2.0 * (1.0 + t))
     }
 }
 
@@ -214,9 +261,11 @@ fn transform_body<T: Real>(
                 // phi = base^-alpha = exp(-alpha ln base); psi = phi / base. ln base is taken as
                 // ln_1p(r^2 / (2 alpha)): for a large alpha (rq tending to rbf) ln(1 + tiny)
                 // would keep only the digits of 1 + tiny.
-                let inv2a = c(0.5 / alpha);
+                // In f64 whatever T (r^2 / (2 alpha) overflows f32 for a small alpha); r^2 at
+                // the limit is infinite distance, where phi, psi and d phi / d log alpha are 0.
                 for (x, ei) in vs.iter_mut().zip(es.iter_mut()) {
-                    *ei = T::from_f64(-alpha * (*x * inv2a).to_f64().ln_1p());
+                    let far = *x >= lim;
+                    *ei = if far { c(f64::NEG_INFINITY) } else { c(-alpha * rq_ln_base(x.to_f64(), alpha)) };
                 }
                 if let Some(ds) = ds.as_deref_mut() {
                     // ds temporarily holds -alpha ln base.
@@ -224,14 +273,13 @@ fn transform_body<T: Real>(
                 }
                 exp_in_place(es);
                 for (i, x) in vs.iter_mut().enumerate() {
-                    let r2 = *x;
-                    let base = c(1.0) + r2 * inv2a;
-                    let phi = es[i];
+                    let (far, r2) = (*x >= lim, x.to_f64());
+                    let phi = if far { c(0.0) } else { es[i] };
                     if let Some(ps) = ps.as_deref_mut() {
-                        ps[i] = phi / base;
+                        ps[i] = if far { c(0.0) } else { phi / c(1.0 + r2 * (0.5 / alpha)) };
                     }
                     if let Some(ds) = ds.as_deref_mut() {
-                        ds[i] = phi * (r2 / (c(2.0) * base) + ds[i]);
+                        ds[i] = if far { c(0.0) } else { phi * (c(rq_half_r2_over_base(r2, alpha)) + ds[i]) };
                     }
                     *x = phi;
                 }
@@ -262,6 +310,56 @@ mod tests {
             }
             assert_eq!(k.phi(0.0, alpha), 1.0, "{k} phi(0)");
             assert!(k.psi(0.0, alpha).is_finite(), "{k} psi(0)");
+        }
+    }
+
+    /// At and beyond the limit of r^2 (inf from a tiny lengthscale) every kernel's phi,
+    /// psi and d phi / d log alpha are 0, in the scalar and the vector forms, f64 and f32, rq
+    /// included for a small alpha (whose value at the limit itself is not negligible); just
+    /// below it, rq with a small alpha is exp(-alpha ln(r^2 / (2 alpha))) to 1e-12.
+    #[test]
+    fn every_kernel_is_its_limit_at_infinite_distance() {
+        for alpha in [1e-12, 1e-3, 0.1, 0.49, 1.9] {
+            for k in Kernel::ALL {
+                for x in [1e300, 1e301, f64::MAX, f64::INFINITY, f64::NAN] {
+                    let what = format!("{k} alpha {alpha} r2 {x:e}");
+                    assert_eq!(
+                        (k.phi(x, alpha), k.psi(x, alpha), k.dphi_dlog_alpha(x, alpha)),
+                        (0.0, 0.0, 0.0),
+                        "{what}"
+                    );
+                    if x.is_nan() {
+                        // The vector form never sees NaN from a lengthscale (differences of
+                        // clamped coordinates overflow to inf at worst); the scalar form takes
+                        // it as the limit.
+                        continue;
+                    }
+                    let (mut v, mut p, mut d) = (vec![x; 5], vec![1.0; 5], vec![1.0; 5]);
+                    let (mut v32, mut p32, mut d32) = (vec![x as f32; 5], vec![1.0f32; 5], vec![1.0f32; 5]);
+                    if k == Kernel::Rbf {
+                        transform(k, &mut v, alpha, None, None);
+                        transform(k, &mut v32, alpha, None, None);
+                        assert!(v.iter().all(|&y| y == 0.0) && v32.iter().all(|&y| y == 0.0), "{what}");
+                        continue;
+                    }
+                    let a = k.has_alpha();
+                    transform(k, &mut v, alpha, Some(&mut p), a.then_some(&mut d[..]));
+                    transform(k, &mut v32, alpha, Some(&mut p32), a.then_some(&mut d32[..]));
+                    assert!(v.iter().chain(&p).all(|&y| y == 0.0), "{what}: f64 {v:?} {p:?}");
+                    assert!(v32.iter().chain(&p32).all(|&y| y == 0.0), "{what}: f32 {v32:?} {p32:?}");
+                    if a {
+                        assert!(d.iter().all(|&y| y == 0.0) && d32.iter().all(|&y| y == 0.0), "{what}: {d:?} {d32:?}");
+                    }
+                }
+            }
+            // Just below the limit: rq exact, in the scalar and the vector form.
+            let x: f64 = 1e299;
+            let want = (-alpha * ((0.5 * x).ln() - alpha.ln())).exp();
+            let mut v = vec![x];
+            transform(Kernel::Rq, &mut v, alpha, Some(&mut [0.0][..]), Some(&mut [0.0][..]));
+            for got in [Kernel::Rq.phi(x, alpha), v[0]] {
+                assert!((got - want).abs() <= 1e-12 * want, "rq alpha {alpha} at 1e299: {got} vs {want}");
+            }
         }
     }
 

@@ -1,11 +1,14 @@
 //! Any finite positive lengthscale gives the defined answer (issue 21, point 9): at a tiny
 //! lengthscale every pair of distinct points is uncorrelated, K = (s + noise) I; at a huge one
 //! every pair is fully correlated, K = s 1 1^T + noise I. MLL, gradient and prediction are
-//! checked against these closed forms for every kernel on the CPU in f64.
+//! checked against these closed forms for every kernel on the CPU in f64, and for the CUDA
+//! kernels in host emulation. rq with a small alpha (< 0.5) decays so slowly that r^2 = 1e298
+//! still correlates points; at the cap (a tiny lengthscale's r^2 = inf) it is its limit 0, and
+//! below the cap it is exact (checked against a closed form in logarithms).
 
 mod common;
 use batchgp::backend::PredictOptions;
-use batchgp::{BackendChoice, Dataset, Hyperparameters, Inputs, Kernel, MllRequest, Status};
+use batchgp::{BackendChoice, Dataset, Hyperparameters, Inputs, Kernel, MllRequest, Precision, Status};
 use common::*;
 use ndarray::{arr1, Array2};
 
@@ -21,9 +24,13 @@ fn data() -> Dataset {
 }
 
 fn hyp(kernel: Kernel, l: f64) -> Hyperparameters {
+    hyp_alpha(kernel, l, 1.0)
+}
+
+fn hyp_alpha(kernel: Kernel, l: f64, alpha: f64) -> Hyperparameters {
     let h = Hyperparameters::broadcast(1, &[l], S, NOISE, MEAN).with_kernel(kernel);
     if kernel.has_alpha() {
-        h.with_alpha(arr1(&[1.0]))
+        h.with_alpha(arr1(&[alpha]))
     } else {
         h
     }
@@ -117,5 +124,114 @@ fn tiny_lengthscales_give_uncorrelated_points() {
 fn huge_lengthscales_give_fully_correlated_points() {
     for l in [1e300, 1e308, f64::MAX] {
         check(l, true);
+    }
+}
+
+/// The CUDA kernels (gram, the fused MLL in each variant, predict) in host emulation
+/// (tests/emulation/extremes_harness.cpp) at the same lengthscales, in f64 and f32, against the
+/// same closed forms: r^2 capped as the CPU caps it, so no NaN or inf at either end. It needs
+/// only a C++20 compiler (it says it skipped without one).
+#[test]
+fn cuda_kernels_in_host_emulation_give_the_same_limits() {
+    use batchgp::backend::cuda::emulation as emu;
+    let shape = |s: emu::Shape| format!("{},{},{}", s.0, s.1, s.2);
+    // Every kernel (rq with alpha = 1) at every extreme lengthscale, and rq with alpha < 0.5 at
+    // the tiny ones (its limit 0, as on the CPU below), in each variant and precision.
+    let mut cases: Vec<(Kernel, f64, f64)> = Vec::new();
+    for kernel in Kernel::ALL {
+        for l in [1e-150, 1e-160, 1e-300, 1e300, 1e308, f64::MAX] {
+            cases.push((kernel, 1.0, l));
+        }
+    }
+    for alpha in [1e-3, 0.1, 0.49] {
+        for l in [1e-160, 1e-300] {
+            cases.push((Kernel::Rq, alpha, l));
+        }
+    }
+    let mut lines = Vec::new();
+    for (dt, sz) in [("f64", 8), ("f32", 4)] {
+        for &(kernel, alpha, l) in &cases {
+            for v in ["warp", "block", "global"] {
+                lines.push(format!(
+                    "extreme kernel={} alpha={alpha} dtype={dt} variant={v} lbits={:x} member={} work={} gram={} predict={} order={}",
+                    kernel.name(),
+                    l.to_bits(),
+                    shape(emu::member_launch(v, N, sz, 1)),
+                    emu::work_per_member(v, N),
+                    shape(emu::stride(N * N)),
+                    shape(emu::predict(2, 1)),
+                    lines.len() % 3,
+                ));
+            }
+        }
+    }
+    let count = lines.len();
+    common::emulation::run_harness("extremes_harness.cpp", &(lines.join("\n") + "\n"), count);
+}
+
+/// rq with alpha < 0.5 at a tiny lengthscale (r^2 beyond the cap, inf before it): the limit of
+/// infinite distance, uncorrelated points, in f64 and f32 (on the CPU; the CUDA kernels in
+/// emulation above), with a finite gradient (d/dlog l and
+/// d/dlog alpha their limit 0). Before, the cap's own value was taken ((1 + 1e300 / (2 alpha))
+/// ^-alpha = 0.5 at alpha = 1e-3) and f32 gave d/dlog alpha = 0 * inf = NaN.
+#[test]
+fn rq_with_a_small_alpha_at_infinite_distance_is_its_limit() {
+    let be = batchgp::select(BackendChoice::Cpu).unwrap();
+    let d = data();
+    let want = closed(false);
+    // f32 holds a scaled coordinate within 1.7e38 (points beyond it on one side are held
+    // together: a documented limit of the CPU backend), so its tiny lengthscales are those whose
+    // r^2 overflows f32 while |x - c| / l stays within range.
+    let cases = [
+        (Precision::F64, 1e-160, 1e-10),
+        (Precision::F64, 1e-300, 1e-10),
+        (Precision::F32, 1e-25, 1e-5),
+        (Precision::F32, 1e-30, 1e-5),
+    ];
+    for alpha in [1e-3, 0.1, 0.49] {
+        for (p, l, tol) in cases {
+            let what = |s: &str| format!("rq alpha = {alpha} l = {l:e} {p:?}: {s}");
+            let h = hyp_alpha(Kernel::Rq, l, alpha);
+            let r = MllRequest::new(&d, &h).on(be.as_ref()).precision(p).run().unwrap();
+            assert_eq!(r.status, vec![Status::Ok], "{}", what("status"));
+            assert_close(r.mll[0], want.mll, tol, &what("mll"));
+            let g = r.gradient.unwrap();
+            assert_close(g.mean[0], want.g_mean, tol, &what("d/d mean"));
+            assert_close(g.log_outputscale[0], want.g_log_s, tol, &what("d/dlog s"));
+            assert_close(g.log_noise[0], want.g_log_noise, tol, &what("d/dlog noise"));
+            assert_eq!(g.log_lengthscale[[0, 0]], 0.0, "{}", what("d/dlog l"));
+            assert_eq!(g.log_alpha.unwrap()[0], 0.0, "{}", what("d/dlog alpha"));
+        }
+    }
+}
+
+/// rq below the cap is exact however small alpha is: two points at r^2 = 1e298 (l = 1e-149,
+/// distance 1) against the closed form of the 2 x 2 problem with phi = exp(-alpha ln base),
+/// ln base = 298 ln 10 - ln(2 alpha) (+ 2 alpha / r^2, negligible), and d/dlog alpha =
+/// (a_0 a_1 - (K^-1)_01) s phi (alpha - alpha ln base). alpha = 1e-12 makes r^2 / (2 alpha)
+/// overflow f64, which once gave phi = 0 where it is 1 - 7e-10.
+#[test]
+fn rq_below_the_cap_is_exact_for_a_small_alpha() {
+    let be = batchgp::select(BackendChoice::Cpu).unwrap();
+    let x = Array2::from_shape_vec((2, 1), vec![0.0, 1.0]).unwrap();
+    let y = Array2::from_shape_vec((1, 2), vec![0.9, -0.4]).unwrap();
+    let d = Dataset::new(x, y).unwrap();
+    let (r0, r1) = (0.9 - MEAN, -0.4 - MEAN);
+    for alpha in [1e-12, 1e-3, 0.1, 0.49] {
+        let h =
+            Hyperparameters::broadcast(1, &[1e-149], S, NOISE, MEAN).with_kernel(Kernel::Rq).with_alpha(arr1(&[alpha]));
+        let lb = 298.0 * std::f64::consts::LN_10 - (2.0 * alpha).ln();
+        let phi = (-alpha * lb).exp();
+        let (a, c) = (S + NOISE, S * phi);
+        let det = a * a - c * c;
+        let quad = (a * r0 * r0 - 2.0 * c * r0 * r1 + a * r1 * r1) / det;
+        let mll = -0.5 * quad - 0.5 * det.ln() - LN_2PI;
+        let (a0, a1) = ((a * r0 - c * r1) / det, (a * r1 - c * r0) / det);
+        let g_alpha = (a0 * a1 + c / det) * S * phi * (alpha - alpha * lb);
+        let r = MllRequest::new(&d, &h).on(be.as_ref()).run().unwrap();
+        let what = |s: &str| format!("rq alpha = {alpha}, r^2 = 1e298: {s} (phi {phi})");
+        assert_eq!(r.status, vec![Status::Ok], "{}", what("status"));
+        assert_close(r.mll[0], mll, 1e-12, &what("mll"));
+        assert_close(r.gradient.unwrap().log_alpha.unwrap()[0], g_alpha, 1e-10, &what("d/dlog alpha"));
     }
 }

@@ -3,7 +3,7 @@
 //! status, durations for people).
 
 use batchgp::backend::Backend;
-use batchgp::{FitResult, Kernel, Precision, Status};
+use batchgp::{FitResult, Kernel, Precision, Status, Termination};
 
 /// "(3 ok, 1 ok (jitter), 2 failed)": counts per status, in code order, the nonzero ones.
 pub(super) fn status_counts(status: &[Status]) -> String {
@@ -71,8 +71,14 @@ pub(super) struct FitSetup<'a> {
 /// counts per status and per reason, iterations, time, backend, kernel.
 pub(super) fn fit_summary(r: &FitResult, secs: f64, s: &FitSetup<'_>) -> String {
     let b = r.status.len();
-    let group = |set: &[Status]| -> (usize, String) {
-        let members: Vec<Status> = r.status.iter().copied().filter(|s| set.contains(s)).collect();
+    // "at the limit" is the iteration limit only; a member that stopped unconverged for
+    // another reason (a stalled line search) is counted apart.
+    let at_limit = |m: usize| r.reason[m] == Termination::IterationLimit;
+    let group = |set: &[Status], limit: Option<bool>| -> (usize, String) {
+        let members: Vec<Status> = (0..b)
+            .filter(|&m| set.contains(&r.status[m]) && limit.is_none_or(|l| at_limit(m) == l))
+            .map(|m| r.status[m])
+            .collect();
         (members.len(), status_counts(&members))
     };
     let kernel = r.model.hyperparameters.kernel;
@@ -85,13 +91,17 @@ pub(super) fn fit_summary(r: &FitResult, secs: f64, s: &FitSetup<'_>) -> String 
         duration(secs),
         r.rounds
     )];
-    for (label, set) in [
-        ("converged", &[Status::Ok, Status::Jitter][..]),
-        ("at the limit", &[Status::MaxIter][..]),
-        ("degenerate (flagged)", &[Status::Degenerate][..]),
-        ("failed", &[Status::Failed, Status::Empty][..]),
+    for (label, set, limit) in [
+        ("converged", &[Status::Ok, Status::Jitter][..], None),
+        ("at the limit", &[Status::MaxIter][..], Some(true)),
+        ("stalled (not converged)", &[Status::MaxIter][..], Some(false)),
+        ("degenerate (flagged)", &[Status::Degenerate][..], None),
+        ("failed", &[Status::Failed, Status::Empty][..], None),
     ] {
-        let (n, detail) = group(set);
+        let (n, detail) = group(set, limit);
+        if n == 0 && limit == Some(false) {
+            continue;
+        }
         let detail = if n > 0 && set.len() > 1 { format!("  ({detail})") } else { String::new() };
         lines.push(format!("  {label:<24}{n:>8}{detail}"));
     }

@@ -68,7 +68,7 @@ pub(crate) fn drive(
         rounds += 1;
         if let Some(o) = observer.as_deref_mut() {
             let running = states.iter().filter(|s| s.trial().is_some()).count();
-            let converged = states.iter().filter(|s| s.termination() == Some(Termination::Converged)).count();
+            let converged = states.iter().filter(|s| s.termination().is_some_and(Termination::converged)).count();
             o.iter(&FitProgress {
                 iteration: rounds,
                 running,

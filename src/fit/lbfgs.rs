@@ -13,12 +13,19 @@
 //! (matrix not positive definite) halves the step back towards the best one. A pair enters the
 //! history only when s^T y > eps y^T y, so the inverse Hessian estimate stays positive definite.
 //! When a line search fails, the history is dropped and the search restarts along -g once.
+//!
+//! Evaluations coarser than f64 (f32: see [`LbfgsState::with_resolution`]) cannot resolve what
+//! f64's tolerances ask: there the relative-decrease test is at least [`FTOL_ULPS`] units of
+//! the evaluations' epsilon, the gradient test at least sqrt(epsilon) max(1, |f|), and a search
+//! along -g that finds no decrease after real progress is convergence at that resolution
+//! ([`Stop::AtResolution`]), not a stall. f64 evaluations keep the tolerances as given.
 
 use std::collections::VecDeque;
 
 use super::driver::MemberOptimizer;
 use super::linesearch::{MoreThuente, Next};
 use super::Termination;
+use crate::data::Precision;
 
 /// Evaluations one line search may take (L-BFGS-B's maxls).
 const MAX_LS_EVALS: usize = 20;
@@ -29,6 +36,17 @@ const MAX_LS_EVALS: usize = 20;
 const STALL_GTOL: f64 = 1e-4;
 /// Largest change of any coordinate in one step (log units for positive hyperparameters).
 const MAX_COORD_STEP: f64 = 10.0;
+/// In evaluations coarser than f64, a relative decrease of f below this many units of their
+/// epsilon is rounding (f32: 1.2e-6), and so is a decrease of f below it since the start.
+const FTOL_ULPS: f64 = 10.0;
+
+/// The relative resolution of evaluations in precision `p`: its epsilon.
+pub(crate) fn resolution_of(p: Precision) -> f64 {
+    match p {
+        Precision::F64 => f64::EPSILON,
+        Precision::F32 => f64::from(f32::EPSILON),
+    }
+}
 
 /// Why a member stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -37,6 +55,9 @@ pub(crate) enum Stop {
     MaxIter,
     /// A line search found no decrease along -g either: no progress at working precision.
     Stalled,
+    /// In evaluations coarser than f64, no decrease along -g after real progress: converged as
+    /// far as their resolution can tell.
+    AtResolution,
     Failed,
 }
 
@@ -46,6 +67,7 @@ impl Stop {
             Stop::Converged => Termination::Converged,
             Stop::MaxIter => Termination::IterationLimit,
             Stop::Stalled => Termination::LineSearchStalled,
+            Stop::AtResolution => Termination::AtResolution,
             Stop::Failed => Termination::Failed,
         }
     }
@@ -53,6 +75,7 @@ impl Stop {
 
 /// An [`LbfgsState`] with its convergence test, as the batched driver runs it.
 pub(crate) struct Lbfgs {
+    /// The member's state, with the resolution of the evaluations it sees.
     pub state: LbfgsState,
     pub gtol: f64,
     pub ftol: f64,
@@ -98,6 +121,10 @@ pub(crate) struct LbfgsState {
     pub iterations: usize,
     pub stop: Option<Stop>,
     started: bool,
+    /// f at the start (for the test of real progress).
+    f_start: f64,
+    /// Relative resolution of the evaluations (their epsilon; f64's unless told otherwise).
+    resolution: f64,
     /// Consecutive accepted steps whose relative decrease was below ftol.
     stalls: usize,
     /// Entries that never move (fixed hyperparameters).
@@ -128,6 +155,8 @@ impl LbfgsState {
             iterations: 0,
             stop: None,
             started: false,
+            f_start: f64::INFINITY,
+            resolution: f64::EPSILON,
             stalls: 0,
             lower: vec![f64::NEG_INFINITY; p],
             upper: vec![f64::INFINITY; p],
@@ -143,6 +172,40 @@ impl LbfgsState {
         self.lower = lower;
         self.upper = upper;
         self
+    }
+
+    /// The relative resolution of the evaluations, their epsilon (f32::EPSILON for f32): coarser
+    /// than f64's, it sets floors under the tolerances (see the module's text).
+    pub fn with_resolution(mut self, eps: f64) -> Self {
+        self.resolution = eps;
+        self
+    }
+
+    /// Whether the evaluations are coarser than f64.
+    fn coarse(&self) -> bool {
+        self.resolution > f64::EPSILON
+    }
+
+    /// The gradient tolerance at the current f: `gtol`, or in coarse evaluations at least
+    /// sqrt(epsilon) max(1, |f|) (3.5e-4 |f| in f32): the scale below which such evaluations
+    /// cannot tell a gradient from their rounding on an objective of size |f|, the role
+    /// STALL_GTOL plays in f64.
+    fn gtol_at(&self, gtol: f64) -> f64 {
+        if self.coarse() {
+            gtol.max(self.resolution.sqrt() * self.f.abs().max(1.0))
+        } else {
+            gtol
+        }
+    }
+
+    /// The relative-decrease tolerance: `ftol`, or in coarse evaluations at least FTOL_ULPS
+    /// units of their epsilon.
+    fn ftol_at(&self, ftol: f64) -> f64 {
+        if self.coarse() {
+            ftol.max(FTOL_ULPS * self.resolution)
+        } else {
+            ftol
+        }
     }
 
     fn boxed(&self) -> bool {
@@ -172,8 +235,9 @@ impl LbfgsState {
             }
             self.u.clone_from(&self.trial_u);
             self.f = f;
+            self.f_start = f;
             self.g = g;
-            if self.grad_norm_inf() <= gtol {
+            if self.grad_norm_inf() <= self.gtol_at(gtol) {
                 self.stop = Some(Stop::Converged);
             } else if max_iter == 0 {
                 self.stop = Some(Stop::MaxIter);
@@ -209,7 +273,9 @@ impl LbfgsState {
 
     /// Ends a line search that found no acceptable step: takes its best step when that one
     /// decreased f; else drops the history and restarts along -g once, then stops (no progress
-    /// is possible at working precision).
+    /// is possible at working precision): converged when the gradient is below what f's
+    /// rounding can resolve, at resolution when coarse evaluations made real progress before,
+    /// else stalled.
     fn settle(&mut self, gtol: f64, ftol: f64, max_iter: usize) -> bool {
         if let Some((t, f, g)) = self.best.take() {
             if t > 0.0 && f < self.f {
@@ -224,10 +290,19 @@ impl LbfgsState {
             // No decrease is measurable along -g, and the gradient is below what the rounding
             // of f (relative STALL_GTOL) can resolve: converged at working precision.
             self.stop = Some(Stop::Converged);
+        } else if self.coarse() && self.progressed() {
+            // Coarse evaluations after real progress: no decrease along -g is what their
+            // resolution allows, not a failure of the search.
+            self.stop = Some(Stop::AtResolution);
         } else {
             self.stop = Some(Stop::Stalled);
         }
         false
+    }
+
+    /// Whether f has decreased since the start by more than its rounding.
+    fn progressed(&self) -> bool {
+        self.iterations > 0 && self.f_start - self.f > FTOL_ULPS * self.resolution * self.f.abs().max(1.0)
     }
 
     fn accept(&mut self, t: f64, f: f64, g: Vec<f64>, gtol: f64, ftol: f64, max_iter: usize) -> bool {
@@ -253,9 +328,10 @@ impl LbfgsState {
         // step came from a long line search (a small decrease there may say more about the
         // search than about the optimum).
         let rel = (f_prev - self.f) / f_prev.abs().max(self.f.abs()).max(1.0);
+        let ftol = self.ftol_at(ftol);
         self.stalls = if rel <= ftol { self.stalls + 1 } else { 0 };
         let stalled = rel <= ftol && (self.ls_evals <= 1 || self.stalls >= 3);
-        if self.grad_norm_inf() <= gtol || stalled {
+        if self.grad_norm_inf() <= self.gtol_at(gtol) || stalled {
             self.stop = Some(Stop::Converged);
         } else if self.iterations >= max_iter {
             self.stop = Some(Stop::MaxIter);
@@ -412,6 +488,46 @@ mod tests {
         }
         assert_eq!(st.stop, Some(Stop::Converged));
         assert!((st.u[0] - 1.0).abs() < 1e-6 && (st.u[1] - 1.0).abs() < 1e-6, "{:?}", st.u);
+    }
+
+    /// A steep quadratic seen through f32: value and gradient rounded to f32, the value with
+    /// rounding noise of 1e-5 (3e-7 of |f| = 30) and the gradient with an error of 0.05 (as an
+    /// f32 MLL gradient carries on ill-conditioned data). Near the minimum no step along -g
+    /// shows a decrease above the noise while the gradient is still far above any f64 tolerance. With f32's resolution every run ends converged (by
+    /// the scaled tests or at resolution) within 1e-3 of the minimum; with f64's (the fit before
+    /// f32 had its own tests) some end unconverged (stalled, or at the iteration limit).
+    #[test]
+    fn a_quadratic_in_f32_converges_at_its_resolution() {
+        let noise = |k: usize| ((k * 7919 % 13) as f64 - 6.0) / 6.0;
+        let f = |u: &[f64], k: usize| {
+            let q = 5e3 * ((u[0] - 1.0).powi(2) + 3.0 * (u[1] + 2.0).powi(2));
+            (30.0 + q + 1e-5 * noise(k)) as f32 as f64
+        };
+        let g = |u: &[f64], k: usize| {
+            let e = 0.05 * noise(k + 5);
+            vec![(1e4 * (u[0] - 1.0) + e) as f32 as f64, (3e4 * (u[1] + 2.0) - e) as f32 as f64]
+        };
+        let run = |eps: f64, start: [f64; 2]| {
+            let mut st = LbfgsState::new(start.to_vec(), vec![true, true], 10).with_resolution(eps);
+            let mut k = 0;
+            while let Some(u) = st.trial().map(|u| u.to_vec()) {
+                k += 1;
+                st.observe(f(&u, k), &g(&u, k), 1e-6, 1e-12, 500);
+            }
+            st
+        };
+        let starts = [[0.0, 0.0], [5.0, -7.0], [-3.0, 4.0]];
+        for start in starts {
+            let st = run(f64::from(f32::EPSILON), start);
+            let stop = st.stop.expect("stopped");
+            assert!(matches!(stop, Stop::Converged | Stop::AtResolution), "from {start:?}: {stop:?} at {:?}", st.u);
+            assert!((st.u[0] - 1.0).abs() < 1e-3 && (st.u[1] + 2.0).abs() < 1e-3, "{start:?}: {:?}", st.u);
+        }
+        let stops: Vec<Option<Stop>> = starts.iter().map(|s| run(f64::EPSILON, *s).stop).collect();
+        assert!(
+            stops.iter().any(|s| matches!(s, Some(Stop::Stalled | Stop::MaxIter))),
+            "with f64's resolution some run ends unconverged: {stops:?}"
+        );
     }
 
     #[test]

@@ -129,6 +129,10 @@ pub enum Termination {
     /// No step decreased the objective, not even along the gradient: no progress at working
     /// precision, without the convergence test met.
     LineSearchStalled,
+    /// Converged as far as f32 evaluations can tell: after real progress no step along the
+    /// gradient decreased the objective beyond its rounding (their tolerances are already
+    /// scaled to f32's epsilon; this is the rest).
+    AtResolution,
     /// Every evaluation failed (not positive definite at the largest jitter, or non-finite).
     Failed,
     /// The member has no observed point: nothing was fitted.
@@ -148,12 +152,17 @@ impl Termination {
             (st, _) => st,
         }
     }
+    /// Whether the optimiser met its convergence test (at the evaluations' resolution or not).
+    pub fn converged(self) -> bool {
+        matches!(self, Termination::Converged | Termination::AtResolution)
+    }
     /// In words.
     pub fn text(self) -> &'static str {
         match self {
             Termination::Converged => "converged",
             Termination::IterationLimit => "iteration limit",
             Termination::LineSearchStalled => "line search stalled",
+            Termination::AtResolution => "converged at the precision's resolution",
             Termination::Failed => "failed",
             Termination::NoData => "no observed point",
         }

@@ -6,7 +6,7 @@
 use super::adam::{Adam, AdamState};
 use super::bounds::Bounds;
 use super::driver::MemberOptimizer;
-use super::lbfgs::{Lbfgs, LbfgsState};
+use super::lbfgs::{resolution_of, Lbfgs, LbfgsState};
 use super::{check_steps, FitObserver, FitResult, NotRun, Optimizer};
 use crate::backend::{self, memory, Backend, BackendChoice, Kind, PredictOptions, Prediction};
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision};
@@ -365,7 +365,9 @@ impl<'a, M: Model> FitRequest<'a, M> {
         }
         match self.optimizer {
             Optimizer::Lbfgs => Box::new(Lbfgs {
-                state: LbfgsState::new(u, free, 10).with_bounds(lower, upper),
+                state: LbfgsState::new(u, free, 10)
+                    .with_bounds(lower, upper)
+                    .with_resolution(resolution_of(self.precision)),
                 gtol: self.gtol,
                 ftol: self.ftol,
                 max_iter: self.max_iter,

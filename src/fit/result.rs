@@ -82,6 +82,9 @@ impl<M: Model> FitResult<M> {
         let text = match (self.status[b], self.degeneracy[b]) {
             (Status::Degenerate, Some(d)) => format!("degenerate ({}), {}", d.text(), self.reason[b].text()),
             (Status::MaxIter, _) => format!("not converged ({})", self.reason[b].text()),
+            (s, _) if self.reason[b] == Termination::AtResolution => {
+                format!("{} ({})", s.text(), self.reason[b].text())
+            }
             (s, _) => s.text().to_string(),
         };
         let text = match self.at_bound.get(b).filter(|s| !s.is_empty()) {

@@ -151,8 +151,8 @@ pub(crate) fn sum<T: Real>(w: &[T]) -> T {
 }
 
 /// The largest squared distance the kernels see (1e300 in f64, 1e37 in f32): beyond it every
-/// kernel's value and weights are their limit 0 (rq for alpha >= 0.5; rbf and the Matérns
-/// exactly), and a weight times it stays finite, so that a tiny lengthscale's r^2 = inf never
+/// kernel's value and weights are their limit 0 (rq takes it explicitly there, see
+/// src/kernel.rs; rbf and the Matérns are 0 anyway), and a weight times it stays finite, so that a tiny lengthscale's r^2 = inf never
 /// meets a 0 weight as 0 * inf = NaN.
 #[inline(always)]
 pub(crate) fn r2_limit<T: Real>() -> T {

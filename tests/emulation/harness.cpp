@@ -529,13 +529,7 @@ template <typename T> static void run_jitter(const Plan& pl) {
 }
 
 template <typename T> static void dispatch_kernel(const Plan& pl) {
-    const std::string k = pl.str("kernel");
-    if (k == "rbf") run_case<RbfCov, T>(pl);
-    else if (k == "matern12") run_case<Matern12Cov, T>(pl);
-    else if (k == "matern32") run_case<Matern32Cov, T>(pl);
-    else if (k == "matern52") run_case<Matern52Cov, T>(pl);
-    else if (k == "rq") run_case<RqCov, T>(pl);
-    else { printf("unknown kernel %s\n", k.c_str()); exit(2); }
+    with_covariance(pl.str("kernel"), [&](auto cov) { run_case<decltype(cov), T>(pl); });
 }
 
 int main(int argc, char** argv) {

@@ -26,6 +26,16 @@ static double ref_phi(Kind k, double r2, double a) {
     }
 }
 
+// Calls f(Cov{}) with the covariance policy named `k` (Kernel::name); exits 2 on another name.
+template <class F> static void with_covariance(const std::string& k, F f) {
+    if (k == "rbf") f(RbfCov{});
+    else if (k == "matern12") f(Matern12Cov{});
+    else if (k == "matern32") f(Matern32Cov{});
+    else if (k == "matern52") f(Matern52Cov{});
+    else if (k == "rq") f(RqCov{});
+    else { printf("unknown kernel %s\n", k.c_str()); exit(2); }
+}
+
 // One plan line: "WHAT key=value ...". A missing key or a bad value exits 2.
 struct Plan {
     std::string what;
