@@ -58,8 +58,8 @@ fn main() {
             generated(None, &[], "none")
         }
         Some(nvcc) => {
-            let fatbin = compile(&nvcc, &kdir, &sources, &out_dir);
             let version = nvcc_version(&nvcc);
+            let fatbin = cached_compile(&nvcc, &version, &kdir, &sources, &out_dir);
             let mut targets: Vec<String> = SASS.iter().map(|(_, s)| s.to_string()).collect();
             targets.push(PTX.to_string());
             generated(Some(&fatbin), &targets, &version)
@@ -100,6 +100,60 @@ fn nvcc_version(nvcc: &Path) -> String {
             s.lines().find(|l| l.contains("release")).map(|l| l.trim().to_string())
         })
         .unwrap_or_else(|| "unknown".into())
+}
+
+/// The fatbin for these sources, from the profile's cache when the same sources were compiled
+/// by the same nvcc with the same flags before. The kernels take many minutes to compile and
+/// cargo reruns this script whenever the crate's features change (a `cargo test --workspace`
+/// and maturin's build of the Python package unify features differently), so the compiled
+/// fatbin is kept under the profile's folder (target/<profile>/nvcc-cache), keyed by an FNV-1a
+/// hash of every kernels/*.cu and *.cuh file, the nvcc version and the flags.
+fn cached_compile(nvcc: &Path, version: &str, kdir: &Path, sources: &[PathBuf], out_dir: &Path) -> PathBuf {
+    let mut files: Vec<PathBuf> = fs::read_dir(kdir)
+        .map(|rd| rd.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    let mut key = Fnv::new();
+    key.add(version.as_bytes());
+    key.add(format!("{SASS:?} {PTX} -O3 -std=c++17 -lineinfo -compress-all").as_bytes());
+    for f in files.iter().filter(|p| matches!(p.extension().and_then(|x| x.to_str()), Some("cu" | "cuh"))) {
+        key.add(f.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
+        key.add(&fs::read(f).unwrap_or_default());
+    }
+    // OUT_DIR is target/<profile>/build/batchgp-<hash>/out.
+    let cache = out_dir.ancestors().nth(3).map(|p| p.join("nvcc-cache"));
+    let hit = cache.as_ref().map(|c| c.join(format!("{:016x}.fatbin", key.0)));
+    let fatbin = out_dir.join("batchgp_kernels.fatbin");
+    if let Some(h) = hit.as_ref().filter(|h| h.is_file()) {
+        if fs::copy(h, &fatbin).is_ok() {
+            return fatbin;
+        }
+    }
+    let fatbin = compile(nvcc, kdir, sources, out_dir);
+    if let (Some(c), Some(h)) = (cache, hit) {
+        // Written beside, then renamed: a concurrent build never reads half a fatbin.
+        let tmp = c.join(format!("{}.tmp", std::process::id()));
+        if fs::create_dir_all(&c).is_ok() && fs::copy(&fatbin, &tmp).is_ok() {
+            let _ = fs::rename(&tmp, &h);
+        }
+    }
+    fatbin
+}
+
+/// 64-bit FNV-1a: a hash that is the same on every run and toolchain.
+struct Fnv(u64);
+
+impl Fnv {
+    fn new() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+    fn add(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+        // A separator, so that ("ab", "c") and ("a", "bc") differ.
+        self.0 = (self.0 ^ 0xff).wrapping_mul(0x0100_0000_01b3);
+    }
 }
 
 /// One umbrella translation unit that #includes every kernel source, so that one nvcc call makes
