@@ -109,9 +109,8 @@ fn nvcc_version(nvcc: &Path) -> String {
 /// fatbin is kept under the profile's folder (target/<profile>/nvcc-cache), keyed by an FNV-1a
 /// hash of every kernels/*.cu and *.cuh file, the nvcc version and the flags.
 fn cached_compile(nvcc: &Path, version: &str, kdir: &Path, sources: &[PathBuf], out_dir: &Path) -> PathBuf {
-    let mut files: Vec<PathBuf> = fs::read_dir(kdir)
-        .map(|rd| rd.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
+    let mut files: Vec<PathBuf> =
+        fs::read_dir(kdir).map(|rd| rd.flatten().map(|e| e.path()).collect()).unwrap_or_default();
     files.sort();
     let mut key = Fnv::new();
     key.add(version.as_bytes());
