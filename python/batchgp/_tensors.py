@@ -1,6 +1,6 @@
 """Torch tensors out of batchgp.fit, evaluate (mll), predict and sample_prior: where a call's
 array outputs go when any of its array arguments is a torch.Tensor (the first tensor's device;
-float64, or float32 for a request run with precision="f32"), and its result with its numeric
+the input's float dtype: float64 for float64 tensors, float32 for float32, float16 and bfloat16), and its result with its numeric
 arrays as tensors there. Tensors in are read by _checks.as_array (detached, to the CPU, a view
 where numpy can take one).
 
@@ -32,10 +32,17 @@ def target(arrays: Iterable[Any], precision: Any) -> Target | None:
     torch = sys.modules.get("torch")
     if torch is None:
         return None
-    for a in arrays:
-        if isinstance(a, torch.Tensor):
-            return Target(a.device, torch.float32 if precision == "f32" else torch.float64)
-    return None
+    tensors = [a for a in arrays if isinstance(a, torch.Tensor)]
+    if not tensors:
+        return None
+    # Floats come back in the input's float dtype (the first floating tensor's: float64, or
+    # float32 for float32, float16 and bfloat16); with integer tensors only, by the precision.
+    floats = [a.dtype for a in tensors if a.dtype.is_floating_point]
+    if floats:
+        dtype = torch.float64 if floats[0] == torch.float64 else torch.float32
+    else:
+        dtype = torch.float32 if precision == "f32" else torch.float64
+    return Target(tensors[0].device, dtype)
 
 
 def tensor(a: np.ndarray, to: Target) -> Any:

@@ -187,9 +187,11 @@ def fit(
     without requires_grad, mixed with numpy arrays. It is detached and read on the CPU (a CPU
     tensor without a copy), and the call runs as for numpy. When any array argument is a
     tensor, the result's numeric arrays are tensors on the first tensor argument's device (in
-    signature order): floats float64, or float32 for ``precision="f32"``; status, iterations
-    and counts int64. Their values are the numpy call's bit for bit (rounded to float32 for
-    ``precision="f32"``, whose numpy results are f64). The rest is unchanged: kernel, starts,
+    signature order), floats in the input's float dtype (the first floating tensor's: float64,
+    or float32 for float32, float16 and bfloat16 tensors; with integer tensors only, float32
+    for ``precision="f32"`` and float64 otherwise); status, iterations and counts int64. Their
+    values are the numpy call's, bit for bit in float64 and rounded to float32 in float32 (the
+    computation runs at ``precision`` either way: f64 unless asked). The rest is unchanged: kernel, starts,
     rounds, the str arrays reason and outcome, and ``params`` (a Params holds numpy arrays).
     No gradient flows back: batchgp is not a torch operation, and its outputs do not require
     grad (``batchgp.torch`` fits GPyTorch models by their own parameters). A tensor whose values

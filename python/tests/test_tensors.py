@@ -111,7 +111,11 @@ def test_float32_tensors_and_precision():
     x, y = make_data(2, 20, 2)
     x32, y32 = x.astype(np.float32), y.astype(np.float32)
     ref = batchgp.fit(x32, y32, max_iter=40, restarts=0)
-    assert_same(batchgp.fit(t(x32), t(y32), max_iter=40, restarts=0), ref)  # f32 in, f64 run: f64 out
+    # float32 in, f64 run: float32 out (the input's dtype), the f64 numbers rounded.
+    assert_same(batchgp.fit(t(x32), t(y32), max_iter=40, restarts=0), ref, dtype=torch.float32)
+    # float64 in, f32 run: float64 out.
+    assert_same(batchgp.fit(t(x), t(y), max_iter=40, restarts=0, precision="f32"),
+                batchgp.fit(x, y, max_iter=40, restarts=0, precision="f32"))
     ref32 = batchgp.fit(x32, y32, max_iter=40, restarts=0, precision="f32")
     r32 = batchgp.fit(t(x32), t(y32), max_iter=40, restarts=0, precision="f32")
     assert_same(r32, ref32, dtype=torch.float32)
@@ -121,7 +125,7 @@ def test_float32_tensors_and_precision():
     # bfloat16 (no numpy dtype) is read as f32: the f32 array of the same values.
     xb = t(x32).to(torch.bfloat16)
     xb32 = xb.float().numpy()
-    assert_same(batchgp.mll(xb, y32, ref32), batchgp.mll(xb32, y32, ref32))
+    assert_same(batchgp.mll(xb, y32, ref32), batchgp.mll(xb32, y32, ref32), dtype=torch.float32)
 
 
 @pytest.mark.parametrize("dtype", [torch.bool, torch.complex128, torch.int32])
@@ -161,9 +165,14 @@ def test_outputs_go_to_the_first_tensors_device(tmp_path):
     # Without a second device here, the choice and the move are checked on the meta device,
     # which holds shapes only (the CUDA test below runs the whole call where a GPU is). A
     # result there still prints, saves and compares: those read its numpy twin, not the device.
-    meta, cpu = torch.empty(2, device="meta"), torch.zeros(2)
+    meta, cpu = torch.empty(2, device="meta", dtype=F64), torch.zeros(2)
     assert _tensors.target((np.zeros(2), None, meta, cpu), "f64") == (torch.device("meta"), F64)
     assert _tensors.target((np.zeros(2), cpu, meta), "f32") == (torch.device("cpu"), torch.float32)
+    assert _tensors.target((cpu, meta), "f64") == (torch.device("cpu"), torch.float32)
+    ints = torch.zeros(2, dtype=torch.int64)
+    assert _tensors.target((ints, meta), "f32") == (torch.device("cpu"), F64)
+    assert _tensors.target((ints,), "f32") == (torch.device("cpu"), torch.float32)
+    assert _tensors.target((ints,), "f64") == (torch.device("cpu"), F64)
     assert _tensors.target((np.zeros(2), None), "f64") is None
     x, y = make_data(2, 10, 1)
     fitted = batchgp.fit(x, y, max_iter=20)

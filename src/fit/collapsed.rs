@@ -146,17 +146,24 @@ fn natural(params: &SvgpParams, b: usize) -> Option<(Vec<f64>, Vec<f64>)> {
     if (0..m).any(|j| !(r[j * m + j].abs() > 0.0 && r[j * m + j].is_finite())) {
         return None;
     }
+    let lambda = inverse_gram(&r, m);
+    let h: Vec<f64> = (0..m).map(|i| (0..m).map(|j| lambda[j * m + i] * params.q_mu[[b, j]]).sum()).collect();
+    Some((lambda, h))
+}
+
+/// (L L^T)^-1 = L^-T L^-1 of a column-major lower-triangular (M, M) factor with a nonzero
+/// diagonal.
+fn inverse_gram(l: &[f64], m: usize) -> Vec<f64> {
     let mut inv = identity(m);
     solve_lower_triangular_in_place(
-        MatRef::from_column_major_slice(&r, m, m),
+        MatRef::from_column_major_slice(l, m, m),
         MatMut::from_column_major_slice_mut(&mut inv, m, m),
         Par::Seq,
     );
-    let mut lambda = vec![0.0; m * m];
+    let mut out = vec![0.0; m * m];
     let iv = MatRef::from_column_major_slice(&inv, m, m);
-    matmul(MatMut::from_column_major_slice_mut(&mut lambda, m, m), Accum::Replace, iv.transpose(), iv, 1.0, Par::Seq);
-    let h: Vec<f64> = (0..m).map(|i| (0..m).map(|j| lambda[j * m + i] * params.q_mu[[b, j]]).sum()).collect();
-    Some((lambda, h))
+    matmul(MatMut::from_column_major_slice_mut(&mut out, m, m), Accum::Replace, iv.transpose(), iv, 1.0, Par::Seq);
+    out
 }
 
 fn identity(m: usize) -> Vec<f64> {
@@ -253,15 +260,7 @@ fn finish(mut lambda: Vec<f64>, h: &[f64], m: usize) -> Option<(Vec<f64>, Vec<f6
     if !cholesky(&mut lambda, m) {
         return None;
     }
-    let mut inv = identity(m);
-    solve_lower_triangular_in_place(
-        MatRef::from_column_major_slice(&lambda, m, m),
-        MatMut::from_column_major_slice_mut(&mut inv, m, m),
-        Par::Seq,
-    );
-    let mut cov = vec![0.0; m * m];
-    let iv = MatRef::from_column_major_slice(&inv, m, m);
-    matmul(MatMut::from_column_major_slice_mut(&mut cov, m, m), Accum::Replace, iv.transpose(), iv, 1.0, Par::Seq);
+    let mut cov = inverse_gram(&lambda, m);
     let q_mu: Vec<f64> = (0..m).map(|i| (0..m).map(|j| cov[j * m + i] * h[j]).sum()).collect();
     if !cholesky(&mut cov, m) || q_mu.iter().any(|v| !v.is_finite()) {
         return None;
@@ -310,8 +309,8 @@ mod tests {
     }
 
     /// The natural step on the full data (scale 1): with gamma 1 it is the closed form; the
-    /// optimum is its fixed point for any gamma; from another q, gamma = 1/2 lands on the q whose
-    /// natural parameters are the mean of the two (checked by forming them directly); and a
+    /// optimum is its fixed point for any gamma; from another q, gamma = 1/4 lands on the q whose
+    /// natural parameters are 3/4 of its own and 1/4 of the optimum's (checked by forming them directly); and a
     /// mini-batch with scale n / S estimates the full data's precision without bias (the mean
     /// over every disjoint batch of a partition is the full-data target).
     #[test]
@@ -338,12 +337,12 @@ mod tests {
         let mut fixed = best.clone();
         natural_step(&data, &mut fixed, &[0], &[1.0], &[0.3], &opts);
         close(&fixed, &best, 1e-10);
-        // Half way from N(0, I): natural parameters (I + L*) / 2 and h* / 2.
+        // A quarter of the way from N(0, I): natural parameters (3 I + L*) / 4 and h* / 4.
         let mut half = start.clone();
-        natural_step(&data, &mut half, &[0], &[1.0], &[0.5], &opts);
+        natural_step(&data, &mut half, &[0], &[1.0], &[0.25], &opts);
         let (l_best, h_best) = natural(&best, 0).unwrap();
-        let lambda: Vec<f64> = l_best.iter().zip(identity(m)).map(|(a, b)| 0.5 * (a + b)).collect();
-        let h: Vec<f64> = h_best.iter().map(|v| 0.5 * v).collect();
+        let lambda: Vec<f64> = l_best.iter().zip(identity(m)).map(|(a, b)| 0.25 * a + 0.75 * b).collect();
+        let h: Vec<f64> = h_best.iter().map(|v| 0.25 * v).collect();
         let (q_mu, q_sqrt) = finish(lambda, &h, m).unwrap();
         let mut want = start.clone();
         store(&mut want, &[0], vec![Some((q_mu, q_sqrt))]);

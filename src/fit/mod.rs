@@ -23,6 +23,7 @@ mod driver;
 mod exact;
 mod lbfgs;
 mod linesearch;
+mod minibatch;
 mod objective;
 #[cfg(feature = "cli")]
 mod progress;
