@@ -317,6 +317,51 @@ fn mll_and_gradient_agree_f32() {
     check_mll(&g, Precision::F32);
 }
 
+/// Issue 21, point 9 on the device: lengthscales from 1e-300 to f64::MAX (f32: 1e-30 to 1e30)
+/// give the CPU's MLL, gradient and prediction, which tests/lengthscales.rs checks against the
+/// closed forms (uncorrelated, fully correlated); rq with a small alpha at infinite distance too.
+#[test]
+#[ignore = "needs a GPU: cargo test --release --test cuda_agreement -- --include-ignored where one is lent"]
+fn extreme_lengthscales_agree() {
+    let g = gpu();
+    let cpu = CpuBackend::new();
+    let x = Array2::from_shape_fn((6, 1), |(i, _)| -1.0 + 0.37 * i as f64);
+    let y = Array2::from_shape_fn((1, 6), |(_, i)| (1.3 * i as f64).sin() + 0.1 * i as f64);
+    let data = Dataset::new(x, y).unwrap();
+    let test = Inputs::Shared(Array2::from_shape_vec((2, 1), vec![-1.0, -0.815]).unwrap());
+    for (precision, ls) in
+        [(Precision::F64, [1e-300, 1e-160, 1e300, f64::MAX]), (Precision::F32, [1e-30, 1e-20, 1e20, 1e30])]
+    {
+        for kernel in Kernel::ALL {
+            for alpha in [0.7, 1e-3] {
+                if alpha != 0.7 && !kernel.has_alpha() {
+                    continue;
+                }
+                for l in ls {
+                    let mut hyp = Hyperparameters::broadcast(1, &[l], 1.7, 0.3, 0.2).with_kernel(kernel);
+                    if kernel.has_alpha() {
+                        hyp = hyp.with_alpha(Array1::from_elem(1, alpha));
+                    }
+                    let what = format!("{kernel} alpha {alpha} l {l:e} {precision:?}");
+                    let opts = MllOptions::new(precision);
+                    let a = cpu.mll(&data, &hyp, None, &opts).expect("cpu");
+                    let b = g.mll(&data, &hyp, None, &opts).unwrap_or_else(|e| panic!("{what}: cuda: {e}"));
+                    assert_eq!(a.status, b.status, "{what}");
+                    close_arr(&format!("{what} mll"), &a.mll, &b.mll, tol(precision));
+                    let layout = Layout::of(&hyp);
+                    let (ga, gb) = (a.gradient.expect("cpu gradient"), b.gradient.expect("cuda gradient"));
+                    close_arr(&format!("{what} gradient"), &rows(&ga, layout), &rows(&gb, layout), tol(precision));
+                    let popts = PredictOptions { precision, ..PredictOptions::default() };
+                    let pa = cpu.predict(&data, &hyp, &test, &popts).expect("cpu predict");
+                    let pb = g.predict(&data, &hyp, &test, &popts).unwrap_or_else(|e| panic!("{what}: predict: {e}"));
+                    close_arr(&format!("{what} mean"), &pa.mean, &pb.mean, tol(precision));
+                    close_arr(&format!("{what} var"), &pa.var, &pb.var, tol(precision));
+                }
+            }
+        }
+    }
+}
+
 #[test]
 #[ignore = "needs a GPU: cargo test --release --test cuda_agreement -- --include-ignored where one is lent"]
 fn mll_of_listed_members_agrees() {
