@@ -120,9 +120,12 @@ fn fit_then_predict_round_trip() {
     // The starts' bookkeeping equals the library's fit with the same options.
     let cpu = batchgp::backend::cpu::CpuBackend::new();
     let lib = batchgp::FitRequest::new(&data).fix(batchgp::Target::Mean).restarts(1).on(&cpu).run().unwrap();
-    assert_eq!(get(&fp, "starts").into_raw_vec(), vec![2.0]);
-    assert_eq!(get(&fp, "restart").into_raw_vec(), lib.restart.mapv(|v| v as f64).to_vec());
-    assert_eq!(get(&fp, "reached_best").into_raw_vec(), lib.reached_best.mapv(|v| v as f64).to_vec());
+    assert_eq!(get(&fp, "starts").iter().copied().collect::<Vec<f64>>(), vec![2.0]);
+    assert_eq!(get(&fp, "restart").iter().copied().collect::<Vec<f64>>(), lib.restart.mapv(|v| v as f64).to_vec());
+    assert_eq!(
+        get(&fp, "reached_best").iter().copied().collect::<Vec<f64>>(),
+        lib.reached_best.mapv(|v| v as f64).to_vec()
+    );
     assert!(lib.reached_best.iter().all(|&k| (1..=2).contains(&k)));
     // The fitted file is a valid params file: its objective there equals the reported one.
     let hyp = read_params(fp.to_str().unwrap(), 3, 2).unwrap();

@@ -30,8 +30,8 @@ use crate::kernel::Kernel;
 use crate::layout::{Layout, SvgpEntry, SvgpLayout, Target};
 use crate::prior::ResolvedPriors;
 use crate::svgp::{init_inducing, ElboOptions, SvgpParams};
-use ndarray::{Array1, Array2, Array3, Axis};
-use rand::{Rng, SeedableRng};
+use ndarray::{Array1, Array2};
+use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
