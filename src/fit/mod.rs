@@ -18,7 +18,6 @@
 
 mod adam;
 mod bounds;
-mod collapsed;
 mod driver;
 mod exact;
 mod lbfgs;

@@ -181,7 +181,7 @@ impl FitRequest<'_, Svgp> {
             None => self.model.num_inducing.unwrap_or(self.data.n_points().min(64)).max(1),
         }
     }
-    /// Whether q takes its closed-form optimum (`super::collapsed`): at every evaluation on the
+    /// Whether q takes its closed-form optimum (`backend::cpu::set_optimal_q`): at every evaluation on the
     /// full data (the optimiser then moves the hyperparameters and Z only); with mini-batches,
     /// Adam moves q on the unbiased estimates and q takes its full-data optimum for the kept
     /// hyperparameters and Z at the end (one full pass). Default on; off, q_mu and q_sqrt are
@@ -225,7 +225,7 @@ impl FitRequest<'_, Svgp> {
         // Mini-batch gradients are estimates: Adam's rate anneals so the iterates settle.
         self.anneal = !full;
         if profile {
-            super::collapsed::set_optimal_q(
+            crate::backend::cpu::set_optimal_q(
                 data,
                 &mut start,
                 &(0..b).collect::<Vec<_>>(),
@@ -282,7 +282,6 @@ impl FitRequest<'_, Svgp> {
             loss: Vec::new(),
             profile,
             natural_steps: natural.then(|| vec![0; b]),
-            polish: natural,
         };
         let snapshot = |states: &driver::Members| {
             let mut h = objective_hyp(self.kernel, b, d);
@@ -385,10 +384,9 @@ struct SvgpObjective<'a> {
     /// q set to its optimum at every load (full data only).
     profile: bool,
     /// Mini-batches with `optimal_q`: q is the objective's own state, moved by a natural-gradient
-    /// step on each training batch (`collapsed::natural_step`); the count of steps per member.
+    /// step on each training batch (`backend::cpu::natural_step`); the count of steps per member.
+    /// (q also takes its full-data optimum at the end.)
     natural_steps: Option<Vec<usize>>,
-    /// q set to its full-data optimum at the end (mini-batches with `optimal_q`).
-    polish: bool,
 }
 
 impl SvgpObjective<'_> {
@@ -403,7 +401,7 @@ impl SvgpObjective<'_> {
             }
         }
         if self.profile {
-            super::collapsed::set_optimal_q(self.data, &mut self.current, active, &self.opts);
+            crate::backend::cpu::set_optimal_q(self.data, &mut self.current, active, &self.opts);
         }
     }
 
@@ -425,7 +423,7 @@ impl SvgpObjective<'_> {
                             (1.0 / steps[e] as f64).max(NATURAL_RATE)
                         })
                         .collect();
-                    super::collapsed::natural_step(&sub, &mut self.current, active, &scale, &gamma, &self.opts);
+                    crate::backend::cpu::natural_step(&sub, &mut self.current, active, &scale, &gamma, &self.opts);
                 }
                 // Every member running, in order (the usual case with Adam): no copy of the
                 // parameters.
@@ -448,9 +446,9 @@ impl SvgpObjective<'_> {
         let all: Vec<usize> = (0..b).collect();
         let points: Vec<&[f64]> = states.iter().map(|s| s.point().0).collect();
         self.load(&all, &points);
-        if self.polish {
+        if self.natural_steps.is_some() {
             // Mini-batches: the kept hyperparameters and Z with q at its full-data optimum.
-            super::collapsed::set_optimal_q(self.data, &mut self.current, &all, &self.opts);
+            crate::backend::cpu::set_optimal_q(self.data, &mut self.current, &all, &self.opts);
         }
         let r = self.elbo(&all, false, true)?;
         let mut params = self.current.clone();

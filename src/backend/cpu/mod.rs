@@ -31,6 +31,7 @@ pub(crate) use crate::numeric::simd;
 pub(crate) use crate::numeric::Real;
 
 pub(crate) use cholesky::factor_with_jitter;
+pub(crate) use svgp::optimum::{natural_step, set_optimal_q};
 
 use super::{Backend, CholeskyBatch, JitterPolicy, MllBatch, MllGradient, MllOptions, PredictOptions, Prediction};
 use crate::data::{Dataset, Hyperparameters, Inputs, Precision, Status};

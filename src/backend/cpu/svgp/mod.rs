@@ -22,6 +22,7 @@
 //! posterior (`predict.rs`) build on.
 
 mod inducing;
+pub(crate) mod optimum;
 mod predict;
 
 use super::gram::Cov;

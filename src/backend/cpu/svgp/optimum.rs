@@ -1,4 +1,5 @@
-//! The optimal q(u) of an SVGP member in closed form (docs/design.md section 11, "Fitting").
+//! The optimal q(u) of an SVGP member in closed form, on the CPU from the inducing side the ELBO
+//! itself uses (docs/design.md section 11, "Fitting").
 //!
 //! For a Gaussian likelihood on the full data, the whitened q(v) = N(q_mu, S) that maximises the
 //! ELBO for given hyperparameters and Z is known (Titsias 2009, whitened): with
@@ -13,7 +14,7 @@
 //! full-data evaluation ("profiling q out"): the optimiser then moves only the hyperparameters
 //! and Z, on the collapsed bound, whose gradient at q* is the ELBO's own (envelope theorem:
 //! d ELBO / d q = 0 there), so the backend's ELBO gradient serves unchanged. The jitter follows
-//! the backend's rule (`ElboOptions::jitter_at`), so L is the factor the ELBO uses.
+//! the backend's rule: L is `inducing`'s factor, the one the ELBO uses.
 //! Cost per member: about 2 M^2 n flops (A and A W A^T) plus O(M^3), the order of one ELBO.
 //!
 //! On mini-batches the same pieces, scaled by n / S, are an unbiased estimate of the optimum's
@@ -21,40 +22,14 @@
 //! (a natural-gradient step, Salimbeni, Eleftheriadis and Hensman 2018), so a mini-batch fit
 //! keeps q near its optimum for the moving hyperparameters and Z without a full pass.
 
-use crate::data::Dataset;
-use crate::svgp::{ElboOptions, SvgpParams};
+use super::inducing::{covariance, factor, inducing, mat, mat_mut, q_of, scaled};
+use crate::backend::cpu::gram::Cov;
+use crate::data::{Dataset, Status};
+use crate::svgp::params::{ElboOptions, SvgpParams};
 use faer::linalg::matmul::matmul;
 use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
-use faer::{Accum, MatMut, MatRef, Par};
-use ndarray::Axis;
+use faer::{Accum, Par};
 use rayon::prelude::*;
-
-/// Lower Cholesky factor in place of a column-major (m, m) matrix (upper part zeroed); false
-/// when a pivot is not positive and finite.
-fn cholesky(a: &mut [f64], m: usize) -> bool {
-    for j in 0..m {
-        let mut d = a[j * m + j];
-        for k in 0..j {
-            d -= a[k * m + j] * a[k * m + j];
-        }
-        if !(d > 0.0 && d.is_finite()) {
-            return false;
-        }
-        let d = d.sqrt();
-        a[j * m + j] = d;
-        for i in j + 1..m {
-            let mut v = a[j * m + i];
-            for k in 0..j {
-                v -= a[k * m + i] * a[k * m + j];
-            }
-            a[j * m + i] = v / d;
-        }
-        for i in 0..j {
-            a[j * m + i] = 0.0;
-        }
-    }
-    true
-}
 
 /// Overwrites the q_mu and q_sqrt of each listed member of `params` with the optimal q for its
 /// hyperparameters and Z on `data` (its observed points), members in parallel. A member whose
@@ -136,13 +111,7 @@ fn store(params: &mut SvgpParams, members: &[usize], found: Vec<Option<(Vec<f64>
 /// q_sqrt is singular.
 fn natural(params: &SvgpParams, b: usize) -> Option<(Vec<f64>, Vec<f64>)> {
     let m = params.n_inducing();
-    // R column-major, lower (what lies above the diagonal is not part of q).
-    let mut r = vec![0.0; m * m];
-    for i in 0..m {
-        for j in 0..=i {
-            r[j * m + i] = params.q_sqrt[[b, i, j]];
-        }
-    }
+    let r = q_of::<f64>(params, b);
     if (0..m).any(|j| !(r[j * m + j].abs() > 0.0 && r[j * m + j].is_finite())) {
         return None;
     }
@@ -155,14 +124,10 @@ fn natural(params: &SvgpParams, b: usize) -> Option<(Vec<f64>, Vec<f64>)> {
 /// diagonal.
 fn inverse_gram(l: &[f64], m: usize) -> Vec<f64> {
     let mut inv = identity(m);
-    solve_lower_triangular_in_place(
-        MatRef::from_column_major_slice(l, m, m),
-        MatMut::from_column_major_slice_mut(&mut inv, m, m),
-        Par::Seq,
-    );
+    solve_lower_triangular_in_place(mat(l, m, m), mat_mut(&mut inv, m, m), Par::Seq);
     let mut out = vec![0.0; m * m];
-    let iv = MatRef::from_column_major_slice(&inv, m, m);
-    matmul(MatMut::from_column_major_slice_mut(&mut out, m, m), Accum::Replace, iv.transpose(), iv, 1.0, Par::Seq);
+    let iv = mat(&inv, m, m);
+    matmul(mat_mut(&mut out, m, m), Accum::Replace, iv.transpose(), iv, 1.0, Par::Seq);
     out
 }
 
@@ -176,7 +141,8 @@ fn identity(m: usize) -> Vec<f64> {
 
 /// The optimum's natural parameters estimated from member `i` of `data` for member b of
 /// `params`: (I + scale A W A^T column-major, scale A W r), or None when k(Z, Z) cannot be
-/// factorised at the largest jitter.
+/// factorised at the largest jitter. Z's side (centre, scaling, k(Z, Z), its jittered factor) is
+/// the ELBO's own `inducing`.
 fn target(
     data: &Dataset,
     i: usize,
@@ -186,56 +152,18 @@ fn target(
     opts: &ElboOptions,
 ) -> Option<(Vec<f64>, Vec<f64>)> {
     let (m, d) = (params.n_inducing(), params.n_dims());
-    let hyp = &params.hyp;
-    let (s, noise, mean) = (hyp.outputscale[b], hyp.noise[b], hyp.mean[b]);
-    let alpha = hyp.alpha.as_ref().map_or(1.0, |a| a[b]);
-    let kernel = hyp.kernel;
-    let ls = hyp.lengthscale.row(b);
-    let z = params.z.index_axis(Axis(0), b);
-    let obs = data.observed(i);
-    let n = obs.len();
-    let xb = data.x().member(i);
-    // Points centred on the mean of Z (as the backend centres them) and scaled, point-major:
-    // Z (m, d) and the observed x (n, d).
-    let centre: Vec<f64> = (0..d).map(|k| z.column(k).sum() / m as f64).collect();
-    let zs: Vec<f64> = (0..m * d).map(|jk| (z[[jk / d, jk % d]] - centre[jk % d]) / ls[jk % d]).collect();
-    let xs: Vec<f64> =
-        obs.iter().flat_map(|&j| (0..d).map(move |k| (j, k))).map(|(j, k)| (xb[[j, k]] - centre[k]) / ls[k]).collect();
-    // Column-major (m, cols) kernel between Z and `pts` (cols points): r^2, then s phi (vectorised).
-    let cross = |pts: &[f64], cols: usize| {
-        let mut k = vec![0.0; m * cols];
-        for c in 0..cols {
-            let p = &pts[c * d..(c + 1) * d];
-            for j in 0..m {
-                let q = &zs[j * d..(j + 1) * d];
-                k[c * m + j] = p.iter().zip(q).map(|(a, b)| (a - b) * (a - b)).sum::<f64>();
-            }
-        }
-        crate::kernel::transform(kernel, &mut k, alpha, None, None);
-        k.iter_mut().for_each(|v| *v *= s);
-        k
-    };
-    // k(Z, Z) and its jittered factor, by the backend's rule.
-    let kzz = cross(&zs, m);
-    let mut l = vec![0.0; m * m];
-    let factored = (0..=opts.jitter.retries).any(|k| {
-        l.copy_from_slice(&kzz);
-        let jitter = opts.jitter_at(k, s);
-        for j in 0..m {
-            l[j * m + j] += jitter;
-        }
-        cholesky(&mut l, m)
-    });
-    if !factored {
+    let ind = inducing::<f64>(params, b, opts, false);
+    if ind.status == Status::Failed {
         return None;
     }
+    let hyp = &params.hyp;
+    let obs = data.observed(i);
+    let n = obs.len();
+    let xs = scaled::<f64>(data.x().member(i), &obs, &ind.centre, hyp.lengthscale.row(b));
     // A = L^-1 k(Z, X) (m, n), then Aw = A (scale W)^(1/2) and h = scale A W r.
-    let mut a = cross(&xs, n);
-    solve_lower_triangular_in_place(
-        MatRef::from_column_major_slice(&l, m, m),
-        MatMut::from_column_major_slice_mut(&mut a, m, n),
-        Par::Seq,
-    );
+    let (mut a, _) = covariance(&ind.zs, m, &xs, n, d, Cov::of(hyp, b), false);
+    solve_lower_triangular_in_place(mat(&ind.l, m, m), mat_mut(&mut a, m, n), Par::Seq);
+    let (noise, mean) = (hyp.noise[b], hyp.mean[b]);
     let mut h = vec![0.0; m];
     for (col, &j) in obs.iter().enumerate() {
         let w = scale / (noise + data.yvar_at(i, j));
@@ -248,8 +176,8 @@ fn target(
     }
     // Lambda = I + Aw Aw^T.
     let mut lambda = identity(m);
-    let aw = MatRef::from_column_major_slice(&a, m, n);
-    matmul(MatMut::from_column_major_slice_mut(&mut lambda, m, m), Accum::Add, aw, aw.transpose(), 1.0, Par::Seq);
+    let aw = mat(&a, m, n);
+    matmul(mat_mut(&mut lambda, m, m), Accum::Add, aw, aw.transpose(), 1.0, Par::Seq);
     Some((lambda, h))
 }
 
@@ -257,12 +185,16 @@ fn target(
 /// q_sqrt = chol(S) row-major with zeros above the diagonal; None when Lambda is not positive
 /// definite or the result is not finite.
 fn finish(mut lambda: Vec<f64>, h: &[f64], m: usize) -> Option<(Vec<f64>, Vec<f64>)> {
-    if !cholesky(&mut lambda, m) {
+    if !factor(&mut lambda, m) {
         return None;
+    }
+    // `factor` leaves the upper triangle as it was: the factor is the lower one alone.
+    for j in 0..m {
+        lambda[j * m..j * m + j].fill(0.0);
     }
     let mut cov = inverse_gram(&lambda, m);
     let q_mu: Vec<f64> = (0..m).map(|i| (0..m).map(|j| cov[j * m + i] * h[j]).sum()).collect();
-    if !cholesky(&mut cov, m) || q_mu.iter().any(|v| !v.is_finite()) {
+    if !factor(&mut cov, m) || q_mu.iter().any(|v| !v.is_finite()) {
         return None;
     }
     let q_sqrt = (0..m * m).map(|ij| if ij % m <= ij / m { cov[(ij % m) * m + ij / m] } else { 0.0 }).collect();
