@@ -33,21 +33,20 @@ fn main() {
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("cargo sets OUT_DIR"));
     let kdir = manifest.join("kernels");
 
-    let mut sources = Vec::new();
+    // Every kernel file (.cu and .cuh) and, among them, the sources compiled.
+    let mut files = Vec::new();
     if let Ok(rd) = fs::read_dir(&kdir) {
         for e in rd.flatten() {
             let p = e.path();
-            match p.extension().and_then(|x| x.to_str()) {
-                Some("cu") => {
-                    println!("cargo:rerun-if-changed={}", p.display());
-                    sources.push(p);
-                }
-                Some("cuh") => println!("cargo:rerun-if-changed={}", p.display()),
-                _ => {}
+            if matches!(p.extension().and_then(|x| x.to_str()), Some("cu" | "cuh")) {
+                println!("cargo:rerun-if-changed={}", p.display());
+                files.push(p);
             }
         }
     }
-    sources.sort();
+    files.sort();
+    let sources: Vec<PathBuf> =
+        files.iter().filter(|p| p.extension().and_then(|x| x.to_str()) == Some("cu")).cloned().collect();
 
     let rs = match find_nvcc() {
         None => {
@@ -59,7 +58,7 @@ fn main() {
         }
         Some(nvcc) => {
             let version = nvcc_version(&nvcc);
-            let fatbin = cached_compile(&nvcc, &version, &kdir, &sources, &out_dir);
+            let fatbin = cached_compile(&nvcc, &version, &kdir, &files, &sources, &out_dir);
             let mut targets: Vec<String> = SASS.iter().map(|(_, s)| s.to_string()).collect();
             targets.push(PTX.to_string());
             generated(Some(&fatbin), &targets, &version)
@@ -107,15 +106,19 @@ fn nvcc_version(nvcc: &Path) -> String {
 /// cargo reruns this script whenever the crate's features change (a `cargo test --workspace`
 /// and maturin's build of the Python package unify features differently), so the compiled
 /// fatbin is kept under the profile's folder (target/<profile>/nvcc-cache), keyed by an FNV-1a
-/// hash of every kernels/*.cu and *.cuh file, the nvcc version and the flags.
-fn cached_compile(nvcc: &Path, version: &str, kdir: &Path, sources: &[PathBuf], out_dir: &Path) -> PathBuf {
-    let mut files: Vec<PathBuf> =
-        fs::read_dir(kdir).map(|rd| rd.flatten().map(|e| e.path()).collect()).unwrap_or_default();
-    files.sort();
+/// hash of every kernel file (`files`: kernels/*.cu and *.cuh), the nvcc version and the flags.
+fn cached_compile(
+    nvcc: &Path,
+    version: &str,
+    kdir: &Path,
+    files: &[PathBuf],
+    sources: &[PathBuf],
+    out_dir: &Path,
+) -> PathBuf {
     let mut key = Fnv::new();
     key.add(version.as_bytes());
     key.add(format!("{SASS:?} {PTX} -O3 -std=c++17 -lineinfo -compress-all").as_bytes());
-    for f in files.iter().filter(|p| matches!(p.extension().and_then(|x| x.to_str()), Some("cu" | "cuh"))) {
+    for f in files {
         key.add(f.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
         key.add(&fs::read(f).unwrap_or_default());
     }
